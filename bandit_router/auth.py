@@ -1,0 +1,131 @@
+"""Bearer tokens with roles: ``router`` may Route and Reward, ``operator`` may do anything.
+
+Tokens are configured hashed (SHA-256), so a leaked config file does not leak credentials;
+a presented token is hashed and compared against every entry with ``hmac.compare_digest``,
+so the time taken does not depend on how much of a token matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InvalidArgument, PermissionDenied, Unauthenticated
+
+ROUTER = "router"
+OPERATOR = "operator"
+ROLES = (ROUTER, OPERATOR)
+ANONYMOUS = "anonymous"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "brt_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    principal: str
+    role: str
+    sha256: str
+    expires_at: float = 0.0  # unix seconds; 0: never
+
+    def grants(self, role: str) -> bool:
+        return self.role == OPERATOR or self.role == role
+
+
+def parse_entries(items: Iterable[dict[str, Any]], source: str) -> list[TokenEntry]:
+    entries = []
+    for index, item in enumerate(items):
+        where = f"{source}: tokens[{index}]"
+        role = item.get("role")
+        if role not in ROLES:
+            raise InvalidArgument(f"role must be one of {ROLES}, got {role!r}", where)
+        digest = item.get("sha256") or (hash_token(item["token"]) if item.get("token") else "")
+        if len(digest) != 64:
+            raise InvalidArgument("needs sha256 (64 hex characters) or token", where)
+        principal = str(item.get("principal") or "")
+        if not principal:
+            raise InvalidArgument("needs a principal (who this token is)", where)
+        entries.append(TokenEntry(principal, role, digest.lower(), float(item.get("expires_at", 0.0))))
+    return entries
+
+
+def load_tokens(path: str | None, env_value: str | None) -> list[TokenEntry]:
+    """Tokens from a YAML/JSON file ``{tokens: [{principal, role, sha256, expires_at}]}`` and
+    from ``BANDIT_ROUTER_TOKENS`` (``principal:role:sha256`` entries, comma separated)."""
+    entries: list[TokenEntry] = []
+    if path:
+        text = Path(path).read_text()
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        entries += parse_entries((data or {}).get("tokens", []), path)
+    if env_value:
+        items = []
+        for chunk in env_value.split(","):
+            parts = chunk.strip().split(":")
+            if len(parts) != 3:
+                raise InvalidArgument("entries must be principal:role:sha256", "BANDIT_ROUTER_TOKENS")
+            items.append({"principal": parts[0], "role": parts[1], "sha256": parts[2]})
+        entries += parse_entries(items, "BANDIT_ROUTER_TOKENS")
+    return entries
+
+
+class Authenticator:
+    """Checks the ``authorization: Bearer <token>`` metadata of a call against a role."""
+
+    def __init__(self, entries: Sequence[TokenEntry] = (), *, enabled: bool = False, router_auth: bool = True):
+        self.entries = list(entries)
+        self.enabled = enabled
+        self.router_required = enabled and router_auth
+
+    @classmethod
+    def from_environment(cls, path: str | None, router_auth: bool) -> Authenticator:
+        entries = load_tokens(path, os.environ.get("BANDIT_ROUTER_TOKENS"))
+        return cls(entries, enabled=bool(entries), router_auth=router_auth)
+
+    def principal_for(self, header: str | None, role: str) -> str:
+        if not self.enabled:
+            return ANONYMOUS
+        if header is None:
+            raise Unauthenticated("missing; send 'authorization: Bearer <token>'", "authorization")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("malformed; expected 'Bearer <token>'", "authorization")
+        presented = hash_token(token.strip())
+        found: TokenEntry | None = None
+        for entry in self.entries:  # no early exit: time independent of which entry matches
+            if hmac.compare_digest(presented, entry.sha256):
+                found = entry
+        if found is None:
+            raise Unauthenticated("unknown token", "authorization")
+        if found.expires_at and time.time() > found.expires_at:
+            raise Unauthenticated("token expired", "authorization")
+        if not found.grants(role):
+            raise PermissionDenied(
+                f"principal {found.principal!r} has role {found.role!r}; this call needs {role!r}",
+                "authorization",
+            )
+        return found.principal
+
+    def authorize(self, context: Any, role: str) -> str:
+        """The principal calling, or UNAUTHENTICATED / PERMISSION_DENIED."""
+        if not self.enabled:
+            return ANONYMOUS
+        header = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                header = value if isinstance(value, str) else value.decode()
+        return self.principal_for(header, role)

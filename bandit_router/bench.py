@@ -1,0 +1,275 @@
+"""``bandit-router bench``: Route/Reward throughput and latency, as ratios to an echo server.
+
+Absolute timings on shared 2-core machines are noise; what is meaningful is how far the real
+server is from the cheapest possible server built the same way, measured in the same run on
+the same machine. The benchmark starts both as separate processes (an echo Router and a
+bandit-router on a real redis-server), drives each closed-loop with a fixed number of calls in
+flight, then open-loop at a steady offered rate (latency measured from each call's scheduled
+start, so a stall is not hidden by the generator slowing down: no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+import numpy as np
+
+from .client import channel_options
+from .v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2, router_pb2_grpc
+
+EXPERIMENT = "bench"
+ARMS = ("a", "b", "c", "d", "e")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calls", type=int, default=20_000, help="calls per closed-loop run")
+    parser.add_argument("--concurrency", type=int, default=64, help="calls in flight")
+    parser.add_argument("--rate", type=float, default=3000.0, help="open-loop offered calls/s")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per open-loop run")
+    parser.add_argument("--connections", type=int, default=1, help="HTTP/2 connections")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--json", dest="json_out", help="also write the results to this file")
+    parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Result:
+    server: str
+    mode: str
+    calls: int
+    seconds: float
+    calls_per_second: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    errors: int
+
+    @classmethod
+    def of(cls, server: str, mode: str, latencies: list[float], seconds: float, errors: int) -> Result:
+        values = np.asarray(latencies) * 1000.0 if latencies else np.zeros(1)
+        return cls(
+            server, mode, len(latencies), seconds, len(latencies) / seconds if seconds else 0.0,
+            float(np.percentile(values, 50)), float(np.percentile(values, 99)),
+            float(np.percentile(values, 99.9)), errors,
+        )
+
+
+@contextlib.contextmanager
+def process(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+    proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited with {proc.returncode}")
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{' '.join(command)} did not listen on {port}")
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found; install Debian's redis-server or pass --redis-url")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp, process(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", tmp], port):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+async def closed_loop(
+    call: Callable[[int], Awaitable[Any]], calls: int, concurrency: int
+) -> tuple[list[float], float, int]:
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(calls))
+
+    async def worker() -> None:
+        nonlocal errors
+        for index in counter:
+            started = time.perf_counter()
+            try:
+                await call(index)
+            except grpc.RpcError:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started, errors
+
+
+async def open_loop(
+    call: Callable[[int], Awaitable[Any]], rate: float, duration: float
+) -> tuple[list[float], float, int]:
+    """Start calls on a fixed schedule; latency counts from the scheduled start."""
+    latencies: list[float] = []
+    errors = 0
+    total = int(rate * duration)
+    interval = 1.0 / rate
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(index: int, scheduled: float) -> None:
+        nonlocal errors
+        try:
+            await call(index)
+        except grpc.RpcError:
+            errors += 1
+            return
+        latencies.append(time.perf_counter() - scheduled)
+
+    begin = time.perf_counter()
+    for index in range(total):
+        scheduled = begin + index * interval
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index, scheduled)))
+    await asyncio.gather(*tasks)
+    return latencies, time.perf_counter() - begin, errors
+
+
+async def _drive(target: str, server: str, args: argparse.Namespace, real: bool) -> list[Result]:
+    channels = [grpc.aio.insecure_channel(target, channel_options(1, i + 1)) for i in range(args.connections)]
+    stubs = [router_pb2_grpc.RouterStub(channel) for channel in channels]
+    route_request = router_pb2.RouteRequest(experiment=EXPERIMENT)
+
+    def stub(index: int) -> router_pb2_grpc.RouterStub:
+        return stubs[index % len(stubs)]
+
+    async def route(index: int) -> Any:
+        return await stub(index).Route(route_request, timeout=10)
+
+    decisions: list[str] = []
+
+    async def route_collect(index: int) -> Any:
+        response = await stub(index).Route(route_request, timeout=10)
+        decisions.append(response.decision_id)
+
+    async def reward(index: int) -> Any:
+        return await stub(index).Reward(
+            router_pb2.RewardRequest(decision_id=decisions[index], value=float(index % 2)), timeout=10
+        )
+
+    async def route_then_reward(index: int) -> Any:
+        response = await stub(index).Route(route_request, timeout=10)
+        return await stub(index).Reward(
+            router_pb2.RewardRequest(decision_id=response.decision_id, value=float(index % 3 == 0)),
+            timeout=10,
+        )
+
+    results = []
+    await closed_loop(route, min(2000, args.calls), args.concurrency)  # warm up
+    for mode, call in (("route", route), ("reward", reward), ("route+reward", route_then_reward)):
+        if mode == "reward":
+            decisions.clear()
+            await closed_loop(route_collect, args.calls, args.concurrency)
+        latencies, seconds, errors = await closed_loop(call, args.calls, args.concurrency)
+        results.append(Result.of(server, f"{mode} x{args.concurrency}", latencies, seconds, errors))
+    for mode, call in (("route", route), ("route+reward", route_then_reward)):
+        latencies, seconds, errors = await open_loop(call, args.rate, args.duration)
+        results.append(Result.of(server, f"{mode} @{args.rate:g}/s", latencies, seconds, errors))
+    for channel in channels:
+        await channel.close()
+    return results
+
+
+async def _create_experiment(target: str) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        admin = admin_pb2_grpc.AdminStub(channel)
+        experiment = experiment_pb2.Experiment(
+            name=EXPERIMENT,
+            arms=[experiment_pb2.Arm(name=arm) for arm in ARMS],
+            policy=experiment_pb2.PolicySpec(name="thompson"),
+            default_reward=0.0,
+        )
+        experiment.reward_window.FromSeconds(600)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await admin.CreateExperiment(admin_pb2.CreateExperimentRequest(experiment=experiment), timeout=10)
+        await asyncio.sleep(0.5)  # let every worker's cache see it
+
+
+def _run(coroutine: Awaitable[Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coroutine)  # type: ignore[arg-type]
+    except ImportError:
+        return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+def run_benchmark(args: argparse.Namespace) -> list[Result]:
+    if args.quick:
+        args.calls, args.duration, args.rate = 2000, 1.0, 500.0
+    python = sys.executable
+    results: list[Result] = []
+    echo_port = free_port()
+    echo_target = f"127.0.0.1:{echo_port}"
+    with process([python, "-m", "bandit_router.bench_echo", "--listen", echo_target], echo_port):
+        results += _run(_drive(echo_target, "echo", args, real=False))
+    with contextlib.ExitStack() as stack:
+        redis_url = args.redis_url or stack.enter_context(redis_server())
+        port = free_port()
+        target = f"127.0.0.1:{port}"
+        stack.enter_context(process(
+            [python, "-m", "bandit_router", "serve", "--listen", target, "--redis-url", redis_url,
+             "--workers", str(args.workers), "--log-level", "WARNING"], port))
+        _run(_create_experiment(target))
+        results += _run(_drive(target, "bandit-router", args, real=True))
+    return results
+
+
+def render(results: list[Result]) -> str:
+    echo = {r.mode: r for r in results if r.server == "echo"}
+    lines = [f"{'server':<14} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+             f"{'p99.9 ms':>9} {'errors':>6} {'x echo (thr)':>12} {'x echo (p99)':>12}"]
+    for r in results:
+        base = echo.get(r.mode)
+        ratio = f"{r.calls_per_second / base.calls_per_second:.2f}" if base and r.server != "echo" else ""
+        p99 = f"{r.p99_ms / base.p99_ms:.2f}" if base and r.server != "echo" and base.p99_ms else ""
+        lines.append(f"{r.server:<14} {r.mode:<22} {r.calls_per_second:>9.0f} {r.p50_ms:>8.2f} "
+                     f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {ratio:>12} {p99:>12}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    results = run_benchmark(args)
+    print(render(results))
+    if args.json_out:
+        with open(args.json_out, "w") as handle:
+            json.dump([asdict(r) for r in results], handle, indent=2)
+    return 0 if all(r.errors == 0 for r in results) else 1

@@ -1,0 +1,231 @@
+"""Each replica's in-process copy of every experiment, so Route never waits on Redis.
+
+The cache refreshes in the background every ``refresh_interval`` (100 ms by default) and at
+once when an Admin change is announced on the changes channel, so an operator's pin or kill
+switch reaches every replica well within a second. If Redis goes away, Route keeps serving
+from the last copy (its age is exported as a metric) rather than failing its callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from redis.exceptions import RedisError
+
+from policies import Policy, ScalarStats, Stats
+
+from .experiments import Experiment
+from .keys import CHANGES_CHANNEL
+from .store import ExperimentState, Store
+
+log = logging.getLogger(__name__)
+
+PROPENSITY_CACHE_SIZE = 64
+
+
+@dataclass
+class CachedExperiment:
+    """One experiment as a replica decides from it: config, policy and statistics."""
+
+    experiment: Experiment
+    policy: Policy
+    stats: ScalarStats
+    decisions: tuple[float, ...]
+    state_version: int
+    fetched_at: float
+    arm_index: dict[str, int]
+    active: tuple[int, ...]
+    reward_bounds: tuple[float, float]
+    _propensities: OrderedDict[tuple[int, ...], tuple[float, ...]] = field(
+        default_factory=OrderedDict
+    )
+
+    @classmethod
+    def build(cls, state: ExperimentState, policy: Policy | None = None) -> CachedExperiment:
+        experiment = state.experiment
+        names = experiment.arm_names
+        policy = policy or experiment.policy.build()
+
+        def column(suffix: str) -> tuple[float, ...]:
+            return tuple(state.arm_stat(arm, suffix) for arm in names)
+
+        return cls(
+            experiment=experiment,
+            policy=policy,
+            stats=ScalarStats(column("n"), column("sum"), column("sum_sq")),
+            decisions=column("decisions"),
+            state_version=state.state_version,
+            fetched_at=time.monotonic(),
+            arm_index={arm: index for index, arm in enumerate(names)},
+            active=tuple(i for i, arm in enumerate(experiment.arms) if arm.active),
+            reward_bounds=experiment.reward_bounds(),
+        )
+
+    def propensities(self, eligible: tuple[int, ...]) -> tuple[float, ...]:
+        """The policy's P(arm) for this state and eligible set, computed once per refresh.
+
+        Exact propensities can cost a quadrature (Thompson sampling), far too much per call
+        but nothing per refresh; recent eligible sets are kept in a small LRU.
+        """
+        cached = self._propensities.get(eligible)
+        if cached is not None:
+            self._propensities.move_to_end(eligible)
+            return cached
+        mask = np.zeros(len(self.arm_index), dtype=bool)
+        mask[list(eligible)] = True
+        probabilities = self.policy.probabilities(self.stats.to_stats(), mask)
+        result = tuple(float(p) for p in probabilities)
+        self._propensities[eligible] = result
+        if len(self._propensities) > PROPENSITY_CACHE_SIZE:
+            self._propensities.popitem(last=False)
+        return result
+
+    def full_stats(self) -> Stats:
+        return self.stats.to_stats()
+
+
+RefreshListener = Callable[[CachedExperiment | None, CachedExperiment], None]
+
+
+class ExperimentCache:
+    """Background-refreshed map of experiment name -> CachedExperiment."""
+
+    def __init__(self, store: Store, refresh_interval: float = 0.1) -> None:
+        self.store = store
+        self.refresh_interval = refresh_interval
+        self._entries: dict[str, CachedExperiment] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listeners: list[RefreshListener] = []
+        self._removal_listeners: list[Callable[[str], None]] = []
+        self._refresh_lock = asyncio.Lock()
+        self.last_success = 0.0
+        self.healthy = False
+
+    def get(self, name: str) -> CachedExperiment | None:
+        return self._entries.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entries(self) -> Sequence[CachedExperiment]:
+        return list(self._entries.values())
+
+    def on_refresh(self, listener: RefreshListener) -> None:
+        """Called with (old, new) for every experiment whose config or statistics changed."""
+        self._listeners.append(listener)
+
+    def on_removal(self, listener: Callable[[str], None]) -> None:
+        self._removal_listeners.append(listener)
+
+    def age(self) -> float:
+        """Seconds since the last successful refresh (inf before the first)."""
+        return time.monotonic() - self.last_success if self.last_success else float("inf")
+
+    async def refresh(self) -> None:
+        """Read every experiment's config and statistics; keep the old copy on failure."""
+        async with self._refresh_lock:
+            names = await self.store.list_names()
+            states = await self.store.read_states(names)
+            for name, state in states.items():
+                old = self._entries.get(name)
+                if (
+                    old is not None
+                    and old.experiment.version == state.experiment.version
+                    and old.experiment.incarnation == state.experiment.incarnation
+                    and old.state_version == state.state_version
+                    and old.decisions == tuple(
+                        state.arm_stat(arm, "decisions") for arm in old.experiment.arm_names
+                    )
+                ):
+                    old.fetched_at = time.monotonic()
+                    continue
+                same_policy = (
+                    old is not None
+                    and old.experiment.policy == state.experiment.policy
+                    and old.experiment.arm_names == state.experiment.arm_names
+                )
+                try:
+                    entry = CachedExperiment.build(state, old.policy if same_policy and old else None)
+                except Exception:  # a config this version cannot read must not stop the rest
+                    log.exception("cannot load experiment %s; keeping the old copy", name)
+                    continue
+                self._entries[name] = entry
+                for listener in self._listeners:
+                    listener(old, entry)
+            for name in [name for name in self._entries if name not in states]:
+                del self._entries[name]
+                for removal in self._removal_listeners:
+                    removal(name)
+            self.last_success = time.monotonic()
+            self.healthy = True
+
+    async def refresh_one(self, name: str) -> CachedExperiment | None:
+        """Cache miss: one synchronous look-up (not the steady state) for a new experiment."""
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self.refresh(), timeout=0.5)
+        return self._entries.get(name)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        try:
+            await self.refresh()
+        except (RedisError, OSError) as error:
+            log.warning("first cache refresh failed (%s); serving will start when it answers", error)
+        self._tasks = [
+            asyncio.create_task(self._refresh_loop(), name="cache-refresh"),
+            asyncio.create_task(self._listen_for_changes(), name="cache-changes"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.refresh_interval)
+            self._wake.clear()
+            try:
+                await self.refresh()
+            except (RedisError, OSError) as error:
+                if self.healthy:
+                    log.warning("cache refresh failed: %s; serving the last copy", error)
+                self.healthy = False
+                await asyncio.sleep(min(1.0, self.refresh_interval * 5))
+            except Exception:
+                log.exception("cache refresh failed unexpectedly")
+                await asyncio.sleep(1.0)
+
+    async def _listen_for_changes(self) -> None:
+        """Subscribe to change notices; reconnect with backoff when Redis drops us."""
+        backoff = 0.1
+        while True:
+            pubsub = self.store.client.pubsub()
+            try:
+                await pubsub.subscribe(CHANGES_CHANNEL)
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._wake.set()
+            except (RedisError, OSError, ConnectionError) as error:
+                log.debug("change listener lost Redis: %s", error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()

@@ -1,0 +1,135 @@
+"""The server's configuration: one typed object, from flags with environment defaults.
+
+Every option has a flag and a ``BANDIT_ROUTER_*`` variable (the flag wins), so the same
+image runs under systemd, Kubernetes or a shell without a wrapper script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"BANDIT_ROUTER_{name}", default)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    return default if value is None or value == "" else float(value)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    redis_url: str | None = None
+    redis_timeout: float = 1.0
+    refresh_interval: float = 0.1
+    sweep_interval: float = 1.0
+    experiments_file: str | None = None
+    example: bool = False
+    secret: bytes | None = None
+    metrics_address: str | None = None
+    workers: int = 1
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 100
+    tokens_file: str | None = None
+    router_auth: bool = True
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    log_level: str = "INFO"
+    log_json: bool = False
+    grace: float = 10.0
+    use_uvloop: bool = True
+
+    def redacted_redis_url(self) -> str:
+        if self.redis_url is None:
+            return "embedded (not durable)"
+        scheme, sep, rest = self.redis_url.partition("://")
+        if "@" in rest:
+            rest = "***@" + rest.split("@", 1)[1]
+        return f"{scheme}{sep}{rest}"
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--listen", default=_env("LISTEN", "127.0.0.1:50051"),
+        help="host:port for gRPC [BANDIT_ROUTER_LISTEN] (default %(default)s)")
+    add("--redis-url", default=_env("REDIS_URL"),
+        help="redis://[user:password@]host:port/db or rediss://...; omit for the embedded, "
+             "non-durable store [BANDIT_ROUTER_REDIS_URL]")
+    add("--redis-timeout", type=float, default=_env_float("REDIS_TIMEOUT", 1.0),
+        help="seconds before a Redis call is abandoned [BANDIT_ROUTER_REDIS_TIMEOUT]")
+    add("--refresh-interval", type=float, default=_env_float("REFRESH_INTERVAL", 0.1),
+        help="seconds between cache refreshes [BANDIT_ROUTER_REFRESH_INTERVAL] (default 0.1)")
+    add("--sweep-interval", type=float, default=_env_float("SWEEP_INTERVAL", 1.0),
+        help="seconds between default-reward sweeps [BANDIT_ROUTER_SWEEP_INTERVAL]")
+    add("--experiments", dest="experiments_file", default=_env("EXPERIMENTS"),
+        help="YAML or TOML file of experiments created at start if missing "
+             "[BANDIT_ROUTER_EXPERIMENTS]")
+    add("--example", action="store_true", default=_env_bool("EXAMPLE", False),
+        help="also create the bundled example experiment 'homepage' [BANDIT_ROUTER_EXAMPLE]")
+    add("--metrics-address", default=_env("METRICS_ADDRESS"),
+        help="host:port for Prometheus /metrics, e.g. 127.0.0.1:9464 [BANDIT_ROUTER_METRICS_ADDRESS]")
+    add("--workers", type=int, default=int(_env("WORKERS", "1") or 1),
+        help="processes serving one port (SO_REUSEPORT); needs Redis [BANDIT_ROUTER_WORKERS]")
+    add("--wait-replicas", type=int, default=int(_env("WAIT_REPLICAS", "0") or 0),
+        help="acknowledge a Reward only after this many Redis replicas have it (WAIT) "
+             "[BANDIT_ROUTER_WAIT_REPLICAS]")
+    add("--tokens-file", default=_env("TOKENS_FILE"),
+        help="YAML/JSON of hashed bearer tokens; enables auth [BANDIT_ROUTER_TOKENS_FILE]; "
+             "BANDIT_ROUTER_TOKENS also adds principal:role:sha256 entries")
+    add("--no-router-auth", dest="router_auth", action="store_false",
+        default=_env_bool("ROUTER_AUTH", True),
+        help="let Route/Reward through without a token (trusted networks) [BANDIT_ROUTER_ROUTER_AUTH=0]")
+    add("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate chain [BANDIT_ROUTER_TLS_CERT]")
+    add("--tls-key", default=_env("TLS_KEY"), help="PEM private key [BANDIT_ROUTER_TLS_KEY]")
+    add("--tls-client-ca", default=_env("TLS_CLIENT_CA"),
+        help="PEM CA bundle: require client certificates (mutual TLS) [BANDIT_ROUTER_TLS_CLIENT_CA]")
+    add("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[BANDIT_ROUTER_LOG_LEVEL]")
+    add("--log-json", action="store_true", default=_env_bool("LOG_JSON", False),
+        help="JSON lines logs [BANDIT_ROUTER_LOG_JSON]")
+    add("--grace", type=float, default=_env_float("GRACE", 10.0),
+        help="seconds SIGTERM waits for in-flight calls [BANDIT_ROUTER_GRACE]")
+    add("--no-uvloop", dest="use_uvloop", action="store_false", help="use asyncio's default loop")
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    secret = _env("SECRET")
+    if args.workers < 1:
+        raise SystemExit("--workers must be >= 1")
+    if args.workers > 1 and not args.redis_url:
+        raise SystemExit("--workers > 1 needs --redis-url: the embedded store lives in one process")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("--tls-cert and --tls-key go together")
+    return ServerConfig(
+        listen=args.listen,
+        redis_url=args.redis_url or None,
+        redis_timeout=args.redis_timeout,
+        refresh_interval=args.refresh_interval,
+        sweep_interval=args.sweep_interval,
+        experiments_file=args.experiments_file,
+        example=args.example,
+        secret=secret.encode() if secret else None,
+        metrics_address=args.metrics_address,
+        workers=args.workers,
+        wait_replicas=args.wait_replicas,
+        tokens_file=args.tokens_file,
+        router_auth=args.router_auth,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        log_level=args.log_level,
+        log_json=args.log_json,
+        grace=args.grace,
+        use_uvloop=args.use_uvloop,
+    )

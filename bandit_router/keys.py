@@ -1,0 +1,67 @@
+"""Every Redis key name, in one place.
+
+All keys of one experiment carry the same hash tag ``{<experiment>}``, so every Lua script
+touches a single slot and the same code runs on one Redis and on a Redis Cluster. Experiment
+names are restricted to [A-Za-z0-9_.-], so they cannot break out of the tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "br"
+EXPERIMENTS = f"{PREFIX}:experiments"  # set of experiment names
+SECRET = f"{PREFIX}:secret"  # HMAC key for decision ids, shared by all replicas
+CHANGES_CHANNEL = f"{PREFIX}:changes"  # pub/sub: an experiment's config or arms changed
+
+
+@dataclass(frozen=True)
+class ExperimentKeys:
+    experiment: str
+
+    @property
+    def tag(self) -> str:
+        return f"{PREFIX}:{{{self.experiment}}}"
+
+    @property
+    def config(self) -> str:
+        """JSON of the Experiment, including its version and incarnation."""
+        return f"{self.tag}:config"
+
+    @property
+    def stats(self) -> str:
+        """Hash: ``<arm>:n|sum|sum_sq|decisions`` plus ``_inc`` (incarnation), ``_version``."""
+        return f"{self.tag}:stats"
+
+    @property
+    def pending(self) -> str:
+        """Sorted set of decisions awaiting a reward: member ``nonce|arm``, score deadline ms."""
+        return f"{self.tag}:pending"
+
+    @property
+    def decisions(self) -> str:
+        """Capped stream of decisions and reward events (the decision log)."""
+        return f"{self.tag}:decisions"
+
+    @property
+    def audit(self) -> str:
+        """Stream of operator actions; kept when the experiment is deleted."""
+        return f"{self.tag}:audit"
+
+    @property
+    def snapshots(self) -> str:
+        """List of JSON snapshots of the statistics taken by Reset, newest first."""
+        return f"{self.tag}:snapshots"
+
+    @property
+    def sticky(self) -> str:
+        """Hash unit id -> ``arm|propensity|expires_ms`` for sticky assignment."""
+        return f"{self.tag}:sticky"
+
+    def rewarded(self, nonce: str) -> str:
+        """Dedupe marker of one decision (with a TTL): ``r`` rewarded, ``d:<v>`` defaulted."""
+        return f"{self.tag}:rw:{nonce}"
+
+    def deletable(self) -> list[str]:
+        """Keys removed with the experiment (the audit stream stays, to say who deleted it)."""
+        return [self.config, self.stats, self.pending, self.decisions, self.snapshots, self.sticky]

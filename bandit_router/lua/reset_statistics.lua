@@ -1,0 +1,16 @@
+-- Return an experiment's statistics to its priors, keeping the old ones as a snapshot.
+-- Invariant: the snapshot and the reset happen together; rewards for decisions made before
+-- the reset still count (the incarnation is unchanged) but land on the fresh statistics.
+-- KEYS[1] stats, KEYS[2] snapshots list; ARGV[1] snapshot JSON header (without statistics),
+-- ARGV[2] max snapshots kept, ARGV[3..] field, value pairs of the prior statistics
+local all = redis.call('HGETALL', KEYS[1])
+if #all == 0 then return 'gone' end
+local header = cjson.decode(ARGV[1])
+local stats = {}
+for i = 1, #all, 2 do stats[all[i]] = all[i + 1] end
+header['statistics'] = stats
+redis.call('LPUSH', KEYS[2], cjson.encode(header))
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HINCRBY', KEYS[1], '_version', 1)
+return 'ok'

@@ -1,0 +1,105 @@
+"""Writes decisions to the store in the background, one pipeline per event-loop tick.
+
+Route must not wait on Redis, yet every decision needs a pending record (for its default
+reward), a decision-log entry (for replay) and a counter (for burn-in and reports). They are
+buffered and flushed together right after the tick that made them. The cost of this choice:
+if the process dies between a decision and its flush (about one tick), that decision gets no
+default reward and no log entry; its real reward still counts, since the id is self-contained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+
+from .store import PendingDecision, Store
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED = 200_000
+
+
+@dataclass
+class _Batch:
+    incarnation: str
+    pending: list[PendingDecision] = field(default_factory=list)
+    entries: list[Mapping[str, str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class DecisionRecorder:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._batches: dict[str, _Batch] = {}
+        self._buffered = 0
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def record(
+        self,
+        experiment: str,
+        incarnation: str,
+        arm: str,
+        entry: Mapping[str, str],
+        pending: PendingDecision | None,
+    ) -> None:
+        batch = self._batches.get(experiment)
+        if batch is None or batch.incarnation != incarnation:
+            batch = self._batches[experiment] = _Batch(incarnation)
+        if pending is not None:
+            batch.pending.append(pending)
+        batch.entries.append(entry)
+        batch.counts[arm] += 1
+        self._buffered += 1
+        if self._buffered > MAX_BUFFERED:  # Redis has been away for long: shed the oldest
+            self._shed()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    def _shed(self) -> None:
+        for batch in self._batches.values():
+            if batch.entries:
+                batch.entries.pop(0)
+                self._buffered -= 1
+                self.dropped += 1
+                return
+
+    async def _flush_loop(self) -> None:
+        backoff = 0.05
+        await asyncio.sleep(0)
+        while self._batches:
+            batches, self._batches = self._batches, {}
+            count, self._buffered = self._buffered, 0
+            try:
+                await self.store.record_decisions(
+                    {
+                        name: (batch.incarnation, batch.pending, batch.entries, dict(batch.counts))
+                        for name, batch in batches.items()
+                    }
+                )
+                backoff = 0.05
+            except (RedisError, OSError) as error:
+                log.warning("decision flush of %d failed (%s); retrying", count, error)
+                for name, batch in batches.items():  # put them back in front of newer ones
+                    newer = self._batches.get(name)
+                    if newer is not None and newer.incarnation == batch.incarnation:
+                        batch.pending += newer.pending
+                        batch.entries += newer.entries
+                        for arm, n in newer.counts.items():
+                            batch.counts[arm] += n
+                    self._batches[name] = batch
+                self._buffered += count
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until buffered decisions are written (graceful shutdown)."""
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)

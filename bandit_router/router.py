@@ -1,0 +1,264 @@
+"""The Route decision: from a replica's cached state to an arm, a propensity and a reason.
+
+Everything here runs without awaiting the store (except a first look-up of an experiment this
+replica has never seen). The order of precedence is the one operators expect: a unit's QA pin,
+the experiment's pin, pause, holdout, sticky assignment, burn-in, and only then the policy
+(with the exploration floor mixed in). The logged propensity is the probability of the chosen
+arm within the branch named by the reason, so off-policy evaluation can use it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+from .cache import CachedExperiment, ExperimentCache
+from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .experiments import check_name
+from .recorder import DecisionRecorder
+from .store import PendingDecision
+from .tokens import Decision, DecisionSigner, new_nonce
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+MAX_UNIT_ID_LENGTH = 256
+MAX_CONTEXT_ENTRIES = 64
+MAX_CONTEXT_KEY_LENGTH = 128
+
+
+class Reason(str, Enum):
+    EXPLOIT = "EXPLOIT"
+    EXPLORE = "EXPLORE"
+    PINNED = "PINNED"
+    HOLDOUT = "HOLDOUT"
+    FALLBACK = "FALLBACK"
+    STICKY = "STICKY"
+    PAUSED = "PAUSED"
+    BURN_IN = "BURN_IN"
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    decision_id: str
+    arm: str
+    propensity: float
+    reason: Reason
+    policy: str
+    state_version: int
+    reward_deadline: float  # unix seconds
+
+
+@dataclass(frozen=True)
+class _Choice:
+    arm: int
+    propensity: float
+    reason: Reason
+    learn: bool
+    probabilities: Mapping[int, float] | None = None
+
+
+def validate_route_request(
+    entry: CachedExperiment, unit_id: str, excluded_arms: Sequence[str], context: Mapping[str, float]
+) -> frozenset[int]:
+    """Indices of the excluded arms; InvalidArgument naming the first bad field."""
+    if len(unit_id) > MAX_UNIT_ID_LENGTH:
+        raise InvalidArgument(f"longer than {MAX_UNIT_ID_LENGTH} characters", "unit_id")
+    excluded: set[int] = set()
+    for position, arm in enumerate(excluded_arms):
+        index = entry.arm_index.get(arm)
+        if index is None:
+            raise InvalidArgument(
+                f"unknown arm {arm!r} of experiment {entry.experiment.name!r}",
+                f"excluded_arms[{position}]",
+            )
+        excluded.add(index)
+    if len(context) > MAX_CONTEXT_ENTRIES:
+        raise InvalidArgument(f"at most {MAX_CONTEXT_ENTRIES} entries", "context")
+    for key, value in context.items():
+        if not key or len(key) > MAX_CONTEXT_KEY_LENGTH:
+            raise InvalidArgument(f"keys must have 1-{MAX_CONTEXT_KEY_LENGTH} characters", "context")
+        if not math.isfinite(value):
+            raise InvalidArgument(f"must be finite, got {value!r}", f"context[{key}]")
+    return frozenset(excluded)
+
+
+class Router:
+    """Chooses arms for Route calls from the cache; records decisions off the hot path."""
+
+    def __init__(
+        self,
+        cache: ExperimentCache,
+        signer: DecisionSigner,
+        recorder: DecisionRecorder,
+        *,
+        rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+        sticky: StickyAssignments | None = None,
+    ) -> None:
+        self.cache = cache
+        self.signer = signer
+        self.recorder = recorder
+        self.rng = rng or random.Random()
+        self.metrics = metrics
+        self.sticky = sticky
+
+    async def route(
+        self,
+        experiment: str,
+        unit_id: str = "",
+        excluded_arms: Sequence[str] = (),
+        context: Mapping[str, float] | None = None,
+    ) -> RouteDecision:
+        check_name(experiment, "experiment")
+        entry = self.cache.get(experiment) or await self.cache.refresh_one(experiment)
+        if entry is None:
+            raise NotFound(f"no experiment named {experiment!r}", "experiment")
+        context = context or {}
+        excluded = validate_route_request(entry, unit_id, excluded_arms, context)
+        now = time.time()
+        if entry.experiment.sticky and unit_id and self.sticky is not None:
+            await self.sticky.lookup(experiment, entry.experiment.incarnation, unit_id, now)
+        choice = self.choose(entry, unit_id, excluded, now)
+        return self._issue(entry, choice, unit_id, context, now)
+
+    def choose(
+        self, entry: CachedExperiment, unit_id: str, excluded: frozenset[int], now: float
+    ) -> _Choice:
+        experiment = entry.experiment
+        eligible = tuple(i for i in entry.active if i not in excluded)
+        if not eligible:
+            raise FailedPrecondition(
+                "every active arm is excluded or disabled; nothing can be routed", "excluded_arms"
+            )
+        index = entry.arm_index
+        if unit_id:
+            unit_arm = index.get(experiment.pin.units.get(unit_id, ""))
+            if unit_arm is not None and unit_arm in eligible:
+                return _Choice(unit_arm, 1.0, Reason.PINNED, learn=True)
+        pinned = index.get(experiment.pin.active_arm(now))
+        if pinned is not None and pinned in eligible:
+            return _Choice(pinned, 1.0, Reason.PINNED, learn=True)
+        if experiment.paused:
+            arm = index.get(experiment.pause_arm)
+            if arm is None or arm not in eligible:
+                arm = eligible[0]
+            return _Choice(arm, 1.0, Reason.PAUSED, learn=False)
+        rng = self.rng
+        if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
+            control = index.get(experiment.holdout_control_arm)
+            if control is not None and control in eligible:
+                return _Choice(control, 1.0, Reason.HOLDOUT, learn=False)
+            return _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, learn=False)
+        if experiment.sticky and unit_id and self.sticky is not None:
+            held = self.sticky.get(experiment.name, experiment.incarnation, unit_id, now)
+            if held is not None and index.get(held[0]) in eligible:
+                return _Choice(index[held[0]], held[1], Reason.STICKY, learn=True)
+        if experiment.burn_in > 0 and min(entry.decisions[i] for i in eligible) < experiment.burn_in:
+            return self._remember(
+                entry, unit_id, now, _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True)
+            )
+        probabilities = entry.propensities(eligible)
+        floor = experiment.exploration_floor
+        k = len(eligible)
+        if floor > 0.0 and rng.random() < floor * k:
+            arm, explored = rng.choice(eligible), True
+        else:
+            arm, explored = entry.policy.select_one(entry.stats, rng, eligible)
+        propensity = floor + (1.0 - floor * k) * probabilities[arm]
+        reason = Reason.EXPLORE if explored else Reason.EXPLOIT
+        return self._remember(entry, unit_id, now, _Choice(arm, propensity, reason, True))
+
+    def _remember(self, entry: CachedExperiment, unit_id: str, now: float, choice: _Choice) -> _Choice:
+        experiment = entry.experiment
+        if experiment.sticky and unit_id and self.sticky is not None:
+            self.sticky.assign(
+                experiment.name,
+                experiment.incarnation,
+                unit_id,
+                experiment.arm_names[choice.arm],
+                choice.propensity,
+                now + (experiment.sticky_ttl or experiment.reward_window),
+            )
+        return choice
+
+    def _issue(
+        self,
+        entry: CachedExperiment,
+        choice: _Choice,
+        unit_id: str,
+        context: Mapping[str, float],
+        now: float,
+    ) -> RouteDecision:
+        experiment = entry.experiment
+        arm = experiment.arm_names[choice.arm]
+        issued_ms = int(now * 1000)
+        deadline_ms = issued_ms + int(experiment.reward_window * 1000)
+        nonce = new_nonce()
+        decision_id = self.signer.issue(
+            Decision(
+                experiment=experiment.name,
+                incarnation=experiment.incarnation,
+                arm=arm,
+                propensity=choice.propensity,
+                issued_ms=issued_ms,
+                deadline_ms=deadline_ms,
+                state_version=entry.state_version,
+                learn=choice.learn,
+                nonce=nonce,
+            )
+        )
+        pending = None
+        if choice.learn and experiment.default_reward is not None:
+            pending = PendingDecision(nonce, arm, deadline_ms)
+        log_entry = {
+            "type": "decision",
+            "decision_id": decision_id,
+            "nonce": nonce,
+            "arm": arm,
+            "propensity": repr(choice.propensity),
+            "reason": choice.reason.value,
+            "ts": repr(now),
+            "unit_id": unit_id,
+            "state_version": str(entry.state_version),
+        }
+        if context:
+            log_entry["context"] = json.dumps(dict(context), separators=(",", ":"))
+        self.recorder.record(experiment.name, experiment.incarnation, arm, log_entry, pending)
+        if self.metrics is not None:
+            self.metrics.observe_decision(experiment.name, arm, choice.reason.value)
+        return RouteDecision(
+            decision_id=decision_id,
+            arm=arm,
+            propensity=choice.propensity,
+            reason=choice.reason,
+            policy=experiment.policy.name,
+            state_version=entry.state_version,
+            reward_deadline=deadline_ms / 1000.0,
+        )
+
+
+class StickyAssignments(Protocol):
+    """Where sticky units keep their arm (implemented in sticky.py)."""
+
+    def get(
+        self, experiment: str, incarnation: str, unit_id: str, now: float
+    ) -> tuple[str, float] | None: ...
+
+    async def lookup(self, experiment: str, incarnation: str, unit_id: str, now: float) -> None: ...
+
+    def assign(
+        self,
+        experiment: str,
+        incarnation: str,
+        unit_id: str,
+        arm: str,
+        propensity: float,
+        expires: float,
+    ) -> None: ...

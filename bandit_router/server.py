@@ -1,0 +1,305 @@
+"""Builds the running service from its parts and runs it until SIGTERM.
+
+``build_app(config, store)`` wires store, cache, router, rewards, sweeper, servicers, health
+and reflection explicitly (no import-time globals), which is what lets the tests start a real
+server in a thread or a process in a few lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from .admin import AdminOperations
+from .auth import Authenticator
+from .cache import ExperimentCache
+from .config import ServerConfig
+from .drift import DriftMonitor
+from .errors import AlreadyExists
+from .experiment_files import load_experiments
+from .metrics import (
+    Metrics,
+    MetricsInterceptor,
+    exposition_registry,
+    mark_worker_dead,
+    prepare_multiprocess_dir,
+    start_metrics_http_server,
+)
+from .recorder import DecisionRecorder
+from .reports import PosteriorGauges, ReportBuilder
+from .rewards import RewardProcessor
+from .router import Router
+from .servicers import AdminServicer, RouterServicer
+from .sticky import StickyStore
+from .store import Store
+from .sweeper import DefaultRewardSweeper
+from .tokens import DecisionSigner
+from .v1 import admin_pb2, admin_pb2_grpc, router_pb2, router_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    router_pb2.DESCRIPTOR.services_by_name["Router"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+)
+EXAMPLE_FILE = os.path.join(os.path.dirname(__file__), "examples", "experiments.yaml")
+HEALTH_INTERVAL = 1.0
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class App:
+    config: ServerConfig
+    store: Store
+    server: grpc.aio.Server
+    cache: ExperimentCache
+    recorder: DecisionRecorder
+    sweeper: DefaultRewardSweeper
+    health: health_aio.HealthServicer
+    metrics: Metrics
+    drift: DriftMonitor
+    port: int = 0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        await self.cache.start()
+        await self.server.start()
+        self.sweeper.start()
+        self._tasks.append(asyncio.create_task(self._watch_store(), name="health"))
+        self._tasks.append(asyncio.create_task(self._watch_cache_age(), name="cache-age"))
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", *SERVICE_NAMES):
+            await self.health.set(service, status)
+
+    async def _watch_store(self) -> None:
+        """SERVING only while the store answers, so load balancers route around a lost Redis."""
+        serving: bool | None = None
+        while True:
+            answered = await self.store.ping()
+            if answered != serving:
+                serving = answered
+                await self._set_health(answered)
+                log.log(logging.INFO if answered else logging.WARNING,
+                        "store %s; health %s", "answers" if answered else "does not answer",
+                        "SERVING" if answered else "NOT_SERVING")
+            await asyncio.sleep(HEALTH_INTERVAL)
+
+    async def _watch_cache_age(self) -> None:
+        while True:
+            age = self.cache.age()
+            for name in self.cache.names():
+                self.metrics.set_cache_age(name, age)
+            await asyncio.sleep(1.0)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: refuse new calls, let in-flight ones finish, flush decisions, close."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self._set_health(False)
+        await self.server.stop(self.config.grace if grace is None else grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.sweeper.stop()
+        await self.recorder.flush()
+        await self.cache.stop()
+        await self.store.close()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if not config.tls_cert or not config.tls_key:
+        return None
+    with open(config.tls_key, "rb") as key, open(config.tls_cert, "rb") as cert:
+        pair = (key.read(), cert.read())
+    client_ca = None
+    if config.tls_client_ca:
+        with open(config.tls_client_ca, "rb") as ca:
+            client_ca = ca.read()
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+async def build_app(
+    config: ServerConfig,
+    store: Store | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+    rng: random.Random | None = None,
+) -> App:
+    store = store or Store.from_url(config.redis_url, timeout=config.redis_timeout)
+    metrics = Metrics(registry or CollectorRegistry())
+    auth = Authenticator.from_environment(config.tokens_file, config.router_auth)
+    secret = await store.shared_secret(config.secret)
+    signer = DecisionSigner(secret)
+    cache = ExperimentCache(store, config.refresh_interval)
+    recorder = DecisionRecorder(store)
+    sticky = StickyStore(store)
+    router = Router(cache, signer, recorder, rng=rng, metrics=metrics, sticky=sticky)
+    rewards = RewardProcessor(
+        store, cache, signer, metrics=metrics,
+        wait_replicas=config.wait_replicas, wait_timeout_ms=config.wait_timeout_ms,
+    )
+    drift = DriftMonitor(store, metrics)
+    cache.on_refresh(drift.observe)
+    cache.on_refresh(PosteriorGauges(metrics))
+    cache.on_removal(metrics.remove_experiment)
+    cache.on_refresh(sticky.observe)
+    sweeper = DefaultRewardSweeper(store, cache, interval=config.sweep_interval, metrics=metrics)
+    operations = AdminOperations(store)
+    reports = ReportBuilder(store, cache, drift)
+
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(metrics)],
+        options=[
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, rewards, auth), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(operations, reports, auth), server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+    credentials = _server_credentials(config)
+    if credentials is None:
+        port = server.add_insecure_port(config.listen)
+    else:
+        port = server.add_secure_port(config.listen, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    app = App(config, store, server, cache, recorder, sweeper, health, metrics, drift, port)
+    await app._set_health(False)
+    await load_initial_experiments(config, operations)
+    return app
+
+
+async def load_initial_experiments(config: ServerConfig, operations: AdminOperations) -> None:
+    """Create the experiments of the file (and the example) that do not exist yet.
+
+    Existing experiments are left as they are: a restart must not undo an operator's pin or
+    kill switch. Change a running experiment with ``bandit-router apply``.
+    """
+    files = [EXAMPLE_FILE] if config.example else []
+    if config.experiments_file:
+        files.append(config.experiments_file)
+    for path in files:
+        for experiment in load_experiments(path):
+            try:
+                await operations.create(experiment, "bandit-router", f"loaded from {path}")
+                log.info("created experiment %s from %s", experiment.name, path)
+            except AlreadyExists:
+                log.info("experiment %s exists; left unchanged (file %s)", experiment.name, path)
+
+
+async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Run one server process until SIGTERM or SIGINT, then drain and exit cleanly."""
+    registry = CollectorRegistry()
+    if config.metrics_address and config.workers == 1:
+        host, _, port = config.metrics_address.rpartition(":")
+        start_metrics_http_server(host or "127.0.0.1", int(port), exposition_registry(registry))
+    app = await build_app(config, registry=registry)
+    await app.start()
+    if config.redis_url is None:
+        log.warning("embedded store: state lives in this process only and is NOT durable; "
+                    "use --redis-url for production")
+    log.info("serving on %s (port %d), store %s", config.listen, app.port, config.redacted_redis_url())
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(app.stop()))
+    if ready is not None:
+        ready.set()
+    await app.wait_stopped()
+    await app.server.wait_for_termination()
+    log.info("stopped")
+
+
+def run(config: ServerConfig) -> int:
+    """Entry point of ``bandit-router serve``: forks workers first, then runs the event loop."""
+    from .logs import configure_logging
+
+    configure_logging(config.log_level, config.log_json)
+    if config.workers > 1:
+        return _run_workers(config)
+    runner = asyncio.run
+    if config.use_uvloop:
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            runner = uvloop.run
+    runner(serve(config))
+    return 0
+
+
+def _run_workers(config: ServerConfig) -> int:
+    """Fork N single-process servers on one port before any gRPC object exists (SO_REUSEPORT).
+
+    With a metrics address, the workers write prometheus-client's multi-process files and
+    this supervisor serves their merged view on /metrics.
+    """
+    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if config.metrics_address and multiproc_dir:
+        prepare_multiprocess_dir(multiproc_dir)
+    children: list[int] = []
+    for _ in range(config.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = run(ServerConfig(**{**config.__dict__, "workers": 1, "metrics_address": None}))
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    if config.metrics_address and multiproc_dir:
+        host, _, port = config.metrics_address.rpartition(":")
+        start_metrics_http_server(host or "127.0.0.1", int(port), exposition_registry())
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        if multiproc_dir:
+            mark_worker_dead(child, multiproc_dir)
+        status = status or os.waitstatus_to_exitcode(code)
+    return 0 if status in (0, -signal.SIGTERM, -signal.SIGINT) else 1
+
+
+def main_serve(config: ServerConfig) -> None:
+    sys.exit(run(config))

@@ -1,0 +1,347 @@
+"""gRPC servicers: translate messages, check the caller's role, map domain errors to statuses.
+
+No logic lives here. A domain error becomes its canonical status with a message naming the
+field and, for INVALID_ARGUMENT, a google.rpc.BadRequest detail a client can act on; anything
+unexpected is logged and answered INTERNAL without a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from .admin import AdminOperations
+from .auth import OPERATOR, ROUTER, Authenticator
+from .convert import arm_of, arm_state_of, experiment_of, experiment_to_pb, merge_update, seconds_of, timestamp_of
+from .errors import BanditRouterError, InvalidArgument
+from .experiments import ArmState
+from .exports import decision_records
+from .reports import ReportBuilder
+from .rewards import RewardProcessor
+from .router import Router
+from .v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2, router_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
+
+_REASON_TO_PB = {name: experiment_pb2.Reason.Value(f"REASON_{name}") for name in (
+    "EXPLOIT", "EXPLORE", "PINNED", "HOLDOUT", "FALLBACK", "STICKY", "PAUSED", "BURN_IN",
+)}
+_OUTCOME_TO_PB = {name: router_pb2.RewardOutcome.Value(f"REWARD_OUTCOME_{name}") for name in (
+    "APPLIED", "DUPLICATE", "LATE_IGNORED", "LATE_APPLIED", "RECORDED",
+)}
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: BanditRouterError) -> None:
+    code = grpc.StatusCode[error.code]
+    status = status_pb2.Status(code=getattr(code_pb2, error.code), message=str(error))
+    if error.field and error.code in {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "NOT_FOUND"}:
+        detail = any_pb2.Any()
+        if error.code == "INVALID_ARGUMENT":
+            detail.Pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=error.field, description=error.message
+                        )
+                    ]
+                )
+            )
+        else:
+            detail.Pack(error_details_pb2.ErrorInfo(reason=error.code, domain="bandit-router",
+                                                    metadata={"field": error.field}))
+        status.details.append(detail)
+    await context.abort(
+        code, str(error), trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+    )
+
+
+def handles_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+        try:
+            return await method(self, request, context)
+        except BanditRouterError as error:
+            await abort_with(context, error)
+            raise AssertionError("unreachable") from error
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+            raise
+
+    return wrapper
+
+
+def remaining(context: grpc.aio.ServicerContext[Any, Any], default: float = 5.0) -> float:
+    left = context.time_remaining()
+    return default if left is None else max(0.0, min(left, default * 12))
+
+
+class RouterServicer(router_pb2_grpc.RouterServicer):
+    def __init__(self, router: Router, rewards: RewardProcessor, auth: Authenticator) -> None:
+        self.router = router
+        self.rewards = rewards
+        self.auth = auth
+
+    @handles_errors
+    async def Route(  # noqa: N802 - gRPC method name
+        self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.RouteResponse:
+        if self.auth.router_required:
+            self.auth.authorize(context, ROUTER)
+        decision = await self.router.route(
+            request.experiment, request.unit_id, request.excluded_arms, request.context
+        )
+        return router_pb2.RouteResponse(
+            decision_id=decision.decision_id,
+            arm=decision.arm,
+            propensity=decision.propensity,
+            reason=_REASON_TO_PB[decision.reason.value],
+            policy=decision.policy,
+            state_version=decision.state_version,
+            reward_deadline=timestamp_of(decision.reward_deadline),
+        )
+
+    @handles_errors
+    async def Reward(  # noqa: N802
+        self, request: router_pb2.RewardRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.RewardResponse:
+        if self.auth.router_required:
+            self.auth.authorize(context, ROUTER)
+        outcome = await self.rewards.reward(request.decision_id, request.value, remaining(context))
+        return router_pb2.RewardResponse(outcome=_OUTCOME_TO_PB[outcome.value])
+
+
+class AdminServicer(admin_pb2_grpc.AdminServicer):
+    def __init__(self, operations: AdminOperations, reports: ReportBuilder, auth: Authenticator) -> None:
+        self.ops = operations
+        self.reports = reports
+        self.auth = auth
+
+    def _principal(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        return self.auth.authorize(context, OPERATOR)
+
+    @handles_errors
+    async def CreateExperiment(  # noqa: N802
+        self, request: admin_pb2.CreateExperimentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.CreateExperimentResponse:
+        principal = self._principal(context)
+        if not request.HasField("experiment"):
+            raise InvalidArgument("is required", "experiment")
+        created = await self.ops.create(experiment_of(request.experiment), principal, request.reason)
+        return admin_pb2.CreateExperimentResponse(experiment=experiment_to_pb(created))
+
+    @handles_errors
+    async def GetExperiment(  # noqa: N802
+        self, request: admin_pb2.GetExperimentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.GetExperimentResponse:
+        self._principal(context)
+        state = await self.ops.get(request.name)
+        statistics = [
+            admin_pb2.ArmStatistics(
+                arm=arm,
+                n=state.arm_stat(arm, "n"),
+                sum=state.arm_stat(arm, "sum"),
+                sum_sq=state.arm_stat(arm, "sum_sq"),
+                decisions=int(state.arm_stat(arm, "decisions")),
+            )
+            for arm in state.experiment.arm_names
+        ]
+        return admin_pb2.GetExperimentResponse(
+            experiment=experiment_to_pb(state.experiment), statistics=statistics
+        )
+
+    @handles_errors
+    async def ListExperiments(  # noqa: N802
+        self, request: admin_pb2.ListExperimentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.ListExperimentsResponse:
+        self._principal(context)
+        experiments = await self.ops.list()
+        return admin_pb2.ListExperimentsResponse(experiments=[experiment_to_pb(e) for e in experiments])
+
+    @handles_errors
+    async def UpdateExperiment(  # noqa: N802
+        self, request: admin_pb2.UpdateExperimentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.UpdateExperimentResponse:
+        principal = self._principal(context)
+        if not request.HasField("experiment"):
+            raise InvalidArgument("is required", "experiment")
+        updated = await self.ops.update(
+            request.experiment.name,
+            lambda current: merge_update(current, request.experiment, request.update_mask),
+            principal,
+            request.reason,
+            request.expected_version,
+            list(request.update_mask.paths),
+        )
+        return admin_pb2.UpdateExperimentResponse(experiment=experiment_to_pb(updated))
+
+    @handles_errors
+    async def DeleteExperiment(  # noqa: N802
+        self, request: admin_pb2.DeleteExperimentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.DeleteExperimentResponse:
+        await self.ops.delete(request.name, self._principal(context), request.reason)
+        return admin_pb2.DeleteExperimentResponse()
+
+    @handles_errors
+    async def AddArm(  # noqa: N802
+        self, request: admin_pb2.AddArmRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.AddArmResponse:
+        principal = self._principal(context)
+        experiment = await self.ops.add_arm(
+            request.experiment, arm_of(request.arm, "arm"), principal, request.reason
+        )
+        return admin_pb2.AddArmResponse(experiment=experiment_to_pb(experiment))
+
+    @handles_errors
+    async def RemoveArm(  # noqa: N802
+        self, request: admin_pb2.RemoveArmRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.RemoveArmResponse:
+        principal = self._principal(context)
+        experiment = await self.ops.remove_arm(request.experiment, request.arm, principal, request.reason)
+        return admin_pb2.RemoveArmResponse(experiment=experiment_to_pb(experiment))
+
+    @handles_errors
+    async def SetArmState(  # noqa: N802
+        self, request: admin_pb2.SetArmStateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.SetArmStateResponse:
+        principal = self._principal(context)
+        if request.state == experiment_pb2.ARM_STATE_UNSPECIFIED:
+            raise InvalidArgument("must be ARM_STATE_ACTIVE or ARM_STATE_DISABLED", "state")
+        state: ArmState = arm_state_of(request.state, "state")
+        experiment = await self.ops.set_arm_state(
+            request.experiment, request.arm, state, principal, request.reason
+        )
+        return admin_pb2.SetArmStateResponse(experiment=experiment_to_pb(experiment))
+
+    @handles_errors
+    async def PinArm(  # noqa: N802
+        self, request: admin_pb2.PinArmRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.PinArmResponse:
+        principal = self._principal(context)
+        experiment = await self.ops.pin(
+            request.experiment,
+            request.arm,
+            principal,
+            unit_id=request.unit_id,
+            ttl=seconds_of(request.ttl, "ttl", 0.0),
+            reason=request.reason,
+        )
+        return admin_pb2.PinArmResponse(experiment=experiment_to_pb(experiment))
+
+    @handles_errors
+    async def Unpin(  # noqa: N802
+        self, request: admin_pb2.UnpinRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.UnpinResponse:
+        principal = self._principal(context)
+        experiment = await self.ops.unpin(
+            request.experiment, principal, unit_id=request.unit_id, reason=request.reason
+        )
+        return admin_pb2.UnpinResponse(experiment=experiment_to_pb(experiment))
+
+    @handles_errors
+    async def Pause(  # noqa: N802
+        self, request: admin_pb2.PauseRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.PauseResponse:
+        principal = self._principal(context)
+        experiment = await self.ops.pause(
+            request.experiment, principal, arm=request.arm, reason=request.reason
+        )
+        return admin_pb2.PauseResponse(experiment=experiment_to_pb(experiment))
+
+    @handles_errors
+    async def Resume(  # noqa: N802
+        self, request: admin_pb2.ResumeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.ResumeResponse:
+        principal = self._principal(context)
+        experiment = await self.ops.resume(request.experiment, principal, reason=request.reason)
+        return admin_pb2.ResumeResponse(experiment=experiment_to_pb(experiment))
+
+    @handles_errors
+    async def Reset(  # noqa: N802
+        self, request: admin_pb2.ResetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.ResetResponse:
+        principal = self._principal(context)
+        snapshot = await self.ops.reset(request.experiment, principal, reason=request.reason)
+        return admin_pb2.ResetResponse(snapshot=snapshot_to_pb(snapshot))
+
+    @handles_errors
+    async def ListSnapshots(  # noqa: N802
+        self, request: admin_pb2.ListSnapshotsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.ListSnapshotsResponse:
+        self._principal(context)
+        snapshots = await self.ops.snapshots(request.experiment)
+        return admin_pb2.ListSnapshotsResponse(snapshots=[snapshot_to_pb(s) for s in snapshots])
+
+    @handles_errors
+    async def GetReport(  # noqa: N802
+        self, request: admin_pb2.GetReportRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.GetReportResponse:
+        self._principal(context)
+        window = seconds_of(request.window, "window", 3600.0)
+        return await self.reports.report(request.experiment, window)
+
+    @handles_errors
+    async def ListAudit(  # noqa: N802
+        self, request: admin_pb2.ListAuditRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.ListAuditResponse:
+        self._principal(context)
+        entries = await self.ops.audit(request.experiment, request.limit)
+        return admin_pb2.ListAuditResponse(
+            entries=[
+                admin_pb2.AuditEntry(
+                    id=entry_id,
+                    time=timestamp_of(float(fields.get("time", 0.0))),
+                    principal=fields.get("principal", ""),
+                    action=fields.get("action", ""),
+                    arguments=fields.get("arguments", "{}"),
+                    reason=fields.get("reason", ""),
+                )
+                for entry_id, fields in entries
+            ]
+        )
+
+    async def ExportDecisions(  # noqa: N802
+        self, request: admin_pb2.ExportDecisionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[admin_pb2.ExportDecisionsResponse]:
+        try:
+            self._principal(context)
+            async for record in decision_records(
+                self.ops.store, request.experiment, request.since.seconds * 1000, request.limit
+            ):
+                yield admin_pb2.ExportDecisionsResponse(record=record)
+        except BanditRouterError as error:
+            await abort_with(context, error)
+
+
+def snapshot_to_pb(snapshot: dict[str, Any]) -> admin_pb2.Snapshot:
+    stats: dict[str, str] = snapshot.get("statistics", {})
+    arms = sorted({field.rsplit(":", 1)[0] for field in stats if not field.startswith("_")})
+    return admin_pb2.Snapshot(
+        id=str(snapshot.get("id", "")),
+        taken_at=timestamp_of(float(snapshot.get("taken_at", 0.0))),
+        reason=str(snapshot.get("reason", "")),
+        principal=str(snapshot.get("principal", "")),
+        statistics=[
+            admin_pb2.ArmStatistics(
+                arm=arm,
+                n=float(stats.get(f"{arm}:n", 0.0)),
+                sum=float(stats.get(f"{arm}:sum", 0.0)),
+                sum_sq=float(stats.get(f"{arm}:sum_sq", 0.0)),
+                decisions=int(float(stats.get(f"{arm}:decisions", 0))),
+            )
+            for arm in arms
+        ],
+    )
+

@@ -1,0 +1,96 @@
+"""Sticky assignment: the same unit keeps the same arm for a while, on every replica.
+
+Assignments live in Redis (one hash per experiment) so all replicas agree, and in a small
+per-replica LRU so a returning unit costs no round trip. The first request of a unit on a
+replica that has not seen it costs one bounded HGET: that is the price of stickiness across
+replicas, paid only by experiments that turn it on. The logged propensity of a sticky
+decision is the one of the original assignment, which is what off-policy evaluation needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from .keys import ExperimentKeys
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+LOCAL_CAPACITY = 100_000
+LOOKUP_TIMEOUT = 0.05
+
+
+class StickyStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._local: OrderedDict[tuple[str, str, str], tuple[str, float, float]] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def get(self, experiment: str, incarnation: str, unit_id: str, now: float) -> tuple[str, float] | None:
+        held = self._local.get((experiment, incarnation, unit_id))
+        if held is None:
+            return None
+        arm, propensity, expires = held
+        if now >= expires:
+            del self._local[(experiment, incarnation, unit_id)]
+            return None
+        return arm, propensity
+
+    async def lookup(self, experiment: str, incarnation: str, unit_id: str, now: float) -> None:
+        """Load a unit's assignment from Redis into the local cache (bounded wait)."""
+        if (experiment, incarnation, unit_id) in self._local:
+            return
+        try:
+            raw = await asyncio.wait_for(
+                self.store.client.hget(ExperimentKeys(experiment).sticky, f"{incarnation}|{unit_id}"),
+                LOOKUP_TIMEOUT,
+            )
+        except (TimeoutError, RedisError, OSError):
+            return  # Route never fails because of stickiness: the policy decides instead
+        if raw:
+            arm, propensity, expires = str(raw).split("|")
+            if float(expires) > now:
+                self._remember(experiment, incarnation, unit_id, arm, float(propensity), float(expires))
+
+    def _remember(
+        self, experiment: str, incarnation: str, unit_id: str, arm: str, propensity: float, expires: float
+    ) -> None:
+        self._local[(experiment, incarnation, unit_id)] = (arm, propensity, expires)
+        self._local.move_to_end((experiment, incarnation, unit_id))
+        if len(self._local) > LOCAL_CAPACITY:
+            self._local.popitem(last=False)
+
+    def assign(
+        self, experiment: str, incarnation: str, unit_id: str, arm: str, propensity: float, expires: float
+    ) -> None:
+        self._remember(experiment, incarnation, unit_id, arm, propensity, expires)
+        task = asyncio.get_running_loop().create_task(
+            self._write(experiment, incarnation, unit_id, f"{arm}|{propensity!r}|{expires!r}", expires)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, experiment: str, incarnation: str, unit_id: str, value: str, expires: float) -> None:
+        key = ExperimentKeys(experiment).sticky
+        try:
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                pipe.hset(key, f"{incarnation}|{unit_id}", value)
+                pipe.expire(key, max(1, int(expires - time.time()) + 60))
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            log.warning("sticky assignment not stored: %s", error)
+
+    def observe(self, old: Any, new: Any) -> None:
+        """Forget local assignments to arms that are no longer active."""
+        if old is None or old.active == new.active:
+            return
+        name = new.experiment.name
+        active = {new.experiment.arm_names[i] for i in new.active}
+        for key in [k for k, v in self._local.items() if k[0] == name and v[0] not in active]:
+            del self._local[key]

@@ -1,0 +1,405 @@
+"""The experiment state in Redis (or the embedded fakeredis): the only copy of anything.
+
+Every change of statistics is one Lua script (lua/*.lua, each stating its invariant), so a
+check and its write are one atomic step on a single slot. This module knows Redis keys and
+nothing of gRPC. Calls that serve a client take a timeout: redis-py's defaults (5 s socket
+timeouts, retries) could otherwise stall a call for about a minute on a hung Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from .errors import AlreadyExists, Aborted, NotFound, Unavailable
+from .experiments import Experiment
+from .keys import CHANGES_CHANNEL, EXPERIMENTS, SECRET, ExperimentKeys
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STAT_SUFFIXES = ("n", "sum", "sum_sq")
+MAX_SNAPSHOTS = 50
+DECISION_LOG_MAXLEN = 100_000
+AUDIT_MAXLEN = 10_000
+
+
+def _script_text(name: str) -> str:
+    return resources.files("bandit_router").joinpath(f"lua/{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class RewardCommand:
+    """One reward to credit, already verified against its signed decision id."""
+
+    experiment: str
+    incarnation: str
+    nonce: str
+    arm: str
+    value: float
+    deadline_ms: int
+    late_rule: str
+    learn: bool
+    marker_ttl_ms: int
+    gamma: float
+
+
+@dataclass(frozen=True)
+class PendingDecision:
+    nonce: str
+    arm: str
+    deadline_ms: int
+
+    @property
+    def member(self) -> str:
+        return f"{self.nonce}|{self.arm}"
+
+
+@dataclass(frozen=True)
+class ExperimentState:
+    """An experiment's config with its raw statistics hash, read in one round trip."""
+
+    experiment: Experiment
+    stats: Mapping[str, str]
+
+    @property
+    def state_version(self) -> int:
+        return int(self.stats.get("_version", 0))
+
+    def arm_stat(self, arm: str, field: str) -> float:
+        return float(self.stats.get(f"{arm}:{field}", 0.0))
+
+
+def initial_arm_fields(experiment: Experiment, arm_names: Sequence[str] | None = None) -> list[str]:
+    """Flat field/value pairs for the prior (warm start) statistics of the named arms."""
+    wanted = set(arm_names) if arm_names is not None else None
+    pairs: list[str] = []
+    for arm in experiment.arms:
+        if wanted is not None and arm.name not in wanted:
+            continue
+        pairs += [f"{arm.name}:n", repr(arm.prior_n), f"{arm.name}:sum", repr(arm.prior_sum)]
+        pairs += [f"{arm.name}:sum_sq", repr(arm.prior_sum_sq), f"{arm.name}:decisions", "0"]
+    return pairs
+
+
+def connect(url: str | None, *, timeout: float = 1.0) -> aioredis.Redis:
+    """A client for ``url`` (redis://, rediss://, unix://), or the embedded store when None.
+
+    Timeouts are short and retries few, so a hung Redis costs a caller about ``timeout``,
+    not a minute; the background loops retry on their own schedule.
+    """
+    if url is None:
+        import fakeredis
+
+        return cast(
+            aioredis.Redis,
+            fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True),
+        )
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), retries=1),
+        health_check_interval=15,
+        max_connections=64,
+    )
+
+
+class Store:
+    """Async access to experiments, statistics, rewards, decision and audit logs."""
+
+    def __init__(self, client: aioredis.Redis, *, embedded: bool = False) -> None:
+        self.client = client
+        self.embedded = embedded
+        self._apply_reward = client.register_script(_script_text("apply_reward"))
+        self._add_pending = client.register_script(_script_text("add_pending"))
+        self._apply_defaults = client.register_script(_script_text("apply_defaults"))
+        self._create = client.register_script(_script_text("create_experiment"))
+        self._update = client.register_script(_script_text("update_experiment"))
+        self._reset = client.register_script(_script_text("reset_statistics"))
+
+    @classmethod
+    def from_url(cls, url: str | None, *, timeout: float = 1.0) -> Store:
+        return cls(connect(url, timeout=timeout), embedded=url is None)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def shared_secret(self, configured: bytes | None) -> bytes:
+        """The HMAC key for decision ids: configured, or created once and shared via Redis."""
+        if configured:
+            return configured
+        await self.client.set(SECRET, secrets.token_hex(32), nx=True)
+        value = await self.client.get(SECRET)
+        return str(value).encode()
+
+    # -- experiments -----------------------------------------------------------------------
+
+    async def create_experiment(self, experiment: Experiment) -> Experiment:
+        now = time.time()
+        created = experiment.with_changes(
+            version=1, incarnation=uuid.uuid4().hex[:12], created_at=now, updated_at=now
+        )
+        keys = ExperimentKeys(created.name)
+        result = await self._create(
+            keys=[keys.config, keys.stats],
+            args=[json.dumps(created.to_json_dict()), created.incarnation, *initial_arm_fields(created)],
+        )
+        if result == "exists":
+            raise AlreadyExists(f"experiment {created.name!r} already exists", "experiment.name")
+        await self.client.sadd(EXPERIMENTS, created.name)
+        await self.publish_change(created.name)
+        return created
+
+    async def get_experiment(self, name: str) -> Experiment | None:
+        raw = await self.client.get(ExperimentKeys(name).config)
+        return None if raw is None else Experiment.from_json_dict(json.loads(raw))
+
+    async def require_experiment(self, name: str) -> Experiment:
+        experiment = await self.get_experiment(name)
+        if experiment is None:
+            raise NotFound(f"no experiment named {name!r}", "experiment")
+        return experiment
+
+    async def list_names(self) -> list[str]:
+        return sorted(await self.client.smembers(EXPERIMENTS))
+
+    async def read_states(self, names: Sequence[str]) -> dict[str, ExperimentState]:
+        """Config and statistics of many experiments in one pipelined round trip."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                keys = ExperimentKeys(name)
+                pipe.get(keys.config)
+                pipe.hgetall(keys.stats)
+            replies = await pipe.execute()
+        states: dict[str, ExperimentState] = {}
+        for index, name in enumerate(names):
+            raw, stats = replies[2 * index], replies[2 * index + 1]
+            if raw is not None:
+                states[name] = ExperimentState(Experiment.from_json_dict(json.loads(raw)), stats)
+        return states
+
+    async def read_state(self, name: str) -> ExperimentState:
+        states = await self.read_states([name])
+        if name not in states:
+            raise NotFound(f"no experiment named {name!r}", "experiment")
+        return states[name]
+
+    async def list_experiments(self) -> list[Experiment]:
+        states = await self.read_states(await self.list_names())
+        return [state.experiment for state in states.values()]
+
+    async def update_experiment(
+        self,
+        name: str,
+        change: Callable[[Experiment], Experiment],
+        *,
+        expected_version: int = 0,
+        attempts: int = 20,
+    ) -> tuple[Experiment, Experiment]:
+        """Apply ``change`` to the current config with compare-and-set; (before, after).
+
+        Without ``expected_version`` a conflicting concurrent update is retried against the
+        new version; with it, a conflict is ABORTED so the operator can look again.
+        """
+        keys = ExperimentKeys(name)
+        for _ in range(attempts):
+            before = await self.require_experiment(name)
+            if expected_version and before.version != expected_version:
+                raise Aborted(
+                    f"experiment is at version {before.version}, not {expected_version}",
+                    "expected_version",
+                )
+            after = change(before).validated()
+            after = after.with_changes(
+                name=before.name,
+                version=before.version + 1,
+                incarnation=before.incarnation,
+                created_at=before.created_at,
+                updated_at=time.time(),
+            )
+            added = [arm for arm in after.arm_names if arm not in before.arm_names]
+            removed = [arm for arm in before.arm_names if arm not in after.arm_names]
+            init = initial_arm_fields(after, added)
+            drop = [f"{arm}:{suffix}" for arm in removed for suffix in (*STAT_SUFFIXES, "decisions")]
+            result = await self._update(
+                keys=[keys.config, keys.stats],
+                args=[str(before.version), json.dumps(after.to_json_dict()), len(init) // 2, *init, *drop],
+            )
+            if result == "gone":
+                raise NotFound(f"no experiment named {name!r}", "experiment")
+            if result == "ok":
+                await self.publish_change(name)
+                return before, after
+            if expected_version:
+                raise Aborted("experiment changed concurrently; read it again", "expected_version")
+        raise Aborted("too many concurrent updates; try again", "experiment")
+
+    async def delete_experiment(self, name: str) -> Experiment:
+        experiment = await self.require_experiment(name)
+        await self.client.delete(*ExperimentKeys(name).deletable())
+        await self.client.srem(EXPERIMENTS, name)
+        await self.publish_change(name)
+        return experiment
+
+    async def reset_statistics(self, experiment: Experiment, header: Mapping[str, Any]) -> None:
+        keys = ExperimentKeys(experiment.name)
+        result = await self._reset(
+            keys=[keys.stats, keys.snapshots],
+            args=[json.dumps(dict(header)), MAX_SNAPSHOTS, *initial_arm_fields(experiment)],
+        )
+        if result == "gone":
+            raise NotFound(f"no experiment named {experiment.name!r}", "experiment")
+        await self.publish_change(experiment.name)
+
+    async def list_snapshots(self, name: str) -> list[dict[str, Any]]:
+        raw = await self.client.lrange(ExperimentKeys(name).snapshots, 0, -1)
+        return [json.loads(item) for item in raw]
+
+    async def publish_change(self, name: str) -> None:
+        """Tell every replica to refresh ``name`` now rather than at its next interval."""
+        await self.client.publish(CHANGES_CHANNEL, name)
+
+    # -- rewards ---------------------------------------------------------------------------
+
+    async def apply_rewards(self, commands: Sequence[RewardCommand]) -> list[str | Exception]:
+        """Run one apply_reward script per command in a single pipeline (group commit)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                keys = ExperimentKeys(command.experiment)
+                await self._apply_reward(
+                    keys=[keys.stats, keys.rewarded(command.nonce), keys.pending, keys.decisions],
+                    args=[
+                        command.incarnation,
+                        command.arm,
+                        repr(float(command.value)),
+                        command.deadline_ms,
+                        command.late_rule,
+                        "1" if command.learn else "0",
+                        command.marker_ttl_ms,
+                        repr(command.gamma),
+                        f"{command.nonce}|{command.arm}",
+                        command.nonce,
+                        DECISION_LOG_MAXLEN,
+                    ],
+                    client=pipe,
+                )
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return [reply if isinstance(reply, Exception) else str(reply) for reply in replies]
+
+    async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
+        """Redis WAIT: block until ``replicas`` replicas acknowledged our writes."""
+        return int(await self.client.execute_command("WAIT", replicas, timeout_ms))
+
+    # -- decisions -------------------------------------------------------------------------
+
+    async def record_decisions(
+        self,
+        batches: Mapping[str, tuple[str, Sequence[PendingDecision], Sequence[Mapping[str, str]], Mapping[str, int]]],
+    ) -> None:
+        """Write a flush of decisions: pending records, log entries and decision counters.
+
+        ``batches`` maps experiment -> (incarnation, pending decisions, log entries, decision
+        counts per arm). One pipeline per flush, off the Route path.
+        """
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name, (incarnation, pending, entries, counts) in batches.items():
+                keys = ExperimentKeys(name)
+                if pending:
+                    args: list[str | int] = [incarnation]
+                    for decision in pending:
+                        args += [decision.member, decision.deadline_ms]
+                    await self._add_pending(
+                        keys=[keys.stats, keys.pending, *(keys.rewarded(d.nonce) for d in pending)],
+                        args=args,
+                        client=pipe,
+                    )
+                for entry in entries:
+                    pipe.xadd(keys.decisions, dict(entry), maxlen=DECISION_LOG_MAXLEN, approximate=True)
+                for arm, count in counts.items():
+                    pipe.hincrby(keys.stats, f"{arm}:decisions", count)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        if errors:
+            log.warning("decision flush had %d errors; first: %s", len(errors), errors[0])
+
+    async def read_decision_log(
+        self, name: str, start: str = "-", count: int = 1000
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Entries of the decision log from stream id ``start`` ("(" + id: after it)."""
+        return list(await self.client.xrange(ExperimentKeys(name).decisions, start, "+", count=count))
+
+    async def due_pending(self, name: str, now_ms: int, limit: int) -> list[str]:
+        return list(
+            await self.client.zrangebyscore(ExperimentKeys(name).pending, "-inf", now_ms, start=0, num=limit)
+        )
+
+    async def apply_defaults(
+        self, experiment: Experiment, members: Sequence[str], marker_ttl_ms: int, gamma: float
+    ) -> list[str]:
+        """Credit the default reward to due members; returns the arms credited (once each)."""
+        if not members or experiment.default_reward is None:
+            return []
+        keys = ExperimentKeys(experiment.name)
+        nonces = [member.split("|", 1)[0] for member in members]
+        credited = await self._apply_defaults(
+            keys=[keys.stats, keys.pending, keys.decisions, *(keys.rewarded(n) for n in nonces)],
+            args=[
+                experiment.incarnation,
+                repr(experiment.default_reward),
+                marker_ttl_ms,
+                repr(gamma),
+                DECISION_LOG_MAXLEN,
+                *members,
+            ],
+        )
+        return [str(arm) for arm in credited]
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def append_audit(
+        self, name: str, principal: str, action: str, arguments: Mapping[str, Any], reason: str
+    ) -> str:
+        entry = {
+            "time": repr(time.time()),
+            "principal": principal,
+            "action": action,
+            "arguments": json.dumps(dict(arguments), sort_keys=True, default=str),
+            "reason": reason,
+        }
+        return str(await self.client.xadd(ExperimentKeys(name).audit, entry, maxlen=AUDIT_MAXLEN, approximate=True))
+
+    async def list_audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+        return list(await self.client.xrevrange(ExperimentKeys(name).audit, "+", "-", count=limit))
+
+
+async def with_timeout(awaitable: Awaitable[T], timeout: float | None, what: str) -> T:
+    """Bound a store call by the caller's remaining deadline; UNAVAILABLE when Redis is slow."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError as error:
+        raise Unavailable(f"store did not answer {what} in time; safe to retry") from error
+    except (RedisError, OSError) as error:
+        if isinstance(error, ResponseError):
+            raise
+        raise Unavailable(f"store unavailable during {what}: {type(error).__name__}; safe to retry") from error

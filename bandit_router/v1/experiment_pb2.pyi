@@ -1,0 +1,167 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ArmState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ARM_STATE_UNSPECIFIED: _ClassVar[ArmState]
+    ARM_STATE_ACTIVE: _ClassVar[ArmState]
+    ARM_STATE_DISABLED: _ClassVar[ArmState]
+
+class LateRewardRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LATE_REWARD_RULE_UNSPECIFIED: _ClassVar[LateRewardRule]
+    LATE_REWARD_RULE_IGNORE: _ClassVar[LateRewardRule]
+    LATE_REWARD_RULE_APPLY: _ClassVar[LateRewardRule]
+
+class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REASON_UNSPECIFIED: _ClassVar[Reason]
+    REASON_EXPLOIT: _ClassVar[Reason]
+    REASON_EXPLORE: _ClassVar[Reason]
+    REASON_PINNED: _ClassVar[Reason]
+    REASON_HOLDOUT: _ClassVar[Reason]
+    REASON_FALLBACK: _ClassVar[Reason]
+    REASON_STICKY: _ClassVar[Reason]
+    REASON_PAUSED: _ClassVar[Reason]
+    REASON_BURN_IN: _ClassVar[Reason]
+ARM_STATE_UNSPECIFIED: ArmState
+ARM_STATE_ACTIVE: ArmState
+ARM_STATE_DISABLED: ArmState
+LATE_REWARD_RULE_UNSPECIFIED: LateRewardRule
+LATE_REWARD_RULE_IGNORE: LateRewardRule
+LATE_REWARD_RULE_APPLY: LateRewardRule
+REASON_UNSPECIFIED: Reason
+REASON_EXPLOIT: Reason
+REASON_EXPLORE: Reason
+REASON_PINNED: Reason
+REASON_HOLDOUT: Reason
+REASON_FALLBACK: Reason
+REASON_STICKY: Reason
+REASON_PAUSED: Reason
+REASON_BURN_IN: Reason
+
+class Experiment(_message.Message):
+    __slots__ = ("name", "arms", "policy", "reward_window", "default_reward", "late_rewards", "late_reward_grace", "reward_min", "reward_max", "version", "created_at", "updated_at", "pin", "paused", "pause_arm", "exploration", "holdout", "sticky", "description", "drift_discount")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARMS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    REWARD_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_REWARD_FIELD_NUMBER: _ClassVar[int]
+    LATE_REWARDS_FIELD_NUMBER: _ClassVar[int]
+    LATE_REWARD_GRACE_FIELD_NUMBER: _ClassVar[int]
+    REWARD_MIN_FIELD_NUMBER: _ClassVar[int]
+    REWARD_MAX_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_ARM_FIELD_NUMBER: _ClassVar[int]
+    EXPLORATION_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    STICKY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_DISCOUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    arms: _containers.RepeatedCompositeFieldContainer[Arm]
+    policy: PolicySpec
+    reward_window: _duration_pb2.Duration
+    default_reward: float
+    late_rewards: LateRewardRule
+    late_reward_grace: _duration_pb2.Duration
+    reward_min: float
+    reward_max: float
+    version: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    pin: Pin
+    paused: bool
+    pause_arm: str
+    exploration: ExplorationControls
+    holdout: Holdout
+    sticky: Sticky
+    description: str
+    drift_discount: float
+    def __init__(self, name: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., policy: _Optional[_Union[PolicySpec, _Mapping]] = ..., reward_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_reward: _Optional[float] = ..., late_rewards: _Optional[_Union[LateRewardRule, str]] = ..., late_reward_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pin: _Optional[_Union[Pin, _Mapping]] = ..., paused: _Optional[bool] = ..., pause_arm: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationControls, _Mapping]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., sticky: _Optional[_Union[Sticky, _Mapping]] = ..., description: _Optional[str] = ..., drift_discount: _Optional[float] = ...) -> None: ...
+
+class Arm(_message.Message):
+    __slots__ = ("name", "state", "prior_n", "prior_sum", "prior_sum_sq")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_N_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_SUM_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_SUM_SQ_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: ArmState
+    prior_n: float
+    prior_sum: float
+    prior_sum_sq: float
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[ArmState, str]] = ..., prior_n: _Optional[float] = ..., prior_sum: _Optional[float] = ..., prior_sum_sq: _Optional[float] = ...) -> None: ...
+
+class PolicySpec(_message.Message):
+    __slots__ = ("name", "params")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    params: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class Pin(_message.Message):
+    __slots__ = ("arm", "reason", "expires_at", "units")
+    class UnitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    arm: str
+    reason: str
+    expires_at: _timestamp_pb2.Timestamp
+    units: _containers.ScalarMap[str, str]
+    def __init__(self, arm: _Optional[str] = ..., reason: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., units: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ExplorationControls(_message.Message):
+    __slots__ = ("floor", "burn_in")
+    FLOOR_FIELD_NUMBER: _ClassVar[int]
+    BURN_IN_FIELD_NUMBER: _ClassVar[int]
+    floor: float
+    burn_in: int
+    def __init__(self, floor: _Optional[float] = ..., burn_in: _Optional[int] = ...) -> None: ...
+
+class Holdout(_message.Message):
+    __slots__ = ("share", "control_arm")
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_ARM_FIELD_NUMBER: _ClassVar[int]
+    share: float
+    control_arm: str
+    def __init__(self, share: _Optional[float] = ..., control_arm: _Optional[str] = ...) -> None: ...
+
+class Sticky(_message.Message):
+    __slots__ = ("enabled", "ttl")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    ttl: _duration_pb2.Duration
+    def __init__(self, enabled: _Optional[bool] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

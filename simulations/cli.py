@@ -1,0 +1,234 @@
+"""The ``simulate`` and ``replay`` subcommands: argument parsing and I/O around the API.
+
+Invalid inputs (study files, logs, policy parameters) are the user's to fix, so they are
+printed as one line on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from policies.base import PolicyConfigError
+from simulations import report
+from simulations.logs import LogError, LoggedData, read_log
+from simulations.replay import Evaluation, Target, evaluate
+from simulations.runner import run_study
+from simulations.study import StudyError, load_study, make_policy
+
+EXIT_USAGE = 2
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``simulate`` and ``replay`` to a parent parser's subcommands."""
+    sim = subparsers.add_parser(
+        "simulate",
+        help="run a regret study of serving policies in a simulated environment",
+        description="Run a study file (YAML or TOML): every policy, many seeded runs.",
+    )
+    sim.add_argument("study", type=Path, help="study file (.yaml, .yml or .toml)")
+    sim.add_argument("--runs", type=int, help="override the study's number of runs")
+    sim.add_argument("--horizon", type=int, help="override the study's horizon")
+    sim.add_argument("--seed", type=int, help="override the study's seed")
+    sim.add_argument(
+        "--out", type=Path, default=Path("."), help="directory for JSON and PNG (default .)"
+    )
+    sim.add_argument("--json", type=Path, help="JSON output path (default OUT/<study>.json)")
+    sim.add_argument("--png", type=Path, help="plot output path (default OUT/<study>.png)")
+    sim.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    sim.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: only when stderr is a terminal)",
+    )
+    sim.set_defaults(func=_guarded(simulate_command))
+
+    rep = subparsers.add_parser(
+        "replay",
+        help="estimate a target policy's value from a decision log (off-policy evaluation)",
+        description=(
+            "Estimate the value of target policies on a decision log (service JSON lines, or "
+            "CSV with action,reward,propensity) with replay, IPS, SNIPS and doubly robust."
+        ),
+    )
+    rep.add_argument("log", type=Path, help="decision log (.jsonl export or .csv)")
+    rep.add_argument(
+        "--target",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="uniform | arm:NAME | POLICY[:k=v,...] e.g. thompson, kl_ucb:c=0 (repeatable)",
+    )
+    rep.add_argument("--experiment", help="only decisions of this experiment")
+    rep.add_argument("--arms", help="comma-separated arm order (default: from the log)")
+    rep.add_argument("--seed", type=int, default=0, help="seed of the replay method")
+    rep.add_argument(
+        "--replays", type=int, default=10, help="replay passes to average (default 10)"
+    )
+    rep.add_argument("--json", type=Path, help="also write the estimates to this JSON file")
+    rep.set_defaults(func=_guarded(replay_command))
+
+
+def _guarded(handler: Handler) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (StudyError, LogError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except PolicyConfigError as exc:
+            print(f"error: policy parameter {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
+
+
+# -- simulate --------------------------------------------------------------------------------
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    study = load_study(args.study)
+    overrides = {"runs": args.runs, "horizon": args.horizon, "seed": args.seed}
+    for name, value in overrides.items():
+        if value is not None and (value < 1 if name != "seed" else value < 0):
+            raise StudyError(f"must be >= {0 if name == 'seed' else 1}", field=f"--{name}")
+    study = replace(study, **{k: v for k, v in overrides.items() if v is not None})
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    total = study.horizon * len(study.policies)
+    with tqdm(
+        total=total, disable=not show_progress, file=sys.stderr, unit="step", desc=study.name
+    ) as bar:
+        result = run_study(study, progress=bar.update)
+    summary = report.summarize(result)
+    Console().print(report.regret_table(summary))
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.json or args.out / f"{study.name}.json"
+    report.write_json(summary, json_path)
+    written = [str(json_path)]
+    if not args.no_plot:
+        png_path = args.png or args.out / f"{study.name}.png"
+        report.plot_regret(summary, png_path)
+        written.append(str(png_path))
+    print("wrote " + ", ".join(written), file=sys.stderr)
+    return 0
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+
+def parse_target(spec: str) -> Target:
+    """``uniform``, ``arm:NAME``, ``POLICY`` or ``POLICY:k=v,k=v``."""
+    if spec == "uniform":
+        return Target.uniform()
+    name, _, rest = spec.partition(":")
+    if name == "arm":
+        if not rest:
+            raise LogError("arm target needs a name, e.g. arm:checkout_b", field="--target")
+        return Target.fixed_arm(rest)
+    params: dict[str, float] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise LogError(f"expected k=v in {spec!r}", field="--target")
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            raise LogError(f"{key}: expected a number, got {value!r}", field="--target") from None
+    try:
+        policy = make_policy(name, params)
+    except PolicyConfigError as exc:
+        raise LogError(f"{spec!r}: {exc}", field="--target") from None
+    return Target.serving(policy, label=spec)
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    targets = [parse_target(spec) for spec in args.target]
+    records = read_log(args.log)
+    if args.experiment is not None:
+        records = [r for r in records if r.experiment == args.experiment]
+    arm_names = [a.strip() for a in args.arms.split(",")] if args.arms else None
+    data = LoggedData.from_records(records, arm_names)
+    if data.size == 0:
+        raise LogError("no decision with an observed reward to evaluate", source=str(args.log))
+    for target in targets:
+        if target.arm is not None and target.arm not in data.arm_names:
+            raise LogError(
+                f"target arm {target.arm!r} is not one of {list(data.arm_names)}", field="--target"
+            )
+    evaluations = [evaluate(t, data, seed=args.seed, replays=args.replays) for t in targets]
+    console = Console()
+    console.print(_evaluation_table(evaluations, data, str(args.log)))
+    for evaluation in evaluations:
+        for warning in evaluation.warnings:
+            print(f"warning: {evaluation.target}: {warning}", file=sys.stderr)
+    if args.json is not None:
+        report.write_json(_evaluations_json(evaluations, data, str(args.log)), args.json)
+    return 0
+
+
+def _evaluation_table(evaluations: Sequence[Evaluation], data: LoggedData, source: str) -> Table:
+    table = Table(title=f"{source}: {data.size} decisions, arms {', '.join(data.arm_names)}")
+    table.add_column("target")
+    methods = [e.method for e in evaluations[0].estimates] if evaluations else []
+    for method in methods:
+        table.add_column(f"{method} [95% CI]", justify="right")
+    table.add_column("ESS", justify="right")
+    for evaluation in evaluations:
+        cells = [f"{e.value:.4f} [{e.ci_low:.4f}, {e.ci_high:.4f}]" for e in evaluation.estimates]
+        ess = evaluation.diagnostics.effective_sample_size
+        table.add_row(evaluation.target, *cells, f"{ess:.0f}")
+    return table
+
+
+def _evaluations_json(
+    evaluations: Sequence[Evaluation], data: LoggedData, source: str
+) -> dict[str, Any]:
+    return {
+        "log": source,
+        "decisions": data.size,
+        "skipped_without_reward": data.skipped,
+        "arms": list(data.arm_names),
+        "targets": [
+            {
+                "target": e.target,
+                "estimates": {
+                    est.method: {
+                        "value": est.value,
+                        "ci95_low": est.ci_low,
+                        "ci95_high": est.ci_high,
+                        "n": est.n,
+                    }
+                    for est in e.estimates
+                },
+                "effective_sample_size": e.diagnostics.effective_sample_size,
+                "max_weight": e.diagnostics.max_weight,
+                "replay_matched": e.replay_matched,
+                "warnings": list(e.warnings),
+            }
+            for e in evaluations
+        ],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A standalone parser with the same subcommands, for ``python -m simulations``."""
+    parser = argparse.ArgumentParser(prog="python -m simulations", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.func
+    return handler(args)

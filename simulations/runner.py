@@ -1,0 +1,258 @@
+"""Many independent runs of one serving policy in one environment, all advanced together.
+
+Each step is one call of the policy's vectorised ``select`` and ``update`` over the batch of
+runs, so the cost of a study grows with the horizon, not with runs x horizon Python calls.
+The policy object is the serving code itself: the simulation owns only the environment,
+the rewards in flight, the cache refresh and the bookkeeping of regret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from policies.base import BoolArray, Policy, Stats
+from simulations.environments import Environment, FloatArray, IntArray
+from simulations.study import Study
+from simulations.theory import lai_robbins_constant
+
+ProgressCallback = Callable[[int], None]
+
+#: Steps between progress callbacks: a callback per step would cost more than the step.
+PROGRESS_EVERY = 100
+
+
+def mean_ci(values: FloatArray, level: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of its Student-t confidence interval over independent runs."""
+    n = values.shape[0]
+    mean = float(values.mean())
+    if n < 2:
+        return mean, float("nan")
+    quantile = float(scipy_stats.t.ppf(0.5 + level / 2, n - 1))
+    return mean, quantile * float(values.std(ddof=1)) / float(np.sqrt(n))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one policy did over every run. Per-run arrays keep the first axis for runs."""
+
+    label: str
+    policy: str
+    params: dict[str, float]
+    steps: IntArray  # step counts at which regret was recorded, ending at the horizon
+    regret: FloatArray  # (runs, len(steps)) cumulative pseudo-regret
+    best_arm_rate: FloatArray  # (runs,) share of decisions that chose a best arm
+    allocation: FloatArray  # (runs, arms) share of decisions per arm over the final window
+    cost: FloatArray | None  # (runs,) mean cost per decision
+    latency: FloatArray | None  # (runs,) mean latency per decision
+
+    @property
+    def runs(self) -> int:
+        return int(self.regret.shape[0])
+
+    @property
+    def horizon(self) -> int:
+        return int(self.steps[-1])
+
+    def final_regret(self) -> tuple[float, float]:
+        """Mean cumulative regret at the horizon and its 95 % CI half-width."""
+        return mean_ci(self.regret[:, -1])
+
+    def regret_band(self) -> tuple[FloatArray, FloatArray]:
+        """Mean regret curve and the 95 % CI half-width at every recorded step."""
+        n = self.runs
+        mean = self.regret.mean(axis=0)
+        if n < 2:
+            return mean, np.full_like(mean, np.nan)
+        quantile = float(scipy_stats.t.ppf(0.975, n - 1))
+        return mean, quantile * self.regret.std(axis=0, ddof=1) / np.sqrt(n)
+
+
+def checkpoint_steps(horizon: int, points: int) -> IntArray:
+    """Step counts 1..horizon, evenly spaced, always including the horizon."""
+    grid = np.linspace(1, horizon, num=max(2, min(points, horizon)))
+    return np.unique(np.rint(grid).astype(np.int64))
+
+
+class RewardsInFlight:
+    """Rewards sent but not yet applied, in a ring of arrival slots.
+
+    A run may have several rewards arriving at the same step (random delays), so each slot
+    has lanes; delivering a slot costs one ``policy.update`` per occupied lane, and the
+    lanes grow only as far as the busiest slot ever needs.
+    """
+
+    def __init__(self, max_delay: int, runs: int) -> None:
+        self.size = max_delay + 1
+        self.runs = np.arange(runs)
+        self.count = np.zeros((self.size, runs), dtype=np.int64)
+        self.arms = np.zeros((self.size, 1, runs), dtype=np.int64)
+        self.rewards = np.zeros((self.size, 1, runs), dtype=np.float64)
+
+    def push(
+        self, step: int, arms: IntArray, rewards: FloatArray, delays: IntArray, sent: BoolArray
+    ) -> None:
+        """Schedule each sent reward of ``step`` for step ``step + delay``."""
+        runs = self.runs[sent]
+        slots = (step + delays[sent]) % self.size
+        lanes = self.count[slots, runs]
+        if lanes.size and int(lanes.max()) >= self.arms.shape[1]:
+            self._grow(int(lanes.max()) + 1)
+        self.arms[slots, lanes, runs] = arms[sent]
+        self.rewards[slots, lanes, runs] = rewards[sent]
+        self.count[slots, runs] += 1
+
+    def pop(self, step: int) -> Iterator[tuple[IntArray, FloatArray, BoolArray]]:
+        """Rewards arriving at ``step``, one lane (at most one reward per run) at a time."""
+        slot = step % self.size
+        count = self.count[slot].copy()
+        self.count[slot] = 0
+        for lane in range(int(count.max(initial=0))):
+            yield self.arms[slot, lane], self.rewards[slot, lane], lane < count
+
+    def _grow(self, lanes: int) -> None:
+        extra = lanes - self.arms.shape[1]
+        pad = ((0, 0), (0, extra), (0, 0))
+        self.arms = np.pad(self.arms, pad)
+        self.rewards = np.pad(self.rewards, pad)
+
+
+def simulate(
+    policy: Policy,
+    environment: Environment,
+    *,
+    horizon: int,
+    runs: int,
+    seed: int,
+    label: str | None = None,
+    checkpoints: int = 200,
+    final_window: float = 0.1,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Run ``policy`` ``runs`` times for ``horizon`` steps; reproducible bit for bit from ``seed``.
+
+    The seed is split into independent streams for the environment, the policy and the
+    feedback (delays, dropped rewards). The environment stream does not depend on the
+    policy, so every policy of a study sees the same traffic (common random numbers).
+    Regret is pseudo-regret: the best arm's mean minus the chosen arm's mean, summed.
+    """
+    if horizon < 1 or runs < 1:
+        raise ValueError("horizon and runs must be >= 1")
+    env_seed, policy_seed, feedback_seed = np.random.SeedSequence(seed).spawn(3)
+    env_rng = np.random.default_rng(env_seed)
+    policy_rng = np.random.default_rng(policy_seed)
+    feedback_rng = np.random.default_rng(feedback_seed)
+
+    k = environment.n_arms
+    rows = np.arange(runs)
+    steps = checkpoint_steps(horizon, checkpoints)
+    curves = np.empty((runs, steps.size))
+    next_checkpoint = 0
+    window_start = horizon - max(1, round(horizon * final_window))
+
+    stats = Stats.zeros(k, (runs,))
+    visible = stats
+    regret = np.zeros(runs)
+    best_pulls = np.zeros(runs)
+    window_counts = np.zeros((runs, k))
+    cost = np.zeros(runs) if environment.cost is not None else None
+    latency = np.zeros(runs) if environment.latency is not None else None
+    feedback = environment.feedback
+    in_flight = RewardsInFlight(environment.max_delay, runs) if environment.max_delay > 0 else None
+    all_sent = np.ones(runs, dtype=bool)
+
+    means = environment.means.start(runs, env_rng)
+    for step in range(horizon):
+        if step > 0:
+            means = environment.means.advance(step, means, env_rng)
+        arms = policy.select(visible, policy_rng).arms
+        chosen = means[rows, arms]
+        best = means.max(axis=1)
+        regret += best - chosen
+        best_pulls += chosen >= best
+        if step >= window_start:
+            window_counts[rows, arms] += 1.0
+        if cost is not None and environment.cost is not None:
+            cost += environment.cost[arms]
+        if latency is not None and environment.latency is not None:
+            latency += environment.latency[arms]
+
+        rewards = environment.rewards.sample(chosen, arms, env_rng)
+        delays = environment.delay.sample(runs, feedback_rng)
+        sent = all_sent
+        if feedback.drop_rate > 0:
+            dropped = feedback_rng.random(runs) < feedback.drop_rate
+            if feedback.default_reward is None:
+                sent = ~dropped
+            else:
+                rewards = np.where(dropped, feedback.default_reward, rewards)
+                if delays is None:
+                    delays = np.zeros(runs, dtype=np.int64)
+                delays = np.where(dropped, feedback.default_delay, delays)
+
+        if in_flight is None:
+            stats = policy.update(stats, arms, rewards, None if sent is all_sent else sent)
+        else:
+            if delays is None:
+                delays = np.zeros(runs, dtype=np.int64)
+            in_flight.push(step, arms, rewards, delays, sent)
+            for lane_arms, lane_rewards, observed in in_flight.pop(step):
+                stats = policy.update(stats, lane_arms, lane_rewards, observed)
+        if (step + 1) % feedback.refresh_every == 0:
+            visible = stats
+
+        if step + 1 == steps[next_checkpoint]:
+            curves[:, next_checkpoint] = regret
+            next_checkpoint += 1
+        if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
+    if progress is not None and horizon % PROGRESS_EVERY:
+        progress(horizon % PROGRESS_EVERY)
+
+    return RunResult(
+        label=label or policy.name,
+        policy=policy.name,
+        params=policy.describe(),
+        steps=steps,
+        regret=curves,
+        best_arm_rate=best_pulls / horizon,
+        allocation=window_counts / window_counts.sum(axis=1, keepdims=True),
+        cost=None if cost is None else cost / horizon,
+        latency=None if latency is None else latency / horizon,
+    )
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """Every policy of a study on the same environment, horizon, runs and seed."""
+
+    study: Study
+    results: tuple[RunResult, ...]
+
+    @property
+    def lai_robbins_constant(self) -> float | None:
+        """C(mu) when the study is in the bound's setting (stationary Bernoulli), else None."""
+        env = self.study.environment
+        return lai_robbins_constant(env.means.initial) if env.is_stationary_bernoulli else None
+
+
+def run_study(study: Study, progress: ProgressCallback | None = None) -> StudyResult:
+    """Simulate every policy of the study; all share the study's seed (common random numbers)."""
+    results = []
+    for spec, policy in zip(study.policies, study.build_policies(), strict=True):
+        results.append(
+            simulate(
+                policy,
+                study.environment,
+                horizon=study.horizon,
+                runs=study.runs,
+                seed=study.seed,
+                label=spec.label,
+                checkpoints=study.checkpoints,
+                progress=progress,
+            )
+        )
+    return StudyResult(study, tuple(results))

@@ -1,0 +1,205 @@
+"""Deploy artefacts: promtool accepts and unit-tests the rules, and every PromQL expression in
+the dashboard and the rules names only metrics that ``Metrics`` registers (or recording rules)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bandit_router.metrics import Metrics
+
+REPO = Path(__file__).resolve().parents[1]
+PROM_DIR = REPO / "deploy" / "prometheus"
+DASHBOARD = REPO / "deploy" / "grafana" / "bandit-router.json"
+
+PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
+    "unless", "offset", "inf", "nan",
+}  # fmt: skip
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool not found: install Debian's `prometheus` package "
+            "(apt-get install prometheus), which provides /usr/bin/promtool"
+        )
+    return path
+
+
+def run_promtool(*args: str, cwd: Path = PROM_DIR) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_promtool_accepts_the_rules() -> None:
+    done = run_promtool("check", "rules", "alerts.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    # alerts_test.yml: a 2% error rate pages (critical), 0.05% does not; same for latency.
+    done = run_promtool("test", "rules", "alerts_test.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_promtool_accepts_the_scrape_config() -> None:
+    done = run_promtool("check", "config", "prometheus.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_unit_tests_can_fail(tmp_path: Path) -> None:
+    """The promtool tests are not vacuous: at 1% errors (< 14.4 x 0.1%) the page must not fire."""
+    shutil.copy(PROM_DIR / "alerts.yml", tmp_path / "alerts.yml")
+    text = (PROM_DIR / "alerts_test.yml").read_text()
+    text = text.replace("'0+98x120'", "'0+99x120'", 1).replace("'0+2x120'", "'0+1x120'", 1)
+    (tmp_path / "alerts_test.yml").write_text(text)
+    done = run_promtool("test", "rules", "alerts_test.yml", cwd=tmp_path)
+    assert done.returncode != 0
+
+
+def registered_series_names() -> set[str]:
+    """Every sample name the Metrics class exposes (with _bucket/_sum/_count/_total)."""
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    m.observe_rpc("s", "Route", "OK", 0.001)
+    m.observe_decision("e", "a", "EXPLOIT")
+    m.observe_reward("e", "a", "APPLIED", 1.0)
+    m.observe_default_rewards("e", "a", 1, 0.0)
+    m.set_arm_posterior("e", "a", 0.5, 0.5)
+    m.set_exploration_share("e", 0.1)
+    m.set_cache_age("e", 1.0)
+    m.observe_store("op", 0.001, False)
+    m.set_drift("e", "a", 1.0, True)
+    names: set[str] = set()
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def recording_rules() -> set[str]:
+    rules = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())
+    return {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers that are not functions, keywords,
+    label names in by/without/on/ignoring clauses, or anything inside {...}, [...] or quotes."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        following = text[match.end() :].lstrip()
+        word = match.group(0)
+        if following.startswith("(") or word.lower() in PROMQL_WORDS:
+            continue
+        names.add(word)
+    return names
+
+
+def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    for var in dashboard["templating"]["list"]:
+        if var["type"] == "query":
+            query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+            inner = re.fullmatch(r"label_values\((\w+),\s*\w+\)", query)
+            assert inner, query
+            exprs.append(inner.group(1))
+    return exprs
+
+
+def test_metric_name_parser() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le) (rate(x_bucket{method="Route",le="0.5"}[5m])))'
+        " / on(job) group_left(arm) y:z:ratio_rate5m or vector(1)"
+    )
+    assert metric_names(expr) == {"x_bucket", "y:z:ratio_rate5m"}
+
+
+def test_dashboard_structure_and_metric_names() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    assert variables["experiment"]["type"] == "query"
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["targets"], panel["title"]
+
+    known = registered_series_names() | recording_rules()
+    exprs = dashboard_expressions(dashboard)
+    used: set[str] = set()
+    for expr in exprs:
+        names = metric_names(expr)
+        assert names, expr
+        assert names <= known, f"unknown metrics {names - known} in {expr!r}"
+        used |= names
+    # The dashboard covers what the brief asks for.
+    for required in (
+        "bandit_router_decisions_total",
+        "bandit_router_reward_value_total",
+        "bandit_router_arm_probability_best",
+        "bandit_router_exploration_share",
+        "bandit_router_request_duration_seconds_bucket",
+        "grpc_server_handled_total",
+        "bandit_router_cache_age_seconds",
+        "bandit_router_drift_statistic",
+    ):
+        assert required in used, required
+
+    latency = next(p for p in panels if p["title"].startswith("Route latency vs SLO"))
+    steps = latency["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert 0.5 in [s["value"] for s in steps]  # the 500 ms SLO line
+    assert any("histogram_quantile(0.99" in t["expr"] for t in latency["targets"])
+
+
+def test_rule_expressions_use_registered_metrics() -> None:
+    rules = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())
+    known = registered_series_names() | recording_rules()
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            names = metric_names(rule["expr"])
+            assert names <= known, (
+                f"unknown metrics {names - known} in {rule.get('record') or rule.get('alert')}"
+            )
+    registered = registered_series_names()
+    # The latency SLO needs an le="0.5" bucket and the error ratio needs the handled counter.
+    assert "bandit_router_request_duration_seconds_bucket" in registered
+    assert "grpc_server_handled_total" in registered
+
+
+def test_dashboard_promql_is_valid(tmp_path: Path) -> None:
+    """promtool parses every dashboard expression (Grafana variables substituted)."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    substituted = [
+        e.replace("$__rate_interval", "5m").replace("$__range", "1h").replace("$experiment", ".*")
+        for e in exprs
+    ]
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:expr{i}", "expr": e} for i, e in enumerate(substituted)
+                ],
+            }
+        ]
+    }
+    (tmp_path / "dashboard_rules.yml").write_text(yaml.safe_dump(rules))
+    done = run_promtool("check", "rules", "dashboard_rules.yml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr

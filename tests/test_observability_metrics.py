@@ -1,0 +1,334 @@
+"""Metrics: exposition values after driving ``Metrics``, the gRPC interceptor on a real server,
+and multi-process aggregation across two real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bandit_router.metrics import (
+    LATENCY_BUCKETS,
+    Metrics,
+    MetricsInterceptor,
+    exposition_registry,
+    start_metrics_http_server,
+)
+from bandit_router.v1 import router_pb2, router_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+Labels = tuple[tuple[str, str], ...]
+
+
+def samples(text: str) -> dict[tuple[str, Labels], float]:
+    """Parse exposition text into {(sample name, sorted labels): value}."""
+    out: dict[tuple[str, Labels], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def scrape(registry: CollectorRegistry) -> dict[tuple[str, Labels], float]:
+    return samples(generate_latest(registry).decode())
+
+
+def key(name: str, **labels: str) -> tuple[str, Labels]:
+    return (name, tuple(sorted(labels.items())))
+
+
+@pytest.fixture(autouse=True)
+def _single_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # This process imported prometheus_client without the variable: single-process mode.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+
+
+def test_exposition_after_driving_every_method() -> None:
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    for _ in range(3):
+        m.observe_decision("exp1", "A", "REASON_EXPLOIT")
+    m.observe_decision("exp1", "B", "EXPLORE")
+    m.observe_reward("exp1", "A", "REWARD_OUTCOME_APPLIED", 1.0)
+    m.observe_reward("exp1", "A", "APPLIED", 0.5)
+    m.observe_reward("exp1", "A", "DUPLICATE", 1.0)  # not credited: no value
+    m.observe_reward("exp1", "A", "LATE_APPLIED", 0.25)
+    m.observe_default_rewards("exp1", "B", 4, 0.0)
+    m.observe_default_rewards("exp1", "A", 2, 2.0)
+    m.set_arm_posterior("exp1", "A", 0.61, 0.93)
+    m.set_exploration_share("exp1", 0.12)
+    m.set_cache_age("exp1", 0.35)
+    m.observe_store("hincrbyfloat", 0.0004, True)
+    m.observe_store("hincrbyfloat", 0.2, False)
+    m.set_drift("exp1", "A", 3.0, False)
+    m.set_drift("exp1", "A", 60.0, True)
+    m.set_drift("exp1", "A", 70.0, True)  # still detected: not a new alarm
+    m.set_drift("exp1", "A", 1.0, False)
+    m.set_drift("exp1", "A", 55.0, True)  # second rising edge
+    m.observe_rpc("bandit_router.v1.Router", "Route", "OK", 0.0003)
+    m.observe_rpc("bandit_router.v1.Router", "Route", "UNAVAILABLE", 0.7)
+    m.observe_rpc("bandit_router.v1.Admin", "GetReport", "OK", 0.01)
+
+    s = scrape(registry)
+    assert (
+        s[key("bandit_router_decisions_total", experiment="exp1", arm="A", reason="exploit")] == 3
+    )
+    assert (
+        s[key("bandit_router_decisions_total", experiment="exp1", arm="B", reason="explore")] == 1
+    )
+    assert s[key("bandit_router_rewards_total", experiment="exp1", arm="A", outcome="applied")] == 2
+    assert (
+        s[key("bandit_router_rewards_total", experiment="exp1", arm="A", outcome="duplicate")] == 1
+    )
+    assert (
+        s[key("bandit_router_rewards_total", experiment="exp1", arm="A", outcome="late_applied")]
+        == 1
+    )
+    # 1.0 + 0.5 + 0.25 credited rewards + 2.0 from default rewards; the duplicate is excluded.
+    assert s[key("bandit_router_reward_value_total", experiment="exp1", arm="A")] == 3.75
+    assert s[key("bandit_router_default_rewards_total", experiment="exp1", arm="B")] == 4
+    assert s[key("bandit_router_arm_posterior_mean", experiment="exp1", arm="A")] == 0.61
+    assert s[key("bandit_router_arm_probability_best", experiment="exp1", arm="A")] == 0.93
+    assert s[key("bandit_router_exploration_share", experiment="exp1")] == 0.12
+    assert s[key("bandit_router_cache_age_seconds", experiment="exp1")] == 0.35
+    assert s[key("bandit_router_store_duration_seconds_count", operation="hincrbyfloat")] == 2
+    assert s[key("bandit_router_store_errors_total", operation="hincrbyfloat")] == 1
+    assert s[key("bandit_router_drift_statistic", experiment="exp1", arm="A")] == 55.0
+    assert s[key("bandit_router_drift_detected", experiment="exp1", arm="A")] == 1.0
+    assert s[key("bandit_router_drift_alarms_total", experiment="exp1", arm="A")] == 2
+
+    route = {
+        "grpc_type": "unary",
+        "grpc_service": "bandit_router.v1.Router",
+        "grpc_method": "Route",
+    }
+    assert s[key("grpc_server_started_total", **route)] == 2
+    assert s[key("grpc_server_handled_total", grpc_code="OK", **route)] == 1
+    assert s[key("grpc_server_handled_total", grpc_code="UNAVAILABLE", **route)] == 1
+    assert s[key("grpc_server_handling_seconds_count", **route)] == 2
+    # 0.3 ms falls in le=0.0005, 0.7 s only in le=1: the SLO bucket le=0.5 holds exactly one.
+    assert s[key("bandit_router_request_duration_seconds_bucket", method="Route", le="0.0005")] == 1
+    assert s[key("bandit_router_request_duration_seconds_bucket", method="Route", le="0.5")] == 1
+    assert s[key("bandit_router_request_duration_seconds_bucket", method="Route", le="1.0")] == 2
+    assert s[key("bandit_router_request_duration_seconds_count", method="Route")] == 2
+    # Admin methods are not in the Route/Reward SLO histogram.
+    assert key("bandit_router_request_duration_seconds_count", method="GetReport") not in s
+
+
+def test_buckets_cover_50us_and_the_slo_boundary() -> None:
+    assert LATENCY_BUCKETS[0] == 0.00005
+    assert 0.5 in LATENCY_BUCKETS
+    assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
+    registry = CollectorRegistry()
+    Metrics(registry).observe_rpc("s", "Route", "OK", 0.0001)
+    text = generate_latest(registry).decode()
+    assert 'bandit_router_request_duration_seconds_bucket{le="0.5",method="Route"}' in text
+
+
+def test_remove_experiment_drops_its_series_only() -> None:
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    for experiment in ("gone", "kept"):
+        m.observe_decision(experiment, "A", "EXPLOIT")
+        m.observe_reward(experiment, "A", "APPLIED", 1.0)
+        m.set_arm_posterior(experiment, "A", 0.5, 0.5)
+        m.set_exploration_share(experiment, 0.1)
+        m.set_cache_age(experiment, 1.0)
+        m.set_drift(experiment, "A", 1.0, True)
+    m.remove_experiment("gone")
+    s = scrape(registry)
+    assert not [k for k in s if ("experiment", "gone") in k[1]]
+    assert len([k for k in s if ("experiment", "kept") in k[1]]) >= 9
+    # Cached children were dropped too: a re-created experiment starts from zero.
+    m.observe_decision("gone", "A", "EXPLOIT")
+    s = scrape(registry)
+    assert (
+        s[key("bandit_router_decisions_total", experiment="gone", arm="A", reason="exploit")] == 1
+    )
+
+
+def test_metrics_refuses_late_multiprocess_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="before the first import"):
+        Metrics(CollectorRegistry())
+
+
+def test_http_server_serves_the_registry() -> None:
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    m.observe_decision("exp1", "A", "EXPLOIT")
+    server, _thread = start_metrics_http_server("127.0.0.1", 0, exposition_registry(registry))
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read().decode()
+    finally:
+        server.shutdown()
+    assert (
+        samples(body)[
+            key("bandit_router_decisions_total", experiment="exp1", arm="A", reason="exploit")
+        ]
+        == 1
+    )
+
+
+# -- interceptor on a real grpc.aio server -------------------------------------------------
+
+
+class _Router(router_pb2_grpc.RouterServicer):
+    async def Route(
+        self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> router_pb2.RouteResponse:
+        if request.experiment == "missing":
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such experiment")
+        if request.experiment == "boom":
+            raise RuntimeError("handler bug")
+        if request.experiment == "set-code":
+            context.set_code(grpc.StatusCode.UNAVAILABLE)
+            return router_pb2.RouteResponse()
+        return router_pb2.RouteResponse(arm="A")
+
+    async def Reward(
+        self, request: router_pb2.RewardRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> router_pb2.RewardResponse:
+        return router_pb2.RewardResponse(outcome=router_pb2.REWARD_OUTCOME_APPLIED)
+
+
+async def _drive(metrics: Metrics) -> dict[str, grpc.StatusCode]:
+    server = grpc.aio.server(interceptors=[MetricsInterceptor(metrics)])
+    router_pb2_grpc.add_RouterServicer_to_server(_Router(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    seen: dict[str, grpc.StatusCode] = {}
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = router_pb2_grpc.RouterStub(channel)
+            for experiment in ("ok", "ok", "ok", "missing", "boom", "set-code"):
+                try:
+                    await stub.Route(router_pb2.RouteRequest(experiment=experiment), timeout=5)
+                    seen[experiment] = grpc.StatusCode.OK
+                except grpc.aio.AioRpcError as err:
+                    seen[experiment] = err.code()
+            await stub.Reward(router_pb2.RewardRequest(decision_id="d", value=1.0), timeout=5)
+    finally:
+        await server.stop(None)
+    return seen
+
+
+def test_interceptor_records_final_status_codes() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    seen = asyncio.run(_drive(metrics))
+    # The client saw these codes; the server-side metrics must agree with them.
+    assert seen == {
+        "ok": grpc.StatusCode.OK,
+        "missing": grpc.StatusCode.NOT_FOUND,
+        "boom": grpc.StatusCode.UNKNOWN,
+        "set-code": grpc.StatusCode.UNAVAILABLE,
+    }
+    s = scrape(registry)
+    route = {
+        "grpc_type": "unary",
+        "grpc_service": "bandit_router.v1.Router",
+        "grpc_method": "Route",
+    }
+    assert s[key("grpc_server_started_total", **route)] == 6
+    assert s[key("grpc_server_handled_total", grpc_code="OK", **route)] == 3
+    assert s[key("grpc_server_handled_total", grpc_code="NOT_FOUND", **route)] == 1
+    assert s[key("grpc_server_handled_total", grpc_code="UNKNOWN", **route)] == 1
+    assert s[key("grpc_server_handled_total", grpc_code="UNAVAILABLE", **route)] == 1
+    assert s[key("bandit_router_request_duration_seconds_count", method="Route")] == 6
+    assert s[key("bandit_router_request_duration_seconds_count", method="Reward")] == 1
+    total = s[key("bandit_router_request_duration_seconds_sum", method="Route")]
+    assert 0 < total < 5  # six in-process calls, each far below the 5 s client timeout
+
+
+# -- multi-process mode --------------------------------------------------------------------
+
+_WORKER = textwrap.dedent(
+    """
+    import sys
+    from prometheus_client import CollectorRegistry
+    from bandit_router.metrics import Metrics, multiprocess_enabled
+
+    assert multiprocess_enabled()
+    worker, decisions = int(sys.argv[1]), int(sys.argv[2])
+    m = Metrics(CollectorRegistry())
+    for _ in range(decisions):
+        m.observe_decision("exp1", "A", "EXPLOIT")
+    m.observe_rpc("bandit_router.v1.Router", "Route", "OK", 0.001 * worker)
+    m.set_cache_age("exp1", float(worker))
+    m.set_arm_posterior("exp1", "A", 0.1 * worker, 0.5)
+    print(__import__("os").getpid())
+    """
+)
+
+_READER = textwrap.dedent(
+    """
+    import sys
+    from prometheus_client import generate_latest
+    from bandit_router.metrics import exposition_registry, mark_worker_dead
+
+    if len(sys.argv) > 1:
+        mark_worker_dead(int(sys.argv[1]))
+    sys.stdout.write(generate_latest(exposition_registry()).decode())
+    """
+)
+
+
+@pytest.fixture
+def multiproc_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    directory = tmp_path / "prom"
+    directory.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": str(REPO)}
+    yield env
+
+
+def _run(code: str, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_multiprocess_workers_are_aggregated(multiproc_env: dict[str, str]) -> None:
+    pid1 = int(_run(_WORKER, multiproc_env, "1", "5"))
+    pid2 = int(_run(_WORKER, multiproc_env, "2", "7"))
+    assert pid1 != pid2
+
+    s = samples(_run(_READER, multiproc_env))
+    assert (
+        s[key("bandit_router_decisions_total", experiment="exp1", arm="A", reason="exploit")] == 12
+    )
+    route = {
+        "grpc_type": "unary",
+        "grpc_service": "bandit_router.v1.Router",
+        "grpc_method": "Route",
+    }
+    assert s[key("grpc_server_started_total", **route)] == 2
+    assert s[key("bandit_router_request_duration_seconds_count", method="Route")] == 2
+    # livemax: the worst worker's cache age; livemostrecent: the later worker's value.
+    assert s[key("bandit_router_cache_age_seconds", experiment="exp1")] == 2.0
+    assert math.isclose(s[key("bandit_router_arm_posterior_mean", experiment="exp1", arm="A")], 0.2)
+
+    # Worker 2 died: its live gauges go, its counters stay (they must never go backwards).
+    s = samples(_run(_READER, multiproc_env, str(pid2)))
+    assert s[key("bandit_router_cache_age_seconds", experiment="exp1")] == 1.0
+    assert (
+        s[key("bandit_router_decisions_total", experiment="exp1", arm="A", reason="exploit")] == 12
+    )
