@@ -55,7 +55,9 @@ class AdminOperations:
     ) -> Experiment:
         check_name(name, "experiment")
         check_reason(reason)
-        _, after = await self.store.update_experiment(name, change, expected_version=expected_version)
+        _, after = await self.store.update_experiment(
+            name, change, expected_version=expected_version
+        )
         await self._audit(name, principal, action, {**arguments, "version": after.version}, reason)
         return after
 
@@ -71,7 +73,7 @@ class AdminOperations:
         check_name(name, "name")
         return await self.store.read_state(name)
 
-    async def list(self) -> list[Experiment]:
+    async def list_all(self) -> list[Experiment]:
         return await self.store.list_experiments()
 
     async def update(
@@ -84,7 +86,12 @@ class AdminOperations:
         fields: list[str] | None = None,
     ) -> Experiment:
         return await self._change(
-            name, principal, "update", {"fields": fields or ["*"]}, reason, build,
+            name,
+            principal,
+            "update",
+            {"fields": fields or ["*"]},
+            reason,
+            build,
             expected_version=expected_version,
         )
 
@@ -142,7 +149,14 @@ class AdminOperations:
     # -- pins, pause -----------------------------------------------------------------------
 
     async def pin(
-        self, name: str, arm: str, principal: str, *, unit_id: str = "", ttl: float = 0.0, reason: str = ""
+        self,
+        name: str,
+        arm: str,
+        principal: str,
+        *,
+        unit_id: str = "",
+        ttl: float = 0.0,
+        reason: str = "",
     ) -> Experiment:
         if ttl < 0:
             raise InvalidArgument("must not be negative", "ttl")
@@ -152,7 +166,9 @@ class AdminOperations:
         def change(experiment: Experiment) -> Experiment:
             found = _require_arm(experiment, arm)
             if not found.active:
-                raise FailedPrecondition(f"arm {arm!r} is disabled; enable it before pinning", "arm")
+                raise FailedPrecondition(
+                    f"arm {arm!r} is disabled; enable it before pinning", "arm"
+                )
             pin = experiment.pin
             if unit_id:
                 return experiment.with_changes(
@@ -164,7 +180,9 @@ class AdminOperations:
         arguments = {"arm": arm, "unit_id": unit_id, "ttl": ttl}
         return await self._change(name, principal, "pin", arguments, reason, change)
 
-    async def unpin(self, name: str, principal: str, *, unit_id: str = "", reason: str = "") -> Experiment:
+    async def unpin(
+        self, name: str, principal: str, *, unit_id: str = "", reason: str = ""
+    ) -> Experiment:
         def change(experiment: Experiment) -> Experiment:
             pin = experiment.pin
             if unit_id:
@@ -176,7 +194,9 @@ class AdminOperations:
 
         return await self._change(name, principal, "unpin", {"unit_id": unit_id}, reason, change)
 
-    async def pause(self, name: str, principal: str, *, arm: str = "", reason: str = "") -> Experiment:
+    async def pause(
+        self, name: str, principal: str, *, arm: str = "", reason: str = ""
+    ) -> Experiment:
         def change(experiment: Experiment) -> Experiment:
             if arm:
                 _require_arm(experiment, arm)

@@ -60,7 +60,9 @@ def parse_entries(items: Iterable[dict[str, Any]], source: str) -> list[TokenEnt
         principal = str(item.get("principal") or "")
         if not principal:
             raise InvalidArgument("needs a principal (who this token is)", where)
-        entries.append(TokenEntry(principal, role, digest.lower(), float(item.get("expires_at", 0.0))))
+        entries.append(
+            TokenEntry(principal, role, digest.lower(), float(item.get("expires_at", 0.0)))
+        )
     return entries
 
 
@@ -77,7 +79,9 @@ def load_tokens(path: str | None, env_value: str | None) -> list[TokenEntry]:
         for chunk in env_value.split(","):
             parts = chunk.strip().split(":")
             if len(parts) != 3:
-                raise InvalidArgument("entries must be principal:role:sha256", "BANDIT_ROUTER_TOKENS")
+                raise InvalidArgument(
+                    "entries must be principal:role:sha256", "BANDIT_ROUTER_TOKENS"
+                )
             items.append({"principal": parts[0], "role": parts[1], "sha256": parts[2]})
         entries += parse_entries(items, "BANDIT_ROUTER_TOKENS")
     return entries
@@ -86,7 +90,9 @@ def load_tokens(path: str | None, env_value: str | None) -> list[TokenEntry]:
 class Authenticator:
     """Checks the ``authorization: Bearer <token>`` metadata of a call against a role."""
 
-    def __init__(self, entries: Sequence[TokenEntry] = (), *, enabled: bool = False, router_auth: bool = True):
+    def __init__(
+        self, entries: Sequence[TokenEntry] = (), *, enabled: bool = False, router_auth: bool = True
+    ):
         self.entries = list(entries)
         self.enabled = enabled
         self.router_required = enabled and router_auth

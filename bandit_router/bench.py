@@ -67,12 +67,20 @@ class Result:
     errors: int
 
     @classmethod
-    def of(cls, server: str, mode: str, latencies: list[float], seconds: float, errors: int) -> Result:
+    def of(
+        cls, server: str, mode: str, latencies: list[float], seconds: float, errors: int
+    ) -> Result:
         values = np.asarray(latencies) * 1000.0 if latencies else np.zeros(1)
         return cls(
-            server, mode, len(latencies), seconds, len(latencies) / seconds if seconds else 0.0,
-            float(np.percentile(values, 50)), float(np.percentile(values, 99)),
-            float(np.percentile(values, 99.9)), errors,
+            server,
+            mode,
+            len(latencies),
+            seconds,
+            len(latencies) / seconds if seconds else 0.0,
+            float(np.percentile(values, 50)),
+            float(np.percentile(values, 99)),
+            float(np.percentile(values, 99.9)),
+            errors,
         )
 
 
@@ -102,11 +110,29 @@ def process(command: list[str], port: int, env: dict[str, str] | None = None) ->
 def redis_server() -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server not found; install Debian's redis-server or pass --redis-url")
+        raise RuntimeError(
+            "redis-server not found; install Debian's redis-server or pass --redis-url"
+        )
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmp, process(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", tmp], port):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        process(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            port,
+        ),
+    ):
         yield f"redis://127.0.0.1:{port}/0"
 
 
@@ -164,7 +190,10 @@ async def open_loop(
 
 
 async def _drive(target: str, server: str, args: argparse.Namespace, real: bool) -> list[Result]:
-    channels = [grpc.aio.insecure_channel(target, channel_options(1, i + 1)) for i in range(args.connections)]
+    channels = [
+        grpc.aio.insecure_channel(target, channel_options(1, i + 1))
+        for i in range(args.connections)
+    ]
     stubs = [router_pb2_grpc.RouterStub(channel) for channel in channels]
     route_request = router_pb2.RouteRequest(experiment=EXPERIMENT)
 
@@ -182,7 +211,8 @@ async def _drive(target: str, server: str, args: argparse.Namespace, real: bool)
 
     async def reward(index: int) -> Any:
         return await stub(index).Reward(
-            router_pb2.RewardRequest(decision_id=decisions[index], value=float(index % 2)), timeout=10
+            router_pb2.RewardRequest(decision_id=decisions[index], value=float(index % 2)),
+            timeout=10,
         )
 
     async def route_then_reward(index: int) -> Any:
@@ -219,7 +249,9 @@ async def _create_experiment(target: str) -> None:
         )
         experiment.reward_window.FromSeconds(600)
         with contextlib.suppress(grpc.aio.AioRpcError):
-            await admin.CreateExperiment(admin_pb2.CreateExperimentRequest(experiment=experiment), timeout=10)
+            await admin.CreateExperiment(
+                admin_pb2.CreateExperimentRequest(experiment=experiment), timeout=10
+            )
         await asyncio.sleep(0.5)  # let every worker's cache see it
 
 
@@ -245,9 +277,25 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
         redis_url = args.redis_url or stack.enter_context(redis_server())
         port = free_port()
         target = f"127.0.0.1:{port}"
-        stack.enter_context(process(
-            [python, "-m", "bandit_router", "serve", "--listen", target, "--redis-url", redis_url,
-             "--workers", str(args.workers), "--log-level", "WARNING"], port))
+        stack.enter_context(
+            process(
+                [
+                    python,
+                    "-m",
+                    "bandit_router",
+                    "serve",
+                    "--listen",
+                    target,
+                    "--redis-url",
+                    redis_url,
+                    "--workers",
+                    str(args.workers),
+                    "--log-level",
+                    "WARNING",
+                ],
+                port,
+            )
+        )
         _run(_create_experiment(target))
         results += _run(_drive(target, "bandit-router", args, real=True))
     return results
@@ -255,14 +303,22 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
 
 def render(results: list[Result]) -> str:
     echo = {r.mode: r for r in results if r.server == "echo"}
-    lines = [f"{'server':<14} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'p99.9 ms':>9} {'errors':>6} {'x echo (thr)':>12} {'x echo (p99)':>12}"]
+    lines = [
+        f"{'server':<14} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'p99.9 ms':>9} {'errors':>6} {'x echo (thr)':>12} {'x echo (p99)':>12}"
+    ]
     for r in results:
         base = echo.get(r.mode)
-        ratio = f"{r.calls_per_second / base.calls_per_second:.2f}" if base and r.server != "echo" else ""
+        ratio = (
+            f"{r.calls_per_second / base.calls_per_second:.2f}"
+            if base and r.server != "echo"
+            else ""
+        )
         p99 = f"{r.p99_ms / base.p99_ms:.2f}" if base and r.server != "echo" and base.p99_ms else ""
-        lines.append(f"{r.server:<14} {r.mode:<22} {r.calls_per_second:>9.0f} {r.p50_ms:>8.2f} "
-                     f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {ratio:>12} {p99:>12}")
+        lines.append(
+            f"{r.server:<14} {r.mode:<22} {r.calls_per_second:>9.0f} {r.p50_ms:>8.2f} "
+            f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {ratio:>12} {p99:>12}"
+        )
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from .v1 import experiment_pb2, router_pb2, router_pb2_grpc
 
 
 class EchoRouter(router_pb2_grpc.RouterServicer):
-    async def Route(  # noqa: N802
+    async def Route(
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> router_pb2.RouteResponse:
         return router_pb2.RouteResponse(
@@ -30,7 +30,7 @@ class EchoRouter(router_pb2_grpc.RouterServicer):
             policy="echo",
         )
 
-    async def Reward(  # noqa: N802
+    async def Reward(
         self, request: router_pb2.RewardRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> router_pb2.RewardResponse:
         return router_pb2.RewardResponse(outcome=router_pb2.REWARD_OUTCOME_APPLIED)

@@ -141,9 +141,8 @@ class ExperimentCache:
                     and old.experiment.version == state.experiment.version
                     and old.experiment.incarnation == state.experiment.incarnation
                     and old.state_version == state.state_version
-                    and old.decisions == tuple(
-                        state.arm_stat(arm, "decisions") for arm in old.experiment.arm_names
-                    )
+                    and old.decisions
+                    == tuple(state.arm_stat(arm, "decisions") for arm in old.experiment.arm_names)
                 ):
                     old.fetched_at = time.monotonic()
                     continue
@@ -153,7 +152,9 @@ class ExperimentCache:
                     and old.experiment.arm_names == state.experiment.arm_names
                 )
                 try:
-                    entry = CachedExperiment.build(state, old.policy if same_policy and old else None)
+                    entry = CachedExperiment.build(
+                        state, old.policy if same_policy and old else None
+                    )
                 except Exception:  # a config this version cannot read must not stop the rest
                     log.exception("cannot load experiment %s; keeping the old copy", name)
                     continue
@@ -180,7 +181,9 @@ class ExperimentCache:
         try:
             await self.refresh()
         except (RedisError, OSError) as error:
-            log.warning("first cache refresh failed (%s); serving will start when it answers", error)
+            log.warning(
+                "first cache refresh failed (%s); serving will start when it answers", error
+            )
         self._tasks = [
             asyncio.create_task(self._refresh_loop(), name="cache-refresh"),
             asyncio.create_task(self._listen_for_changes(), name="cache-changes"),
@@ -228,4 +231,4 @@ class ExperimentCache:
                 backoff = min(backoff * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -47,7 +47,11 @@ def emit(data: Any, output: str, table: Callable[[Any], list[list[str]]] | None 
         rows = table(data)
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
-            print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+            print(
+                "  ".join(
+                    str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip()
+            )
     else:
         print(yaml.safe_dump(data, sort_keys=False), end="")
 
@@ -59,11 +63,16 @@ def _experiment_rows(experiments: Any) -> list[list[str]]:
             arm["name"] + ("(off)" if arm.get("state") == "ARM_STATE_DISABLED" else "")
             for arm in exp.get("arms", [])
         ]
-        rows.append([
-            exp["name"], exp.get("policy", {}).get("name", ""), ",".join(arms),
-            exp.get("pin", {}).get("arm", "") or "-", str(exp.get("paused", False)).lower(),
-            str(exp.get("version", "")),
-        ])
+        rows.append(
+            [
+                exp["name"],
+                exp.get("policy", {}).get("name", ""),
+                ",".join(arms),
+                exp.get("pin", {}).get("arm", "") or "-",
+                str(exp.get("paused", False)).lower(),
+                str(exp.get("version", "")),
+            ]
+        )
     return rows
 
 
@@ -75,14 +84,19 @@ def _client(args: argparse.Namespace) -> Any:
 
     credentials = None
     if args.tls_ca or args.tls_cert:
+
         def read(path: str | None) -> bytes | None:
             if not path:
                 return None
             with open(path, "rb") as handle:
                 return handle.read()
 
-        credentials = grpc.ssl_channel_credentials(read(args.tls_ca), read(args.tls_key), read(args.tls_cert))
-    return BanditClient(args.target, token=args.token, timeout=args.timeout, credentials=credentials)
+        credentials = grpc.ssl_channel_credentials(
+            read(args.tls_ca), read(args.tls_key), read(args.tls_cert)
+        )
+    return BanditClient(
+        args.target, token=args.token, timeout=args.timeout, credentials=credentials
+    )
 
 
 def _confirm(args: argparse.Namespace, what: str) -> bool:
@@ -94,7 +108,9 @@ def _confirm(args: argparse.Namespace, what: str) -> bool:
     return answer.strip().lower() in {"y", "yes"}
 
 
-def _admin(method: str, build: Callable[[argparse.Namespace], Any], show: str = "experiment") -> Handler:
+def _admin(
+    method: str, build: Callable[[argparse.Namespace], Any], show: str = "experiment"
+) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         request = build(args)
         if getattr(args, "dry_run", False):
@@ -135,7 +151,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .config import config_from_args
 
     config = config_from_args(args)
-    if config.workers > 1 and config.metrics_address and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    if (
+        config.workers > 1
+        and config.metrics_address
+        and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    ):
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bandit-router-metrics-")
@@ -153,7 +173,15 @@ def cmd_get(args: argparse.Namespace) -> int:
                 rows = [["ARM", "DECISIONS", "N", "SUM", "MEAN"]]
                 for stat in response.statistics:
                     mean = stat.sum / stat.n if stat.n else 0.0
-                    rows.append([stat.arm, str(stat.decisions), f"{stat.n:g}", f"{stat.sum:g}", f"{mean:.4f}"])
+                    rows.append(
+                        [
+                            stat.arm,
+                            str(stat.decisions),
+                            f"{stat.n:g}",
+                            f"{stat.sum:g}",
+                            f"{mean:.4f}",
+                        ]
+                    )
                 print()
                 emit(rows, "table", lambda r: r)
             else:
@@ -178,7 +206,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     with _client(args) as client:
         created = [
             client.call_admin(
-                "CreateExperiment", admin_pb2.CreateExperimentRequest(experiment=e, reason=args.reason)
+                "CreateExperiment",
+                admin_pb2.CreateExperimentRequest(experiment=e, reason=args.reason),
             ).experiment
             for e in experiments
         ]
@@ -195,7 +224,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         for experiment in experiments:
             if experiment.name not in existing:
                 action = "create"
-                request: Any = admin_pb2.CreateExperimentRequest(experiment=experiment, reason=args.reason)
+                request: Any = admin_pb2.CreateExperimentRequest(
+                    experiment=experiment, reason=args.reason
+                )
             else:
                 action = "update"
                 current = existing[experiment.name]
@@ -229,7 +260,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _destructive(method: str, build: Callable[[argparse.Namespace], Any], what: str, show: str) -> Handler:
+def _destructive(
+    method: str, build: Callable[[argparse.Namespace], Any], what: str, show: str
+) -> Handler:
     inner = _admin(method, build, show)
 
     def handler(args: argparse.Namespace) -> int:
@@ -246,11 +279,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
         response = client.call_admin(
             "ListAudit", admin_pb2.ListAuditRequest(experiment=args.experiment, limit=args.limit)
         )
+
     def rows(data: Any) -> list[list[str]]:
         table = [["TIME", "PRINCIPAL", "ACTION", "ARGUMENTS", "REASON"]]
         for entry in data.get("entries", []):
-            table.append([entry.get("time", ""), entry.get("principal", ""), entry.get("action", ""),
-                          entry.get("arguments", ""), entry.get("reason", "")])
+            table.append(
+                [
+                    entry.get("time", ""),
+                    entry.get("principal", ""),
+                    entry.get("action", ""),
+                    entry.get("arguments", ""),
+                    entry.get("reason", ""),
+                ]
+            )
         return table
 
     emit(response, args.output, rows)
@@ -310,7 +351,9 @@ def cmd_reward(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     token = new_token()
     entry = {"principal": args.principal, "role": args.role, "sha256": hash_token(token)}
-    print(f"token (give it to {args.principal}; it is not stored anywhere): {token}", file=sys.stderr)
+    print(
+        f"token (give it to {args.principal}; it is not stored anywhere): {token}", file=sys.stderr
+    )
     print(yaml.safe_dump({"tokens": [entry]}, sort_keys=False), end="")
     return 0
 
@@ -325,10 +368,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default=os.environ.get("BANDIT_ROUTER_TARGET", "127.0.0.1:50051"),
-                        help="server address [BANDIT_ROUTER_TARGET]")
-    parser.add_argument("--token", default=os.environ.get("BANDIT_ROUTER_TOKEN"),
-                        help="bearer token [BANDIT_ROUTER_TOKEN]")
+    parser.add_argument(
+        "--target",
+        default=os.environ.get("BANDIT_ROUTER_TARGET", "127.0.0.1:50051"),
+        help="server address [BANDIT_ROUTER_TARGET]",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("BANDIT_ROUTER_TOKEN"),
+        help="bearer token [BANDIT_ROUTER_TOKEN]",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     parser.add_argument("--tls-ca", help="PEM CA to verify the server (enables TLS)")
     parser.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
@@ -338,6 +387,15 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 def _reason(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why: recorded in the audit log")
+
+
+def _arm_state_request(state: experiment_pb2.ArmState) -> Callable[[argparse.Namespace], Any]:
+    def build(args: argparse.Namespace) -> admin_pb2.SetArmStateRequest:
+        return admin_pb2.SetArmStateRequest(
+            experiment=args.experiment, arm=args.arm, state=state, reason=args.reason
+        )
+
+    return build
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,9 +435,20 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--dry-run", action="store_true")
     _reason(delete)
 
-    pin = client_command("pin", "send all traffic (or one unit's) to an arm", _admin(
-        "PinArm", lambda a: admin_pb2.PinArmRequest(
-            experiment=a.experiment, arm=a.arm, unit_id=a.unit, ttl=_duration(a.ttl), reason=a.reason)))
+    pin = client_command(
+        "pin",
+        "send all traffic (or one unit's) to an arm",
+        _admin(
+            "PinArm",
+            lambda a: admin_pb2.PinArmRequest(
+                experiment=a.experiment,
+                arm=a.arm,
+                unit_id=a.unit,
+                ttl=_duration(a.ttl),
+                reason=a.reason,
+            ),
+        ),
+    )
     pin.add_argument("experiment")
     pin.add_argument("arm")
     pin.add_argument("--unit", default="", help="pin only this unit id (QA)")
@@ -387,79 +456,140 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("--dry-run", action="store_true")
     _reason(pin)
 
-    unpin = client_command("unpin", "remove a pin", _admin(
-        "Unpin", lambda a: admin_pb2.UnpinRequest(experiment=a.experiment, unit_id=a.unit, reason=a.reason)))
+    unpin = client_command(
+        "unpin",
+        "remove a pin",
+        _admin(
+            "Unpin",
+            lambda a: admin_pb2.UnpinRequest(
+                experiment=a.experiment, unit_id=a.unit, reason=a.reason
+            ),
+        ),
+    )
     unpin.add_argument("experiment")
     unpin.add_argument("--unit", default="")
     unpin.add_argument("--dry-run", action="store_true")
     _reason(unpin)
 
-    for verb, state in (("disable", experiment_pb2.ARM_STATE_DISABLED), ("enable", experiment_pb2.ARM_STATE_ACTIVE)):
-        command = client_command(verb, f"{verb} an arm (kill switch)" if verb == "disable" else "enable an arm",
-                                 _admin("SetArmState", lambda a, s=state: admin_pb2.SetArmStateRequest(
-                                     experiment=a.experiment, arm=a.arm, state=s, reason=a.reason)))
+    for verb, state in (
+        ("disable", experiment_pb2.ARM_STATE_DISABLED),
+        ("enable", experiment_pb2.ARM_STATE_ACTIVE),
+    ):
+        command = client_command(
+            verb,
+            f"{verb} an arm (kill switch)" if verb == "disable" else "enable an arm",
+            _admin("SetArmState", _arm_state_request(state)),
+        )
         command.add_argument("experiment")
         command.add_argument("arm")
         command.add_argument("--dry-run", action="store_true")
         _reason(command)
 
-    add_arm = client_command("add-arm", "add an arm to a running experiment", _admin(
-        "AddArm", lambda a: admin_pb2.AddArmRequest(
-            experiment=a.experiment,
-            arm=experiment_pb2.Arm(name=a.arm, prior_n=a.prior_n, prior_sum=a.prior_sum,
-                                   prior_sum_sq=a.prior_sum_sq),
-            reason=a.reason)))
+    add_arm = client_command(
+        "add-arm",
+        "add an arm to a running experiment",
+        _admin(
+            "AddArm",
+            lambda a: admin_pb2.AddArmRequest(
+                experiment=a.experiment,
+                arm=experiment_pb2.Arm(
+                    name=a.arm,
+                    prior_n=a.prior_n,
+                    prior_sum=a.prior_sum,
+                    prior_sum_sq=a.prior_sum_sq,
+                ),
+                reason=a.reason,
+            ),
+        ),
+    )
     add_arm.add_argument("experiment")
     add_arm.add_argument("arm")
     add_arm.add_argument("--prior-n", type=float, default=0.0, help="warm start: observations")
     add_arm.add_argument("--prior-sum", type=float, default=0.0, help="warm start: sum of rewards")
-    add_arm.add_argument("--prior-sum-sq", type=float, default=0.0, help="warm start: sum of squares")
+    add_arm.add_argument(
+        "--prior-sum-sq", type=float, default=0.0, help="warm start: sum of squares"
+    )
     add_arm.add_argument("--dry-run", action="store_true")
     _reason(add_arm)
 
-    remove_arm = client_command("remove-arm", "remove an arm and its statistics", _destructive(
-        "RemoveArm", lambda a: admin_pb2.RemoveArmRequest(experiment=a.experiment, arm=a.arm, reason=a.reason),
-        "remove arm {arm} of {experiment} and its statistics", "experiment"))
+    remove_arm = client_command(
+        "remove-arm",
+        "remove an arm and its statistics",
+        _destructive(
+            "RemoveArm",
+            lambda a: admin_pb2.RemoveArmRequest(
+                experiment=a.experiment, arm=a.arm, reason=a.reason
+            ),
+            "remove arm {arm} of {experiment} and its statistics",
+            "experiment",
+        ),
+    )
     remove_arm.add_argument("experiment")
     remove_arm.add_argument("arm")
     remove_arm.add_argument("--yes", action="store_true")
     remove_arm.add_argument("--dry-run", action="store_true")
     _reason(remove_arm)
 
-    pause = client_command("pause", "route to a default arm without learning", _admin(
-        "Pause", lambda a: admin_pb2.PauseRequest(experiment=a.experiment, arm=a.arm, reason=a.reason)))
+    pause = client_command(
+        "pause",
+        "route to a default arm without learning",
+        _admin(
+            "Pause",
+            lambda a: admin_pb2.PauseRequest(experiment=a.experiment, arm=a.arm, reason=a.reason),
+        ),
+    )
     pause.add_argument("experiment")
     pause.add_argument("--arm", default="")
     pause.add_argument("--dry-run", action="store_true")
     _reason(pause)
 
-    resume = client_command("resume", "resume learning", _admin(
-        "Resume", lambda a: admin_pb2.ResumeRequest(experiment=a.experiment, reason=a.reason)))
+    resume = client_command(
+        "resume",
+        "resume learning",
+        _admin(
+            "Resume", lambda a: admin_pb2.ResumeRequest(experiment=a.experiment, reason=a.reason)
+        ),
+    )
     resume.add_argument("experiment")
     resume.add_argument("--dry-run", action="store_true")
     _reason(resume)
 
-    reset = client_command("reset", "return statistics to the prior (snapshot kept)", _destructive(
-        "Reset", lambda a: admin_pb2.ResetRequest(experiment=a.experiment, reason=a.reason),
-        "reset the statistics of {experiment}", "snapshot"))
+    reset = client_command(
+        "reset",
+        "return statistics to the prior (snapshot kept)",
+        _destructive(
+            "Reset",
+            lambda a: admin_pb2.ResetRequest(experiment=a.experiment, reason=a.reason),
+            "reset the statistics of {experiment}",
+            "snapshot",
+        ),
+    )
     reset.add_argument("experiment")
     reset.add_argument("--yes", action="store_true")
     reset.add_argument("--dry-run", action="store_true")
     _reason(reset)
 
-    snapshots = client_command("snapshots", "list statistics snapshots taken by reset", cmd_snapshots)
+    snapshots = client_command(
+        "snapshots", "list statistics snapshots taken by reset", cmd_snapshots
+    )
     snapshots.add_argument("experiment")
 
     audit = client_command("audit", "who changed what, when and why", cmd_audit)
     audit.add_argument("experiment")
     audit.add_argument("--limit", type=int, default=100)
 
-    report = client_command("report", "per-arm posterior, probability of being best, advice", cmd_report)
+    report = client_command(
+        "report", "per-arm posterior, probability of being best, advice", cmd_report
+    )
     report.add_argument("experiment")
-    report.add_argument("--window", type=_parse_duration, default=3600.0, help="recent-share window")
+    report.add_argument(
+        "--window", type=_parse_duration, default=3600.0, help="recent-share window"
+    )
     report.add_argument("--json", action="store_true")
 
-    export = client_command("export", "export the decision log (JSON lines or VW DSJSON)", cmd_export)
+    export = client_command(
+        "export", "export the decision log (JSON lines or VW DSJSON)", cmd_export
+    )
     export.add_argument("experiment")
     export.add_argument("--format", choices=("jsonl", "dsjson"), default="jsonl")
     export.add_argument("--out", default="-", help="file, or - for stdout")
@@ -509,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as error:  # noqa: BLE001 - a CLI shows the message, not a traceback
+    except Exception as error:
         from .errors import BanditRouterError
 
         if isinstance(error, BanditRouterError | OSError):

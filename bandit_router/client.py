@@ -71,11 +71,15 @@ def outcome_name(response: router_pb2.RewardResponse) -> str:
 
 
 def channel_options(max_attempts: int, connection_id: int = 0) -> list[tuple[str, Any]]:
-    options: list[tuple[str, Any]] = [
-        ("grpc.service_config", service_config(max_attempts)),
-        ("grpc.enable_retries", 1),
-        ("grpc.keepalive_time_ms", 30_000),
-    ]
+    """Channel arguments; ``max_attempts`` 1 turns retries off (gRPC needs >= 2 in a policy)."""
+    options: list[tuple[str, Any]] = [("grpc.keepalive_time_ms", 30_000)]
+    if max_attempts >= 2:
+        options += [
+            ("grpc.service_config", service_config(max_attempts)),
+            ("grpc.enable_retries", 1),
+        ]
+    else:
+        options.append(("grpc.enable_retries", 0))
     if connection_id:  # a distinct channel arg gives a distinct HTTP/2 connection
         options.append(("bandit_router.connection_id", connection_id))
     return options
@@ -194,12 +198,18 @@ class BanditClient:
         return self.call_admin("GetExperiment", admin_pb2.GetExperimentRequest(name=name))  # type: ignore[no-any-return]
 
     def list_experiments(self) -> list[experiment_pb2.Experiment]:
-        return list(self.call_admin("ListExperiments", admin_pb2.ListExperimentsRequest()).experiments)
+        return list(
+            self.call_admin("ListExperiments", admin_pb2.ListExperimentsRequest()).experiments
+        )
 
     def delete_experiment(self, name: str, reason: str = "") -> None:
-        self.call_admin("DeleteExperiment", admin_pb2.DeleteExperimentRequest(name=name, reason=reason))
+        self.call_admin(
+            "DeleteExperiment", admin_pb2.DeleteExperimentRequest(name=name, reason=reason)
+        )
 
-    def export_decisions(self, experiment: str, limit: int = 0) -> Iterator[admin_pb2.DecisionRecord]:
+    def export_decisions(
+        self, experiment: str, limit: int = 0
+    ) -> Iterator[admin_pb2.DecisionRecord]:
         stream = self.admin.ExportDecisions(
             admin_pb2.ExportDecisionsRequest(experiment=experiment, limit=limit),
             timeout=ADMIN_TIMEOUT * 6,

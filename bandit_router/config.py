@@ -62,44 +62,106 @@ class ServerConfig:
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--listen", default=_env("LISTEN", "127.0.0.1:50051"),
-        help="host:port for gRPC [BANDIT_ROUTER_LISTEN] (default %(default)s)")
-    add("--redis-url", default=_env("REDIS_URL"),
+    add(
+        "--listen",
+        default=_env("LISTEN", "127.0.0.1:50051"),
+        help="host:port for gRPC [BANDIT_ROUTER_LISTEN] (default %(default)s)",
+    )
+    add(
+        "--redis-url",
+        default=_env("REDIS_URL"),
         help="redis://[user:password@]host:port/db or rediss://...; omit for the embedded, "
-             "non-durable store [BANDIT_ROUTER_REDIS_URL]")
-    add("--redis-timeout", type=float, default=_env_float("REDIS_TIMEOUT", 1.0),
-        help="seconds before a Redis call is abandoned [BANDIT_ROUTER_REDIS_TIMEOUT]")
-    add("--refresh-interval", type=float, default=_env_float("REFRESH_INTERVAL", 0.1),
-        help="seconds between cache refreshes [BANDIT_ROUTER_REFRESH_INTERVAL] (default 0.1)")
-    add("--sweep-interval", type=float, default=_env_float("SWEEP_INTERVAL", 1.0),
-        help="seconds between default-reward sweeps [BANDIT_ROUTER_SWEEP_INTERVAL]")
-    add("--experiments", dest="experiments_file", default=_env("EXPERIMENTS"),
+        "non-durable store [BANDIT_ROUTER_REDIS_URL]",
+    )
+    add(
+        "--redis-timeout",
+        type=float,
+        default=_env_float("REDIS_TIMEOUT", 1.0),
+        help="seconds before a Redis call is abandoned [BANDIT_ROUTER_REDIS_TIMEOUT]",
+    )
+    add(
+        "--refresh-interval",
+        type=float,
+        default=_env_float("REFRESH_INTERVAL", 0.1),
+        help="seconds between cache refreshes [BANDIT_ROUTER_REFRESH_INTERVAL] (default 0.1)",
+    )
+    add(
+        "--sweep-interval",
+        type=float,
+        default=_env_float("SWEEP_INTERVAL", 1.0),
+        help="seconds between default-reward sweeps [BANDIT_ROUTER_SWEEP_INTERVAL]",
+    )
+    add(
+        "--experiments",
+        dest="experiments_file",
+        default=_env("EXPERIMENTS"),
         help="YAML or TOML file of experiments created at start if missing "
-             "[BANDIT_ROUTER_EXPERIMENTS]")
-    add("--example", action="store_true", default=_env_bool("EXAMPLE", False),
-        help="also create the bundled example experiment 'homepage' [BANDIT_ROUTER_EXAMPLE]")
-    add("--metrics-address", default=_env("METRICS_ADDRESS"),
-        help="host:port for Prometheus /metrics, e.g. 127.0.0.1:9464 [BANDIT_ROUTER_METRICS_ADDRESS]")
-    add("--workers", type=int, default=int(_env("WORKERS", "1") or 1),
-        help="processes serving one port (SO_REUSEPORT); needs Redis [BANDIT_ROUTER_WORKERS]")
-    add("--wait-replicas", type=int, default=int(_env("WAIT_REPLICAS", "0") or 0),
+        "[BANDIT_ROUTER_EXPERIMENTS]",
+    )
+    add(
+        "--example",
+        action="store_true",
+        default=_env_bool("EXAMPLE", False),
+        help="also create the bundled example experiment 'homepage' [BANDIT_ROUTER_EXAMPLE]",
+    )
+    add(
+        "--metrics-address",
+        default=_env("METRICS_ADDRESS"),
+        help="host:port for Prometheus /metrics, e.g. 127.0.0.1:9464 "
+        "[BANDIT_ROUTER_METRICS_ADDRESS]",
+    )
+    add(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "1") or 1),
+        help="processes serving one port (SO_REUSEPORT); needs Redis [BANDIT_ROUTER_WORKERS]",
+    )
+    add(
+        "--wait-replicas",
+        type=int,
+        default=int(_env("WAIT_REPLICAS", "0") or 0),
         help="acknowledge a Reward only after this many Redis replicas have it (WAIT) "
-             "[BANDIT_ROUTER_WAIT_REPLICAS]")
-    add("--tokens-file", default=_env("TOKENS_FILE"),
+        "[BANDIT_ROUTER_WAIT_REPLICAS]",
+    )
+    add(
+        "--tokens-file",
+        default=_env("TOKENS_FILE"),
         help="YAML/JSON of hashed bearer tokens; enables auth [BANDIT_ROUTER_TOKENS_FILE]; "
-             "BANDIT_ROUTER_TOKENS also adds principal:role:sha256 entries")
-    add("--no-router-auth", dest="router_auth", action="store_false",
+        "BANDIT_ROUTER_TOKENS also adds principal:role:sha256 entries",
+    )
+    add(
+        "--no-router-auth",
+        dest="router_auth",
+        action="store_false",
         default=_env_bool("ROUTER_AUTH", True),
-        help="let Route/Reward through without a token (trusted networks) [BANDIT_ROUTER_ROUTER_AUTH=0]")
-    add("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate chain [BANDIT_ROUTER_TLS_CERT]")
+        help="let Route/Reward through without a token (trusted networks) "
+        "[BANDIT_ROUTER_ROUTER_AUTH=0]",
+    )
+    add(
+        "--tls-cert",
+        default=_env("TLS_CERT"),
+        help="PEM certificate chain [BANDIT_ROUTER_TLS_CERT]",
+    )
     add("--tls-key", default=_env("TLS_KEY"), help="PEM private key [BANDIT_ROUTER_TLS_KEY]")
-    add("--tls-client-ca", default=_env("TLS_CLIENT_CA"),
-        help="PEM CA bundle: require client certificates (mutual TLS) [BANDIT_ROUTER_TLS_CLIENT_CA]")
+    add(
+        "--tls-client-ca",
+        default=_env("TLS_CLIENT_CA"),
+        help="PEM CA bundle: require client certificates (mutual TLS) "
+        "[BANDIT_ROUTER_TLS_CLIENT_CA]",
+    )
     add("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[BANDIT_ROUTER_LOG_LEVEL]")
-    add("--log-json", action="store_true", default=_env_bool("LOG_JSON", False),
-        help="JSON lines logs [BANDIT_ROUTER_LOG_JSON]")
-    add("--grace", type=float, default=_env_float("GRACE", 10.0),
-        help="seconds SIGTERM waits for in-flight calls [BANDIT_ROUTER_GRACE]")
+    add(
+        "--log-json",
+        action="store_true",
+        default=_env_bool("LOG_JSON", False),
+        help="JSON lines logs [BANDIT_ROUTER_LOG_JSON]",
+    )
+    add(
+        "--grace",
+        type=float,
+        default=_env_float("GRACE", 10.0),
+        help="seconds SIGTERM waits for in-flight calls [BANDIT_ROUTER_GRACE]",
+    )
     add("--no-uvloop", dest="use_uvloop", action="store_false", help="use asyncio's default loop")
 
 

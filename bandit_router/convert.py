@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -37,12 +38,12 @@ def seconds_of(duration: Duration, field: str, default: float) -> float:
 
 def duration_of(seconds: float) -> Duration:
     whole = math.floor(seconds)
-    return Duration(seconds=int(whole), nanos=int(round((seconds - whole) * 1e9)))
+    return Duration(seconds=int(whole), nanos=round((seconds - whole) * 1e9))
 
 
 def timestamp_of(unix_seconds: float) -> Timestamp:
     whole = math.floor(unix_seconds)
-    return Timestamp(seconds=int(whole), nanos=min(int((unix_seconds - whole) * 1e9), 999_999_999))
+    return Timestamp(seconds=whole, nanos=min(int((unix_seconds - whole) * 1e9), 999_999_999))
 
 
 def unix_of(timestamp: Timestamp) -> float:
@@ -79,7 +80,9 @@ def experiment_of(message: pb.Experiment) -> Experiment:
         name=message.name,
         arms=tuple(arm_of(arm, f"experiment.arms[{i}]") for i, arm in enumerate(message.arms)),
         policy=PolicySpec(message.policy.name or "thompson", dict(message.policy.params)),
-        reward_window=seconds_of(message.reward_window, "experiment.reward_window", DEFAULT_REWARD_WINDOW),
+        reward_window=seconds_of(
+            message.reward_window, "experiment.reward_window", DEFAULT_REWARD_WINDOW
+        ),
         default_reward=message.default_reward if message.HasField("default_reward") else None,
         late_rewards=(
             LateRewardRule.APPLY
@@ -162,7 +165,7 @@ def merge_update(current: Experiment, update: pb.Experiment, mask: FieldMask) ->
         merged.CopyFrom(update)
         merged.name = current.name
         return experiment_of(merged)
-    if not mask.IsValidForDescriptor(pb.Experiment.DESCRIPTOR):
+    if not mask.IsValidForDescriptor(cast(Any, pb.Experiment.DESCRIPTOR)):
         raise InvalidArgument(f"unknown field path in {list(mask.paths)}", "update_mask")
     for path in mask.paths:
         if path.split(".")[0] in {"name", "version", "created_at", "updated_at"}:

@@ -39,7 +39,12 @@ class _Track:
 
 class DriftMonitor:
     def __init__(
-        self, store: Store, metrics: Metrics | None = None, *, delta: float = 0.05, threshold: float = 50.0
+        self,
+        store: Store,
+        metrics: Metrics | None = None,
+        *,
+        delta: float = 0.05,
+        threshold: float = 50.0,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -96,6 +101,7 @@ class DriftMonitor:
     async def _switch(self, experiment: Experiment, arms: list[str]) -> None:
         gamma = experiment.drift_discount
         try:
+
             def change(current: Experiment) -> Experiment:
                 params = {**current.policy.params, "gamma": gamma or 1.0}
                 return current.with_changes(policy=PolicySpec(current.policy.name, params))
@@ -105,7 +111,9 @@ class DriftMonitor:
                 return
             _, after = await self.store.update_experiment(experiment.name, change)
             await self.store.append_audit(
-                experiment.name, "drift-detector", "switch_to_discounted",
+                experiment.name,
+                "drift-detector",
+                "switch_to_discounted",
                 {"gamma": gamma, "arms": arms, "version": after.version},
                 f"reward mean changed on {', '.join(arms)}",
             )

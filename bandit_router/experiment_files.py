@@ -21,8 +21,19 @@ from .experiments import Arm, ArmState, Experiment, LateRewardRule, PolicySpec
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _KNOWN = {
-    "name", "description", "arms", "policy", "reward_window", "default_reward", "late_rewards",
-    "late_reward_grace", "reward_min", "reward_max", "exploration", "holdout", "sticky",
+    "name",
+    "description",
+    "arms",
+    "policy",
+    "reward_window",
+    "default_reward",
+    "late_rewards",
+    "late_reward_grace",
+    "reward_min",
+    "reward_max",
+    "exploration",
+    "holdout",
+    "sticky",
     "drift_discount",
 }
 
@@ -49,7 +60,9 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
         raise InvalidArgument("each experiment must be a mapping", where)
     unknown = sorted(set(data) - _KNOWN)
     if unknown:
-        raise InvalidArgument(f"unknown key {unknown[0]!r}; known: {', '.join(sorted(_KNOWN))}", where)
+        raise InvalidArgument(
+            f"unknown key {unknown[0]!r}; known: {', '.join(sorted(_KNOWN))}", where
+        )
     arms = []
     for index, raw in enumerate(data.get("arms") or []):
         if isinstance(raw, str):
@@ -57,11 +70,19 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
         elif isinstance(raw, Mapping):
             state = str(raw.get("state", "active")).lower()
             if state not in ("active", "disabled"):
-                raise InvalidArgument(f"state must be active or disabled, got {state!r}",
-                                      f"{where}.arms[{index}].state")
-            arms.append(Arm(str(raw.get("name", "")), ArmState(state),
-                            float(raw.get("prior_n", 0.0)), float(raw.get("prior_sum", 0.0)),
-                            float(raw.get("prior_sum_sq", 0.0))))
+                raise InvalidArgument(
+                    f"state must be active or disabled, got {state!r}",
+                    f"{where}.arms[{index}].state",
+                )
+            arms.append(
+                Arm(
+                    str(raw.get("name", "")),
+                    ArmState(state),
+                    float(raw.get("prior_n", 0.0)),
+                    float(raw.get("prior_sum", 0.0)),
+                    float(raw.get("prior_sum_sq", 0.0)),
+                )
+            )
         else:
             raise InvalidArgument("an arm is a name or a mapping", f"{where}.arms[{index}]")
     policy_raw = data.get("policy", "thompson")
@@ -81,7 +102,7 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
     exploration = data.get("exploration") or {}
     holdout = data.get("holdout") or {}
     sticky = data.get("sticky") or {}
-    optional = {
+    optional: dict[str, Any] = {
         key: _number(data[key], f"{where}.{key}")
         for key in ("default_reward", "reward_min", "reward_max", "drift_discount")
         if data.get(key) is not None
@@ -92,7 +113,9 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
         policy=policy,
         reward_window=parse_duration(data.get("reward_window", 3600), f"{where}.reward_window"),
         late_rewards=LateRewardRule(late),
-        late_reward_grace=parse_duration(data.get("late_reward_grace", 86400), f"{where}.late_reward_grace"),
+        late_reward_grace=parse_duration(
+            data.get("late_reward_grace", 86400), f"{where}.late_reward_grace"
+        ),
         description=str(data.get("description", "")),
         exploration_floor=float(exploration.get("floor", 0.0)),
         burn_in=int(exploration.get("burn_in", 0)),
@@ -110,7 +133,7 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
 
 
 def load_experiments(path: str | Path) -> list[Experiment]:
-    """Every experiment of a file ``{experiments: [...]}``; InvalidArgument naming file and field."""
+    """Every experiment of ``{experiments: [...]}``; InvalidArgument naming file and field."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -119,8 +142,9 @@ def load_experiments(path: str | Path) -> list[Experiment]:
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
-        raise InvalidArgument(f"not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {error}",
-                              str(path)) from error
+        raise InvalidArgument(
+            f"not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {error}", str(path)
+        ) from error
     if not isinstance(data, Mapping) or not isinstance(data.get("experiments"), list):
         raise InvalidArgument("expected a top-level 'experiments' list", str(path))
     return [

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from policies import Policy, PolicyConfigError, create_policy
@@ -28,12 +28,12 @@ DEFAULT_REWARD_WINDOW = 3600.0
 DEFAULT_LATE_GRACE = 24 * 3600.0
 
 
-class ArmState(str, Enum):
+class ArmState(StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
 
 
-class LateRewardRule(str, Enum):
+class LateRewardRule(StrEnum):
     IGNORE = "ignore"
     APPLY = "apply"
 
@@ -45,9 +45,7 @@ def check_name(value: str, field_name: str) -> str:
     if len(value) > 64:
         raise InvalidArgument(f"is {len(value)} characters long; at most 64 allowed", field_name)
     if not NAME_PATTERN.match(value):
-        raise InvalidArgument(
-            f"{value!r} has characters outside [A-Za-z0-9_.-]", field_name
-        )
+        raise InvalidArgument(f"{value!r} has characters outside [A-Za-z0-9_.-]", field_name)
     return value
 
 
@@ -153,7 +151,7 @@ class Experiment:
     # -- validation ------------------------------------------------------------------------
 
     def validated(self) -> Experiment:
-        """Return self after checking every field; raise InvalidArgument naming the first bad one."""
+        """Return self after checking every field; InvalidArgument names the first bad one."""
         check_name(self.name, "experiment.name")
         if not self.arms:
             raise InvalidArgument("at least one arm is required", "experiment.arms")
@@ -174,7 +172,9 @@ class Experiment:
             raise InvalidArgument("at least one arm must be active", "experiment.arms")
         policy = self.policy.build()
         self._check_duration(self.reward_window, "experiment.reward_window", allow_zero=False)
-        self._check_duration(self.late_reward_grace, "experiment.late_reward_grace", allow_zero=True)
+        self._check_duration(
+            self.late_reward_grace, "experiment.late_reward_grace", allow_zero=True
+        )
         low, high = policy.reward_bounds
         for attr in ("reward_min", "reward_max"):
             value = getattr(self, attr)
@@ -245,9 +245,7 @@ class Experiment:
 
     def to_json_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["arms"] = [
-            {**dataclasses.asdict(arm), "state": arm.state.value} for arm in self.arms
-        ]
+        data["arms"] = [{**dataclasses.asdict(arm), "state": arm.state.value} for arm in self.arms]
         data["policy"] = {"name": self.policy.name, "params": dict(self.policy.params)}
         data["late_rewards"] = self.late_rewards.value
         data["pin"] = {**dataclasses.asdict(self.pin), "units": dict(self.pin.units)}
@@ -260,7 +258,9 @@ class Experiment:
             Arm(**{**arm, "state": ArmState(arm.get("state", "active"))}) for arm in data["arms"]
         )
         policy = data.get("policy", {})
-        values["policy"] = PolicySpec(policy.get("name", "thompson"), dict(policy.get("params", {})))
+        values["policy"] = PolicySpec(
+            policy.get("name", "thompson"), dict(policy.get("params", {}))
+        )
         values["late_rewards"] = LateRewardRule(data.get("late_rewards", "ignore"))
         pin = data.get("pin") or {}
         values["pin"] = Pin(**{**pin, "units": dict(pin.get("units", {}))})

@@ -14,7 +14,7 @@ from .convert import timestamp_of
 from .errors import InvalidArgument
 from .experiments import check_name
 from .store import Store
-from .v1 import admin_pb2, experiment_pb2
+from .v1 import admin_pb2
 
 CHUNK = 1000
 
@@ -40,12 +40,14 @@ async def decision_records(
                     experiment=experiment,
                     arm=fields.get("arm", ""),
                     propensity=float(fields.get("propensity", 0.0)),
-                    reason=experiment_pb2.Reason.Value(f"REASON_{fields.get('reason', 'UNSPECIFIED')}"),
+                    reason=f"REASON_{fields.get('reason', 'UNSPECIFIED')}",
                     time=timestamp_of(float(fields.get("ts", 0.0))),
                     unit_id=fields.get("unit_id", ""),
                     state_version=int(fields.get("state_version", 0)),
                     context=json.loads(fields["context"]) if fields.get("context") else {},
-                    probabilities=json.loads(fields["probabilities"]) if fields.get("probabilities") else {},
+                    probabilities=json.loads(fields["probabilities"])
+                    if fields.get("probabilities")
+                    else {},
                 )
                 order.append(nonce)
             elif nonce in records:

@@ -41,7 +41,9 @@ def _stats_of(state: ExperimentState) -> Stats:
 
 
 class ReportBuilder:
-    def __init__(self, store: Store, cache: ExperimentCache, drift: DriftMonitor | None = None) -> None:
+    def __init__(
+        self, store: Store, cache: ExperimentCache, drift: DriftMonitor | None = None
+    ) -> None:
         self.store = store
         self.cache = cache
         self.drift = drift
@@ -49,7 +51,9 @@ class ReportBuilder:
     async def recent_counts(self, name: str, window: float) -> Counter[str]:
         since_ms = int((time.time() - window) * 1000)
         entries = await self.store.read_decision_log(name, f"{since_ms}-0", RECENT_LIMIT)
-        return Counter(fields.get("arm", "") for _, fields in entries if fields.get("type") == "decision")
+        return Counter(
+            fields.get("arm", "") for _, fields in entries if fields.get("type") == "decision"
+        )
 
     async def report(self, name: str, window: float) -> admin_pb2.GetReportResponse:
         check_name(name, "experiment")
@@ -72,7 +76,9 @@ class ReportBuilder:
                 admin_pb2.ArmReport(
                     arm=arm.name,
                     state=(
-                        experiment_pb2.ARM_STATE_ACTIVE if arm.active else experiment_pb2.ARM_STATE_DISABLED
+                        experiment_pb2.ARM_STATE_ACTIVE
+                        if arm.active
+                        else experiment_pb2.ARM_STATE_DISABLED
                     ),
                     decisions=int(state.arm_stat(arm.name, "decisions")),
                     rewards=row.n,
@@ -143,9 +149,21 @@ def render_report_table(response: admin_pb2.GetReportResponse) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{response.experiment} ({response.policy}, state {response.state_version})")
-    for column in ("arm", "state", "decisions", "rewards", "mean", "95% interval", "P(best)",
-                   "exp. loss", "recent share", "drift"):
+    table = Table(
+        title=f"{response.experiment} ({response.policy}, state {response.state_version})"
+    )
+    for column in (
+        "arm",
+        "state",
+        "decisions",
+        "rewards",
+        "mean",
+        "95% interval",
+        "P(best)",
+        "exp. loss",
+        "recent share",
+        "drift",
+    ):
         table.add_column(column, justify="left" if column in ("arm", "state") else "right")
     for arm in response.arms:
         table.add_row(
@@ -158,7 +176,9 @@ def render_report_table(response: admin_pb2.GetReportResponse) -> None:
             f"{arm.prob_best:.3f}",
             f"{arm.expected_loss:.4g}",
             f"{arm.recent_share:.1%}",
-            f"ALARM {arm.drift_statistic:.1f}" if arm.drift_detected else f"{arm.drift_statistic:.1f}",
+            f"ALARM {arm.drift_statistic:.1f}"
+            if arm.drift_detected
+            else f"{arm.drift_statistic:.1f}",
         )
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)

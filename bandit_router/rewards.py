@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from .batching import GroupCommit
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 MARKER_MARGIN_MS = 3600 * 1000
 
 
-class RewardOutcome(str, Enum):
+class RewardOutcome(StrEnum):
     APPLIED = "APPLIED"
     DUPLICATE = "DUPLICATE"
     LATE_IGNORED = "LATE_IGNORED"
@@ -68,7 +68,9 @@ class RewardProcessor:
     async def _flush(self, commands: Sequence[RewardCommand]) -> Sequence[str | BaseException]:
         results = await self.store.apply_rewards(commands)
         if self.wait_replicas:
-            acknowledged = await self.store.wait_for_replicas(self.wait_replicas, self.wait_timeout_ms)
+            acknowledged = await self.store.wait_for_replicas(
+                self.wait_replicas, self.wait_timeout_ms
+            )
             if acknowledged < self.wait_replicas:
                 failure = Unavailable(
                     f"only {acknowledged} of {self.wait_replicas} replicas acknowledged in "
@@ -79,28 +81,32 @@ class RewardProcessor:
 
     async def reward(self, decision_id: str, value: float, timeout: float | None) -> RewardOutcome:
         decision = self.signer.verify(decision_id)
-        entry = self.cache.get(decision.experiment) or await self.cache.refresh_one(decision.experiment)
+        entry = self.cache.get(decision.experiment) or await self.cache.refresh_one(
+            decision.experiment
+        )
         if entry is None:
             raise NotFound(f"experiment {decision.experiment!r} no longer exists", "decision_id")
         experiment = entry.experiment
         if experiment.incarnation != decision.incarnation:
             raise NotFound(
-                f"experiment {decision.experiment!r} was deleted and re-created since this decision",
+                f"experiment {decision.experiment!r} was deleted and re-created since",
                 "decision_id",
             )
         now_ms = int(time.time() * 1000)
         expires_ms = decision.deadline_ms + int(experiment.late_reward_grace * 1000)
         if now_ms > expires_ms:
+            expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_ms / 1000))
             raise NotFound(
-                f"decision expired at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(expires_ms / 1000))}"
-                " (reward window plus late grace)",
+                f"decision expired at {expired} (reward window plus late grace)",
                 "decision_id",
             )
         if not math.isfinite(value):
             raise InvalidArgument(f"must be a finite number, got {value!r}", "value")
         low, high = entry.reward_bounds
         if not low <= value <= high:
-            raise InvalidArgument(f"{value!r} is outside the experiment's range [{low:g}, {high:g}]", "value")
+            raise InvalidArgument(
+                f"{value!r} is outside the experiment's range [{low:g}, {high:g}]", "value"
+            )
         if decision.arm not in entry.arm_index:
             raise NotFound(f"arm {decision.arm!r} was removed from the experiment", "decision_id")
         command = RewardCommand(

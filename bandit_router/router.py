@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from .cache import CachedExperiment, ExperimentCache
@@ -33,7 +33,7 @@ MAX_CONTEXT_ENTRIES = 64
 MAX_CONTEXT_KEY_LENGTH = 128
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     EXPLOIT = "EXPLOIT"
     EXPLORE = "EXPLORE"
     PINNED = "PINNED"
@@ -65,7 +65,10 @@ class _Choice:
 
 
 def validate_route_request(
-    entry: CachedExperiment, unit_id: str, excluded_arms: Sequence[str], context: Mapping[str, float]
+    entry: CachedExperiment,
+    unit_id: str,
+    excluded_arms: Sequence[str],
+    context: Mapping[str, float],
 ) -> frozenset[int]:
     """Indices of the excluded arms; InvalidArgument naming the first bad field."""
     if len(unit_id) > MAX_UNIT_ID_LENGTH:
@@ -83,7 +86,9 @@ def validate_route_request(
         raise InvalidArgument(f"at most {MAX_CONTEXT_ENTRIES} entries", "context")
     for key, value in context.items():
         if not key or len(key) > MAX_CONTEXT_KEY_LENGTH:
-            raise InvalidArgument(f"keys must have 1-{MAX_CONTEXT_KEY_LENGTH} characters", "context")
+            raise InvalidArgument(
+                f"keys must have 1-{MAX_CONTEXT_KEY_LENGTH} characters", "context"
+            )
         if not math.isfinite(value):
             raise InvalidArgument(f"must be finite, got {value!r}", f"context[{key}]")
     return frozenset(excluded)
@@ -160,9 +165,15 @@ class Router:
             held = self.sticky.get(experiment.name, experiment.incarnation, unit_id, now)
             if held is not None and index.get(held[0]) in eligible:
                 return _Choice(index[held[0]], held[1], Reason.STICKY, learn=True)
-        if experiment.burn_in > 0 and min(entry.decisions[i] for i in eligible) < experiment.burn_in:
+        if (
+            experiment.burn_in > 0
+            and min(entry.decisions[i] for i in eligible) < experiment.burn_in
+        ):
             return self._remember(
-                entry, unit_id, now, _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True)
+                entry,
+                unit_id,
+                now,
+                _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True),
             )
         probabilities = entry.propensities(eligible)
         floor = experiment.exploration_floor
@@ -175,7 +186,9 @@ class Router:
         reason = Reason.EXPLORE if explored else Reason.EXPLOIT
         return self._remember(entry, unit_id, now, _Choice(arm, propensity, reason, True))
 
-    def _remember(self, entry: CachedExperiment, unit_id: str, now: float, choice: _Choice) -> _Choice:
+    def _remember(
+        self, entry: CachedExperiment, unit_id: str, now: float, choice: _Choice
+    ) -> _Choice:
         experiment = entry.experiment
         if experiment.sticky and unit_id and self.sticky is not None:
             self.sticky.assign(

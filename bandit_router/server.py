@@ -99,9 +99,12 @@ class App:
             if answered != serving:
                 serving = answered
                 await self._set_health(answered)
-                log.log(logging.INFO if answered else logging.WARNING,
-                        "store %s; health %s", "answers" if answered else "does not answer",
-                        "SERVING" if answered else "NOT_SERVING")
+                log.log(
+                    logging.INFO if answered else logging.WARNING,
+                    "store %s; health %s",
+                    "answers" if answered else "does not answer",
+                    "SERVING" if answered else "NOT_SERVING",
+                )
             await asyncio.sleep(HEALTH_INTERVAL)
 
     async def _watch_cache_age(self) -> None:
@@ -163,8 +166,12 @@ async def build_app(
     sticky = StickyStore(store)
     router = Router(cache, signer, recorder, rng=rng, metrics=metrics, sticky=sticky)
     rewards = RewardProcessor(
-        store, cache, signer, metrics=metrics,
-        wait_replicas=config.wait_replicas, wait_timeout_ms=config.wait_timeout_ms,
+        store,
+        cache,
+        signer,
+        metrics=metrics,
+        wait_replicas=config.wait_replicas,
+        wait_timeout_ms=config.wait_timeout_ms,
     )
     drift = DriftMonitor(store, metrics)
     cache.on_refresh(drift.observe)
@@ -188,8 +195,11 @@ async def build_app(
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     credentials = _server_credentials(config)
@@ -232,9 +242,13 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     app = await build_app(config, registry=registry)
     await app.start()
     if config.redis_url is None:
-        log.warning("embedded store: state lives in this process only and is NOT durable; "
-                    "use --redis-url for production")
-    log.info("serving on %s (port %d), store %s", config.listen, app.port, config.redacted_redis_url())
+        log.warning(
+            "embedded store: state lives in this process only and is NOT durable; "
+            "use --redis-url for production"
+        )
+    log.info(
+        "serving on %s (port %d), store %s", config.listen, app.port, config.redacted_redis_url()
+    )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, lambda: asyncio.ensure_future(app.stop()))
@@ -277,7 +291,9 @@ def _run_workers(config: ServerConfig) -> int:
         if pid == 0:
             code = 1
             try:
-                code = run(ServerConfig(**{**config.__dict__, "workers": 1, "metrics_address": None}))
+                code = run(
+                    ServerConfig(**{**config.__dict__, "workers": 1, "metrics_address": None})
+                )
             finally:
                 os._exit(code)
         children.append(pid)

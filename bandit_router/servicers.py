@@ -18,7 +18,15 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from .admin import AdminOperations
 from .auth import OPERATOR, ROUTER, Authenticator
-from .convert import arm_of, arm_state_of, experiment_of, experiment_to_pb, merge_update, seconds_of, timestamp_of
+from .convert import (
+    arm_of,
+    arm_state_of,
+    experiment_of,
+    experiment_to_pb,
+    merge_update,
+    seconds_of,
+    timestamp_of,
+)
 from .errors import BanditRouterError, InvalidArgument
 from .experiments import ArmState
 from .exports import decision_records
@@ -33,12 +41,23 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
 
-_REASON_TO_PB = {name: experiment_pb2.Reason.Value(f"REASON_{name}") for name in (
-    "EXPLOIT", "EXPLORE", "PINNED", "HOLDOUT", "FALLBACK", "STICKY", "PAUSED", "BURN_IN",
-)}
-_OUTCOME_TO_PB = {name: router_pb2.RewardOutcome.Value(f"REWARD_OUTCOME_{name}") for name in (
-    "APPLIED", "DUPLICATE", "LATE_IGNORED", "LATE_APPLIED", "RECORDED",
-)}
+_REASON_TO_PB: dict[str, experiment_pb2.Reason] = {
+    "EXPLOIT": experiment_pb2.REASON_EXPLOIT,
+    "EXPLORE": experiment_pb2.REASON_EXPLORE,
+    "PINNED": experiment_pb2.REASON_PINNED,
+    "HOLDOUT": experiment_pb2.REASON_HOLDOUT,
+    "FALLBACK": experiment_pb2.REASON_FALLBACK,
+    "STICKY": experiment_pb2.REASON_STICKY,
+    "PAUSED": experiment_pb2.REASON_PAUSED,
+    "BURN_IN": experiment_pb2.REASON_BURN_IN,
+}
+_OUTCOME_TO_PB: dict[str, router_pb2.RewardOutcome] = {
+    "APPLIED": router_pb2.REWARD_OUTCOME_APPLIED,
+    "DUPLICATE": router_pb2.REWARD_OUTCOME_DUPLICATE,
+    "LATE_IGNORED": router_pb2.REWARD_OUTCOME_LATE_IGNORED,
+    "LATE_APPLIED": router_pb2.REWARD_OUTCOME_LATE_APPLIED,
+    "RECORDED": router_pb2.REWARD_OUTCOME_RECORDED,
+}
 
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: BanditRouterError) -> None:
@@ -57,11 +76,16 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: BanditR
                 )
             )
         else:
-            detail.Pack(error_details_pb2.ErrorInfo(reason=error.code, domain="bandit-router",
-                                                    metadata={"field": error.field}))
+            detail.Pack(
+                error_details_pb2.ErrorInfo(
+                    reason=error.code, domain="bandit-router", metadata={"field": error.field}
+                )
+            )
         status.details.append(detail)
     await context.abort(
-        code, str(error), trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+        code,
+        str(error),
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
     )
 
 
@@ -95,7 +119,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self.auth = auth
 
     @handles_errors
-    async def Route(  # noqa: N802 - gRPC method name
+    async def Route(
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> router_pb2.RouteResponse:
         if self.auth.router_required:
@@ -114,7 +138,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         )
 
     @handles_errors
-    async def Reward(  # noqa: N802
+    async def Reward(
         self, request: router_pb2.RewardRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> router_pb2.RewardResponse:
         if self.auth.router_required:
@@ -124,7 +148,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
-    def __init__(self, operations: AdminOperations, reports: ReportBuilder, auth: Authenticator) -> None:
+    def __init__(
+        self, operations: AdminOperations, reports: ReportBuilder, auth: Authenticator
+    ) -> None:
         self.ops = operations
         self.reports = reports
         self.auth = auth
@@ -133,17 +159,21 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return self.auth.authorize(context, OPERATOR)
 
     @handles_errors
-    async def CreateExperiment(  # noqa: N802
-        self, request: admin_pb2.CreateExperimentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    async def CreateExperiment(
+        self,
+        request: admin_pb2.CreateExperimentRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_pb2.CreateExperimentResponse:
         principal = self._principal(context)
         if not request.HasField("experiment"):
             raise InvalidArgument("is required", "experiment")
-        created = await self.ops.create(experiment_of(request.experiment), principal, request.reason)
+        created = await self.ops.create(
+            experiment_of(request.experiment), principal, request.reason
+        )
         return admin_pb2.CreateExperimentResponse(experiment=experiment_to_pb(created))
 
     @handles_errors
-    async def GetExperiment(  # noqa: N802
+    async def GetExperiment(
         self, request: admin_pb2.GetExperimentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.GetExperimentResponse:
         self._principal(context)
@@ -163,16 +193,20 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         )
 
     @handles_errors
-    async def ListExperiments(  # noqa: N802
+    async def ListExperiments(
         self, request: admin_pb2.ListExperimentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ListExperimentsResponse:
         self._principal(context)
-        experiments = await self.ops.list()
-        return admin_pb2.ListExperimentsResponse(experiments=[experiment_to_pb(e) for e in experiments])
+        experiments = await self.ops.list_all()
+        return admin_pb2.ListExperimentsResponse(
+            experiments=[experiment_to_pb(e) for e in experiments]
+        )
 
     @handles_errors
-    async def UpdateExperiment(  # noqa: N802
-        self, request: admin_pb2.UpdateExperimentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    async def UpdateExperiment(
+        self,
+        request: admin_pb2.UpdateExperimentRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_pb2.UpdateExperimentResponse:
         principal = self._principal(context)
         if not request.HasField("experiment"):
@@ -188,14 +222,16 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.UpdateExperimentResponse(experiment=experiment_to_pb(updated))
 
     @handles_errors
-    async def DeleteExperiment(  # noqa: N802
-        self, request: admin_pb2.DeleteExperimentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    async def DeleteExperiment(
+        self,
+        request: admin_pb2.DeleteExperimentRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_pb2.DeleteExperimentResponse:
         await self.ops.delete(request.name, self._principal(context), request.reason)
         return admin_pb2.DeleteExperimentResponse()
 
     @handles_errors
-    async def AddArm(  # noqa: N802
+    async def AddArm(
         self, request: admin_pb2.AddArmRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.AddArmResponse:
         principal = self._principal(context)
@@ -205,15 +241,17 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.AddArmResponse(experiment=experiment_to_pb(experiment))
 
     @handles_errors
-    async def RemoveArm(  # noqa: N802
+    async def RemoveArm(
         self, request: admin_pb2.RemoveArmRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.RemoveArmResponse:
         principal = self._principal(context)
-        experiment = await self.ops.remove_arm(request.experiment, request.arm, principal, request.reason)
+        experiment = await self.ops.remove_arm(
+            request.experiment, request.arm, principal, request.reason
+        )
         return admin_pb2.RemoveArmResponse(experiment=experiment_to_pb(experiment))
 
     @handles_errors
-    async def SetArmState(  # noqa: N802
+    async def SetArmState(
         self, request: admin_pb2.SetArmStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.SetArmStateResponse:
         principal = self._principal(context)
@@ -226,7 +264,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.SetArmStateResponse(experiment=experiment_to_pb(experiment))
 
     @handles_errors
-    async def PinArm(  # noqa: N802
+    async def PinArm(
         self, request: admin_pb2.PinArmRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.PinArmResponse:
         principal = self._principal(context)
@@ -241,7 +279,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.PinArmResponse(experiment=experiment_to_pb(experiment))
 
     @handles_errors
-    async def Unpin(  # noqa: N802
+    async def Unpin(
         self, request: admin_pb2.UnpinRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.UnpinResponse:
         principal = self._principal(context)
@@ -251,7 +289,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.UnpinResponse(experiment=experiment_to_pb(experiment))
 
     @handles_errors
-    async def Pause(  # noqa: N802
+    async def Pause(
         self, request: admin_pb2.PauseRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.PauseResponse:
         principal = self._principal(context)
@@ -261,7 +299,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.PauseResponse(experiment=experiment_to_pb(experiment))
 
     @handles_errors
-    async def Resume(  # noqa: N802
+    async def Resume(
         self, request: admin_pb2.ResumeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ResumeResponse:
         principal = self._principal(context)
@@ -269,7 +307,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.ResumeResponse(experiment=experiment_to_pb(experiment))
 
     @handles_errors
-    async def Reset(  # noqa: N802
+    async def Reset(
         self, request: admin_pb2.ResetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ResetResponse:
         principal = self._principal(context)
@@ -277,7 +315,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.ResetResponse(snapshot=snapshot_to_pb(snapshot))
 
     @handles_errors
-    async def ListSnapshots(  # noqa: N802
+    async def ListSnapshots(
         self, request: admin_pb2.ListSnapshotsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ListSnapshotsResponse:
         self._principal(context)
@@ -285,7 +323,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.ListSnapshotsResponse(snapshots=[snapshot_to_pb(s) for s in snapshots])
 
     @handles_errors
-    async def GetReport(  # noqa: N802
+    async def GetReport(
         self, request: admin_pb2.GetReportRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.GetReportResponse:
         self._principal(context)
@@ -293,7 +331,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return await self.reports.report(request.experiment, window)
 
     @handles_errors
-    async def ListAudit(  # noqa: N802
+    async def ListAudit(
         self, request: admin_pb2.ListAuditRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ListAuditResponse:
         self._principal(context)
@@ -312,7 +350,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             ]
         )
 
-    async def ExportDecisions(  # noqa: N802
+    async def ExportDecisions(
         self, request: admin_pb2.ExportDecisionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[admin_pb2.ExportDecisionsResponse]:
         try:
@@ -344,4 +382,3 @@ def snapshot_to_pb(snapshot: dict[str, Any]) -> admin_pb2.Snapshot:
             for arm in arms
         ],
     )
-

@@ -32,7 +32,9 @@ class StickyStore:
         self._local: OrderedDict[tuple[str, str, str], tuple[str, float, float]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def get(self, experiment: str, incarnation: str, unit_id: str, now: float) -> tuple[str, float] | None:
+    def get(
+        self, experiment: str, incarnation: str, unit_id: str, now: float
+    ) -> tuple[str, float] | None:
         held = self._local.get((experiment, incarnation, unit_id))
         if held is None:
             return None
@@ -48,7 +50,9 @@ class StickyStore:
             return
         try:
             raw = await asyncio.wait_for(
-                self.store.client.hget(ExperimentKeys(experiment).sticky, f"{incarnation}|{unit_id}"),
+                self.store.client.hget(
+                    ExperimentKeys(experiment).sticky, f"{incarnation}|{unit_id}"
+                ),
                 LOOKUP_TIMEOUT,
             )
         except (TimeoutError, RedisError, OSError):
@@ -56,10 +60,18 @@ class StickyStore:
         if raw:
             arm, propensity, expires = str(raw).split("|")
             if float(expires) > now:
-                self._remember(experiment, incarnation, unit_id, arm, float(propensity), float(expires))
+                self._remember(
+                    experiment, incarnation, unit_id, arm, float(propensity), float(expires)
+                )
 
     def _remember(
-        self, experiment: str, incarnation: str, unit_id: str, arm: str, propensity: float, expires: float
+        self,
+        experiment: str,
+        incarnation: str,
+        unit_id: str,
+        arm: str,
+        propensity: float,
+        expires: float,
     ) -> None:
         self._local[(experiment, incarnation, unit_id)] = (arm, propensity, expires)
         self._local.move_to_end((experiment, incarnation, unit_id))
@@ -67,16 +79,26 @@ class StickyStore:
             self._local.popitem(last=False)
 
     def assign(
-        self, experiment: str, incarnation: str, unit_id: str, arm: str, propensity: float, expires: float
+        self,
+        experiment: str,
+        incarnation: str,
+        unit_id: str,
+        arm: str,
+        propensity: float,
+        expires: float,
     ) -> None:
         self._remember(experiment, incarnation, unit_id, arm, propensity, expires)
         task = asyncio.get_running_loop().create_task(
-            self._write(experiment, incarnation, unit_id, f"{arm}|{propensity!r}|{expires!r}", expires)
+            self._write(
+                experiment, incarnation, unit_id, f"{arm}|{propensity!r}|{expires!r}", expires
+            )
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _write(self, experiment: str, incarnation: str, unit_id: str, value: str, expires: float) -> None:
+    async def _write(
+        self, experiment: str, incarnation: str, unit_id: str, value: str, expires: float
+    ) -> None:
         key = ExperimentKeys(experiment).sticky
         try:
             async with self.store.client.pipeline(transaction=False) as pipe:

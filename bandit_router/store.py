@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from .errors import AlreadyExists, Aborted, NotFound, Unavailable
+from .errors import Aborted, AlreadyExists, NotFound, Unavailable
 from .experiments import Experiment
 from .keys import CHANGES_CHANNEL, EXPERIMENTS, SECRET, ExperimentKeys
 
@@ -163,7 +163,11 @@ class Store:
         keys = ExperimentKeys(created.name)
         result = await self._create(
             keys=[keys.config, keys.stats],
-            args=[json.dumps(created.to_json_dict()), created.incarnation, *initial_arm_fields(created)],
+            args=[
+                json.dumps(created.to_json_dict()),
+                created.incarnation,
+                *initial_arm_fields(created),
+            ],
         )
         if result == "exists":
             raise AlreadyExists(f"experiment {created.name!r} already exists", "experiment.name")
@@ -182,7 +186,8 @@ class Store:
         return experiment
 
     async def list_names(self) -> list[str]:
-        return sorted(await self.client.smembers(EXPERIMENTS))
+        members = await self.client.smembers(EXPERIMENTS)
+        return sorted(str(member) for member in members)
 
     async def read_states(self, names: Sequence[str]) -> dict[str, ExperimentState]:
         """Config and statistics of many experiments in one pipelined round trip."""
@@ -241,10 +246,18 @@ class Store:
             added = [arm for arm in after.arm_names if arm not in before.arm_names]
             removed = [arm for arm in before.arm_names if arm not in after.arm_names]
             init = initial_arm_fields(after, added)
-            drop = [f"{arm}:{suffix}" for arm in removed for suffix in (*STAT_SUFFIXES, "decisions")]
+            drop = [
+                f"{arm}:{suffix}" for arm in removed for suffix in (*STAT_SUFFIXES, "decisions")
+            ]
             result = await self._update(
                 keys=[keys.config, keys.stats],
-                args=[str(before.version), json.dumps(after.to_json_dict()), len(init) // 2, *init, *drop],
+                args=[
+                    str(before.version),
+                    json.dumps(after.to_json_dict()),
+                    len(init) // 2,
+                    *init,
+                    *drop,
+                ],
             )
             if result == "gone":
                 raise NotFound(f"no experiment named {name!r}", "experiment")
@@ -309,13 +322,17 @@ class Store:
 
     async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
         """Redis WAIT: block until ``replicas`` replicas acknowledged our writes."""
-        return int(await self.client.execute_command("WAIT", replicas, timeout_ms))
+        reply = await self.client.execute_command("WAIT", replicas, timeout_ms)  # type: ignore[no-untyped-call]
+        return int(reply)
 
     # -- decisions -------------------------------------------------------------------------
 
     async def record_decisions(
         self,
-        batches: Mapping[str, tuple[str, Sequence[PendingDecision], Sequence[Mapping[str, str]], Mapping[str, int]]],
+        batches: Mapping[
+            str,
+            tuple[str, Sequence[PendingDecision], Sequence[Mapping[str, str]], Mapping[str, int]],
+        ],
     ) -> None:
         """Write a flush of decisions: pending records, log entries and decision counters.
 
@@ -335,7 +352,13 @@ class Store:
                         client=pipe,
                     )
                 for entry in entries:
-                    pipe.xadd(keys.decisions, dict(entry), maxlen=DECISION_LOG_MAXLEN, approximate=True)
+                    fields: dict[Any, Any] = dict(entry)
+                    pipe.xadd(
+                        keys.decisions,
+                        fields,
+                        maxlen=DECISION_LOG_MAXLEN,
+                        approximate=True,
+                    )
                 for arm, count in counts.items():
                     pipe.hincrby(keys.stats, f"{arm}:decisions", count)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
@@ -347,12 +370,14 @@ class Store:
         self, name: str, start: str = "-", count: int = 1000
     ) -> list[tuple[str, dict[str, str]]]:
         """Entries of the decision log from stream id ``start`` ("(" + id: after it)."""
-        return list(await self.client.xrange(ExperimentKeys(name).decisions, start, "+", count=count))
+        entries = await self.client.xrange(ExperimentKeys(name).decisions, start, "+", count=count)
+        return cast(list[tuple[str, dict[str, str]]], list(entries or []))
 
     async def due_pending(self, name: str, now_ms: int, limit: int) -> list[str]:
-        return list(
-            await self.client.zrangebyscore(ExperimentKeys(name).pending, "-inf", now_ms, start=0, num=limit)
+        members = await self.client.zrangebyscore(
+            ExperimentKeys(name).pending, "-inf", now_ms, start=0, num=limit
         )
+        return [str(member) for member in members]
 
     async def apply_defaults(
         self, experiment: Experiment, members: Sequence[str], marker_ttl_ms: int, gamma: float
@@ -380,17 +405,22 @@ class Store:
     async def append_audit(
         self, name: str, principal: str, action: str, arguments: Mapping[str, Any], reason: str
     ) -> str:
-        entry = {
+        entry: dict[Any, Any] = {
             "time": repr(time.time()),
             "principal": principal,
             "action": action,
             "arguments": json.dumps(dict(arguments), sort_keys=True, default=str),
             "reason": reason,
         }
-        return str(await self.client.xadd(ExperimentKeys(name).audit, entry, maxlen=AUDIT_MAXLEN, approximate=True))
+        return str(
+            await self.client.xadd(
+                ExperimentKeys(name).audit, entry, maxlen=AUDIT_MAXLEN, approximate=True
+            )
+        )
 
     async def list_audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
-        return list(await self.client.xrevrange(ExperimentKeys(name).audit, "+", "-", count=limit))
+        entries = await self.client.xrevrange(ExperimentKeys(name).audit, "+", "-", count=limit)
+        return cast(list[tuple[str, dict[str, str]]], list(entries or []))
 
 
 async def with_timeout(awaitable: Awaitable[T], timeout: float | None, what: str) -> T:
@@ -402,4 +432,6 @@ async def with_timeout(awaitable: Awaitable[T], timeout: float | None, what: str
     except (RedisError, OSError) as error:
         if isinstance(error, ResponseError):
             raise
-        raise Unavailable(f"store unavailable during {what}: {type(error).__name__}; safe to retry") from error
+        raise Unavailable(
+            f"store unavailable during {what}: {type(error).__name__}; safe to retry"
+        ) from error

@@ -29,7 +29,12 @@ MARKER_TTL_MS = 25 * 3600 * 1000
 
 class DefaultRewardSweeper:
     def __init__(
-        self, store: Store, cache: ExperimentCache, *, interval: float = 1.0, metrics: Metrics | None = None
+        self,
+        store: Store,
+        cache: ExperimentCache,
+        *,
+        interval: float = 1.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.cache = cache

@@ -78,9 +78,13 @@ class DecisionSigner:
         payload, _, mac = token.rpartition(SEPARATOR)
         parts = payload.split(SEPARATOR)
         if len(parts) != 10 or parts[0] != VERSION:
-            raise InvalidArgument("malformed: not a decision id issued by bandit-router", "decision_id")
+            raise InvalidArgument(
+                "malformed: not a decision id issued by bandit-router", "decision_id"
+            )
         if not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
-            raise InvalidArgument("signature mismatch: forged or corrupted decision id", "decision_id")
+            raise InvalidArgument(
+                "signature mismatch: forged or corrupted decision id", "decision_id"
+            )
         try:
             return Decision(
                 experiment=parts[1],

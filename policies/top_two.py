@@ -33,6 +33,8 @@ from policies.thompson import ThompsonSampling
 #: After k failed rounds the challenger's law is still P_j / (1 - P_i), so the fallback does
 #: not change the distribution; it only bounds the work when the leader is nearly certain.
 MAX_RESAMPLES = 32
+#: States whose fallback propensities ``select_one`` remembers (cleared when full).
+FALLBACK_CACHE_SIZE = 256
 
 
 def challenger_weights(probs: FloatArray, mask: BoolArray) -> FloatArray:
@@ -61,6 +63,10 @@ class TopTwoThompsonSampling(ThompsonSampling):
         "leader_probability": ParamSpec(0.5, 0.0, 1.0, doc="share of plays given to the leader"),
     }
 
+    def __init__(self, **params: float) -> None:
+        super().__init__(**params)
+        self._cache: dict[tuple[ScalarStats, tuple[int, ...]], FloatArray] = {}
+
     def select(
         self, stats: Stats, rng: np.random.Generator, eligible: BoolArray | None = None
     ) -> Selection:
@@ -70,7 +76,12 @@ class TopTwoThompsonSampling(ThompsonSampling):
         need = (rng.random(shape) >= self.params["leader_probability"]) & (mask.sum(-1) > 1)
         arms = np.array(leader, dtype=np.int64)
         a, b = self.posterior(stats)
-        pending = need.copy()
+        # With two eligible arms the challenger is simply the other one: no resampling.
+        pair = need & (mask.sum(-1) == 2)
+        if pair.any():
+            other = np.where(mask & (np.arange(stats.n_arms) != leader[..., None]), 1, 0)
+            arms[pair] = np.argmax(other, axis=-1)[pair]
+        pending = need & ~pair
         for _ in range(MAX_RESAMPLES):
             if not pending.any():
                 break
@@ -92,15 +103,36 @@ class TopTwoThompsonSampling(ThompsonSampling):
         rng: np.random.Generator,
     ) -> IntArray:
         """Challengers drawn from the exact conditional law, for the rows still pending."""
-        sub = Stats(stats.n[rows], stats.total[rows], stats.total_sq[rows])
-        probs = ThompsonSampling.probabilities(self, sub, mask[rows])
-        weights = challenger_weights(probs, mask[rows])
+        # Identical states (common: many runs stuck on one leader) share one quadrature.
+        keys = np.concatenate([stats.n[rows], stats.total[rows], mask[rows]], axis=-1)
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        k = stats.n_arms
+        sub = Stats(unique[:, :k], unique[:, k : 2 * k], np.zeros_like(unique[:, :k]))
+        sub_mask = unique[:, 2 * k :] > 0
+        weights = challenger_weights(ThompsonSampling.probabilities(self, sub, sub_mask), sub_mask)
+        weights = weights[inverse.reshape(-1)]
         law = np.take_along_axis(weights, leader[rows][:, None, None], axis=-2)[:, 0, :]
         cumulative = np.cumsum(law, axis=-1)
         u = rng.random(law.shape[0]) * cumulative[:, -1]
         picked = (cumulative <= u[:, None]).sum(axis=-1)  # first arm whose cumulative exceeds u
         last_positive = law.shape[-1] - 1 - np.argmax(law[:, ::-1] > 0, axis=-1)
         return np.asarray(np.minimum(picked, last_positive), dtype=np.int64)
+
+    def _thompson_probabilities_one(
+        self, stats: ScalarStats, eligible: tuple[int, ...]
+    ) -> FloatArray:
+        """Thompson probabilities of one state, memoised: a live state whose leader is nearly
+        certain keeps hitting the fallback, and one quadrature costs ~1 ms."""
+        key = (stats, eligible)
+        cached = self._cache.get(key)
+        if cached is None:
+            mask = np.zeros(len(stats.n), dtype=bool)
+            mask[list(eligible)] = True
+            cached = ThompsonSampling.probabilities(self, stats.to_stats(), mask)
+            if len(self._cache) >= FALLBACK_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = cached
+        return cached
 
     def probabilities(self, stats: Stats, eligible: BoolArray | None = None) -> FloatArray:
         mask = eligible_mask(stats.n_arms, eligible, stats.batch_shape)
@@ -118,13 +150,14 @@ class TopTwoThompsonSampling(ThompsonSampling):
         leader, _ = super().select_one(stats, rng, eligible)
         if len(eligible) == 1 or rng.random() < self.params["leader_probability"]:
             return leader, self.explored_one(stats, eligible, leader)
+        if len(eligible) == 2:
+            arm = eligible[1] if eligible[0] == leader else eligible[0]
+            return arm, self.explored_one(stats, eligible, arm)
         for _ in range(MAX_RESAMPLES):
             arm, _ = super().select_one(stats, rng, eligible)
             if arm != leader:
                 return arm, self.explored_one(stats, eligible, arm)
-        mask = np.zeros(len(stats.n), dtype=bool)
-        mask[list(eligible)] = True
-        probs = ThompsonSampling.probabilities(self, stats.to_stats(), mask)
+        probs = self._thompson_probabilities_one(stats, tuple(eligible))
         others = [i for i in eligible if i != leader]
         weights = [float(probs[i]) for i in others]
         total = sum(weights)

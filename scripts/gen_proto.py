@@ -53,7 +53,7 @@ def main() -> int:
             committed = sorted(
                 p.name for p in OUT_PACKAGE.iterdir() if p.is_file() and p.suffix in {".py", ".pyi"}
             )
-            match, mismatch, errors = filecmp.cmpfiles(fresh, OUT_PACKAGE, names, shallow=False)
+            _, mismatch, errors = filecmp.cmpfiles(fresh, OUT_PACKAGE, names, shallow=False)
             if mismatch or errors or committed != names:
                 print(f"stale generated code: {mismatch + errors or committed}", file=sys.stderr)
                 print("run: python scripts/gen_proto.py", file=sys.stderr)

@@ -210,13 +210,13 @@ class _Router(router_pb2_grpc.RouterServicer):
 
 async def _drive(metrics: Metrics) -> dict[str, grpc.StatusCode]:
     server = grpc.aio.server(interceptors=[MetricsInterceptor(metrics)])
-    router_pb2_grpc.add_RouterServicer_to_server(_Router(), server)
+    router_pb2_grpc.add_RouterServicer_to_server(_Router(), server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     seen: dict[str, grpc.StatusCode] = {}
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = router_pb2_grpc.RouterStub(channel)
+            stub = router_pb2_grpc.RouterStub(channel)  # type: ignore[no-untyped-call]
             for experiment in ("ok", "ok", "ok", "missing", "boom", "set-code"):
                 try:
                     await stub.Route(router_pb2.RouteRequest(experiment=experiment), timeout=5)
@@ -273,6 +273,8 @@ _WORKER = textwrap.dedent(
     m.observe_rpc("bandit_router.v1.Router", "Route", "OK", 0.001 * worker)
     m.set_cache_age("exp1", float(worker))
     m.set_arm_posterior("exp1", "A", 0.1 * worker, 0.5)
+    if len(sys.argv) > 3:
+        m.remove_experiment("exp1")
     print(__import__("os").getpid())
     """
 )
@@ -332,3 +334,9 @@ def test_multiprocess_workers_are_aggregated(multiproc_env: dict[str, str]) -> N
     assert (
         s[key("bandit_router_decisions_total", experiment="exp1", arm="A", reason="exploit")] == 12
     )
+
+    # A worker deleting the experiment: mmap entries cannot be deleted, so its gauges read NaN
+    # (the newest write wins for livemostrecent) instead of a stale posterior.
+    _run(_WORKER, multiproc_env, "3", "1", "remove")
+    s = samples(_run(_READER, multiproc_env))
+    assert math.isnan(s[key("bandit_router_arm_posterior_mean", experiment="exp1", arm="A")])

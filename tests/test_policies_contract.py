@@ -91,7 +91,10 @@ def test_stats_mapping_round_trip() -> None:
     flat = stats.to_mapping(names)
     assert flat["b:c:n"] == 0.0 and flat["a:sum"] == 1.0
     back = Stats.from_mapping({k: repr(v).encode() for k, v in flat.items()}, names)
-    for x, y in zip((stats.n, stats.total, stats.total_sq), (back.n, back.total, back.total_sq)):
+    pairs = zip(
+        (stats.n, stats.total, stats.total_sq), (back.n, back.total, back.total_sq), strict=True
+    )
+    for x, y in pairs:
         np.testing.assert_array_equal(x, y)
     missing = Stats.from_mapping({"a:n": 2.0}, names)
     np.testing.assert_array_equal(missing.n, [2.0, 0.0, 0.0])
@@ -110,7 +113,8 @@ def _stats_strategy(bounded: bool) -> st.SearchStrategy[tuple[Stats, np.ndarray]
     @st.composite
     def build(draw: st.DrawFn) -> tuple[Stats, np.ndarray]:
         k = draw(st.integers(1, 6))
-        n = np.array(draw(st.lists(st.sampled_from([0.0, 0.3, 1.0, 7.0, 250.0, 1e5]), min_size=k, max_size=k)))
+        counts = st.sampled_from([0.0, 0.3, 1.0, 7.0, 250.0, 1e5])
+        n = np.array(draw(st.lists(counts, min_size=k, max_size=k)))
         share = np.array(draw(st.lists(st.floats(0.0, 1.0), min_size=k, max_size=k)))
         if bounded:
             total = n * share

@@ -50,6 +50,7 @@ if marker then
     log_event('reward')
     return 'late_applied'
   end
+  if string.sub(marker, 1, 2) == 'd:' and late then return 'late_ignored' end
   return 'duplicate'
 end
 if late and rule ~= 'apply' then return 'late_ignored' end

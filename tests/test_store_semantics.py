@@ -1,0 +1,194 @@
+"""Reward semantics of the store's Lua scripts, on the embedded store (fakeredis + Lua).
+
+Exactly once, late rules, default rewards claimed once by racing sweepers, a reward that
+overtakes its decision's pending record, and discounting: the invariants each script states.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import pytest
+
+from bandit_router.experiments import Arm, Experiment, LateRewardRule, PolicySpec
+from bandit_router.store import PendingDecision, RewardCommand, Store
+from bandit_router.tokens import new_nonce
+
+T = TypeVar("T")
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    return asyncio.get_event_loop_policy().new_event_loop().run_until_complete(coroutine)
+
+
+def make_experiment(**changes: Any) -> Experiment:
+    base = Experiment(name="exp", arms=(Arm("a"), Arm("b")), default_reward=0.0)
+    return base.with_changes(**changes).validated()
+
+
+def command(
+    exp: Experiment,
+    nonce: str,
+    arm: str,
+    value: float,
+    *,
+    deadline_ms: int | None = None,
+    learn: bool = True,
+    gamma: float = 1.0,
+) -> RewardCommand:
+    return RewardCommand(
+        experiment=exp.name,
+        incarnation=exp.incarnation,
+        nonce=nonce,
+        arm=arm,
+        value=value,
+        deadline_ms=deadline_ms if deadline_ms is not None else int(time.time() * 1000) + 60_000,
+        late_rule=exp.late_rewards.value,
+        learn=learn,
+        marker_ttl_ms=600_000,
+        gamma=gamma,
+    )
+
+
+async def arm_stats(store: Store, arm: str) -> tuple[float, float, float]:
+    state = await store.read_state("exp")
+    return state.arm_stat(arm, "n"), state.arm_stat(arm, "sum"), state.arm_stat(arm, "sum_sq")
+
+
+def test_reward_applies_once_and_duplicates_change_nothing() -> None:
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment())
+        nonce = new_nonce()
+        results = await store.apply_rewards([command(exp, nonce, "a", 1.0)] * 3)
+        assert results == ["applied", "duplicate", "duplicate"]
+        assert await arm_stats(store, "a") == (1.0, 1.0, 1.0)
+
+    run(scenario())
+
+
+def test_late_rewards_ignored_or_applied_replacing_default() -> None:
+    async def scenario(
+        rule: LateRewardRule,
+    ) -> tuple[list[str | Exception], tuple[float, float, float]]:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment(late_rewards=rule))
+        nonce = new_nonce()
+        past = int(time.time() * 1000) - 1000
+        await store.record_decisions(
+            {"exp": (exp.incarnation, [PendingDecision(nonce, "b", past)], [], {"b": 1})}
+        )
+        due = await store.due_pending("exp", int(time.time() * 1000), 100)
+        assert await store.apply_defaults(exp, due, 600_000, 1.0) == ["b"]
+        results = await store.apply_rewards([command(exp, nonce, "b", 1.0, deadline_ms=past)] * 2)
+        return results, await arm_stats(store, "b")
+
+    ignored, stats = run(scenario(LateRewardRule.IGNORE))
+    assert ignored == ["late_ignored", "late_ignored"]  # the default stands
+    assert stats == (1.0, 0.0, 0.0)
+    applied, stats = run(scenario(LateRewardRule.APPLY))
+    assert applied == ["late_applied", "duplicate"]  # replaces the default, once
+    assert stats == (1.0, 1.0, 1.0)
+
+
+def test_late_reward_without_default_follows_the_rule() -> None:
+    async def scenario(rule: LateRewardRule) -> list[str | Exception]:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment(late_rewards=rule, default_reward=None))
+        past = int(time.time() * 1000) - 1
+        return await store.apply_rewards([command(exp, new_nonce(), "a", 1.0, deadline_ms=past)])
+
+    assert run(scenario(LateRewardRule.IGNORE)) == ["late_ignored"]
+    assert run(scenario(LateRewardRule.APPLY)) == ["late_applied"]
+
+
+def test_racing_sweepers_credit_each_default_exactly_once() -> None:
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment())
+        past = int(time.time() * 1000) - 10
+        pending = [PendingDecision(new_nonce(), "ab"[i % 2], past) for i in range(200)]
+        await store.record_decisions({"exp": (exp.incarnation, pending, [], {})})
+        # Five replicas read the same due list, then all try to credit it.
+        due = await store.due_pending("exp", int(time.time() * 1000), 1000)
+        credited = await asyncio.gather(
+            *(store.apply_defaults(exp, due, 600_000, 1.0) for _ in range(5))
+        )
+        assert sum(len(c) for c in credited) == 200
+        assert (await arm_stats(store, "a"))[0] + (await arm_stats(store, "b"))[0] == 200
+        assert await store.due_pending("exp", int(time.time() * 1000), 1000) == []
+
+    run(scenario())
+
+
+def test_reward_overtaking_its_pending_record_gets_no_default() -> None:
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment())
+        nonce = new_nonce()
+        assert await store.apply_rewards([command(exp, nonce, "a", 1.0)]) == ["applied"]
+        past = int(time.time() * 1000) - 10  # the batched write arrives after the reward
+        await store.record_decisions(
+            {"exp": (exp.incarnation, [PendingDecision(nonce, "a", past)], [], {})}
+        )
+        assert await store.due_pending("exp", int(time.time() * 1000), 10) == []
+        assert await arm_stats(store, "a") == (1.0, 1.0, 1.0)
+
+    run(scenario())
+
+
+def test_holdout_rewards_are_recorded_not_learned() -> None:
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment())
+        nonce = new_nonce()
+        assert await store.apply_rewards([command(exp, nonce, "a", 1.0, learn=False)] * 2) == [
+            "recorded",
+            "duplicate",
+        ]
+        assert await arm_stats(store, "a") == (0.0, 0.0, 0.0)
+
+    run(scenario())
+
+
+def test_discounted_update_matches_the_policy_rule() -> None:
+    """The Lua discount is the vectorised policy's update, reward by reward."""
+    from policies import Stats, create_policy
+
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(
+            make_experiment(policy=PolicySpec("thompson", {"gamma": 0.9}), default_reward=None)
+        )
+        policy = create_policy("thompson", {"gamma": 0.9})
+        expected = Stats.zeros(2)
+        import numpy as np
+
+        for arm, value in [("a", 1.0), ("b", 0.0), ("a", 0.0), ("b", 1.0), ("a", 1.0)]:
+            await store.apply_rewards([command(exp, new_nonce(), arm, value, gamma=0.9)])
+            expected = policy.update(expected, np.array("ab".index(arm)), np.array(value))
+        for i, arm in enumerate("ab"):
+            n, total, total_sq = await arm_stats(store, arm)
+            assert n == pytest.approx(expected.n[i], rel=1e-12)
+            assert total == pytest.approx(expected.total[i], rel=1e-12)
+            assert total_sq == pytest.approx(expected.total_sq[i], rel=1e-12)
+
+    run(scenario())
+
+
+def test_rewards_for_a_deleted_experiment_are_refused_without_a_trace() -> None:
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment())
+        await store.delete_experiment("exp")
+        nonce = new_nonce()
+        assert await store.apply_rewards([command(exp, nonce, "a", 1.0)]) == ["gone"]
+        again = await store.create_experiment(make_experiment())
+        assert again.incarnation != exp.incarnation
+        assert await store.apply_rewards([command(exp, nonce, "a", 1.0)]) == ["gone"]
+        assert await store.client.exists(f"br:{{exp}}:rw:{nonce}") == 0  # no marker left behind
+
+    run(scenario())
