@@ -349,8 +349,21 @@ def cmd_reward(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    """Print a new token on stderr and only its hash on stdout, ready for the tokens file.
+
+    The server never needs the token itself, so the config (and anything that leaks it) holds
+    the SHA-256 only; the operator hands the printed token to its owner once.
+    """
+    import time
+
     token = new_token()
-    entry = {"principal": args.principal, "role": args.role, "sha256": hash_token(token)}
+    entry: dict[str, Any] = {
+        "principal": args.principal,
+        "role": args.role,
+        "sha256": hash_token(token),
+    }
+    if args.expires_in:
+        entry["expires_at"] = round(time.time() + args.expires_in, 3)
     print(
         f"token (give it to {args.principal}; it is not stored anywhere): {token}", file=sys.stderr
     )
@@ -604,10 +617,20 @@ def build_parser() -> argparse.ArgumentParser:
     reward.add_argument("decision_id")
     reward.add_argument("value", type=float)
 
-    token = commands.add_parser("token", help="create a bearer token and its hashed config entry")
-    token.add_argument("--principal", required=True)
-    token.add_argument("--role", choices=ROLES, required=True)
-    token.set_defaults(func=cmd_token)
+    token = commands.add_parser("token", help="manage bearer tokens (token create ...)")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    token_create = token_commands.add_parser(
+        "create", help="create a bearer token and print its hashed tokens-file entry"
+    )
+    token_create.add_argument("--principal", required=True, help="who holds the token (audited)")
+    token_create.add_argument("--role", choices=ROLES, required=True)
+    token_create.add_argument(
+        "--expires-in",
+        type=_parse_duration,
+        default=0.0,
+        help="the token stops working after e.g. 90d (default: never)",
+    )
+    token_create.set_defaults(func=cmd_token)
 
     bench = commands.add_parser("bench", help="benchmark Route/Reward against an echo gRPC server")
     from .bench import add_arguments as add_bench_arguments

@@ -22,7 +22,8 @@ from typing import Any, TypeVar, cast
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .errors import Aborted, AlreadyExists, NotFound, Unavailable
 from .experiments import Experiment
@@ -83,6 +84,37 @@ class ExperimentState:
         return float(self.stats.get(f"{arm}:{field}", 0.0))
 
 
+@dataclass(frozen=True)
+class ScriptCall:
+    """A Lua script call queued in a pipeline, run by its SHA."""
+
+    script: AsyncScript
+    keys: Sequence[str]
+    args: Sequence[str | int | float]
+
+    def add_to(self, pipe: Any) -> None:
+        pipe.evalsha(self.script.sha, len(self.keys), *self.keys, *self.args)
+
+
+@dataclass(frozen=True)
+class CommandCall:
+    """A plain command queued in a pipeline: ``xadd`` (capped) or ``hincrby``."""
+
+    name: str
+    key: str
+    first: Any
+    second: Any
+
+    def add_to(self, pipe: Any) -> None:
+        if self.name == "xadd":
+            pipe.xadd(self.key, self.first, maxlen=self.second, approximate=True)
+        else:
+            pipe.hincrby(self.key, self.first, self.second)
+
+
+PipelineCall = ScriptCall | CommandCall
+
+
 def initial_arm_fields(experiment: Experiment, arm_names: Sequence[str] | None = None) -> list[str]:
     """Flat field/value pairs for the prior (warm start) statistics of the named arms."""
     wanted = set(arm_names) if arm_names is not None else None
@@ -131,6 +163,7 @@ class Store:
         self._create = client.register_script(_script_text("create_experiment"))
         self._update = client.register_script(_script_text("update_experiment"))
         self._reset = client.register_script(_script_text("reset_statistics"))
+        self._scripts = [self._apply_reward, self._add_pending, self._apply_defaults]
 
     @classmethod
     def from_url(cls, url: str | None, *, timeout: float = 1.0) -> Store:
@@ -297,12 +330,14 @@ class Store:
 
     async def apply_rewards(self, commands: Sequence[RewardCommand]) -> list[str | Exception]:
         """Run one apply_reward script per command in a single pipeline (group commit)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for command in commands:
-                keys = ExperimentKeys(command.experiment)
-                await self._apply_reward(
-                    keys=[keys.stats, keys.rewarded(command.nonce), keys.pending, keys.decisions],
-                    args=[
+        calls: list[PipelineCall] = []
+        for command in commands:
+            keys = ExperimentKeys(command.experiment)
+            calls.append(
+                ScriptCall(
+                    self._apply_reward,
+                    [keys.stats, keys.rewarded(command.nonce), keys.pending, keys.decisions],
+                    [
                         command.incarnation,
                         command.arm,
                         repr(float(command.value)),
@@ -315,10 +350,32 @@ class Store:
                         command.nonce,
                         DECISION_LOG_MAXLEN,
                     ],
-                    client=pipe,
                 )
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            )
+        replies = await self._execute(calls)
         return [reply if isinstance(reply, Exception) else str(reply) for reply in replies]
+
+    async def _execute(self, calls: Sequence[PipelineCall]) -> list[Any]:
+        """One pipelined round trip; scripts run by EVALSHA, loaded only when Redis lacks them.
+
+        redis-py's pipelined Script objects ask SCRIPT EXISTS first, a second round trip per
+        flush; NOSCRIPT means the script did not run, so re-running just those calls is safe.
+        """
+        async with self.client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                call.add_to(pipe)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            for script in self._scripts:
+                await self.client.script_load(script.script)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for index in missing:
+                    calls[index].add_to(pipe)
+                again: list[Any] = await pipe.execute(raise_on_error=False)
+            for index, reply in zip(missing, again, strict=True):
+                replies[index] = reply
+        return replies
 
     async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
         """Redis WAIT: block until ``replicas`` replicas acknowledged our writes."""
@@ -339,29 +396,25 @@ class Store:
         ``batches`` maps experiment -> (incarnation, pending decisions, log entries, decision
         counts per arm). One pipeline per flush, off the Route path.
         """
-        async with self.client.pipeline(transaction=False) as pipe:
-            for name, (incarnation, pending, entries, counts) in batches.items():
-                keys = ExperimentKeys(name)
-                if pending:
-                    args: list[str | int] = [incarnation]
-                    for decision in pending:
-                        args += [decision.member, decision.deadline_ms]
-                    await self._add_pending(
-                        keys=[keys.stats, keys.pending, *(keys.rewarded(d.nonce) for d in pending)],
-                        args=args,
-                        client=pipe,
+        calls: list[PipelineCall] = []
+        for name, (incarnation, pending, entries, counts) in batches.items():
+            keys = ExperimentKeys(name)
+            if pending:
+                args: list[str | int] = [incarnation]
+                for decision in pending:
+                    args += [decision.member, decision.deadline_ms]
+                calls.append(
+                    ScriptCall(
+                        self._add_pending,
+                        [keys.stats, keys.pending, *(keys.rewarded(d.nonce) for d in pending)],
+                        args,
                     )
-                for entry in entries:
-                    fields: dict[Any, Any] = dict(entry)
-                    pipe.xadd(
-                        keys.decisions,
-                        fields,
-                        maxlen=DECISION_LOG_MAXLEN,
-                        approximate=True,
-                    )
-                for arm, count in counts.items():
-                    pipe.hincrby(keys.stats, f"{arm}:decisions", count)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+                )
+            for entry in entries:
+                calls.append(CommandCall("xadd", keys.decisions, dict(entry), DECISION_LOG_MAXLEN))
+            for arm, count in counts.items():
+                calls.append(CommandCall("hincrby", keys.stats, f"{arm}:decisions", count))
+        replies = await self._execute(calls)
         errors = [reply for reply in replies if isinstance(reply, Exception)]
         if errors:
             log.warning("decision flush had %d errors; first: %s", len(errors), errors[0])

@@ -192,3 +192,19 @@ def test_rewards_for_a_deleted_experiment_are_refused_without_a_trace() -> None:
         assert await store.client.exists(f"br:{{exp}}:rw:{nonce}") == 0  # no marker left behind
 
     run(scenario())
+
+
+def test_scripts_flushed_by_a_redis_restart_are_reloaded_without_double_effects() -> None:
+    """EVALSHA after SCRIPT FLUSH answers NOSCRIPT (nothing ran); the store reloads and
+    re-runs only those calls, so each reward still applies exactly once."""
+
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment())
+        await store.client.script_flush()
+        nonces = [new_nonce() for _ in range(3)]
+        results = await store.apply_rewards([command(exp, n, "a", 1.0) for n in nonces])
+        assert results == ["applied"] * 3
+        assert await arm_stats(store, "a") == (3.0, 3.0, 3.0)
+
+    run(scenario())
