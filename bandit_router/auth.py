@@ -99,8 +99,14 @@ class Authenticator:
 
     @classmethod
     def from_environment(cls, path: str | None, router_auth: bool) -> Authenticator:
-        entries = load_tokens(path, os.environ.get("BANDIT_ROUTER_TOKENS"))
-        return cls(entries, enabled=bool(entries), router_auth=router_auth)
+        """Auth is on as soon as a tokens file or ``BANDIT_ROUTER_TOKENS`` is configured.
+
+        Fail closed: a configured but empty tokens file (a botched deploy) refuses every call
+        rather than silently serving without auth.
+        """
+        env_value = os.environ.get("BANDIT_ROUTER_TOKENS")
+        entries = load_tokens(path, env_value)
+        return cls(entries, enabled=bool(path) or bool(env_value), router_auth=router_auth)
 
     def principal_for(self, header: str | None, role: str) -> str:
         if not self.enabled:

@@ -46,6 +46,7 @@ class CachedExperiment:
     _propensities: OrderedDict[tuple[int, ...], tuple[float, ...]] = field(
         default_factory=OrderedDict
     )
+    _mixed: dict[tuple[int, ...], dict[int, float]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, state: ExperimentState, policy: Policy | None = None) -> CachedExperiment:
@@ -86,6 +87,23 @@ class CachedExperiment:
         if len(self._propensities) > PROPENSITY_CACHE_SIZE:
             self._propensities.popitem(last=False)
         return result
+
+    def mixed_propensities(self, eligible: tuple[int, ...]) -> dict[int, float]:
+        """Propensities with the exploration floor mixed in: f + (1 - K f) p, per eligible arm.
+
+        With probability K f the router picks uniformly, otherwise it asks the policy, so this
+        is exactly the law of the routed arm (policies.controls states the same mixture).
+        """
+        cached = self._mixed.get(eligible)
+        if cached is None:
+            base = self.propensities(eligible)
+            floor = self.experiment.exploration_floor
+            k = len(eligible)
+            cached = {i: floor + (1.0 - floor * k) * base[i] for i in eligible}
+            if len(self._mixed) >= PROPENSITY_CACHE_SIZE:
+                self._mixed.clear()
+            self._mixed[eligible] = cached
+        return cached
 
     def full_stats(self) -> Stats:
         return self.stats.to_stats()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from .convert import timestamp_of
 from .errors import InvalidArgument
@@ -17,6 +18,22 @@ from .store import Store
 from .v1 import admin_pb2
 
 CHUNK = 1000
+
+
+def record_of(experiment: str, decision: dict[str, Any]) -> admin_pb2.DecisionRecord:
+    """A logged decision (one JSON line of a flush) as an export record."""
+    return admin_pb2.DecisionRecord(
+        decision_id=str(decision.get("decision_id", "")),
+        experiment=experiment,
+        arm=str(decision.get("arm", "")),
+        propensity=float(decision.get("propensity", 0.0)),
+        reason=f"REASON_{decision.get('reason', 'UNSPECIFIED')}",
+        time=timestamp_of(float(decision.get("ts", 0.0))),
+        unit_id=str(decision.get("unit_id", "")),
+        state_version=int(decision.get("state_version", 0)),
+        context={str(k): float(v) for k, v in (decision.get("context") or {}).items()},
+        probabilities={str(k): float(v) for k, v in (decision.get("probabilities") or {}).items()},
+    )
 
 
 async def decision_records(
@@ -32,27 +49,18 @@ async def decision_records(
     while True:
         entries = await store.read_decision_log(experiment, start, CHUNK)
         for _, fields in entries:
-            kind = fields.get("type", "decision")
-            nonce = fields.get("nonce", "")
-            if kind == "decision":
-                records[nonce] = admin_pb2.DecisionRecord(
-                    decision_id=fields.get("decision_id", ""),
-                    experiment=experiment,
-                    arm=fields.get("arm", ""),
-                    propensity=float(fields.get("propensity", 0.0)),
-                    reason=f"REASON_{fields.get('reason', 'UNSPECIFIED')}",
-                    time=timestamp_of(float(fields.get("ts", 0.0))),
-                    unit_id=fields.get("unit_id", ""),
-                    state_version=int(fields.get("state_version", 0)),
-                    context=json.loads(fields["context"]) if fields.get("context") else {},
-                    probabilities=json.loads(fields["probabilities"])
-                    if fields.get("probabilities")
-                    else {},
-                )
-                order.append(nonce)
-            elif nonce in records:
-                records[nonce].reward = float(fields.get("reward", 0.0))
-                records[nonce].default_reward_applied = kind == "default"
+            kind = fields.get("type", "")
+            if kind == "decisions":
+                for line in fields.get("data", "").splitlines():
+                    decision = json.loads(line)
+                    nonce = decision.get("nonce", "")
+                    records[nonce] = record_of(experiment, decision)
+                    order.append(nonce)
+            elif kind in ("reward", "default"):
+                record = records.get(fields.get("nonce", ""))
+                if record is not None:
+                    record.reward = float(fields.get("reward", 0.0))
+                    record.default_reward_applied = kind == "default"
         if len(entries) < CHUNK:
             break
         start = "(" + entries[-1][0]

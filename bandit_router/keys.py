@@ -40,7 +40,7 @@ class ExperimentKeys:
 
     @property
     def decisions(self) -> str:
-        """Capped stream of decisions and reward events (the decision log)."""
+        """Capped stream: batches of decisions (JSON lines) and reward events (the log)."""
         return f"{self.tag}:decisions"
 
     @property

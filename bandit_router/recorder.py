@@ -15,6 +15,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -29,7 +30,7 @@ MAX_BUFFERED = 200_000
 class _Batch:
     incarnation: str
     pending: list[PendingDecision] = field(default_factory=list)
-    entries: list[Mapping[str, str]] = field(default_factory=list)
+    entries: list[Mapping[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -46,7 +47,7 @@ class DecisionRecorder:
         experiment: str,
         incarnation: str,
         arm: str,
-        entry: Mapping[str, str],
+        entry: Mapping[str, Any],
         pending: PendingDecision | None,
     ) -> None:
         batch = self._batches.get(experiment)

@@ -7,6 +7,7 @@ the answer as protobuf or as a terminal table.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import Counter
@@ -27,7 +28,8 @@ from .v1 import admin_pb2, experiment_pb2
 if TYPE_CHECKING:
     from .drift import DriftMonitor
 
-RECENT_LIMIT = 100_000
+RECENT_LIMIT = 1_000_000
+RECENT_CHUNK = 1000
 SUMMARY_INTERVAL = 1.0
 
 
@@ -50,10 +52,17 @@ class ReportBuilder:
 
     async def recent_counts(self, name: str, window: float) -> Counter[str]:
         since_ms = int((time.time() - window) * 1000)
-        entries = await self.store.read_decision_log(name, f"{since_ms}-0", RECENT_LIMIT)
-        return Counter(
-            fields.get("arm", "") for _, fields in entries if fields.get("type") == "decision"
-        )
+        counts: Counter[str] = Counter()
+        start = f"{since_ms}-0"
+        while True:
+            entries = await self.store.read_decision_log(name, start, RECENT_CHUNK)
+            for _, fields in entries:
+                if fields.get("type") == "decisions":
+                    for line in fields.get("data", "").splitlines():
+                        counts[str(json.loads(line).get("arm", ""))] += 1
+            if len(entries) < RECENT_CHUNK or sum(counts.values()) >= RECENT_LIMIT:
+                return counts
+            start = "(" + entries[-1][0]
 
     async def report(self, name: str, window: float) -> admin_pb2.GetReportResponse:
         check_name(name, "experiment")

@@ -9,14 +9,13 @@ arm within the branch named by the reason, so off-policy evaluation can use it d
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .cache import CachedExperiment, ExperimentCache
 from .errors import FailedPrecondition, InvalidArgument, NotFound
@@ -160,7 +159,10 @@ class Router:
             control = index.get(experiment.holdout_control_arm)
             if control is not None and control in eligible:
                 return _Choice(control, 1.0, Reason.HOLDOUT, learn=False)
-            return _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, learn=False)
+            uniform = {i: 1.0 / len(eligible) for i in eligible}
+            return _Choice(
+                rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, uniform
+            )
         if experiment.sticky and unit_id and self.sticky is not None:
             held = self.sticky.get(experiment.name, experiment.incarnation, unit_id, now)
             if held is not None and index.get(held[0]) in eligible:
@@ -173,18 +175,23 @@ class Router:
                 entry,
                 unit_id,
                 now,
-                _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True),
+                _Choice(
+                    rng.choice(eligible),
+                    1.0 / len(eligible),
+                    Reason.BURN_IN,
+                    True,
+                    {i: 1.0 / len(eligible) for i in eligible},
+                ),
             )
-        probabilities = entry.propensities(eligible)
+        probabilities = entry.mixed_propensities(eligible)
         floor = experiment.exploration_floor
-        k = len(eligible)
-        if floor > 0.0 and rng.random() < floor * k:
+        if floor > 0.0 and rng.random() < floor * len(eligible):
             arm, explored = rng.choice(eligible), True
         else:
             arm, explored = entry.policy.select_one(entry.stats, rng, eligible)
-        propensity = floor + (1.0 - floor * k) * probabilities[arm]
         reason = Reason.EXPLORE if explored else Reason.EXPLOIT
-        return self._remember(entry, unit_id, now, _Choice(arm, propensity, reason, True))
+        choice = _Choice(arm, probabilities[arm], reason, True, probabilities)
+        return self._remember(entry, unit_id, now, choice)
 
     def _remember(
         self, entry: CachedExperiment, unit_id: str, now: float, choice: _Choice
@@ -230,19 +237,19 @@ class Router:
         pending = None
         if choice.learn and experiment.default_reward is not None:
             pending = PendingDecision(nonce, arm, deadline_ms)
-        log_entry = {
-            "type": "decision",
+        log_entry: dict[str, Any] = {
             "decision_id": decision_id,
             "nonce": nonce,
             "arm": arm,
-            "propensity": repr(choice.propensity),
+            "propensity": choice.propensity,
             "reason": choice.reason.value,
-            "ts": repr(now),
+            "ts": now,
             "unit_id": unit_id,
-            "state_version": str(entry.state_version),
+            "state_version": entry.state_version,
+            "probabilities": self._logged_probabilities(entry, choice),
         }
         if context:
-            log_entry["context"] = json.dumps(dict(context), separators=(",", ":"))
+            log_entry["context"] = dict(context)
         self.recorder.record(experiment.name, experiment.incarnation, arm, log_entry, pending)
         if self.metrics is not None:
             self.metrics.observe_decision(experiment.name, arm, choice.reason.value)
@@ -255,6 +262,14 @@ class Router:
             state_version=entry.state_version,
             reward_deadline=deadline_ms / 1000.0,
         )
+
+    @staticmethod
+    def _logged_probabilities(entry: CachedExperiment, choice: _Choice) -> Mapping[str, float]:
+        """P(arm) of every arm the decision could have chosen, within its branch."""
+        names = entry.experiment.arm_names
+        if choice.probabilities is None:
+            return {names[choice.arm]: choice.propensity}
+        return {names[i]: p for i, p in choice.probabilities.items()}
 
 
 class StickyAssignments(Protocol):

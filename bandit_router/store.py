@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 STAT_SUFFIXES = ("n", "sum", "sum_sq")
 MAX_SNAPSHOTS = 50
-DECISION_LOG_MAXLEN = 100_000
+DECISION_LOG_MAXLEN = 200_000
 AUDIT_MAXLEN = 10_000
 
 
@@ -388,7 +388,7 @@ class Store:
         self,
         batches: Mapping[
             str,
-            tuple[str, Sequence[PendingDecision], Sequence[Mapping[str, str]], Mapping[str, int]],
+            tuple[str, Sequence[PendingDecision], Sequence[Mapping[str, Any]], Mapping[str, int]],
         ],
     ) -> None:
         """Write a flush of decisions: pending records, log entries and decision counters.
@@ -410,8 +410,12 @@ class Store:
                         args,
                     )
                 )
-            for entry in entries:
-                calls.append(CommandCall("xadd", keys.decisions, dict(entry), DECISION_LOG_MAXLEN))
+            if entries:
+                # One stream entry per flush: packing a command per decision would cost the
+                # server more than choosing the arm did.
+                data = "\n".join(json.dumps(entry, separators=(",", ":")) for entry in entries)
+                fields = {"type": "decisions", "data": data}
+                calls.append(CommandCall("xadd", keys.decisions, fields, DECISION_LOG_MAXLEN))
             for arm, count in counts.items():
                 calls.append(CommandCall("hincrby", keys.stats, f"{arm}:decisions", count))
         replies = await self._execute(calls)
