@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from .store import ExperimentState, Store
 log = logging.getLogger(__name__)
 
 PROPENSITY_CACHE_SIZE = 64
+BLOCK_SIZE = 1024
 
 
 @dataclass
@@ -47,6 +49,10 @@ class CachedExperiment:
         default_factory=OrderedDict
     )
     _mixed: dict[tuple[int, ...], dict[int, float]] = field(default_factory=dict)
+    _named: dict[tuple[int, ...], dict[str, float]] = field(default_factory=dict)
+    _block_arms: list[int] = field(default_factory=list)
+    _block_explored: list[bool] = field(default_factory=list)
+    _cursor: int = 0
 
     @classmethod
     def build(cls, state: ExperimentState, policy: Policy | None = None) -> CachedExperiment:
@@ -104,6 +110,48 @@ class CachedExperiment:
                 self._mixed.clear()
             self._mixed[eligible] = cached
         return cached
+
+    def named_propensities(self, eligible: tuple[int, ...]) -> dict[str, float]:
+        """``mixed_propensities`` keyed by arm name: what the decision log records."""
+        cached = self._named.get(eligible)
+        if cached is None:
+            names = self.experiment.arm_names
+            cached = {names[i]: p for i, p in self.mixed_propensities(eligible).items()}
+            if len(self._named) >= PROPENSITY_CACHE_SIZE:
+                self._named.clear()
+            self._named[eligible] = cached
+        return cached
+
+    def draw(self, eligible: tuple[int, ...], rng: random.Random) -> tuple[int, bool]:
+        """One policy decision for this state: (arm, explored).
+
+        For the common case (no arm excluded) decisions come from a block pre-drawn with the
+        policy's vectorised ``select`` over a batch of identical states: independent draws of
+        exactly the policy's law, at ~0.1 µs each instead of a scalar draw's ~5 µs. The block
+        belongs to this state; a refresh with new statistics starts a new one. Requests that
+        exclude arms use the scalar fast path ``select_one`` (same law, tested).
+        """
+        if eligible != self.active:
+            return self.policy.select_one(self.stats, rng, eligible)
+        if self._cursor >= len(self._block_arms):
+            self._refill(rng)
+        index = self._cursor
+        self._cursor = index + 1
+        return self._block_arms[index], self._block_explored[index]
+
+    def _refill(self, rng: random.Random) -> None:
+        stats = self.full_stats()
+        batch = Stats(
+            np.broadcast_to(stats.n, (BLOCK_SIZE, stats.n_arms)),
+            np.broadcast_to(stats.total, (BLOCK_SIZE, stats.n_arms)),
+            np.broadcast_to(stats.total_sq, (BLOCK_SIZE, stats.n_arms)),
+        )
+        mask = np.zeros(stats.n_arms, dtype=bool)
+        mask[list(self.active)] = True
+        selection = self.policy.select(batch, np.random.default_rng(rng.getrandbits(64)), mask)
+        self._block_arms = [int(arm) for arm in selection.arms.tolist()]
+        self._block_explored = [bool(flag) for flag in selection.explored.tolist()]
+        self._cursor = 0
 
     def full_stats(self) -> Stats:
         return self.stats.to_stats()

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from policies import Policy, PolicyConfigError, create_policy
@@ -127,7 +128,7 @@ class Experiment:
 
     # -- derived ---------------------------------------------------------------------------
 
-    @property
+    @cached_property
     def arm_names(self) -> tuple[str, ...]:
         return tuple(arm.name for arm in self.arms)
 

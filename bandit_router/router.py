@@ -13,9 +13,8 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .cache import CachedExperiment, ExperimentCache
 from .errors import FailedPrecondition, InvalidArgument, NotFound
@@ -43,8 +42,7 @@ class Reason(StrEnum):
     BURN_IN = "BURN_IN"
 
 
-@dataclass(frozen=True)
-class RouteDecision:
+class RouteDecision(NamedTuple):
     decision_id: str
     arm: str
     propensity: float
@@ -54,13 +52,13 @@ class RouteDecision:
     reward_deadline: float  # unix seconds
 
 
-@dataclass(frozen=True)
-class _Choice:
+class _Choice(NamedTuple):
     arm: int
     propensity: float
     reason: Reason
     learn: bool
     probabilities: Mapping[int, float] | None = None
+    named: Mapping[str, float] | None = None
 
 
 def validate_route_request(
@@ -136,7 +134,7 @@ class Router:
         self, entry: CachedExperiment, unit_id: str, excluded: frozenset[int], now: float
     ) -> _Choice:
         experiment = entry.experiment
-        eligible = tuple(i for i in entry.active if i not in excluded)
+        eligible = tuple(i for i in entry.active if i not in excluded) if excluded else entry.active
         if not eligible:
             raise FailedPrecondition(
                 "every active arm is excluded or disabled; nothing can be routed", "excluded_arms"
@@ -188,9 +186,11 @@ class Router:
         if floor > 0.0 and rng.random() < floor * len(eligible):
             arm, explored = rng.choice(eligible), True
         else:
-            arm, explored = entry.policy.select_one(entry.stats, rng, eligible)
+            arm, explored = entry.draw(eligible, rng)
         reason = Reason.EXPLORE if explored else Reason.EXPLOIT
-        choice = _Choice(arm, probabilities[arm], reason, True, probabilities)
+        choice = _Choice(
+            arm, probabilities[arm], reason, True, None, entry.named_propensities(eligible)
+        )
         return self._remember(entry, unit_id, now, choice)
 
     def _remember(
@@ -266,6 +266,8 @@ class Router:
     @staticmethod
     def _logged_probabilities(entry: CachedExperiment, choice: _Choice) -> Mapping[str, float]:
         """P(arm) of every arm the decision could have chosen, within its branch."""
+        if choice.named is not None:
+            return choice.named
         names = entry.experiment.arm_names
         if choice.probabilities is None:
             return {names[choice.arm]: choice.propensity}

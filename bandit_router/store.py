@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -58,8 +58,7 @@ class RewardCommand:
     gamma: float
 
 
-@dataclass(frozen=True)
-class PendingDecision:
+class PendingDecision(NamedTuple):
     nonce: str
     arm: str
     deadline_ms: int

@@ -11,10 +11,9 @@ so ``~`` never occurs inside a field.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import InvalidArgument
 
@@ -24,8 +23,7 @@ MAX_LENGTH = 512
 FLAG_LEARN = 1
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     experiment: str
     incarnation: str
     arm: str
@@ -50,7 +48,7 @@ class DecisionSigner:
         self._secret = secret
 
     def _mac(self, payload: str) -> str:
-        return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()[:18])
+        return _b64(hmac.digest(self._secret, payload.encode(), "sha256")[:18])
 
     def issue(self, decision: Decision) -> str:
         payload = SEPARATOR.join(
