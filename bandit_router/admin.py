@@ -9,6 +9,7 @@ tests without gRPC; the Admin servicer only translates messages.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -17,6 +18,8 @@ from typing import Any
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .experiments import MAX_REASON_LENGTH, Arm, ArmState, Experiment, Pin, check_name
 from .store import ExperimentState, Store
+
+log = logging.getLogger(__name__)
 
 
 def check_reason(reason: str) -> str:
@@ -41,6 +44,13 @@ class AdminOperations:
         self, name: str, principal: str, action: str, arguments: Mapping[str, Any], reason: str
     ) -> None:
         await self.store.append_audit(name, principal, action, arguments, reason)
+        log.info(
+            "operator action %s on %s by %s",
+            action,
+            name,
+            principal,
+            extra={"experiment": name, "principal": principal, "action": action, "reason": reason},
+        )
 
     async def _change(
         self,

@@ -95,6 +95,19 @@ def handles_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
         try:
             return await method(self, request, context)
         except BanditRouterError as error:
+            log.info(
+                "%s refused: %s %s",
+                method.__name__,
+                error.code,
+                error,
+                extra={
+                    "method": method.__name__,
+                    "code": error.code,
+                    "field": error.field,
+                    "decision_id": getattr(request, "decision_id", "") or None,
+                    "experiment": getattr(request, "experiment", "") or None,
+                },
+            )
             await abort_with(context, error)
             raise AssertionError("unreachable") from error
         except grpc.aio.AbortError:

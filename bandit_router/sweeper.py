@@ -65,6 +65,8 @@ class DefaultRewardSweeper:
                 if len(due) < BATCH:
                     break
         self.credited += total
+        if total:
+            log.info("credited %d default rewards", total, extra={"default_rewards": total})
         return total
 
     async def _loop(self) -> None:

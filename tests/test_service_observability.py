@@ -10,6 +10,7 @@ import math
 import time
 import urllib.request
 from collections import defaultdict
+from pathlib import Path
 
 import grpc
 import pytest
@@ -195,3 +196,45 @@ def test_drift_switches_the_experiment_to_a_discounted_policy(
         assert switch and switch[0].principal == "drift-detector"
         report = client.call_admin("GetReport", admin_pb2.GetReportRequest(experiment="drifty"))
         assert {row.arm: row.drift_detected for row in report.arms}["a"] is True
+
+
+def test_json_logs_carry_decision_ids_and_no_secrets(tmp_path: Path) -> None:
+    """One JSON line per notable event; the Redis password and tokens never appear."""
+    import json
+
+    from bandit_router.auth import hash_token, new_token
+
+    from .servers import RedisServer
+
+    password = "s3cret-redis-pass"
+    redis = RedisServer(extra_args=["--requirepass", password]).start()
+    token = new_token()
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        f"tokens:\n  - {{principal: ops, role: operator, sha256: {hash_token(token)}}}\n"
+    )
+    url = f"redis://:{password}@127.0.0.1:{redis.port}/0"
+    server = ServerProcess("--redis-url", url, "--log-json", "--tokens-file", str(tokens)).start()
+    try:
+        with BanditClient(server.target, timeout=5, token=token, max_attempts=1) as client:
+            client.create_experiment("logged", ["a", "b"], reason="launch")
+            decision = client.route("logged")
+            forged = decision.decision_id[:-2] + (
+                "AA" if not decision.decision_id.endswith("AA") else "BB"
+            )
+            with pytest.raises(grpc.RpcError):
+                client.reward(forged, 1.0)
+        server.stop()
+        output = server.output()
+        lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        assert lines and len(lines) == len([line for line in output.splitlines() if line.strip()])
+        refused = [line for line in lines if line.get("code") == "INVALID_ARGUMENT"]
+        assert refused and refused[0]["decision_id"] == forged
+        assert any(
+            line.get("action") == "create" and line.get("principal") == "ops" for line in lines
+        )
+        assert password not in output
+        assert token not in output
+    finally:
+        server.stop()
+        redis.stop()
