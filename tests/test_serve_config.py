@@ -139,13 +139,13 @@ class FlakyRouter(router_pb2_grpc.RouterServicer):
     def __init__(self) -> None:
         self.calls: dict[str, int] = {"Route": 0, "Reward": 0}
 
-    async def Route(self, request: Any, context: Any) -> router_pb2.RouteResponse:  # noqa: N802
+    async def Route(self, request: Any, context: Any) -> router_pb2.RouteResponse:
         self.calls["Route"] += 1
         if self.calls["Route"] <= 2:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
         return router_pb2.RouteResponse(decision_id="d", arm="a", propensity=1.0)
 
-    async def Reward(self, request: Any, context: Any) -> router_pb2.RewardResponse:  # noqa: N802
+    async def Reward(self, request: Any, context: Any) -> router_pb2.RewardResponse:
         self.calls["Reward"] += 1
         if self.calls["Reward"] <= 2:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "failing over")
