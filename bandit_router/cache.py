@@ -25,6 +25,7 @@ from policies import Policy, ScalarStats, Stats
 from .experiments import Experiment
 from .keys import CHANGES_CHANNEL
 from .store import ExperimentState, Store
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ class ExperimentCache:
         self._refresh_lock = asyncio.Lock()
         self.last_success = 0.0
         self.healthy = False
+        self._stopping = False
 
     def get(self, name: str) -> CachedExperiment | None:
         return self._entries.get(name)
@@ -237,7 +239,8 @@ class ExperimentCache:
     async def refresh_one(self, name: str) -> CachedExperiment | None:
         """Cache miss: one synchronous look-up (not the steady state) for a new experiment."""
         with contextlib.suppress(RedisError, OSError, TimeoutError):
-            await asyncio.wait_for(self.refresh(), timeout=0.5)
+            async with asyncio.timeout(0.5):
+                await self.refresh()
         return self._entries.get(name)
 
     def wake(self) -> None:
@@ -256,18 +259,19 @@ class ExperimentCache:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._stopping = True
+        self._wake.set()
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     async def _refresh_loop(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.refresh_interval)
+                async with asyncio.timeout(self.refresh_interval):
+                    await self._wake.wait()
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.refresh()
             except (RedisError, OSError) as error:
@@ -282,12 +286,12 @@ class ExperimentCache:
     async def _listen_for_changes(self) -> None:
         """Subscribe to change notices; reconnect with backoff when Redis drops us."""
         backoff = 0.1
-        while True:
+        while not self._stopping:
             pubsub = self.store.client.pubsub()
             try:
                 await pubsub.subscribe(CHANGES_CHANNEL)
                 backoff = 0.1
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
                         self._wake.set()

@@ -173,6 +173,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise SystemExit("--workers > 1 needs --redis-url: the embedded store lives in one process")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise SystemExit("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
     return ServerConfig(
         listen=args.listen,
         redis_url=args.redis_url or None,

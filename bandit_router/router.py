@@ -2,8 +2,8 @@
 
 Everything here runs without awaiting the store (except a first look-up of an experiment this
 replica has never seen). The order of precedence is the one operators expect: a unit's QA pin,
-the experiment's pin, pause, holdout, sticky assignment, burn-in, and only then the policy
-(with the exploration floor mixed in). The logged propensity is the probability of the chosen
+the experiment's pin, pause, sticky assignment (a held-out unit stays held out), holdout,
+burn-in, and only then the policy (with the exploration floor mixed in). The logged propensity is the probability of the chosen
 arm within the branch named by the reason, so off-policy evaluation can use it directly.
 """
 
@@ -153,18 +153,24 @@ class Router:
                 arm = eligible[0]
             return _Choice(arm, 1.0, Reason.PAUSED, learn=False)
         rng = self.rng
-        if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
-            control = index.get(experiment.holdout_control_arm)
-            if control is not None and control in eligible:
-                return _Choice(control, 1.0, Reason.HOLDOUT, learn=False)
-            uniform = {i: 1.0 / len(eligible) for i in eligible}
-            return _Choice(
-                rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, uniform
-            )
         if experiment.sticky and unit_id and self.sticky is not None:
             held = self.sticky.get(experiment.name, experiment.incarnation, unit_id, now)
             if held is not None and index.get(held[0]) in eligible:
-                return _Choice(index[held[0]], held[1], Reason.STICKY, learn=True)
+                arm_name, held_propensity, held_holdout = held
+                if held_holdout:  # a held-out unit stays held out: never learned from
+                    return _Choice(index[arm_name], held_propensity, Reason.HOLDOUT, learn=False)
+                return _Choice(index[arm_name], held_propensity, Reason.STICKY, learn=True)
+        if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
+            control = index.get(experiment.holdout_control_arm)
+            if control is not None and control in eligible:
+                return self._remember(
+                    entry, unit_id, now, _Choice(control, 1.0, Reason.HOLDOUT, learn=False)
+                )
+            uniform = {i: 1.0 / len(eligible) for i in eligible}
+            holdout = _Choice(
+                rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, uniform
+            )
+            return self._remember(entry, unit_id, now, holdout)
         if (
             experiment.burn_in > 0
             and min(entry.decisions[i] for i in eligible) < experiment.burn_in
@@ -205,6 +211,7 @@ class Router:
                 experiment.arm_names[choice.arm],
                 choice.propensity,
                 now + (experiment.sticky_ttl or experiment.reward_window),
+                choice.reason is Reason.HOLDOUT,
             )
         return choice
 
@@ -279,7 +286,7 @@ class StickyAssignments(Protocol):
 
     def get(
         self, experiment: str, incarnation: str, unit_id: str, now: float
-    ) -> tuple[str, float] | None: ...
+    ) -> tuple[str, float, bool] | None: ...
 
     async def lookup(self, experiment: str, incarnation: str, unit_id: str, now: float) -> None: ...
 
@@ -291,4 +298,5 @@ class StickyAssignments(Protocol):
         arm: str,
         propensity: float,
         expires: float,
+        holdout: bool = False,
     ) -> None: ...

@@ -46,6 +46,7 @@ from .servicers import AdminServicer, RouterServicer
 from .sticky import StickyStore
 from .store import Store
 from .sweeper import DefaultRewardSweeper
+from .tasks import cancel_and_wait
 from .tokens import DecisionSigner
 from .v1 import admin_pb2, admin_pb2_grpc, router_pb2, router_pb2_grpc
 
@@ -121,11 +122,7 @@ class App:
         self._stopped.set()
         await self._set_health(False)
         await self.server.stop(self.config.grace if grace is None else grace)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.sweeper.stop()
         await self.recorder.flush()
         await self.cache.stop()

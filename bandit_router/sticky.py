@@ -29,20 +29,23 @@ LOOKUP_TIMEOUT = 0.05
 class StickyStore:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._local: OrderedDict[tuple[str, str, str], tuple[str, float, float]] = OrderedDict()
+        self._local: OrderedDict[tuple[str, str, str], tuple[str, float, float, bool]] = (
+            OrderedDict()
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def get(
         self, experiment: str, incarnation: str, unit_id: str, now: float
-    ) -> tuple[str, float] | None:
+    ) -> tuple[str, float, bool] | None:
+        """(arm, propensity of the original assignment, whether it was a holdout) or None."""
         held = self._local.get((experiment, incarnation, unit_id))
         if held is None:
             return None
-        arm, propensity, expires = held
+        arm, propensity, expires, holdout = held
         if now >= expires:
             del self._local[(experiment, incarnation, unit_id)]
             return None
-        return arm, propensity
+        return arm, propensity, holdout
 
     async def lookup(self, experiment: str, incarnation: str, unit_id: str, now: float) -> None:
         """Load a unit's assignment from Redis into the local cache (bounded wait)."""
@@ -58,10 +61,16 @@ class StickyStore:
         except (TimeoutError, RedisError, OSError):
             return  # Route never fails because of stickiness: the policy decides instead
         if raw:
-            arm, propensity, expires = str(raw).split("|")
+            arm, propensity, expires, *flags = str(raw).split("|")
             if float(expires) > now:
                 self._remember(
-                    experiment, incarnation, unit_id, arm, float(propensity), float(expires)
+                    experiment,
+                    incarnation,
+                    unit_id,
+                    arm,
+                    float(propensity),
+                    float(expires),
+                    flags == ["h"],
                 )
 
     def _remember(
@@ -72,8 +81,9 @@ class StickyStore:
         arm: str,
         propensity: float,
         expires: float,
+        holdout: bool,
     ) -> None:
-        self._local[(experiment, incarnation, unit_id)] = (arm, propensity, expires)
+        self._local[(experiment, incarnation, unit_id)] = (arm, propensity, expires, holdout)
         self._local.move_to_end((experiment, incarnation, unit_id))
         if len(self._local) > LOCAL_CAPACITY:
             self._local.popitem(last=False)
@@ -86,12 +96,12 @@ class StickyStore:
         arm: str,
         propensity: float,
         expires: float,
+        holdout: bool = False,
     ) -> None:
-        self._remember(experiment, incarnation, unit_id, arm, propensity, expires)
+        self._remember(experiment, incarnation, unit_id, arm, propensity, expires, holdout)
+        value = f"{arm}|{propensity!r}|{expires!r}|{'h' if holdout else 'b'}"
         task = asyncio.get_running_loop().create_task(
-            self._write(
-                experiment, incarnation, unit_id, f"{arm}|{propensity!r}|{expires!r}", expires
-            )
+            self._write(experiment, incarnation, unit_id, value, expires)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -7,7 +7,6 @@ pending decision with ZREM, and only the claimant writes: exactly once, however 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ from redis.exceptions import RedisError
 
 from .cache import ExperimentCache
 from .store import Store
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -42,6 +42,7 @@ class DefaultRewardSweeper:
         self.metrics = metrics
         self._task: asyncio.Task[None] | None = None
         self.credited = 0
+        self._stopping = False
 
     async def sweep_once(self) -> int:
         """Credit every due decision of every experiment; returns how many this replica won."""
@@ -70,7 +71,7 @@ class DefaultRewardSweeper:
         return total
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.interval)
             try:
                 await self.sweep_once()
@@ -83,7 +84,6 @@ class DefaultRewardSweeper:
         self._task = asyncio.create_task(self._loop(), name="default-reward-sweeper")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
