@@ -3,8 +3,9 @@
 Everything here runs without awaiting the store (except a first look-up of an experiment this
 replica has never seen). The order of precedence is the one operators expect: a unit's QA pin,
 the experiment's pin, pause, sticky assignment (a held-out unit stays held out), holdout,
-burn-in, and only then the policy (with the exploration floor mixed in). The logged propensity is the probability of the chosen
-arm within the branch named by the reason, so off-policy evaluation can use it directly.
+burn-in, and only then the policy (with the exploration floor mixed in). The logged
+propensity is the probability of the chosen arm within the branch named by the reason, so
+off-policy evaluation can use it directly.
 """
 
 from __future__ import annotations
