@@ -1,4 +1,4 @@
-"""The ``simulate`` and ``replay`` subcommands: argument parsing and I/O around the API.
+"""The ``simulate``, ``replay`` and ``live`` subcommands: argument parsing and I/O around the API.
 
 Invalid inputs (study files, logs, policy parameters) are the user's to fix, so they are
 printed as one line on stderr with exit status 2, never as a traceback.
@@ -7,29 +7,32 @@ printed as one line on stderr with exit status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import grpc
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
 from policies.base import PolicyConfigError
 from simulations import report
+from simulations.live import LiveConfig, run_live
 from simulations.logs import LogError, LoggedData, read_log
 from simulations.replay import Evaluation, Target, evaluate
-from simulations.runner import run_study
-from simulations.study import StudyError, load_study, make_policy
+from simulations.runner import RunResult, StudyResult, run_study
+from simulations.study import Study, StudyError, load_study, make_policy
 
 EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``simulate`` and ``replay`` to a parent parser's subcommands."""
+    """Add ``simulate``, ``replay`` and ``live`` to a parent parser's subcommands."""
     sim = subparsers.add_parser(
         "simulate",
         help="run a regret study of serving policies in a simulated environment",
@@ -77,6 +80,41 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     rep.add_argument("--json", type=Path, help="also write the estimates to this JSON file")
     rep.set_defaults(func=_guarded(replay_command))
+    register_live(subparsers)
+
+
+def register_live(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``live``: run a study's policies against a running service."""
+    live = subparsers.add_parser(
+        "live",
+        help="drive a running bandit-router with a study's simulated traffic; same regret table",
+        description=(
+            "Create one experiment per run on the service, Route, draw rewards from the study's "
+            "environment, send Reward after its delay (drop_rate share never sent: the default "
+            "reward applies after --reward-window), and report regret as 'simulate' does."
+        ),
+    )
+    live.add_argument("study", type=Path, help="study file (.yaml, .yml or .toml)")
+    live.add_argument("--target", required=True, help="service address, e.g. localhost:50051")
+    live.add_argument("--token", help="bearer token for Route/Reward/Admin")
+    live.add_argument("--runs", type=int, help="override the study's runs (one experiment each)")
+    live.add_argument("--horizon", type=int, help="override the study's horizon")
+    live.add_argument("--seed", type=int, help="override the study's seed")
+    live.add_argument(
+        "--reward-window", type=float, default=2.0, help="experiments' reward window, s (default 2)"
+    )
+    live.add_argument("--keep-experiments", action="store_true", help="do not delete them after")
+    live.add_argument("--compare", action="store_true", help="also simulate, rows side by side")
+    live.add_argument("--out", type=Path, default=Path("."), help="directory for JSON and PNG")
+    live.add_argument("--json", type=Path, help="JSON output path (default OUT/<study>-live.json)")
+    live.add_argument("--png", type=Path, help="plot output path (default OUT/<study>-live.png)")
+    live.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    live.set_defaults(func=_guarded(live_command))
+
+
+def _console() -> Console:
+    """Full-width tables when piped to a file; rich would otherwise wrap at 80 columns."""
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -89,6 +127,11 @@ def _guarded(handler: Handler) -> Handler:
         except PolicyConfigError as exc:
             print(f"error: policy parameter {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            print(f"error: service: {code}: {details}", file=sys.stderr)
+            return 1
 
     return run
 
@@ -96,30 +139,73 @@ def _guarded(handler: Handler) -> Handler:
 # -- simulate --------------------------------------------------------------------------------
 
 
-def simulate_command(args: argparse.Namespace) -> int:
+def _load_with_overrides(args: argparse.Namespace) -> Study:
     study = load_study(args.study)
     overrides = {"runs": args.runs, "horizon": args.horizon, "seed": args.seed}
     for name, value in overrides.items():
         if value is not None and (value < 1 if name != "seed" else value < 0):
             raise StudyError(f"must be >= {0 if name == 'seed' else 1}", field=f"--{name}")
-    study = replace(study, **{k: v for k, v in overrides.items() if v is not None})
+    return replace(study, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _write_outputs(summary: dict[str, Any], args: argparse.Namespace, stem: str) -> None:
+    _console().print(report.regret_table(summary))
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.json or args.out / f"{stem}.json"
+    report.write_json(summary, json_path)
+    written = [str(json_path)]
+    if not args.no_plot:
+        png_path = args.png or args.out / f"{stem}.png"
+        report.plot_regret(summary, png_path)
+        written.append(str(png_path))
+    print("wrote " + ", ".join(written), file=sys.stderr)
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    study = _load_with_overrides(args)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     total = study.horizon * len(study.policies)
     with tqdm(
         total=total, disable=not show_progress, file=sys.stderr, unit="step", desc=study.name
     ) as bar:
         result = run_study(study, progress=bar.update)
-    summary = report.summarize(result)
-    Console().print(report.regret_table(summary))
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path = args.json or args.out / f"{study.name}.json"
-    report.write_json(summary, json_path)
-    written = [str(json_path)]
-    if not args.no_plot:
-        png_path = args.png or args.out / f"{study.name}.png"
-        report.plot_regret(summary, png_path)
-        written.append(str(png_path))
-    print("wrote " + ", ".join(written), file=sys.stderr)
+    _write_outputs(report.summarize(result), args, study.name)
+    return 0
+
+
+def live_command(args: argparse.Namespace) -> int:
+    study = _load_with_overrides(args)
+    if not args.reward_window > 0:
+        raise StudyError("must be > 0", field="--reward-window")
+    config = LiveConfig(
+        target=args.target,
+        token=args.token,
+        reward_window=args.reward_window,
+        keep_experiments=args.keep_experiments,
+    )
+    results: list[RunResult] = []
+    for spec in study.policies:
+        live = asyncio.run(
+            run_live(
+                study.environment,
+                policy=spec.name,
+                params=spec.params,
+                horizon=study.horizon,
+                runs=study.runs,
+                seed=study.seed,
+                config=config,
+                label=f"{spec.label} (live)",
+                checkpoints=study.checkpoints,
+            )
+        )
+        results.append(live.result)
+        outcomes = ", ".join(f"{k}={v}" for k, v in sorted(live.outcomes.items()))
+        print(f"{spec.label}: rewards {outcomes}; {live.dropped} never sent", file=sys.stderr)
+        if args.compare:
+            simulated = run_study(replace(study, policies=(spec,)))
+            results.append(replace(simulated.results[0], label=f"{spec.label} (simulated)"))
+    summary = report.summarize(StudyResult(study, tuple(results)))
+    _write_outputs(summary, args, f"{study.name}-live")
     return 0
 
 
@@ -166,8 +252,7 @@ def replay_command(args: argparse.Namespace) -> int:
                 f"target arm {target.arm!r} is not one of {list(data.arm_names)}", field="--target"
             )
     evaluations = [evaluate(t, data, seed=args.seed, replays=args.replays) for t in targets]
-    console = Console()
-    console.print(_evaluation_table(evaluations, data, str(args.log)))
+    _console().print(_evaluation_table(evaluations, data, str(args.log)))
     for evaluation in evaluations:
         for warning in evaluation.warnings:
             print(f"warning: {evaluation.target}: {warning}", file=sys.stderr)
@@ -222,7 +307,10 @@ def _evaluations_json(
 
 def build_parser() -> argparse.ArgumentParser:
     """A standalone parser with the same subcommands, for ``python -m simulations``."""
-    parser = argparse.ArgumentParser(prog="python -m simulations", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m simulations",
+        description="Regret studies, off-policy evaluation and live checks of serving policies.",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     register(subparsers)
     return parser

@@ -141,50 +141,24 @@ def simulate(
     """
     if horizon < 1 or runs < 1:
         raise ValueError("horizon and runs must be >= 1")
-    env_seed, policy_seed, feedback_seed = np.random.SeedSequence(seed).spawn(3)
-    env_rng = np.random.default_rng(env_seed)
-    policy_rng = np.random.default_rng(policy_seed)
-    feedback_rng = np.random.default_rng(feedback_seed)
-
-    k = environment.n_arms
-    rows = np.arange(runs)
-    steps = checkpoint_steps(horizon, checkpoints)
-    curves = np.empty((runs, steps.size))
-    next_checkpoint = 0
-    window_start = horizon - max(1, round(horizon * final_window))
-
-    stats = Stats.zeros(k, (runs,))
+    streams = Streams.from_seed(seed)
+    ledger = Ledger(environment, horizon, runs, checkpoints, final_window)
+    stats = Stats.zeros(environment.n_arms, (runs,))
     visible = stats
-    regret = np.zeros(runs)
-    best_pulls = np.zeros(runs)
-    window_counts = np.zeros((runs, k))
-    cost = np.zeros(runs) if environment.cost is not None else None
-    latency = np.zeros(runs) if environment.latency is not None else None
     feedback = environment.feedback
     in_flight = RewardsInFlight(environment.max_delay, runs) if environment.max_delay > 0 else None
-    all_sent = np.ones(runs, dtype=bool)
 
-    means = environment.means.start(runs, env_rng)
+    means = environment.means.start(runs, streams.env)
     for step in range(horizon):
         if step > 0:
-            means = environment.means.advance(step, means, env_rng)
-        arms = policy.select(visible, policy_rng).arms
-        chosen = means[rows, arms]
-        best = means.max(axis=1)
-        regret += best - chosen
-        best_pulls += chosen >= best
-        if step >= window_start:
-            window_counts[rows, arms] += 1.0
-        if cost is not None and environment.cost is not None:
-            cost += environment.cost[arms]
-        if latency is not None and environment.latency is not None:
-            latency += environment.latency[arms]
-
-        rewards = environment.rewards.sample(chosen, arms, env_rng)
-        delays = environment.delay.sample(runs, feedback_rng)
-        sent = all_sent
+            means = environment.means.advance(step, means, streams.env)
+        arms = policy.select(visible, streams.policy).arms
+        chosen = ledger.record(step, means, arms)
+        rewards = environment.rewards.sample(chosen, arms, streams.env)
+        delays = environment.delay.sample(runs, streams.feedback)
+        sent: BoolArray | None = None
         if feedback.drop_rate > 0:
-            dropped = feedback_rng.random(runs) < feedback.drop_rate
+            dropped = streams.feedback.random(runs) < feedback.drop_rate
             if feedback.default_reward is None:
                 sent = ~dropped
             else:
@@ -194,35 +168,99 @@ def simulate(
                 delays = np.where(dropped, feedback.default_delay, delays)
 
         if in_flight is None:
-            stats = policy.update(stats, arms, rewards, None if sent is all_sent else sent)
+            stats = policy.update(stats, arms, rewards, sent)
         else:
             if delays is None:
                 delays = np.zeros(runs, dtype=np.int64)
-            in_flight.push(step, arms, rewards, delays, sent)
+            in_flight.push(
+                step, arms, rewards, delays, np.ones(runs, bool) if sent is None else sent
+            )
             for lane_arms, lane_rewards, observed in in_flight.pop(step):
                 stats = policy.update(stats, lane_arms, lane_rewards, observed)
         if (step + 1) % feedback.refresh_every == 0:
             visible = stats
-
-        if step + 1 == steps[next_checkpoint]:
-            curves[:, next_checkpoint] = regret
-            next_checkpoint += 1
         if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
     if progress is not None and horizon % PROGRESS_EVERY:
         progress(horizon % PROGRESS_EVERY)
+    return ledger.result(label or policy.name, policy.name, policy.describe())
 
-    return RunResult(
-        label=label or policy.name,
-        policy=policy.name,
-        params=policy.describe(),
-        steps=steps,
-        regret=curves,
-        best_arm_rate=best_pulls / horizon,
-        allocation=window_counts / window_counts.sum(axis=1, keepdims=True),
-        cost=None if cost is None else cost / horizon,
-        latency=None if latency is None else latency / horizon,
-    )
+
+@dataclass(frozen=True)
+class Streams:
+    """Independent random streams split from one seed: environment, policy, feedback.
+
+    The environment stream does not depend on the policy, so every policy of a study (and a
+    live run of the same study) sees the same traffic: common random numbers.
+    """
+
+    env: np.random.Generator
+    policy: np.random.Generator
+    feedback: np.random.Generator
+
+    @classmethod
+    def from_seed(cls, seed: int) -> Streams:
+        env, policy, feedback = np.random.SeedSequence(seed).spawn(3)
+        return cls(*(np.random.default_rng(s) for s in (env, policy, feedback)))
+
+
+class Ledger:
+    """Regret, best-arm rate, allocation, cost and latency of every run, step by step.
+
+    Shared by the simulated and the live runner so both report exactly the same numbers.
+    """
+
+    def __init__(
+        self,
+        environment: Environment,
+        horizon: int,
+        runs: int,
+        checkpoints: int,
+        final_window: float,
+    ) -> None:
+        self.environment = environment
+        self.horizon = horizon
+        self.rows = np.arange(runs)
+        self.steps = checkpoint_steps(horizon, checkpoints)
+        self.curves = np.zeros((runs, self.steps.size))
+        self.next_checkpoint = 0
+        self.window_start = horizon - max(1, round(horizon * final_window))
+        self.regret = np.zeros(runs)
+        self.best_pulls = np.zeros(runs)
+        self.window_counts = np.zeros((runs, environment.n_arms))
+        self.cost = np.zeros(runs)
+        self.latency = np.zeros(runs)
+
+    def record(self, step: int, means: FloatArray, arms: IntArray) -> FloatArray:
+        """Book the decisions of ``step``; returns the chosen arms' means."""
+        chosen = means[self.rows, arms]
+        best = means.max(axis=1)
+        self.regret += best - chosen
+        self.best_pulls += chosen >= best
+        if step >= self.window_start:
+            self.window_counts[self.rows, arms] += 1.0
+        if self.environment.cost is not None:
+            self.cost += self.environment.cost[arms]
+        if self.environment.latency is not None:
+            self.latency += self.environment.latency[arms]
+        if step + 1 == self.steps[self.next_checkpoint]:
+            self.curves[:, self.next_checkpoint] = self.regret
+            self.next_checkpoint += 1
+        return chosen
+
+    def result(self, label: str, policy: str, params: dict[str, float]) -> RunResult:
+        horizon = self.horizon
+        return RunResult(
+            label=label,
+            policy=policy,
+            params=params,
+            steps=self.steps,
+            regret=self.curves,
+            best_arm_rate=self.best_pulls / horizon,
+            allocation=self.window_counts / self.window_counts.sum(axis=1, keepdims=True),
+            cost=None if self.environment.cost is None else self.cost / horizon,
+            latency=None if self.environment.latency is None else self.latency / horizon,
+        )
 
 
 @dataclass(frozen=True)

@@ -170,9 +170,10 @@ class _Fields:
     def error(self, path: str, message: str) -> StudyError:
         probe = path
         while probe and probe not in self.lines:
-            probe = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", probe)
-            if probe == path:
+            parent = re.sub(r"(\.?[^.\[\]]+|\[\d+\])$", "", probe)
+            if parent == probe:
                 break
+            probe = parent
         return StudyError(
             message, field=path or None, line=self.lines.get(probe), source=self.source
         )
@@ -446,7 +447,9 @@ def _policy(f: _Fields, raw: Any, path: str, environment: Environment) -> Policy
     try:
         policy = make_policy(name, params)
     except PolicyConfigError as exc:
-        where = f"{path}.name" if exc.field in ("name", "policy.name") else f"{path}.params.{exc.field}"
+        where = (
+            f"{path}.name" if exc.field in ("name", "policy.name") else f"{path}.params.{exc.field}"
+        )
         raise f.error(where, exc.message) from None
     low, high = policy.reward_bounds
     env_low, env_high = environment.reward_bounds

@@ -1,0 +1,133 @@
+"""Live mode against the real server (embedded store and a real redis-server).
+
+The service should learn as the simulation says it will. Differences the service is allowed:
+its statistics cache refreshes every 50 ms (the fixtures' refresh_interval), so the policy
+decides on statistics up to L steps old, L = 50 ms / (seconds per step) + 1, measured. By the
+additive delayed-feedback bound (Joulani et al. 2013) stale statistics add at most L * sum of
+gaps to the regret. So: live mean <= simulated mean + L * gap + 3 * SE of the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bandit_router.client import BanditClient
+from policies import create_policy
+from simulations.cli import main
+from simulations.environments import Environment, Feedback
+from simulations.live import LiveConfig, run_live
+from simulations.runner import simulate
+
+from .servers import ServerThread, free_port
+
+MEANS = [0.8, 0.3]
+GAP = 0.5
+REFRESH_SECONDS = 0.05  # conftest.py: ServerThread(refresh_interval=0.05, ...)
+
+
+def test_live_service_learns_as_simulated(any_server: ServerThread) -> None:
+    env = Environment.bernoulli(MEANS)
+    horizon, runs = 150, 8
+    config = LiveConfig(target=any_server.target, reward_window=30.0)
+    started = time.perf_counter()
+    live = asyncio.run(
+        run_live(
+            env, policy="thompson", params={}, horizon=horizon, runs=runs, seed=1, config=config
+        )
+    )
+    seconds_per_step = (time.perf_counter() - started) / horizon
+    assert live.outcomes == {"APPLIED": horizon * runs} and live.dropped == 0
+
+    sim = simulate(create_policy("thompson", {}), env, horizon=horizon, runs=400, seed=1)
+    live_final, sim_final = live.result.regret[:, -1], sim.regret[:, -1]
+    se = math.hypot(
+        live_final.std(ddof=1) / math.sqrt(runs), sim_final.std(ddof=1) / math.sqrt(400)
+    )
+    lag_steps = math.ceil(REFRESH_SECONDS / seconds_per_step) + 1
+    assert live_final.mean() <= sim_final.mean() + lag_steps * GAP + 3 * se
+    # And it learned: a policy that does not learn has regret horizon * GAP / 2 = 37.5.
+    assert live_final.mean() + 3 * live_final.std(ddof=1) / math.sqrt(runs) < horizon * GAP / 4
+
+
+def test_dropped_rewards_get_the_default(embedded_server: ServerThread) -> None:
+    """Every decision is credited exactly once: by its Reward, or, for the dropped share, by
+    the server's default reward (0) once the 0.3 s reward window has closed."""
+    env = Environment.bernoulli(MEANS, feedback=Feedback(drop_rate=0.3, default_reward=0.0))
+    horizon, runs = 60, 3
+    config = LiveConfig(target=embedded_server.target, reward_window=0.3, keep_experiments=True)
+    live = asyncio.run(
+        run_live(
+            env, policy="thompson", params={}, horizon=horizon, runs=runs, seed=2, config=config
+        )
+    )
+    sent = horizon * runs - live.dropped
+    assert live.dropped > 0 and live.outcomes.get("APPLIED") == sent
+    with BanditClient(embedded_server.target, timeout=5.0) as client:
+        deadline = time.monotonic() + 10.0
+        totals: list[float] = []
+        while time.monotonic() < deadline:
+            totals = [
+                sum(s.n for s in client.get_experiment(name).statistics)
+                for name in live.experiments
+            ]
+            if totals == [float(horizon)] * runs:
+                break
+            time.sleep(0.1)
+        assert totals == [float(horizon)] * runs
+        for name in live.experiments:
+            client.delete_experiment(name)
+    # The live ledger booked every decision like the simulator does.
+    assert live.result.regret.shape[0] == runs
+    assert np.all(np.diff(live.result.regret, axis=1) >= 0)
+
+
+def test_cli_live_prints_the_regret_table(
+    embedded_server: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = tmp_path / "live.yaml"
+    study.write_text(
+        "name: live\nhorizon: 40\nruns: 2\nenvironment:\n  means: [0.8, 0.3]\n"
+        "policies:\n  - name: epsilon_greedy\n    params: {epsilon: 0.2}\n"
+    )
+    argv = ["live", str(study), "--target", embedded_server.target, "--compare"]
+    assert main([*argv, "--out", str(tmp_path), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "epsilon_greedy(epsilon=0.2) (live)" in out
+    assert "epsilon_greedy(epsilon=0.2) (simulated)" in out and "Lai-Robbins" in out
+    summary = json.loads((tmp_path / "live-live.json").read_text())
+    assert [p["runs"] for p in summary["policies"]] == [2, 2]
+    with BanditClient(embedded_server.target, timeout=5.0) as client:
+        assert not [e for e in client.list_experiments() if e.name.startswith("sim-")]
+
+
+def test_cli_live_unreachable_service_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = tmp_path / "live.yaml"
+    study.write_text(
+        "horizon: 5\nruns: 1\nenvironment:\n  means: [0.8, 0.3]\npolicies: [thompson]\n"
+    )
+    port = free_port()
+    assert (
+        main(
+            [
+                "live",
+                str(study),
+                "--target",
+                f"127.0.0.1:{port}",
+                "--no-plot",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "error: service:" in err and "Traceback" not in err
