@@ -209,9 +209,12 @@ class ExperimentCache:
                     and old.experiment.version == state.experiment.version
                     and old.experiment.incarnation == state.experiment.incarnation
                     and old.state_version == state.state_version
-                    and old.decisions
-                    == tuple(state.arm_stat(arm, "decisions") for arm in old.experiment.arm_names)
                 ):
+                    # Same config and statistics: keep the propensities and the pre-drawn
+                    # block; only the decision counters (for burn-in) move with traffic.
+                    old.decisions = tuple(
+                        state.arm_stat(arm, "decisions") for arm in old.experiment.arm_names
+                    )
                     old.fetched_at = time.monotonic()
                     continue
                 same_policy = (

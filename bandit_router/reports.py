@@ -11,11 +11,13 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from policies import Stats
+from policies.base import max_probabilities
 from policies.report import build_report, model_for_policy
 
 from .cache import CachedExperiment, ExperimentCache
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 
 RECENT_LIMIT = 1_000_000
 RECENT_CHUNK = 1000
-SUMMARY_INTERVAL = 1.0
 
 
 def _stats_of(state: ExperimentState) -> Stats:
@@ -112,15 +113,20 @@ class ReportBuilder:
 
 
 def posterior_summary(entry: CachedExperiment) -> dict[str, tuple[float, float]]:
-    """(posterior mean, probability of being best) per arm, for the metrics gauges."""
+    """(posterior mean, probability of being best) per arm, for the metrics gauges.
+
+    The same model as the report, without its intervals and expected loss: this runs in
+    the background of a busy server, so it computes only what the gauges show.
+    """
     experiment = entry.experiment
-    report = build_report(
-        experiment.arm_names,
-        entry.full_stats(),
-        model_for_policy(entry.policy, entry.reward_bounds),
-        eligible=[arm.active for arm in experiment.arms],
+    marginals, means = model_for_policy(entry.policy, entry.reward_bounds).posterior(
+        entry.full_stats()
     )
-    return {row.arm: (row.mean, row.prob_best) for row in report.arms}
+    mask = np.array([arm.active for arm in experiment.arms], dtype=bool)
+    prob_best = max_probabilities(marginals, mask) if mask.any() else np.zeros(len(mask))
+    return {
+        arm: (float(means[i]), float(prob_best[i])) for i, arm in enumerate(experiment.arm_names)
+    }
 
 
 def exploration_share(entry: CachedExperiment) -> float:
@@ -136,21 +142,26 @@ def exploration_share(entry: CachedExperiment) -> float:
 
 
 class PosteriorGauges:
-    """Cache listener updating posterior gauges, at most once a second per experiment."""
+    """Keeps the posterior gauges current, off the request path.
+
+    Called periodically by the server; recomputes an experiment only when its configuration
+    or statistics changed since the last time (a quadrature per experiment, not per call).
+    """
 
     def __init__(self, metrics: Any) -> None:
         self.metrics = metrics
-        self._last: dict[str, float] = {}
+        self._seen: dict[str, tuple[int, int, str]] = {}
 
-    def __call__(self, old: CachedExperiment | None, new: CachedExperiment) -> None:
-        name = new.experiment.name
-        now = time.monotonic()
-        if now - self._last.get(name, 0.0) < SUMMARY_INTERVAL:
-            return
-        self._last[name] = now
-        for arm, (mean, prob_best) in posterior_summary(new).items():
-            self.metrics.set_arm_posterior(name, arm, mean, prob_best)
-        self.metrics.set_exploration_share(name, exploration_share(new))
+    def update(self, entries: Sequence[CachedExperiment]) -> None:
+        for entry in entries:
+            name = entry.experiment.name
+            key = (entry.experiment.version, entry.state_version, entry.experiment.incarnation)
+            if self._seen.get(name) == key:
+                continue
+            self._seen[name] = key
+            for arm, (mean, prob_best) in posterior_summary(entry).items():
+                self.metrics.set_arm_posterior(name, arm, mean, prob_best)
+            self.metrics.set_exploration_share(name, exploration_share(entry))
 
 
 def render_report_table(response: admin_pb2.GetReportResponse) -> None:

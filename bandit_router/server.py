@@ -109,10 +109,16 @@ class App:
             await asyncio.sleep(HEALTH_INTERVAL)
 
     async def _watch_cache_age(self) -> None:
+        """Once a second: cache age, and the posterior gauges of experiments that changed."""
+        gauges = PosteriorGauges(self.metrics)
         while True:
             age = self.cache.age()
             for name in self.cache.names():
                 self.metrics.set_cache_age(name, age)
+            try:
+                gauges.update(self.cache.entries())
+            except Exception:
+                log.exception("posterior gauges not updated")
             await asyncio.sleep(1.0)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -172,7 +178,6 @@ async def build_app(
     )
     drift = DriftMonitor(store, metrics)
     cache.on_refresh(drift.observe)
-    cache.on_refresh(PosteriorGauges(metrics))
     cache.on_removal(metrics.remove_experiment)
     cache.on_refresh(sticky.observe)
     sweeper = DefaultRewardSweeper(store, cache, interval=config.sweep_interval, metrics=metrics)

@@ -85,10 +85,10 @@ def test_metrics_match_the_traffic_sent(redis_url: str, workers: int) -> None:
         deadline = time.monotonic() + 10
         while True:
             samples = scrape(metrics_port)
+            gauges = samples.get("bandit_router_arm_posterior_mean", {})
             if (
-                total(samples, "bandit_router_decisions_total") == routes
-                or time.monotonic() > deadline
-            ):
+                total(samples, "bandit_router_decisions_total") == routes and len(gauges) >= 2
+            ) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         for arm, count in arms.items():
