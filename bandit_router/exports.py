@@ -51,8 +51,7 @@ async def decision_records(
         for _, fields in entries:
             kind = fields.get("type", "")
             if kind == "decisions":
-                for line in fields.get("data", "").splitlines():
-                    decision = json.loads(line)
+                for decision in json.loads(fields.get("data") or "[]"):
                     nonce = decision.get("nonce", "")
                     records[nonce] = record_of(experiment, decision)
                     order.append(nonce)

@@ -40,7 +40,7 @@ class ExperimentKeys:
 
     @property
     def decisions(self) -> str:
-        """Capped stream: batches of decisions (JSON lines) and reward events (the log)."""
+        """Capped stream: flushes of decisions (a JSON array each) and reward events."""
         return f"{self.tag}:decisions"
 
     @property

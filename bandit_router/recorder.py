@@ -1,10 +1,12 @@
-"""Writes decisions to the store in the background, one pipeline per event-loop tick.
+"""Writes decisions to the store in the background, one script call per experiment and flush.
 
 Route must not wait on Redis, yet every decision needs a pending record (for its default
 reward), a decision-log entry (for replay) and a counter (for burn-in and reports). They are
-buffered and flushed together right after the tick that made them. The cost of this choice:
-if the process dies between a decision and its flush (about one tick), that decision gets no
-default reward and no log entry; its real reward still counts, since the id is self-contained.
+buffered and flushed together a few milliseconds later (at once past 256 buffered), because a
+round trip costs the server about the same whether it carries one decision or a hundred. The
+cost of this choice: if the process dies between a decision and its flush (at most the linger,
+10 ms), that decision gets no default reward and no log entry; its real reward still counts,
+since the id is self-contained.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .store import PendingDecision, Store
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 200_000
+FLUSH_AT = 256
+LINGER_SECONDS = 0.010
 
 
 @dataclass
@@ -35,8 +39,9 @@ class _Batch:
 
 
 class DecisionRecorder:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, linger: float = LINGER_SECONDS) -> None:
         self.store = store
+        self.linger = linger
         self._batches: dict[str, _Batch] = {}
         self._buffered = 0
         self._task: asyncio.Task[None] | None = None
@@ -73,8 +78,11 @@ class DecisionRecorder:
 
     async def _flush_loop(self) -> None:
         backoff = 0.05
-        await asyncio.sleep(0)
         while self._batches:
+            # Linger a moment so a flush carries many decisions: a pipeline costs the server
+            # ~0.2 ms of client-library work however few commands it holds.
+            if self._buffered < FLUSH_AT:
+                await asyncio.sleep(self.linger)
             batches, self._batches = self._batches, {}
             count, self._buffered = self._buffered, 0
             try:

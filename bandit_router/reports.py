@@ -59,8 +59,8 @@ class ReportBuilder:
             entries = await self.store.read_decision_log(name, start, RECENT_CHUNK)
             for _, fields in entries:
                 if fields.get("type") == "decisions":
-                    for line in fields.get("data", "").splitlines():
-                        counts[str(json.loads(line).get("arm", ""))] += 1
+                    for decision in json.loads(fields.get("data") or "[]"):
+                        counts[str(decision.get("arm", ""))] += 1
             if len(entries) < RECENT_CHUNK or sum(counts.values()) >= RECENT_LIMIT:
                 return counts
             start = "(" + entries[-1][0]

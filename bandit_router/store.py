@@ -94,23 +94,7 @@ class ScriptCall:
         pipe.evalsha(self.script.sha, len(self.keys), *self.keys, *self.args)
 
 
-@dataclass(frozen=True)
-class CommandCall:
-    """A plain command queued in a pipeline: ``xadd`` (capped) or ``hincrby``."""
-
-    name: str
-    key: str
-    first: Any
-    second: Any
-
-    def add_to(self, pipe: Any) -> None:
-        if self.name == "xadd":
-            pipe.xadd(self.key, self.first, maxlen=self.second, approximate=True)
-        else:
-            pipe.hincrby(self.key, self.first, self.second)
-
-
-PipelineCall = ScriptCall | CommandCall
+PipelineCall = ScriptCall
 
 
 def initial_arm_fields(experiment: Experiment, arm_names: Sequence[str] | None = None) -> list[str]:
@@ -156,12 +140,12 @@ class Store:
         self.client = client
         self.embedded = embedded
         self._apply_reward = client.register_script(_script_text("apply_reward"))
-        self._add_pending = client.register_script(_script_text("add_pending"))
+        self._record_decisions = client.register_script(_script_text("record_decisions"))
         self._apply_defaults = client.register_script(_script_text("apply_defaults"))
         self._create = client.register_script(_script_text("create_experiment"))
         self._update = client.register_script(_script_text("update_experiment"))
         self._reset = client.register_script(_script_text("reset_statistics"))
-        self._scripts = [self._apply_reward, self._add_pending, self._apply_defaults]
+        self._scripts = [self._apply_reward, self._record_decisions, self._apply_defaults]
 
     @classmethod
     def from_url(cls, url: str | None, *, timeout: float = 1.0) -> Store:
@@ -397,25 +381,30 @@ class Store:
         calls: list[PipelineCall] = []
         for name, (incarnation, pending, entries, counts) in batches.items():
             keys = ExperimentKeys(name)
-            if pending:
-                args: list[str | int] = [incarnation]
-                for decision in pending:
-                    args += [decision.member, decision.deadline_ms]
-                calls.append(
-                    ScriptCall(
-                        self._add_pending,
-                        [keys.stats, keys.pending, *(keys.rewarded(d.nonce) for d in pending)],
-                        args,
-                    )
-                )
-            if entries:
-                # One stream entry per flush: packing a command per decision would cost the
-                # server more than choosing the arm did.
-                data = "\n".join(json.dumps(entry, separators=(",", ":")) for entry in entries)
-                fields = {"type": "decisions", "data": data}
-                calls.append(CommandCall("xadd", keys.decisions, fields, DECISION_LOG_MAXLEN))
+            args: list[str | int] = [
+                incarnation,
+                DECISION_LOG_MAXLEN,
+                # One JSON array per flush: packing a command (or even a JSON document) per
+                # decision would cost the server more than choosing the arm did.
+                json.dumps(list(entries), separators=(",", ":")) if entries else "",
+                len(counts),
+            ]
             for arm, count in counts.items():
-                calls.append(CommandCall("hincrby", keys.stats, f"{arm}:decisions", count))
+                args += [arm, count]
+            for decision in pending:
+                args += [decision.member, decision.deadline_ms]
+            calls.append(
+                ScriptCall(
+                    self._record_decisions,
+                    [
+                        keys.stats,
+                        keys.pending,
+                        keys.decisions,
+                        *(keys.rewarded(d.nonce) for d in pending),
+                    ],
+                    args,
+                )
+            )
         replies = await self._execute(calls)
         errors = [reply for reply in replies if isinstance(reply, Exception)]
         if errors:

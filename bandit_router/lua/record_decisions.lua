@@ -1,0 +1,27 @@
+-- Record a flush of decisions of one experiment: the log entry, the decision counters and
+-- the pending records that await a reward (or the default reward at their deadline).
+-- Invariant: nothing is written for an experiment that was deleted or re-created since the
+-- decisions (no orphan keys), and a decision is never pending once it has a reward marker
+-- (a reward that overtook this flush must not be followed by a default reward).
+-- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream,
+-- KEYS[4..] reward markers, one per pending decision
+-- ARGV[1] incarnation, ARGV[2] log max length, ARGV[3] decisions as a JSON array ('': none),
+-- ARGV[4] number C of arm/count pairs, then C pairs arm, count,
+-- then one member, deadline_ms pair per pending decision (in the order of KEYS[4..])
+local stats, pending, log = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('HGET', stats, '_inc') ~= ARGV[1] then return 0 end
+if ARGV[3] ~= '' then
+  redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], '*', 'type', 'decisions', 'data', ARGV[3])
+end
+local c = tonumber(ARGV[4])
+for i = 5, 4 + 2 * c, 2 do redis.call('HINCRBY', stats, ARGV[i] .. ':decisions', ARGV[i + 1]) end
+local first = 5 + 2 * c
+local added = 0
+for k = 4, #KEYS do
+  local at = first + (k - 4) * 2
+  if redis.call('EXISTS', KEYS[k]) == 0 then
+    redis.call('ZADD', pending, ARGV[at + 1], ARGV[at])
+    added = added + 1
+  end
+end
+return added
