@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,13 @@ ARMS = ("a", "b", "c", "d", "e")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=20_000, help="calls per closed-loop run")
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight")
-    parser.add_argument("--rate", type=float, default=3000.0, help="open-loop offered calls/s")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open-loop offered calls/s (default: half of echo's closed-loop Route rate)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per open-loop run")
     parser.add_argument("--connections", type=int, default=1, help="HTTP/2 connections")
     parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
@@ -179,17 +186,23 @@ async def open_loop(
         latencies.append(time.perf_counter() - scheduled)
 
     begin = time.perf_counter()
-    for index in range(total):
-        scheduled = begin + index * interval
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(index, scheduled)))
+    index = 0
+    while index < total:
+        # Launch every call whose scheduled time has come, then yield briefly: sleeping once
+        # per call would cost the generator more than the calls themselves.
+        due = min(total, int((time.perf_counter() - begin) * rate) + 1)
+        while index < due:
+            tasks.append(asyncio.create_task(one(index, begin + index * interval)))
+            index += 1
+        await asyncio.sleep(0.0005)
     await asyncio.gather(*tasks)
     return latencies, time.perf_counter() - begin, errors
 
 
-async def _drive(target: str, server: str, args: argparse.Namespace, real: bool) -> list[Result]:
+async def _drive(
+    target: str, server: str, args: argparse.Namespace, rate: float | None
+) -> list[Result]:
+    """One round against one server: closed-loop runs, or open-loop runs at ``rate``."""
     channels = [
         grpc.aio.insecure_channel(target, channel_options(1, i + 1))
         for i in range(args.connections)
@@ -223,16 +236,23 @@ async def _drive(target: str, server: str, args: argparse.Namespace, real: bool)
         )
 
     results = []
-    await closed_loop(route, min(2000, args.calls), args.concurrency)  # warm up
-    for mode, call in (("route", route), ("reward", reward), ("route+reward", route_then_reward)):
-        if mode == "reward":
-            decisions.clear()
-            await closed_loop(route_collect, args.calls, args.concurrency)
-        latencies, seconds, errors = await closed_loop(call, args.calls, args.concurrency)
-        results.append(Result.of(server, f"{mode} x{args.concurrency}", latencies, seconds, errors))
-    for mode, call in (("route", route), ("route+reward", route_then_reward)):
-        latencies, seconds, errors = await open_loop(call, args.rate, args.duration)
-        results.append(Result.of(server, f"{mode} @{args.rate:g}/s", latencies, seconds, errors))
+    await closed_loop(route, min(1000, args.calls), args.concurrency)  # warm up
+    if rate is None:
+        for mode, call in (
+            ("route", route),
+            ("reward", reward),
+            ("route+reward", route_then_reward),
+        ):
+            if mode == "reward":
+                decisions.clear()
+                await closed_loop(route_collect, args.calls, args.concurrency)
+            latencies, seconds, errors = await closed_loop(call, args.calls, args.concurrency)
+            label = f"{mode} x{args.concurrency}"
+            results.append(Result.of(server, label, latencies, seconds, errors))
+    else:
+        for mode, call in (("route", route), ("route+reward", route_then_reward)):
+            latencies, seconds, errors = await open_loop(call, rate, args.duration)
+            results.append(Result.of(server, f"{mode} @{rate:.0f}/s", latencies, seconds, errors))
     for channel in channels:
         await channel.close()
     return results
@@ -265,40 +285,64 @@ def _run(coroutine: Awaitable[Any]) -> Any:
 
 
 def run_benchmark(args: argparse.Namespace) -> list[Result]:
+    """Both servers up at once; rounds alternate echo and bandit-router, medians reported.
+
+    Alternating the two in every round means slow drifts of a shared machine (other jobs,
+    thermal, noisy neighbours) hit both alike, so their ratio stays meaningful.
+    """
     if args.quick:
-        args.calls, args.duration, args.rate = 2000, 1.0, 500.0
+        args.calls, args.duration, args.rounds = 2000, 1.0, 1
     python = sys.executable
-    results: list[Result] = []
-    echo_port = free_port()
-    echo_target = f"127.0.0.1:{echo_port}"
-    with process([python, "-m", "bandit_router.bench_echo", "--listen", echo_target], echo_port):
-        results += _run(_drive(echo_target, "echo", args, real=False))
+    rounds: list[Result] = []
     with contextlib.ExitStack() as stack:
+        echo_port = free_port()
+        echo_target = f"127.0.0.1:{echo_port}"
+        stack.enter_context(
+            process([python, "-m", "bandit_router.bench_echo", "--listen", echo_target], echo_port)
+        )
         redis_url = args.redis_url or stack.enter_context(redis_server())
         port = free_port()
         target = f"127.0.0.1:{port}"
-        stack.enter_context(
-            process(
-                [
-                    python,
-                    "-m",
-                    "bandit_router",
-                    "serve",
-                    "--listen",
-                    target,
-                    "--redis-url",
-                    redis_url,
-                    "--workers",
-                    str(args.workers),
-                    "--log-level",
-                    "WARNING",
-                ],
-                port,
+        command = [python, "-m", "bandit_router", "serve", "--listen", target, "--redis-url"]
+        command += [redis_url, "--workers", str(args.workers), "--log-level", "WARNING"]
+        stack.enter_context(process(command, port))
+        _run(_create_experiment(target))
+        servers = (("echo", echo_target), ("bandit-router", target))
+        for _ in range(args.rounds):
+            for name, address in servers:
+                rounds += _run(_drive(address, name, args, None))
+        rate = args.rate
+        if rate is None:  # a steady rate, not saturation: half of what echo sustains here
+            echo_routes = [r.calls_per_second for r in rounds if r.server == "echo"][::3]
+            rate = 0.5 * statistics.median(echo_routes)
+        for _ in range(args.rounds):
+            for name, address in servers:
+                rounds += _run(_drive(address, name, args, rate))
+    return median_results(rounds)
+
+
+def median_results(rounds: list[Result]) -> list[Result]:
+    """One result per (server, mode): the median of each measure over the rounds."""
+    grouped: dict[tuple[str, str], list[Result]] = {}
+    for result in rounds:
+        grouped.setdefault((result.server, result.mode), []).append(result)
+    merged = []
+    for (server, mode), results in grouped.items():
+        merged.append(
+            Result(
+                server=server,
+                mode=mode,
+                calls=sum(r.calls for r in results),
+                seconds=sum(r.seconds for r in results),
+                calls_per_second=statistics.median(r.calls_per_second for r in results),
+                p50_ms=statistics.median(r.p50_ms for r in results),
+                p99_ms=statistics.median(r.p99_ms for r in results),
+                p999_ms=statistics.median(r.p999_ms for r in results),
+                errors=sum(r.errors for r in results),
             )
         )
-        _run(_create_experiment(target))
-        results += _run(_drive(target, "bandit-router", args, real=True))
-    return results
+    order = {"echo": 0, "bandit-router": 1}
+    return sorted(merged, key=lambda r: (order[r.server], "@" in r.mode))
 
 
 def render(results: list[Result]) -> str:
