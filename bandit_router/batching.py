@@ -1,9 +1,10 @@
 """Group commit: many concurrent callers, one store round trip per event-loop tick.
 
 A Reward is acknowledged only after its Lua script committed; running one script per call
-costs a round trip each (about 0.6x an echo server's throughput), while grouping the calls
-that arrive together into one pipeline keeps each caller's guarantee at a fraction of the
-cost. Nobody is acknowledged early: each caller's future resolves with its own script's reply.
+costs a round trip each, while grouping the calls that arrive within a short linger (1 ms by
+default, like a database's commit delay) into one pipeline keeps each caller's guarantee at
+a fraction of the cost. Nobody is acknowledged early: each caller's future resolves with its
+own script's reply.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ class GroupCommit(Generic[C, R]):
         flush: Callable[[Sequence[C]], Awaitable[Sequence[R | BaseException]]],
         *,
         max_batch: int = 512,
+        linger: float = 0.0,
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
+        self._linger = linger
         self._queue: list[tuple[C, asyncio.Future[R]]] = []
         self._runner: asyncio.Task[None] | None = None
 
@@ -38,8 +41,11 @@ class GroupCommit(Generic[C, R]):
         return await future
 
     async def _run(self) -> None:
-        await asyncio.sleep(0)  # let the rest of this tick's callers join the batch
         while self._queue:
+            # Let concurrent callers join: gRPC hands the loop one call at a time, so without
+            # a short linger nearly every flush would carry a single command.
+            if len(self._queue) < self._max_batch:
+                await asyncio.sleep(self._linger)
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             live = [(command, future) for command, future in batch if not future.cancelled()]
             if not live:

@@ -41,6 +41,7 @@ class ServerConfig:
     workers: int = 1
     wait_replicas: int = 0
     wait_timeout_ms: int = 100
+    reward_linger: float = 0.002
     tokens_file: str | None = None
     router_auth: bool = True
     tls_cert: str | None = None
@@ -124,6 +125,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "[BANDIT_ROUTER_WAIT_REPLICAS]",
     )
     add(
+        "--reward-linger-ms",
+        type=float,
+        default=_env_float("REWARD_LINGER_MS", 2.0),
+        help="how long a Reward waits for others to share its Redis round trip (group "
+        "commit) [BANDIT_ROUTER_REWARD_LINGER_MS] (default 2)",
+    )
+    add(
         "--tokens-file",
         default=_env("TOKENS_FILE"),
         help="YAML/JSON of hashed bearer tokens; enables auth [BANDIT_ROUTER_TOKENS_FILE]; "
@@ -187,6 +195,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         metrics_address=args.metrics_address,
         workers=args.workers,
         wait_replicas=args.wait_replicas,
+        reward_linger=max(0.0, args.reward_linger_ms) / 1000.0,
         tokens_file=args.tokens_file,
         router_auth=args.router_auth,
         tls_cert=args.tls_cert,

@@ -56,6 +56,7 @@ class RewardProcessor:
         metrics: Metrics | None = None,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 100,
+        linger: float = 0.002,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -63,7 +64,7 @@ class RewardProcessor:
         self.metrics = metrics
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
-        self._commit: GroupCommit[RewardCommand, str] = GroupCommit(self._flush)
+        self._commit: GroupCommit[RewardCommand, str] = GroupCommit(self._flush, linger=linger)
 
     async def _flush(self, commands: Sequence[RewardCommand]) -> Sequence[str | BaseException]:
         results = await self.store.apply_rewards(commands)

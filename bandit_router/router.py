@@ -50,7 +50,12 @@ class RouteDecision(NamedTuple):
     reason: Reason
     policy: str
     state_version: int
-    reward_deadline: float  # unix seconds
+    reward_deadline_ms: int  # unix milliseconds
+
+    @property
+    def reward_deadline(self) -> float:
+        """Unix seconds."""
+        return self.reward_deadline_ms / 1000.0
 
 
 class _Choice(NamedTuple):
@@ -119,11 +124,14 @@ class Router:
         excluded_arms: Sequence[str] = (),
         context: Mapping[str, float] | None = None,
     ) -> RouteDecision:
-        check_name(experiment, "experiment")
-        entry = self.cache.get(experiment) or await self.cache.refresh_one(experiment)
-        if entry is None:
-            raise NotFound(f"no experiment named {experiment!r}", "experiment")
-        context = context or {}
+        entry = self.cache.get(experiment)
+        if entry is None:  # not the steady state: validate, then one look-up in the store
+            check_name(experiment, "experiment")
+            entry = await self.cache.refresh_one(experiment)
+            if entry is None:
+                raise NotFound(f"no experiment named {experiment!r}", "experiment")
+        if context is None:
+            context = {}
         excluded = validate_route_request(entry, unit_id, excluded_arms, context)
         now = time.time()
         if entry.experiment.sticky and unit_id and self.sticky is not None:
@@ -268,7 +276,7 @@ class Router:
             reason=choice.reason,
             policy=experiment.policy.name,
             state_version=entry.state_version,
-            reward_deadline=deadline_ms / 1000.0,
+            reward_deadline_ms=deadline_ms,
         )
 
     @staticmethod

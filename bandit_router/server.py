@@ -175,6 +175,7 @@ async def build_app(
         metrics=metrics,
         wait_replicas=config.wait_replicas,
         wait_timeout_ms=config.wait_timeout_ms,
+        linger=config.reward_linger,
     )
     drift = DriftMonitor(store, metrics)
     cache.on_refresh(drift.observe)

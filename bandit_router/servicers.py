@@ -144,15 +144,19 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         decision = await self.router.route(
             request.experiment, request.unit_id, request.excluded_arms, request.context
         )
-        return router_pb2.RouteResponse(
+        response = router_pb2.RouteResponse(
             decision_id=decision.decision_id,
             arm=decision.arm,
             propensity=decision.propensity,
-            reason=_REASON_TO_PB[decision.reason.value],
+            reason=_REASON_TO_PB[decision.reason],
             policy=decision.policy,
             state_version=decision.state_version,
-            reward_deadline=timestamp_of(decision.reward_deadline),
         )
+        seconds, millis = divmod(decision.reward_deadline_ms, 1000)
+        deadline = response.reward_deadline
+        deadline.seconds = seconds
+        deadline.nanos = millis * 1_000_000
+        return response
 
     @handles_errors
     async def Reward(
@@ -161,7 +165,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         if self.auth.router_required:
             self.auth.authorize(context, ROUTER)
         outcome = await self.rewards.reward(request.decision_id, request.value, remaining(context))
-        return router_pb2.RewardResponse(outcome=_OUTCOME_TO_PB[outcome.value])
+        return router_pb2.RewardResponse(outcome=_OUTCOME_TO_PB[outcome])
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):

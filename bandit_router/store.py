@@ -320,17 +320,10 @@ class Store:
                     self._apply_reward,
                     [keys.stats, keys.rewarded(command.nonce), keys.pending, keys.decisions],
                     [
-                        command.incarnation,
-                        command.arm,
-                        repr(float(command.value)),
-                        command.deadline_ms,
-                        command.late_rule,
-                        "1" if command.learn else "0",
-                        command.marker_ttl_ms,
-                        repr(command.gamma),
-                        f"{command.nonce}|{command.arm}",
-                        command.nonce,
-                        DECISION_LOG_MAXLEN,
+                        f"{command.incarnation}|{command.arm}|{float(command.value)!r}|"
+                        f"{command.deadline_ms}|{command.late_rule}|{1 if command.learn else 0}|"
+                        f"{command.marker_ttl_ms}|{command.gamma!r}|{command.nonce}|"
+                        f"{DECISION_LOG_MAXLEN}"
                     ],
                 )
             )

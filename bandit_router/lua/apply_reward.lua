@@ -4,13 +4,17 @@
 -- the first write, so a refused call leaves no marker behind (Redis has no rollback).
 -- KEYS[1] stats hash, KEYS[2] dedupe marker of the decision, KEYS[3] pending zset,
 -- KEYS[4] decision log stream
--- ARGV: incarnation, arm, value, deadline_ms, late_rule ('ignore'|'apply'), learn ('1'|'0'),
---       marker_ttl_ms, gamma, pending member, nonce, log max length
+-- ARGV[1]: one '|'-separated string (packing one argument costs the caller far less than
+--   eleven): incarnation, arm, value, deadline_ms, late_rule ('ignore'|'apply'),
+--   learn ('1'|'0'), marker_ttl_ms, gamma, nonce, log max length
 -- Returns: 'applied' | 'late_applied' | 'late_ignored' | 'duplicate' | 'recorded' | 'gone' | 'no_arm'
 local stats, marker_key, pending = KEYS[1], KEYS[2], KEYS[3]
-local inc, arm, value_s, deadline = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local rule, learn, ttl, gamma, member = ARGV[5], ARGV[6] == '1', ARGV[7], tonumber(ARGV[8]), ARGV[9]
-local nonce, maxlen = ARGV[10], ARGV[11]
+local a = {}
+for field in string.gmatch(ARGV[1], '([^|]+)') do a[#a + 1] = field end
+local inc, arm, value_s, deadline = a[1], a[2], a[3], tonumber(a[4])
+local rule, learn, ttl, gamma = a[5], a[6] == '1', a[7], tonumber(a[8])
+local nonce, maxlen = a[9], a[10]
+local member = nonce .. '|' .. arm
 
 if redis.call('HGET', stats, '_inc') ~= inc then return 'gone' end
 if redis.call('HEXISTS', stats, arm .. ':n') == 0 then return 'no_arm' end
