@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 MAX_UNIT_ID_LENGTH = 256
 MAX_CONTEXT_ENTRIES = 64
 MAX_CONTEXT_KEY_LENGTH = 128
+NO_EXCLUSIONS: frozenset[int] = frozenset()
 
 
 class Reason(StrEnum):
@@ -132,7 +133,10 @@ class Router:
                 raise NotFound(f"no experiment named {experiment!r}", "experiment")
         if context is None:
             context = {}
-        excluded = validate_route_request(entry, unit_id, excluded_arms, context)
+        if excluded_arms or context or len(unit_id) > MAX_UNIT_ID_LENGTH:
+            excluded = validate_route_request(entry, unit_id, excluded_arms, context)
+        else:  # the common request: nothing to check
+            excluded = NO_EXCLUSIONS
         now = time.time()
         if entry.experiment.sticky and unit_id and self.sticky is not None:
             await self.sticky.lookup(experiment, entry.experiment.incarnation, unit_id, now)

@@ -4,15 +4,15 @@ A decision id carries what Reward needs (experiment, its incarnation, arm, prope
 deadline, state version, whether the decision learns) and an HMAC over all of it, so a forged
 or corrupted id is rejected before touching the store. The format is readable on purpose, for
 operators reading logs: ``1~<experiment>~<incarnation>~<arm>~<propensity>~<issued ms>~
-<deadline ms>~<state version>~<flags>~<nonce>~<mac>``. Names are limited to [A-Za-z0-9_.-],
+<deadline ms>~<state version>~<flags>~<nonce>~<mac>`` (nonce: 96 random bits, mac:
+the first 128 bits of HMAC-SHA256, both in hex). Names are limited to [A-Za-z0-9_.-],
 so ``~`` never occurs inside a field.
 """
 
 from __future__ import annotations
 
-import base64
 import hmac
-import secrets
+import os
 from typing import NamedTuple
 
 from .errors import InvalidArgument
@@ -35,10 +35,6 @@ class Decision(NamedTuple):
     nonce: str
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 class DecisionSigner:
     """Issues and verifies decision ids with one shared secret (all replicas use the same)."""
 
@@ -48,24 +44,15 @@ class DecisionSigner:
         self._secret = secret
 
     def _mac(self, payload: str) -> str:
-        return _b64(hmac.digest(self._secret, payload.encode(), "sha256")[:18])
+        return hmac.digest(self._secret, payload.encode(), "sha256")[:16].hex()
 
     def issue(self, decision: Decision) -> str:
-        payload = SEPARATOR.join(
-            (
-                VERSION,
-                decision.experiment,
-                decision.incarnation,
-                decision.arm,
-                repr(decision.propensity),
-                str(decision.issued_ms),
-                str(decision.deadline_ms),
-                str(decision.state_version),
-                str(FLAG_LEARN if decision.learn else 0),
-                decision.nonce,
-            )
+        payload = (
+            f"{VERSION}~{decision.experiment}~{decision.incarnation}~{decision.arm}~"
+            f"{decision.propensity!r}~{decision.issued_ms}~{decision.deadline_ms}~"
+            f"{decision.state_version}~{FLAG_LEARN if decision.learn else 0}~{decision.nonce}"
         )
-        return f"{payload}{SEPARATOR}{self._mac(payload)}"
+        return f"{payload}~{self._mac(payload)}"
 
     def verify(self, token: str) -> Decision:
         """The decision a token stands for; InvalidArgument if malformed, forged or corrupted."""
@@ -101,4 +88,4 @@ class DecisionSigner:
 
 def new_nonce() -> str:
     """96 random bits: unique per decision across replicas without coordination."""
-    return _b64(secrets.token_bytes(12))
+    return os.urandom(12).hex()
