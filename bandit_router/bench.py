@@ -250,9 +250,13 @@ async def _drive(
             label = f"{mode} x{args.concurrency}"
             results.append(Result.of(server, label, latencies, seconds, errors))
     else:
-        for mode, call in (("route", route), ("route+reward", route_then_reward)):
-            latencies, seconds, errors = await open_loop(call, rate, args.duration)
-            results.append(Result.of(server, f"{mode} @{rate:.0f}/s", latencies, seconds, errors))
+        # route+reward makes two calls per pair: offer half as many pairs, the same RPC rate.
+        for mode, call, pairs in (
+            ("route", route, rate),
+            ("route+reward", route_then_reward, rate / 2),
+        ):
+            latencies, seconds, errors = await open_loop(call, pairs, args.duration)
+            results.append(Result.of(server, f"{mode} @{pairs:.0f}/s", latencies, seconds, errors))
     for channel in channels:
         await channel.close()
     return results
