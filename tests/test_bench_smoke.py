@@ -1,0 +1,53 @@
+"""The benchmark command runs end to end (tiny counts); its numbers are not asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bandit_router",
+            "bench",
+            "--calls",
+            "300",
+            "--duration",
+            "0.5",
+            "--rounds",
+            "1",
+            "--rate",
+            "200",
+            "--concurrency",
+            "16",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())
+    servers = {row["server"] for row in rows}
+    assert servers == {"echo", "bandit-router"}
+    modes = {row["mode"] for row in rows if row["server"] == "bandit-router"}
+    assert modes == {
+        "route x16",
+        "reward x16",
+        "route+reward x16",
+        "route @200/s",
+        "route+reward @100/s",
+    }
+    assert all(row["errors"] == 0 and row["calls"] > 0 for row in rows)
+    assert "x echo" in result.stdout
