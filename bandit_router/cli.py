@@ -371,6 +371,14 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of experiment files (for editors and CI validation)."""
+    from importlib import resources
+
+    print(resources.files("bandit_router").joinpath("schema/experiments.schema.json").read_text())
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
@@ -631,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the token stops working after e.g. 90d (default: never)",
     )
     token_create.set_defaults(func=cmd_token)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of experiment files")
+    schema.set_defaults(func=cmd_schema)
 
     bench = commands.add_parser("bench", help="benchmark Route/Reward against an echo gRPC server")
     from .bench import add_arguments as add_bench_arguments

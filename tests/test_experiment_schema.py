@@ -1,0 +1,87 @@
+"""The published JSON Schema of experiment files agrees with the loader and the README."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from bandit_router.errors import InvalidArgument
+from bandit_router.experiment_files import load_experiments
+from policies import POLICY_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "bandit_router" / "schema" / "experiments.schema.json"
+
+
+@pytest.fixture(scope="module")
+def validator() -> Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def readme_experiment_example() -> str:
+    """The YAML block of the README's "Experiments" section: documentation must stay valid."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Experiments", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert match, "README lost its experiment example"
+    return match.group(1)
+
+
+def test_bundled_and_documented_files_are_valid(
+    validator: Draft202012Validator, tmp_path: Path
+) -> None:
+    documented = tmp_path / "readme.yaml"
+    documented.write_text(readme_experiment_example())
+    for path in (ROOT / "bandit_router" / "examples" / "experiments.yaml", documented):
+        data = yaml.safe_load(path.read_text())
+        assert list(validator.iter_errors(data)) == [], path
+        assert load_experiments(path)  # and the server accepts it
+
+
+def test_policy_names_match_the_registry(validator: Draft202012Validator) -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert sorted(schema["$defs"]["policy_name"]["enum"]) == sorted(POLICY_NAMES)
+
+
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        {"name": "x", "arms": []},
+        {"name": "bad name", "arms": ["a"]},
+        {"name": "x", "arms": ["a"], "policy": "softmax"},
+        {"name": "x", "arms": ["a"], "colour": "red"},
+        {"name": "x", "arms": ["a"], "reward_window": "soon"},
+        {"name": "x", "arms": ["a"], "late_rewards": "maybe"},
+        {"name": "x", "arms": [{"name": "a", "state": "sleeping"}]},
+    ],
+)
+def test_schema_and_loader_refuse_the_same_files(
+    validator: Draft202012Validator, tmp_path: Path, experiment: dict[str, Any]
+) -> None:
+    data = {"experiments": [experiment]}
+    assert list(validator.iter_errors(data)), experiment
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InvalidArgument):
+        load_experiments(path)
+
+
+def test_cli_prints_the_schema() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bandit_router", "schema"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["title"] == "bandit-router experiments file"
