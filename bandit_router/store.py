@@ -384,8 +384,7 @@ class Store:
             ]
             for arm, count in counts.items():
                 args += [arm, count]
-            for decision in pending:
-                args += [decision.member, decision.deadline_ms]
+            args.append("".join(f"{d.nonce}|{d.arm},{d.deadline_ms};" for d in pending))
             calls.append(
                 ScriptCall(
                     self._record_decisions,

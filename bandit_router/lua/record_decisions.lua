@@ -6,8 +6,9 @@
 -- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream,
 -- KEYS[4..] reward markers, one per pending decision
 -- ARGV[1] incarnation, ARGV[2] log max length, ARGV[3] decisions as a JSON array ('': none),
--- ARGV[4] number C of arm/count pairs, then C pairs arm, count,
--- then one member, deadline_ms pair per pending decision (in the order of KEYS[4..])
+-- ARGV[4] number C of arm/count pairs, then C pairs arm, count, then one string of
+-- "member,deadline_ms;" per pending decision, in the order of KEYS[4..] (one argument
+-- instead of two per decision: packing arguments is most of the caller's cost)
 local stats, pending, log = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('HGET', stats, '_inc') ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' then
@@ -15,13 +16,13 @@ if ARGV[3] ~= '' then
 end
 local c = tonumber(ARGV[4])
 for i = 5, 4 + 2 * c, 2 do redis.call('HINCRBY', stats, ARGV[i] .. ':decisions', ARGV[i + 1]) end
-local first = 5 + 2 * c
 local added = 0
-for k = 4, #KEYS do
-  local at = first + (k - 4) * 2
+local k = 4
+for member, deadline in string.gmatch(ARGV[5 + 2 * c] or '', '([^,;]+),([^;]+);') do
   if redis.call('EXISTS', KEYS[k]) == 0 then
-    redis.call('ZADD', pending, ARGV[at + 1], ARGV[at])
+    redis.call('ZADD', pending, deadline, member)
     added = added + 1
   end
+  k = k + 1
 end
 return added
