@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from redis.exceptions import RedisError
@@ -26,6 +27,9 @@ from .experiments import Experiment
 from .keys import CHANGES_CHANNEL
 from .store import ExperimentState, Store
 from .tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +180,7 @@ class ExperimentCache:
         self.last_success = 0.0
         self.healthy = False
         self._stopping = False
+        self.metrics: Metrics | None = None
 
     def get(self, name: str) -> CachedExperiment | None:
         return self._entries.get(name)
@@ -246,6 +251,10 @@ class ExperimentCache:
                 await self.refresh()
         return self._entries.get(name)
 
+    def _observe(self, started: float, *, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_store("refresh", time.perf_counter() - started, ok)
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -275,9 +284,12 @@ class ExperimentCache:
             self._wake.clear()
             if self._stopping:
                 return
+            started = time.perf_counter()
             try:
                 await self.refresh()
+                self._observe(started, ok=True)
             except (RedisError, OSError) as error:
+                self._observe(started, ok=False)
                 if self.healthy:
                     log.warning("cache refresh failed: %s; serving the last copy", error)
                 self.healthy = False

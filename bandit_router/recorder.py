@@ -14,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
 from .store import PendingDecision, Store
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class DecisionRecorder:
     def __init__(self, store: Store, *, linger: float = LINGER_SECONDS) -> None:
         self.store = store
         self.linger = linger
+        self.metrics: Metrics | None = None
         self._batches: dict[str, _Batch] = {}
         self._buffered = 0
         self._task: asyncio.Task[None] | None = None
@@ -85,6 +90,7 @@ class DecisionRecorder:
                 await asyncio.sleep(self.linger)
             batches, self._batches = self._batches, {}
             count, self._buffered = self._buffered, 0
+            started = time.perf_counter()
             try:
                 await self.store.record_decisions(
                     {
@@ -93,7 +99,15 @@ class DecisionRecorder:
                     }
                 )
                 backoff = 0.05
+                if self.metrics is not None:
+                    self.metrics.observe_store(
+                        "record_decisions", time.perf_counter() - started, True
+                    )
             except (RedisError, OSError) as error:
+                if self.metrics is not None:
+                    self.metrics.observe_store(
+                        "record_decisions", time.perf_counter() - started, False
+                    )
                 log.warning("decision flush of %d failed (%s); retrying", count, error)
                 for name, batch in batches.items():  # put them back in front of newer ones
                     newer = self._batches.get(name)
@@ -106,6 +120,10 @@ class DecisionRecorder:
                 self._buffered += count
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
+
+    def _observe(self, started: float, *, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_store("record_decisions", time.perf_counter() - started, ok)
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until buffered decisions are written (graceful shutdown)."""

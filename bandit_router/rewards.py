@@ -123,7 +123,12 @@ class RewardProcessor:
             gamma=entry.policy.gamma,
         )
         started = time.perf_counter()
-        result = await with_timeout(self._commit.submit(command), timeout, "Reward")
+        try:
+            result = await with_timeout(self._commit.submit(command), timeout, "Reward")
+        except Exception:
+            if self.metrics is not None:
+                self.metrics.observe_store("reward", time.perf_counter() - started, ok=False)
+            raise
         if self.metrics is not None:
             self.metrics.observe_store("reward", time.perf_counter() - started, ok=True)
         if result == "gone":

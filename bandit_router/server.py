@@ -173,7 +173,9 @@ async def build_app(
     secret = await store.shared_secret(config.secret)
     signer = DecisionSigner(secret)
     cache = ExperimentCache(store, config.refresh_interval)
+    cache.metrics = metrics
     recorder = DecisionRecorder(store)
+    recorder.metrics = metrics
     sticky = StickyStore(store)
     router = Router(cache, signer, recorder, rng=rng, metrics=metrics, sticky=sticky)
     rewards = RewardProcessor(

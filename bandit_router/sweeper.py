@@ -73,9 +73,14 @@ class DefaultRewardSweeper:
     async def _loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.interval)
+            started = time.perf_counter()
             try:
                 await self.sweep_once()
+                if self.metrics is not None:
+                    self.metrics.observe_store("sweep", time.perf_counter() - started, True)
             except (RedisError, OSError) as error:
+                if self.metrics is not None:
+                    self.metrics.observe_store("sweep", time.perf_counter() - started, False)
                 log.warning("default-reward sweep failed: %s; will retry", error)
             except Exception:
                 log.exception("default-reward sweep failed unexpectedly")

@@ -106,6 +106,11 @@ def test_metrics_match_the_traffic_sent(redis_url: str, workers: int) -> None:
         latency = "bandit_router_request_duration_seconds_count"
         assert total(samples, latency, method="Route") == routes
         assert total(samples, latency, method="Reward") == rewards + duplicates + bad
+        store = "bandit_router_store_duration_seconds_count"
+        assert total(samples, store, operation="reward") == rewards + duplicates
+        assert total(samples, store, operation="refresh") > 0
+        assert total(samples, store, operation="record_decisions") > 0
+        assert total(samples, "bandit_router_store_errors_total") == 0
         buckets = samples["bandit_router_request_duration_seconds_bucket"]
         assert any(dict(key).get("le") == "5e-05" for key in buckets)  # sub-millisecond buckets
         # The posterior gauges follow the shared statistics on every worker.

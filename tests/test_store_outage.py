@@ -37,6 +37,10 @@ def test_route_serves_and_reward_fails_fast_while_redis_hangs() -> None:
                 assert time.monotonic() - started < 1.5
             finally:
                 redis.proc.send_signal(signal.SIGCONT)
+            errors = server.app.metrics.registry.get_sample_value(
+                "bandit_router_store_errors_total", {"operation": "reward"}
+            )
+            assert errors == 1  # the refused Reward is counted as a store error
             # The client's retry after the outage is safe: credited exactly once.
             deadline = time.monotonic() + 10
             outcome = None
