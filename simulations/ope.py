@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as scipy_stats
+from scipy import special
 
 from simulations.environments import FloatArray, IntArray
 
@@ -59,7 +59,7 @@ def _normal_interval(method: str, terms: FloatArray, value: float | None = None)
     centre = float(terms.mean()) if value is None else value
     if n < 2:
         return Estimate(method, centre, -math.inf, math.inf, n)
-    quantile = float(scipy_stats.t.ppf(0.975, n - 1))
+    quantile = float(special.stdtrit(n - 1, 0.975))
     half = quantile * float(terms.std(ddof=1)) / math.sqrt(n)
     return Estimate(method, centre, centre - half, centre + half, n)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
+from scipy import special
 
 from policies.base import Policy, Stats
 from simulations import ope
@@ -139,7 +139,7 @@ def replay(target: Target, data: LoggedData, *, seed: int = 0, replays: int = 1)
     value = float(values.mean())
     m = float(counts.mean())
     if m >= 2:
-        quantile = float(scipy_stats.t.ppf(0.975, max(1.0, m - 1)))
+        quantile = float(special.stdtrit(max(1.0, m - 1), 0.975))
         half = quantile * math.sqrt(float((variances / safe).mean()))
     else:
         half = math.inf

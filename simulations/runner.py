@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
+from scipy import special
 
 from policies.base import BoolArray, Policy, Stats
 from simulations.environments import Environment, FloatArray, IntArray
@@ -31,7 +31,7 @@ def mean_ci(values: FloatArray, level: float = 0.95) -> tuple[float, float]:
     mean = float(values.mean())
     if n < 2:
         return mean, float("nan")
-    quantile = float(scipy_stats.t.ppf(0.5 + level / 2, n - 1))
+    quantile = float(special.stdtrit(n - 1, 0.5 + level / 2))
     return mean, quantile * float(values.std(ddof=1)) / float(np.sqrt(n))
 
 
@@ -67,7 +67,7 @@ class RunResult:
         mean = self.regret.mean(axis=0)
         if n < 2:
             return mean, np.full_like(mean, np.nan)
-        quantile = float(scipy_stats.t.ppf(0.975, n - 1))
+        quantile = float(special.stdtrit(n - 1, 0.975))
         return mean, quantile * self.regret.std(axis=0, ddof=1) / np.sqrt(n)
 
 
