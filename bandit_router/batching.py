@@ -66,8 +66,3 @@ class GroupCommit(Generic[C, R]):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-
-    async def drain(self) -> None:
-        """Wait until everything submitted so far has been flushed (for shutdown)."""
-        while self._runner is not None and not self._runner.done():
-            await asyncio.shield(self._runner)

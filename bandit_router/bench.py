@@ -74,10 +74,18 @@ class Result:
     p99_ms: float
     p999_ms: float
     errors: int
+    #: CPU time of the server's processes per call (a Route-then-Reward pair counts once).
+    server_cpu_us: float
 
     @classmethod
     def of(
-        cls, server: str, mode: str, latencies: list[float], seconds: float, errors: int
+        cls,
+        server: str,
+        mode: str,
+        latencies: list[float],
+        seconds: float,
+        errors: int,
+        cpu_seconds: float,
     ) -> Result:
         values = np.asarray(latencies) * 1000.0 if latencies else np.zeros(1)
         return cls(
@@ -90,11 +98,32 @@ class Result:
             float(np.percentile(values, 99)),
             float(np.percentile(values, 99.9)),
             errors,
+            cpu_seconds * 1e6 / len(latencies) if latencies else 0.0,
         )
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (workers), from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    pending += [int(child) for child in handle.read().split()]
+        except OSError:
+            continue
+    return total / ticks
+
+
 @contextlib.contextmanager
-def process(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    command: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
@@ -106,7 +135,7 @@ def process(command: list[str], port: int, env: dict[str, str] | None = None) ->
             time.sleep(0.05)
         else:
             raise RuntimeError(f"{' '.join(command)} did not listen on {port}")
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -202,7 +231,7 @@ async def open_loop(
 
 
 async def _drive(
-    target: str, server: str, args: argparse.Namespace, rate: float | None
+    target: str, server: str, args: argparse.Namespace, rate: float | None, pid: int
 ) -> list[Result]:
     """One round against one server: closed-loop runs, or open-loop runs at ``rate``."""
     channels = [
@@ -250,17 +279,22 @@ async def _drive(
             if mode == "reward":
                 decisions.clear()
                 await closed_loop(route_collect, args.calls, args.concurrency)
+            cpu = tree_cpu_seconds(pid)
             latencies, seconds, errors = await closed_loop(call, args.calls, args.concurrency)
+            cpu = tree_cpu_seconds(pid) - cpu
             label = f"{mode} x{args.concurrency}"
-            results.append(Result.of(server, label, latencies, seconds, errors))
+            results.append(Result.of(server, label, latencies, seconds, errors, cpu))
     else:
         # route+reward makes two calls per pair: offer half as many pairs, the same RPC rate.
         for mode, call, pairs in (
             ("route", route, rate),
             ("route+reward", route_then_reward, rate / 2),
         ):
+            cpu = tree_cpu_seconds(pid)
             latencies, seconds, errors = await open_loop(call, pairs, args.duration)
-            results.append(Result.of(server, f"{mode} @{pairs:.0f}/s", latencies, seconds, errors))
+            cpu = tree_cpu_seconds(pid) - cpu
+            label = f"{mode} @{pairs:.0f}/s"
+            results.append(Result.of(server, label, latencies, seconds, errors, cpu))
     for channel in channels:
         await channel.close()
     return results
@@ -305,7 +339,7 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
     with contextlib.ExitStack() as stack:
         echo_port = free_port()
         echo_target = f"127.0.0.1:{echo_port}"
-        stack.enter_context(
+        echo = stack.enter_context(
             process([python, "-m", "bandit_router.bench_echo", "--listen", echo_target], echo_port)
         )
         redis_url = args.redis_url or stack.enter_context(redis_server())
@@ -313,19 +347,19 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
         target = f"127.0.0.1:{port}"
         command = [python, "-m", "bandit_router", "serve", "--listen", target, "--redis-url"]
         command += [redis_url, "--workers", str(args.workers), "--log-level", "WARNING"]
-        stack.enter_context(process(command, port))
+        real = stack.enter_context(process(command, port))
         _run(_create_experiment(target))
-        servers = (("echo", echo_target), ("bandit-router", target))
+        servers = (("echo", echo_target, echo.pid), ("bandit-router", target, real.pid))
         for _ in range(args.rounds):
-            for name, address in servers:
-                rounds += _run(_drive(address, name, args, None))
+            for name, address, pid in servers:
+                rounds += _run(_drive(address, name, args, None, pid))
         rate = args.rate
         if rate is None:  # a steady rate, not saturation: a third of what echo sustains here
             echo_routes = [r.calls_per_second for r in rounds if r.server == "echo"][::3]
             rate = statistics.median(echo_routes) / 3
         for _ in range(args.rounds):
-            for name, address in servers:
-                rounds += _run(_drive(address, name, args, rate))
+            for name, address, pid in servers:
+                rounds += _run(_drive(address, name, args, rate, pid))
     return median_results(rounds)
 
 
@@ -347,6 +381,7 @@ def median_results(rounds: list[Result]) -> list[Result]:
                 p99_ms=statistics.median(r.p99_ms for r in results),
                 p999_ms=statistics.median(r.p999_ms for r in results),
                 errors=sum(r.errors for r in results),
+                server_cpu_us=statistics.median(r.server_cpu_us for r in results),
             )
         )
     order = {"echo": 0, "bandit-router": 1}
@@ -357,7 +392,8 @@ def render(results: list[Result]) -> str:
     echo = {r.mode: r for r in results if r.server == "echo"}
     lines = [
         f"{'server':<14} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'p99.9 ms':>9} {'errors':>6} {'x echo (thr)':>12} {'x echo (p99)':>12}"
+        f"{'p99.9 ms':>9} {'errors':>6} {'srv us/call':>11} {'x echo (thr)':>12} "
+        f"{'x echo (p99)':>12}"
     ]
     for r in results:
         base = echo.get(r.mode)
@@ -369,7 +405,8 @@ def render(results: list[Result]) -> str:
         p99 = f"{r.p99_ms / base.p99_ms:.2f}" if base and r.server != "echo" and base.p99_ms else ""
         lines.append(
             f"{r.server:<14} {r.mode:<22} {r.calls_per_second:>9.0f} {r.p50_ms:>8.2f} "
-            f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {ratio:>12} {p99:>12}"
+            f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {r.server_cpu_us:>11.0f} "
+            f"{ratio:>12} {p99:>12}"
         )
     return "\n".join(lines)
 

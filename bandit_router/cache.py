@@ -22,6 +22,7 @@ import numpy as np
 from redis.exceptions import RedisError
 
 from policies import Policy, ScalarStats, Stats
+from policies.controls import floor_probabilities_one
 
 from .experiments import Experiment
 from .keys import CHANGES_CHANNEL
@@ -103,14 +104,14 @@ class CachedExperiment:
         """Propensities with the exploration floor mixed in: f + (1 - K f) p, per eligible arm.
 
         With probability K f the router picks uniformly, otherwise it asks the policy, so this
-        is exactly the law of the routed arm (policies.controls states the same mixture).
+        is exactly the law of the routed arm (``policies.controls``).
         """
         cached = self._mixed.get(eligible)
         if cached is None:
-            base = self.propensities(eligible)
-            floor = self.experiment.exploration_floor
-            k = len(eligible)
-            cached = {i: floor + (1.0 - floor * k) * base[i] for i in eligible}
+            floored = floor_probabilities_one(
+                self.propensities(eligible), eligible, self.experiment.exploration_floor
+            )
+            cached = {i: floored[i] for i in eligible}
             if len(self._mixed) >= PROPENSITY_CACHE_SIZE:
                 self._mixed.clear()
             self._mixed[eligible] = cached

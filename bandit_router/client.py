@@ -85,12 +85,6 @@ def channel_options(max_attempts: int, connection_id: int = 0) -> list[tuple[str
     return options
 
 
-def credentials_for(
-    root_certificates: bytes | None, private_key: bytes | None, certificate_chain: bytes | None
-) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
-
-
 def _metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
     return (("authorization", f"Bearer {token}"),) if token else None
 

@@ -42,10 +42,6 @@ class Unavailable(BanditRouterError):
     code = "UNAVAILABLE"
 
 
-class DeadlineExceeded(BanditRouterError):
-    code = "DEADLINE_EXCEEDED"
-
-
 class Unauthenticated(BanditRouterError):
     code = "UNAUTHENTICATED"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -267,7 +267,3 @@ class Experiment:
         values["pin"] = Pin(**{**pin, "units": dict(pin.get("units", {}))})
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
-
-
-def arms_from_names(names: Sequence[str]) -> tuple[Arm, ...]:
-    return tuple(Arm(name) for name in names)

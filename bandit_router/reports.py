@@ -22,7 +22,6 @@ from policies.report import build_report, model_for_policy
 
 from .cache import CachedExperiment, ExperimentCache
 from .convert import timestamp_of
-from .errors import NotFound
 from .experiments import check_name
 from .store import ExperimentState, Store
 from .v1 import admin_pb2, experiment_pb2
@@ -203,10 +202,3 @@ def render_report_table(response: admin_pb2.GetReportResponse) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     console.print(response.recommendation)
-
-
-def require_entry(cache: ExperimentCache, name: str) -> CachedExperiment:
-    entry = cache.get(name)
-    if entry is None:
-        raise NotFound(f"no experiment named {name!r}", "experiment")
-    return entry

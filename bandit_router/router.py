@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from policies.controls import in_burn_in_one
+
 from .cache import CachedExperiment, ExperimentCache
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .experiments import check_name
@@ -184,10 +186,7 @@ class Router:
                 rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, uniform
             )
             return self._remember(entry, unit_id, now, holdout)
-        if (
-            experiment.burn_in > 0
-            and min(entry.decisions[i] for i in eligible) < experiment.burn_in
-        ):
+        if experiment.burn_in > 0 and in_burn_in_one(entry.decisions, eligible, experiment.burn_in):
             return self._remember(
                 entry,
                 unit_id,

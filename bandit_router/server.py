@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import signal
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -333,7 +332,3 @@ def _run_workers(config: ServerConfig) -> int:
             mark_worker_dead(child, multiproc_dir)
         status = status or os.waitstatus_to_exitcode(code)
     return 0 if status in (0, -signal.SIGTERM, -signal.SIGINT) else 1
-
-
-def main_serve(config: ServerConfig) -> None:
-    sys.exit(run(config))

@@ -50,4 +50,5 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
         "route+reward @100/s",
     }
     assert all(row["errors"] == 0 and row["calls"] > 0 for row in rows)
+    assert all(row["server_cpu_us"] >= 0 for row in rows)  # read from /proc, per call
     assert "x echo" in result.stdout
