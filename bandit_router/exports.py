@@ -7,11 +7,11 @@ export`` writes as JSON lines or Vowpal Wabbit DSJSON, and what replay reads.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from .convert import timestamp_of
+from .decision_log import decode
 from .errors import InvalidArgument
 from .experiments import check_name
 from .store import Store
@@ -21,7 +21,7 @@ CHUNK = 1000
 
 
 def record_of(experiment: str, decision: dict[str, Any]) -> admin_pb2.DecisionRecord:
-    """A logged decision (one JSON line of a flush) as an export record."""
+    """A logged decision (one record of ``decision_log.decode``) as an export record."""
     return admin_pb2.DecisionRecord(
         decision_id=str(decision.get("decision_id", "")),
         experiment=experiment,
@@ -51,7 +51,7 @@ async def decision_records(
         for _, fields in entries:
             kind = fields.get("type", "")
             if kind == "decisions":
-                for decision in json.loads(fields.get("data") or "[]"):
+                for decision in decode(fields.get("data", "")):
                     nonce = decision.get("nonce", "")
                     records[nonce] = record_of(experiment, decision)
                     order.append(nonce)

@@ -16,12 +16,12 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from .decision_log import LogRow, encode
 from .store import PendingDecision, Store
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ LINGER_SECONDS = 0.010
 class _Batch:
     incarnation: str
     pending: list[PendingDecision] = field(default_factory=list)
-    entries: list[Mapping[str, Any]] = field(default_factory=list)
+    rows: list[LogRow] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -57,7 +57,7 @@ class DecisionRecorder:
         experiment: str,
         incarnation: str,
         arm: str,
-        entry: Mapping[str, Any],
+        row: LogRow,
         pending: PendingDecision | None,
     ) -> None:
         batch = self._batches.get(experiment)
@@ -65,7 +65,7 @@ class DecisionRecorder:
             batch = self._batches[experiment] = _Batch(incarnation)
         if pending is not None:
             batch.pending.append(pending)
-        batch.entries.append(entry)
+        batch.rows.append(row)
         batch.counts[arm] += 1
         self._buffered += 1
         if self._buffered > MAX_BUFFERED:  # Redis has been away for long: shed the oldest
@@ -75,8 +75,8 @@ class DecisionRecorder:
 
     def _shed(self) -> None:
         for batch in self._batches.values():
-            if batch.entries:
-                batch.entries.pop(0)
+            if batch.rows:
+                batch.rows.pop(0)
                 self._buffered -= 1
                 self.dropped += 1
                 return
@@ -94,7 +94,12 @@ class DecisionRecorder:
             try:
                 await self.store.record_decisions(
                     {
-                        name: (batch.incarnation, batch.pending, batch.entries, dict(batch.counts))
+                        name: (
+                            batch.incarnation,
+                            batch.pending,
+                            encode(batch.rows),
+                            dict(batch.counts),
+                        )
                         for name, batch in batches.items()
                     }
                 )
@@ -113,7 +118,7 @@ class DecisionRecorder:
                     newer = self._batches.get(name)
                     if newer is not None and newer.incarnation == batch.incarnation:
                         batch.pending += newer.pending
-                        batch.entries += newer.entries
+                        batch.rows += newer.rows
                         for arm, n in newer.counts.items():
                             batch.counts[arm] += n
                     self._batches[name] = batch

@@ -7,7 +7,6 @@ the answer as protobuf or as a terminal table.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from policies.report import build_report, model_for_policy
 
 from .cache import CachedExperiment, ExperimentCache
 from .convert import timestamp_of
+from .decision_log import decode
 from .experiments import check_name
 from .store import ExperimentState, Store
 from .v1 import admin_pb2, experiment_pb2
@@ -58,7 +58,7 @@ class ReportBuilder:
             entries = await self.store.read_decision_log(name, start, RECENT_CHUNK)
             for _, fields in entries:
                 if fields.get("type") == "decisions":
-                    for decision in json.loads(fields.get("data") or "[]"):
+                    for decision in decode(fields.get("data", "")):
                         counts[str(decision.get("arm", ""))] += 1
             if len(entries) < RECENT_CHUNK or sum(counts.values()) >= RECENT_LIMIT:
                 return counts

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from policies.controls import in_burn_in_one
 
@@ -256,20 +256,19 @@ class Router:
         pending = None
         if choice.learn and experiment.default_reward is not None:
             pending = PendingDecision(nonce, arm, deadline_ms)
-        log_entry: dict[str, Any] = {
-            "decision_id": decision_id,
-            "nonce": nonce,
-            "arm": arm,
-            "propensity": choice.propensity,
-            "reason": choice.reason.value,
-            "ts": now,
-            "unit_id": unit_id,
-            "state_version": entry.state_version,
-            "probabilities": self._logged_probabilities(entry, choice),
-        }
-        if context:
-            log_entry["context"] = dict(context)
-        self.recorder.record(experiment.name, experiment.incarnation, arm, log_entry, pending)
+        self.recorder.record(
+            experiment.name,
+            experiment.incarnation,
+            arm,
+            (
+                decision_id,
+                choice.reason.value,
+                unit_id,
+                self._logged_probabilities(entry, choice),
+                dict(context) if context else None,
+            ),
+            pending,
+        )
         if self.metrics is not None:
             self.metrics.observe_decision(experiment.name, arm, choice.reason.value)
         return RouteDecision(

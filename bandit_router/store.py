@@ -363,23 +363,24 @@ class Store:
         self,
         batches: Mapping[
             str,
-            tuple[str, Sequence[PendingDecision], Sequence[Mapping[str, Any]], Mapping[str, int]],
+            tuple[str, Sequence[PendingDecision], str, Mapping[str, int]],
         ],
     ) -> None:
         """Write a flush of decisions: pending records, log entries and decision counters.
 
-        ``batches`` maps experiment -> (incarnation, pending decisions, log entries, decision
-        counts per arm). One pipeline per flush, off the Route path.
+        ``batches`` maps experiment -> (incarnation, pending decisions, the flush's decision
+        log data (``decision_log.encode``; '' for none), decision counts per arm). One pipeline
+        per flush, off the Route path.
         """
         calls: list[PipelineCall] = []
-        for name, (incarnation, pending, entries, counts) in batches.items():
+        for name, (incarnation, pending, log_data, counts) in batches.items():
             keys = ExperimentKeys(name)
             args: list[str | int] = [
                 incarnation,
                 DECISION_LOG_MAXLEN,
-                # One JSON array per flush: packing a command (or even a JSON document) per
-                # decision would cost the server more than choosing the arm did.
-                json.dumps(list(entries), separators=(",", ":")) if entries else "",
+                # One log document per flush: packing a command (or even a JSON document)
+                # per decision would cost the server more than choosing the arm did.
+                log_data,
                 len(counts),
             ]
             for arm, count in counts.items():

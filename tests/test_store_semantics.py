@@ -79,7 +79,7 @@ def test_late_rewards_ignored_or_applied_replacing_default() -> None:
         nonce = new_nonce()
         past = int(time.time() * 1000) - 1000
         await store.record_decisions(
-            {"exp": (exp.incarnation, [PendingDecision(nonce, "b", past)], [], {"b": 1})}
+            {"exp": (exp.incarnation, [PendingDecision(nonce, "b", past)], "", {"b": 1})}
         )
         due = await store.due_pending("exp", int(time.time() * 1000), 100)
         assert await store.apply_defaults(exp, due, 600_000, 1.0) == ["b"]
@@ -111,7 +111,7 @@ def test_racing_sweepers_credit_each_default_exactly_once() -> None:
         exp = await store.create_experiment(make_experiment())
         past = int(time.time() * 1000) - 10
         pending = [PendingDecision(new_nonce(), "ab"[i % 2], past) for i in range(200)]
-        await store.record_decisions({"exp": (exp.incarnation, pending, [], {})})
+        await store.record_decisions({"exp": (exp.incarnation, pending, "", {})})
         # Five replicas read the same due list, then all try to credit it.
         due = await store.due_pending("exp", int(time.time() * 1000), 1000)
         credited = await asyncio.gather(
@@ -132,7 +132,7 @@ def test_reward_overtaking_its_pending_record_gets_no_default() -> None:
         assert await store.apply_rewards([command(exp, nonce, "a", 1.0)]) == ["applied"]
         past = int(time.time() * 1000) - 10  # the batched write arrives after the reward
         await store.record_decisions(
-            {"exp": (exp.incarnation, [PendingDecision(nonce, "a", past)], [], {})}
+            {"exp": (exp.incarnation, [PendingDecision(nonce, "a", past)], "", {})}
         )
         assert await store.due_pending("exp", int(time.time() * 1000), 10) == []
         assert await arm_stats(store, "a") == (1.0, 1.0, 1.0)

@@ -5,7 +5,7 @@
 -- (a reward that overtook this flush must not be followed by a default reward).
 -- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream,
 -- KEYS[4..] reward markers, one per pending decision
--- ARGV[1] incarnation, ARGV[2] log max length, ARGV[3] decisions as a JSON array ('': none),
+-- ARGV[1] incarnation, ARGV[2] log max length, ARGV[3] the flush's decision log document (decision_log.py; '': none),
 -- ARGV[4] number C of arm/count pairs, then C pairs arm, count, then one string of
 -- "member,deadline_ms;" per pending decision, in the order of KEYS[4..] (one argument
 -- instead of two per decision: packing arguments is most of the caller's cost)

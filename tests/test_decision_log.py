@@ -1,0 +1,72 @@
+"""The decision log's stream format: compact on write, full records on read, old entries kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bandit_router.decision_log import FORMAT_VERSION, decode, encode
+from bandit_router.tokens import Decision, DecisionSigner, new_nonce
+
+SIGNER = DecisionSigner(b"k" * 32)
+
+
+def issue(arm: str, propensity: float, issued_ms: int, state_version: int = 7) -> str:
+    return SIGNER.issue(
+        Decision(
+            "exp",
+            "inc1",
+            arm,
+            propensity,
+            issued_ms,
+            issued_ms + 60_000,
+            state_version,
+            True,
+            new_nonce(),
+        )
+    )
+
+
+def test_rows_round_trip_to_full_records_sharing_one_probability_table() -> None:
+    shared = {"a": 0.25, "b": 0.75}
+    uniform = {"a": 0.5, "b": 0.5}
+    ids = [issue("b", 0.75, 1_700_000_000_123), issue("a", 0.25, 1_700_000_000_456)]
+    ids.append(issue("a", 0.5, 1_700_000_000_789, state_version=8))
+    rows = [
+        (ids[0], "EXPLOIT", "u1", shared, None),
+        (ids[1], "EXPLORE", "", shared, {"x": 1.5}),
+        (ids[2], "HOLDOUT", "u3", uniform, None),
+    ]
+    data = encode(rows)
+    document = json.loads(data)
+    assert document["v"] == FORMAT_VERSION
+    assert document["probabilities"] == [shared, uniform]  # each table written once
+    records = decode(data)
+    assert [r["decision_id"] for r in records] == ids
+    assert [r["arm"] for r in records] == ["b", "a", "a"]
+    assert [r["propensity"] for r in records] == [0.75, 0.25, 0.5]
+    assert [r["reason"] for r in records] == ["EXPLOIT", "EXPLORE", "HOLDOUT"]
+    assert [r["unit_id"] for r in records] == ["u1", "", "u3"]
+    assert [r["state_version"] for r in records] == [7, 7, 8]
+    assert records[0]["ts"] == pytest.approx(1_700_000_000.123)
+    assert [r["nonce"] for r in records] == [i.split("~")[9] for i in ids]
+    assert records[1]["context"] == {"x": 1.5}
+    assert "context" not in records[0]
+    assert records[2]["probabilities"] == uniform
+
+
+def test_nothing_to_log_is_an_empty_string() -> None:
+    assert encode([]) == ""
+    assert decode("") == []
+
+
+def test_version_one_entries_still_read() -> None:
+    old = [{"decision_id": "x", "nonce": "n", "arm": "a", "propensity": 1.0, "ts": 1.0}]
+    assert decode(json.dumps(old)) == old
+
+
+def test_nonces_are_96_bit_hex_and_distinct() -> None:
+    nonces = {new_nonce() for _ in range(10_000)}
+    assert len(nonces) == 10_000
+    assert all(len(n) == 24 and int(n, 16) >= 0 for n in nonces)
