@@ -15,18 +15,18 @@ multi-process, instead of silently exporting one worker's numbers.
 
 The hot path (Route/Reward, ~8k calls/s on 2 cores) never calls ``.labels()``: labelled
 children are resolved once and kept in plain dicts keyed by the label tuple, because
-``.labels()`` validates, stringifies and locks on every call (~2 µs) while a dict hit is ~50 ns.
+``.labels()`` validates, stringifies and locks on every call (~2 µs) while a dict hit is ~50 ns,
+and the children it updates per call are buffered (``buffered_metrics``): exported values lag
+by at most ``FLUSH_INTERVAL``, and ``Metrics.flush`` makes them current.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import shutil
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
@@ -35,6 +35,8 @@ import grpc.aio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
+
+from .buffered_metrics import BufferedChildren, BufferedCounter
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -75,8 +77,6 @@ STORE_BUCKETS: Final[tuple[float, ...]] = (
     2.5,
 )
 
-#: Methods that also feed ``bandit_router_request_duration_seconds`` (the SLO histogram).
-HOT_METHODS: Final = frozenset({"Route", "Reward"})
 #: Reward outcomes whose value is credited to the arm's statistics (see ``observe_reward``).
 CREDITED_OUTCOMES: Final = frozenset({"applied", "late_applied"})
 
@@ -162,13 +162,6 @@ def _short_enum(value: str, prefix: str) -> str:
     return upper.lower()
 
 
-def _split_method(full_method: str) -> tuple[str, str]:
-    """``/bandit_router.v1.Router/Route`` -> (``bandit_router.v1.Router``, ``Route``)."""
-    _, _, rest = full_method.partition("/")
-    service, _, method = rest.rpartition("/")
-    return (service or "unknown", method or full_method)
-
-
 class Metrics:
     """Every metric of the service, registered into one registry, with cached children."""
 
@@ -200,15 +193,9 @@ class Metrics:
         )
         self.grpc_handling = Histogram(
             "grpc_server_handling_seconds",
-            "Time from receiving an RPC until the application handler finished.",
+            "Time from receiving an RPC until the application handler finished "
+            "(the latency-SLO histogram for Route and Reward).",
             rpc_labels,
-            registry=registry,
-            buckets=LATENCY_BUCKETS,
-        )
-        self.request_duration = Histogram(
-            "bandit_router_request_duration_seconds",
-            "Route and Reward latency inside the server (the latency SLO histogram).",
-            ("method",),
             registry=registry,
             buckets=LATENCY_BUCKETS,
         )
@@ -296,7 +283,7 @@ class Metrics:
         )
 
         # Children caches. Keys are the raw arguments, so a hit costs one dict lookup.
-        self._decision_children: dict[tuple[str, str, str], Any] = {}
+        self._decision_children: dict[tuple[str, str, str], BufferedCounter] = {}
         self._reward_children: dict[tuple[str, str, str], tuple[Any, Any | None]] = {}
         self._default_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._posterior_children: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -305,7 +292,12 @@ class Metrics:
         self._exploration_children: dict[str, Any] = {}
         self._cache_age_children: dict[str, Any] = {}
         self._store_children: dict[str, tuple[Any, Any]] = {}
-        self._rpc_children: dict[tuple[str, str, str], _RpcInstruments] = {}
+        self._rpc_children: dict[tuple[str, str, str], RpcInstruments] = {}
+        self.buffered = BufferedChildren()
+
+    def flush(self) -> None:
+        """Add what the hot path buffered to the exported values (event loop thread only)."""
+        self.buffered.flush()
 
     def exposition_registry(self) -> CollectorRegistry:
         """What /metrics must serve: the merged files in multi-process mode, else ``registry``."""
@@ -325,17 +317,17 @@ class Metrics:
 
     def rpc_instruments(
         self, service: str, method: str, grpc_type: str = "unary"
-    ) -> _RpcInstruments:
-        """Resolved children of one RPC method, for the interceptor's per-call fast path."""
+    ) -> RpcInstruments:
+        """Resolved children of one RPC method, for ``rpc_metrics``' per-call fast path."""
         key = (grpc_type, service, method)
-        return self._child(self._rpc_children, key, lambda: _RpcInstruments(self, *key))
+        return self._child(self._rpc_children, key, lambda: RpcInstruments(self, *key))
 
     def observe_rpc(self, service: str, method: str, code: str, seconds: float) -> None:
         """Record one completed unary RPC (counts it as started too).
 
         ``code`` is a gRPC status name such as ``OK`` or ``UNAVAILABLE`` (``grpc.StatusCode``
-        members are accepted too). Route/Reward also feed the request-duration histogram.
-        The interceptor uses ``rpc_instruments`` instead so that in-flight calls show as
+        members are accepted too). Served calls go through ``rpc_metrics`` instead, which
+        counts a call as started when it starts, so in-flight calls show as
         started-but-not-handled.
         """
         instruments = self.rpc_instruments(service, method)
@@ -346,15 +338,20 @@ class Metrics:
 
     def observe_decision(self, experiment: str, arm: str, reason: str) -> None:
         """Count a decision; ``reason`` is a Reason name (``EXPLOIT`` or ``REASON_EXPLOIT``)."""
-        key = (experiment, arm, reason)
-        child = self._decision_children.get(key)
+        child = self._decision_children.get((experiment, arm, reason))
         if child is None:
-            child = self._child(
-                self._decision_children,
-                key,
-                lambda: self.decisions.labels(experiment, arm, _short_enum(reason, "REASON_")),
-            )
+            child = self.decision_counter(experiment, arm, reason)
         child.inc()
+
+    def decision_counter(self, experiment: str, arm: str, reason: str) -> BufferedCounter:
+        """The decisions counter of one (experiment, arm, reason), for callers that keep it."""
+        return self._child(
+            self._decision_children,
+            (experiment, arm, reason),
+            lambda: self.buffered.counter(
+                self.decisions.labels(experiment, arm, _short_enum(reason, "REASON_"))
+            ),
+        )
 
     def observe_reward(self, experiment: str, arm: str, outcome: str, value: float) -> None:
         """Count a Reward call; add ``value`` to the value sum only when it was credited.
@@ -369,8 +366,14 @@ class Metrics:
             def make() -> tuple[Any, Any | None]:
                 short = _short_enum(outcome, "REWARD_OUTCOME_")
                 credited = short in CREDITED_OUTCOMES
-                value_child = self.reward_value.labels(experiment, arm) if credited else None
-                return self.rewards.labels(experiment, arm, short), value_child
+                value_child = (
+                    self.buffered.counter(self.reward_value.labels(experiment, arm))
+                    if credited
+                    else None
+                )
+                return self.buffered.counter(
+                    self.rewards.labels(experiment, arm, short)
+                ), value_child
 
             children = self._child(self._reward_children, key, make)
         count_child, value_child = children
@@ -467,6 +470,17 @@ class Metrics:
         until the directory is recreated at the next deployment.
         """
         with self._lock:
+            self.flush()  # the removed children must not keep buffered increments
+            self.buffered.forget(
+                [
+                    child
+                    for cache in (self._decision_children, self._reward_children)
+                    for key, children in cache.items()
+                    if key[0] == experiment
+                    for child in (children if isinstance(children, tuple) else (children,))
+                    if child is not None
+                ]
+            )
             caches: Iterable[dict[Any, Any]] = (
                 self._decision_children,
                 self._reward_children,
@@ -510,152 +524,24 @@ def _children_of(metric: Gauge) -> list[tuple[tuple[str, ...], Any]]:
         return [(tuple(labels), child) for labels, child in metric._metrics.items()]
 
 
-class _RpcInstruments:
+class RpcInstruments:
     """The resolved children of one (type, service, method): a call touches only these."""
 
-    __slots__ = ("_handled", "_handled_parent", "_labels", "duration", "handling", "started")
+    __slots__ = ("_buffered", "_handled", "_handled_parent", "_labels", "handling", "started")
 
     def __init__(self, metrics: Metrics, grpc_type: str, service: str, method: str) -> None:
         self._labels = (grpc_type, service, method)
+        self._buffered = metrics.buffered
         self._handled_parent = metrics.grpc_handled
-        self._handled: dict[str | grpc.StatusCode, Any] = {}
-        self.started: Any = metrics.grpc_started.labels(*self._labels)
-        self.handling: Any = metrics.grpc_handling.labels(*self._labels)
-        self.duration: Any = (
-            metrics.request_duration.labels(method) if method in HOT_METHODS else None
-        )
+        self._handled: dict[str | grpc.StatusCode, BufferedCounter] = {}
+        self.started = metrics.buffered.counter(metrics.grpc_started.labels(*self._labels))
+        self.handling = metrics.buffered.histogram(metrics.grpc_handling.labels(*self._labels))
 
     def finish(self, code: str | grpc.StatusCode, seconds: float) -> None:
         child = self._handled.get(code)
         if child is None:
             name = code.name if isinstance(code, grpc.StatusCode) else str(code).upper()
-            child = self._handled_parent.labels(*self._labels, name)
+            child = self._buffered.counter(self._handled_parent.labels(*self._labels, name))
             self._handled[code] = child
         child.inc()
         self.handling.observe(seconds)
-        if self.duration is not None:
-            self.duration.observe(seconds)
-
-
-def _code_of(
-    context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode
-) -> grpc.StatusCode:
-    """The status the call ends with: what the handler set (or aborted with), else ``default``."""
-    try:
-        code = context.code()
-    except Exception:  # an implementation without code(): trust the outcome we saw
-        return default
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if isinstance(code, int):  # the cython context reports the raw integer status
-        for status in grpc.StatusCode:
-            if status.value[0] == code:
-                return status
-    return default
-
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Times every unary (and server-streaming) call and records its final status code.
-
-    Wrapped handlers are cached per method, so the per-call cost is two ``perf_counter``
-    reads, one started increment, one handled increment and one or two histogram
-    observations.
-    """
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-        self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method: str = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, full_method: str, handler: _Handler) -> _Handler:
-        service, method = _split_method(full_method)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(
-                    self._metrics.rpc_instruments(service, method), handler.unary_unary
-                ),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(
-                    self._metrics.rpc_instruments(service, method, "server_stream"),
-                    handler.unary_stream,
-                ),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler  # client/bidi streaming: the service has none
-
-    @staticmethod
-    def _wrap_unary(instruments: _RpcInstruments, behavior: Any) -> Any:
-        perf_counter = time.perf_counter
-        ok = grpc.StatusCode.OK
-        unknown = grpc.StatusCode.UNKNOWN
-
-        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            instruments.started.inc()
-            start = perf_counter()
-            outcome = unknown
-            try:
-                response = await behavior(request, context)
-                outcome = ok
-                return response
-            except grpc.aio.AbortError:
-                outcome = unknown  # the code was set by abort(); read it below
-                raise
-            except BaseException as exc:
-                outcome = grpc.StatusCode.CANCELLED if _is_cancel(exc) else unknown
-                raise
-            finally:
-                seconds = perf_counter() - start
-                instruments.finish(_code_of(context, outcome), seconds)
-
-        return unary
-
-    @staticmethod
-    def _wrap_stream(instruments: _RpcInstruments, behavior: Any) -> Any:
-        perf_counter = time.perf_counter
-
-        async def stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            instruments.started.inc()
-            start = perf_counter()
-            outcome = grpc.StatusCode.UNKNOWN
-            try:
-                result = behavior(request, context)
-                if hasattr(result, "__aiter__"):
-                    async for item in result:
-                        yield item
-                else:  # a coroutine that writes with context.write()
-                    await result
-                outcome = grpc.StatusCode.OK
-            except BaseException as exc:
-                if _is_cancel(exc):
-                    outcome = grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                instruments.finish(_code_of(context, outcome), perf_counter() - start)
-
-        return stream
-
-
-def _is_cancel(exc: BaseException) -> bool:
-    return isinstance(exc, asyncio.CancelledError)

@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from .admin import AdminOperations
 from .auth import Authenticator
+from .buffered_metrics import FLUSH_INTERVAL
 from .cache import ExperimentCache
 from .config import ServerConfig
 from .drift import DriftMonitor
@@ -33,7 +33,6 @@ from .errors import AlreadyExists
 from .experiment_files import load_experiments
 from .metrics import (
     Metrics,
-    MetricsInterceptor,
     exposition_registry,
     mark_worker_dead,
     prepare_multiprocess_dir,
@@ -43,6 +42,7 @@ from .recorder import DecisionRecorder
 from .reports import PosteriorGauges, ReportBuilder
 from .rewards import RewardProcessor
 from .router import Router
+from .rpc_metrics import InstrumentedServer
 from .servicers import AdminServicer, RouterServicer
 from .sticky import StickyStore
 from .store import Store
@@ -83,6 +83,7 @@ class App:
         self.sweeper.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="health"))
         self._tasks.append(asyncio.create_task(self._watch_cache_age(), name="cache-age"))
+        self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
 
     async def _set_health(self, serving: bool) -> None:
         status = (
@@ -129,6 +130,12 @@ class App:
             tick += 1
             await asyncio.sleep(1.0)
 
+    async def _flush_metrics(self) -> None:
+        """Export what the hot path counted (see ``buffered_metrics``), on the loop's thread."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            self.metrics.flush()
+
     async def stop(self, grace: float | None = None) -> None:
         """Drain: refuse new calls, let in-flight ones finish, flush decisions, close."""
         if self._stopped.is_set():
@@ -141,31 +148,10 @@ class App:
         await self.recorder.flush()
         await self.cache.stop()
         await self.store.close()
+        self.metrics.flush()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
-
-
-class UnregisteredMethods:
-    """Adds a service to a server as a generic handler only, not as registered methods.
-
-    grpc.aio keeps one pending request task per registered method and, for every incoming
-    call, waits on all of them (``asyncio.wait``, linear in their number). With Admin, health
-    and reflection registered (24 methods) that wait cost a Route more than choosing its arm
-    did. Only Router's two hot methods are registered; the rest are found by the generic
-    look-up, which costs a rare Admin call a few microseconds.
-    """
-
-    def __init__(self, server: grpc.aio.Server) -> None:
-        self._server = server
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(handlers)
-
-    def add_registered_method_handlers(
-        self, service_name: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
-    ) -> None:
-        """Deliberately nothing: the generic handler added alongside serves these methods."""
 
 
 def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -218,15 +204,15 @@ async def build_app(
     reports = ReportBuilder(store, cache, drift)
 
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(metrics)],
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, rewards, auth), server)
-    cold = UnregisteredMethods(server)
+    hot = InstrumentedServer(server, metrics, register=True)
+    cold = InstrumentedServer(server, metrics, register=False)
+    router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, rewards, auth), hot)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(operations, reports, auth), cold)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, cold)

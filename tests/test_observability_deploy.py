@@ -154,7 +154,7 @@ def test_dashboard_structure_and_metric_names() -> None:
         "bandit_router_reward_value_total",
         "bandit_router_arm_probability_best",
         "bandit_router_exploration_share",
-        "bandit_router_request_duration_seconds_bucket",
+        "grpc_server_handling_seconds_bucket",
         "grpc_server_handled_total",
         "bandit_router_cache_age_seconds",
         "bandit_router_drift_statistic",
@@ -178,7 +178,7 @@ def test_rule_expressions_use_registered_metrics() -> None:
             )
     registered = registered_series_names()
     # The latency SLO needs an le="0.5" bucket and the error ratio needs the handled counter.
-    assert "bandit_router_request_duration_seconds_bucket" in registered
+    assert "grpc_server_handling_seconds_bucket" in registered
     assert "grpc_server_handled_total" in registered
 
 

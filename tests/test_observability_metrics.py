@@ -1,4 +1,4 @@
-"""Metrics: exposition values after driving ``Metrics``, the gRPC interceptor on a real server,
+"""Metrics: exposition values after driving ``Metrics``, instrumented handlers on a real server,
 and multi-process aggregation across two real worker processes."""
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from bandit_router.metrics import (
     LATENCY_BUCKETS,
     Metrics,
-    MetricsInterceptor,
     exposition_registry,
     start_metrics_http_server,
 )
-from bandit_router.v1 import router_pb2, router_pb2_grpc
+from bandit_router.rpc_metrics import InstrumentedServer
+from bandit_router.v1 import admin_pb2, admin_pb2_grpc, router_pb2, router_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
 Labels = tuple[tuple[str, str], ...]
@@ -80,6 +80,7 @@ def test_exposition_after_driving_every_method() -> None:
     m.observe_rpc("bandit_router.v1.Router", "Route", "OK", 0.0003)
     m.observe_rpc("bandit_router.v1.Router", "Route", "UNAVAILABLE", 0.7)
     m.observe_rpc("bandit_router.v1.Admin", "GetReport", "OK", 0.01)
+    m.flush()
 
     s = scrape(registry)
     assert (
@@ -119,12 +120,9 @@ def test_exposition_after_driving_every_method() -> None:
     assert s[key("grpc_server_handled_total", grpc_code="UNAVAILABLE", **route)] == 1
     assert s[key("grpc_server_handling_seconds_count", **route)] == 2
     # 0.3 ms falls in le=0.0005, 0.7 s only in le=1: the SLO bucket le=0.5 holds exactly one.
-    assert s[key("bandit_router_request_duration_seconds_bucket", method="Route", le="0.0005")] == 1
-    assert s[key("bandit_router_request_duration_seconds_bucket", method="Route", le="0.5")] == 1
-    assert s[key("bandit_router_request_duration_seconds_bucket", method="Route", le="1.0")] == 2
-    assert s[key("bandit_router_request_duration_seconds_count", method="Route")] == 2
-    # Admin methods are not in the Route/Reward SLO histogram.
-    assert key("bandit_router_request_duration_seconds_count", method="GetReport") not in s
+    assert s[key("grpc_server_handling_seconds_bucket", le="0.0005", **route)] == 1
+    assert s[key("grpc_server_handling_seconds_bucket", le="0.5", **route)] == 1
+    assert s[key("grpc_server_handling_seconds_bucket", le="1.0", **route)] == 2
 
 
 def test_buckets_cover_50us_and_the_slo_boundary() -> None:
@@ -132,9 +130,12 @@ def test_buckets_cover_50us_and_the_slo_boundary() -> None:
     assert 0.5 in LATENCY_BUCKETS
     assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
     registry = CollectorRegistry()
-    Metrics(registry).observe_rpc("s", "Route", "OK", 0.0001)
+    metrics = Metrics(registry)
+    metrics.observe_rpc("s", "Route", "OK", 0.0001)
+    metrics.flush()
     text = generate_latest(registry).decode()
-    assert 'bandit_router_request_duration_seconds_bucket{le="0.5",method="Route"}' in text
+    assert 'grpc_server_handling_seconds_bucket{grpc_method="Route",' in text
+    assert 'le="0.5"} 1.0' in text
 
 
 def test_remove_experiment_drops_its_series_only() -> None:
@@ -153,6 +154,7 @@ def test_remove_experiment_drops_its_series_only() -> None:
     assert len([k for k in s if ("experiment", "kept") in k[1]]) >= 9
     # Cached children were dropped too: a re-created experiment starts from zero.
     m.observe_decision("gone", "A", "EXPLOIT")
+    m.flush()
     s = scrape(registry)
     assert (
         s[key("bandit_router_decisions_total", experiment="gone", arm="A", reason="exploit")] == 1
@@ -171,6 +173,7 @@ def test_http_server_serves_the_registry() -> None:
     registry = CollectorRegistry()
     m = Metrics(registry)
     m.observe_decision("exp1", "A", "EXPLOIT")
+    m.flush()
     server, _thread = start_metrics_http_server("127.0.0.1", 0, exposition_registry(registry))
     try:
         url = f"http://127.0.0.1:{server.server_port}/metrics"
@@ -186,7 +189,7 @@ def test_http_server_serves_the_registry() -> None:
     )
 
 
-# -- interceptor on a real grpc.aio server -------------------------------------------------
+# -- instrumented handlers on a real grpc.aio server ----------------------------------------
 
 
 class _Router(router_pb2_grpc.RouterServicer):
@@ -208,9 +211,21 @@ class _Router(router_pb2_grpc.RouterServicer):
         return router_pb2.RewardResponse(outcome=router_pb2.REWARD_OUTCOME_APPLIED)
 
 
+class _Admin(admin_pb2_grpc.AdminServicer):
+    async def GetExperiment(
+        self,
+        request: admin_pb2.GetExperimentRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> admin_pb2.GetExperimentResponse:
+        return admin_pb2.GetExperimentResponse()
+
+
 async def _drive(metrics: Metrics) -> dict[str, grpc.StatusCode]:
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(metrics)])
-    router_pb2_grpc.add_RouterServicer_to_server(_Router(), server)  # type: ignore[no-untyped-call]
+    server = grpc.aio.server()
+    hot = InstrumentedServer(server, metrics, register=True)
+    cold = InstrumentedServer(server, metrics, register=False)
+    router_pb2_grpc.add_RouterServicer_to_server(_Router(), hot)  # type: ignore[no-untyped-call]
+    admin_pb2_grpc.add_AdminServicer_to_server(_Admin(), cold)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     seen: dict[str, grpc.StatusCode] = {}
@@ -224,21 +239,29 @@ async def _drive(metrics: Metrics) -> dict[str, grpc.StatusCode]:
                 except grpc.aio.AioRpcError as err:
                     seen[experiment] = err.code()
             await stub.Reward(router_pb2.RewardRequest(decision_id="d", value=1.0), timeout=5)
+            admin = admin_pb2_grpc.AdminStub(channel)  # type: ignore[no-untyped-call]
+            await admin.GetExperiment(admin_pb2.GetExperimentRequest(name="x"), timeout=5)
+            try:  # not implemented by _Admin: the generic path reports UNIMPLEMENTED
+                await admin.ListExperiments(admin_pb2.ListExperimentsRequest(), timeout=5)
+            except grpc.aio.AioRpcError as err:
+                seen["unimplemented"] = err.code()
     finally:
         await server.stop(None)
     return seen
 
 
-def test_interceptor_records_final_status_codes() -> None:
+def test_instrumented_handlers_record_final_status_codes() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     seen = asyncio.run(_drive(metrics))
+    metrics.flush()
     # The client saw these codes; the server-side metrics must agree with them.
     assert seen == {
         "ok": grpc.StatusCode.OK,
         "missing": grpc.StatusCode.NOT_FOUND,
         "boom": grpc.StatusCode.UNKNOWN,
         "set-code": grpc.StatusCode.UNAVAILABLE,
+        "unimplemented": grpc.StatusCode.UNIMPLEMENTED,
     }
     s = scrape(registry)
     route = {
@@ -251,10 +274,15 @@ def test_interceptor_records_final_status_codes() -> None:
     assert s[key("grpc_server_handled_total", grpc_code="NOT_FOUND", **route)] == 1
     assert s[key("grpc_server_handled_total", grpc_code="UNKNOWN", **route)] == 1
     assert s[key("grpc_server_handled_total", grpc_code="UNAVAILABLE", **route)] == 1
-    assert s[key("bandit_router_request_duration_seconds_count", method="Route")] == 6
-    assert s[key("bandit_router_request_duration_seconds_count", method="Reward")] == 1
-    total = s[key("bandit_router_request_duration_seconds_sum", method="Route")]
+    assert s[key("grpc_server_handling_seconds_count", **route)] == 6
+    reward = {**route, "grpc_method": "Reward"}
+    assert s[key("grpc_server_handling_seconds_count", **reward)] == 1
+    total = s[key("grpc_server_handling_seconds_sum", **route)]
     assert 0 < total < 5  # six in-process calls, each far below the 5 s client timeout
+    # A service added through its generic handler only is measured the same way.
+    get = {**route, "grpc_service": "bandit_router.v1.Admin", "grpc_method": "GetExperiment"}
+    assert s[key("grpc_server_handled_total", grpc_code="OK", **get)] == 1
+    assert s[key("grpc_server_handling_seconds_count", **get)] == 1
 
 
 # -- multi-process mode --------------------------------------------------------------------
@@ -275,6 +303,7 @@ _WORKER = textwrap.dedent(
     m.set_arm_posterior("exp1", "A", 0.1 * worker, 0.5)
     if len(sys.argv) > 3:
         m.remove_experiment("exp1")
+    m.flush()
     print(__import__("os").getpid())
     """
 )
@@ -323,7 +352,7 @@ def test_multiprocess_workers_are_aggregated(multiproc_env: dict[str, str]) -> N
         "grpc_method": "Route",
     }
     assert s[key("grpc_server_started_total", **route)] == 2
-    assert s[key("bandit_router_request_duration_seconds_count", method="Route")] == 2
+    assert s[key("grpc_server_handling_seconds_count", **route)] == 2
     # livemax: the worst worker's cache age; livemostrecent: the later worker's value.
     assert s[key("bandit_router_cache_age_seconds", experiment="exp1")] == 2.0
     assert math.isclose(s[key("bandit_router_arm_posterior_mean", experiment="exp1", arm="A")], 0.2)

@@ -86,8 +86,13 @@ def test_metrics_match_the_traffic_sent(redis_url: str, workers: int) -> None:
         while True:
             samples = scrape(metrics_port)
             gauges = samples.get("bandit_router_arm_posterior_mean", {})
+            # Hot-path counters reach /metrics within the flush interval; every worker flushes
+            # on its own, so wait for the counts of the last calls of each kind.
             if (
-                total(samples, "bandit_router_decisions_total") == routes and len(gauges) >= 2
+                total(samples, "bandit_router_decisions_total") == routes
+                and len(gauges) >= 2
+                and total(samples, "grpc_server_handling_seconds_count", grpc_method="Reward")
+                == rewards + duplicates + bad
             ) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -103,15 +108,15 @@ def test_metrics_match_the_traffic_sent(redis_url: str, workers: int) -> None:
         assert total(samples, handled, grpc_method="Route", grpc_code="OK") == routes
         assert total(samples, handled, grpc_method="Reward", grpc_code="OK") == rewards + duplicates
         assert total(samples, handled, grpc_method="Reward", grpc_code="INVALID_ARGUMENT") == bad
-        latency = "bandit_router_request_duration_seconds_count"
-        assert total(samples, latency, method="Route") == routes
-        assert total(samples, latency, method="Reward") == rewards + duplicates + bad
+        latency = "grpc_server_handling_seconds_count"
+        assert total(samples, latency, grpc_method="Route") == routes
+        assert total(samples, latency, grpc_method="Reward") == rewards + duplicates + bad
         store = "bandit_router_store_duration_seconds_count"
         assert total(samples, store, operation="reward") == rewards + duplicates
         assert total(samples, store, operation="refresh") > 0
         assert total(samples, store, operation="record_decisions") > 0
         assert total(samples, "bandit_router_store_errors_total") == 0
-        buckets = samples["bandit_router_request_duration_seconds_bucket"]
+        buckets = samples["grpc_server_handling_seconds_bucket"]
         assert any(dict(key).get("le") == "5e-05" for key in buckets)  # sub-millisecond buckets
         # The posterior gauges follow the shared statistics on every worker.
         means = {
