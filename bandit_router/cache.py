@@ -56,6 +56,9 @@ class CachedExperiment:
     )
     _mixed: dict[tuple[int, ...], dict[int, float]] = field(default_factory=dict)
     _named: dict[tuple[int, ...], dict[str, float]] = field(default_factory=dict)
+    #: The router's precomputed plain-route plan for this state (``router.PlainRoute``), or
+    #: None until built; reset whenever something it was built from changes.
+    route_plan: object | None = None
     _block_arms: list[int] = field(default_factory=list)
     _block_explored: list[bool] = field(default_factory=list)
     _cursor: int = 0
@@ -218,9 +221,13 @@ class ExperimentCache:
                 ):
                     # Same config and statistics: keep the propensities and the pre-drawn
                     # block; only the decision counters (for burn-in) move with traffic.
-                    old.decisions = tuple(
+                    decisions = tuple(
                         state.arm_stat(arm, "decisions") for arm in old.experiment.arm_names
                     )
+                    if decisions != old.decisions:
+                        old.decisions = decisions
+                        if old.experiment.burn_in:
+                            old.route_plan = None  # whether it is in burn-in may have changed
                     old.fetched_at = time.monotonic()
                     continue
                 same_policy = (

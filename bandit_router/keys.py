@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 PREFIX = "br"
 EXPERIMENTS = f"{PREFIX}:experiments"  # set of experiment names
-SECRET = f"{PREFIX}:secret"  # HMAC key for decision ids, shared by all replicas
+SECRET = f"{PREFIX}:secret"  # MAC key of decision ids, shared by all replicas
 CHANGES_CHANNEL = f"{PREFIX}:changes"  # pub/sub: an experiment's config or arms changed
 
 

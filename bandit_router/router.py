@@ -24,9 +24,10 @@ from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .experiments import check_name
 from .recorder import DecisionRecorder
 from .store import PendingDecision
-from .tokens import Decision, DecisionSigner, new_nonce
+from .tokens import Decision, DecisionIssuer, DecisionSigner, new_nonce
 
 if TYPE_CHECKING:
+    from .buffered_metrics import BufferedCounter
     from .metrics import Metrics
 
 MAX_UNIT_ID_LENGTH = 256
@@ -68,6 +69,41 @@ class _Choice(NamedTuple):
     learn: bool
     probabilities: Mapping[int, float] | None = None
     named: Mapping[str, float] | None = None
+
+
+class _PlainArm(NamedTuple):
+    name: str
+    propensity: float
+    issuer: DecisionIssuer
+    exploit: BufferedCounter | None
+    explore: BufferedCounter | None
+
+
+class PlainRoute(NamedTuple):
+    """What a plain Route needs from one cached state, computed once for that state.
+
+    A Route is plain when it excludes no arm and carries no context, and its experiment has
+    no pin (of any unit), pause, holdout, sticky assignment or burn-in in force. Then
+    ``Router.choose`` would reduce to a policy draw with the exploration floor, and everything
+    else about the decision (propensity, signed-id prefix, log table, counters) is a constant
+    of the chosen arm. Most traffic is plain, so this is Route's hot path; ``choose`` remains
+    the one definition of the rules and a test checks both give identical decisions.
+    """
+
+    name: str
+    incarnation: str
+    policy: str
+    state_version: int
+    active: tuple[int, ...]
+    arms: tuple[_PlainArm | None, ...]  # by arm index; None for an inactive arm
+    named: Mapping[str, float]
+    floor_k: float  # the exploration floor times the number of active arms
+    window_ms: int
+    pending: bool  # a default reward is due for decisions nobody rewards
+
+
+#: ``CachedExperiment.route_plan`` for a state whose Routes are never plain.
+NOT_PLAIN: object = object()
 
 
 def validate_route_request(
@@ -119,6 +155,108 @@ class Router:
         self.rng = rng or random.Random()
         self.metrics = metrics
         self.sticky = sticky
+
+    def route_plain(
+        self,
+        experiment: str,
+        unit_id: str,
+        excluded_arms: Sequence[str],
+        context: Mapping[str, float],
+    ) -> RouteDecision | None:
+        """The decision for a plain Route (see ``PlainRoute``), or None: then call ``route``."""
+        entry = self.cache.get(experiment)
+        if entry is None or excluded_arms or context or len(unit_id) > MAX_UNIT_ID_LENGTH:
+            return None
+        plan = entry.route_plan
+        if plan is None:
+            plan = entry.route_plan = self._plain_route(entry)
+        if plan is NOT_PLAIN:
+            return None
+        assert isinstance(plan, PlainRoute)
+        rng = self.rng
+        if plan.floor_k and rng.random() < plan.floor_k:  # the same draws as ``choose``
+            index, explored = rng.choice(plan.active), True
+        else:
+            index, explored = entry.draw(plan.active, rng)
+        arm = plan.arms[index]
+        assert arm is not None
+        issued_ms = int(time.time() * 1000)
+        deadline_ms = issued_ms + plan.window_ms
+        nonce = new_nonce()
+        decision_id = arm.issuer.issue(issued_ms, deadline_ms, nonce)
+        reason = Reason.EXPLORE if explored else Reason.EXPLOIT
+        self.recorder.record(
+            plan.name,
+            plan.incarnation,
+            arm.name,
+            (decision_id, reason, unit_id, plan.named, None),
+            PendingDecision(nonce, arm.name, deadline_ms) if plan.pending else None,
+        )
+        counter = arm.explore if explored else arm.exploit
+        if counter is not None:
+            counter.inc()
+        return RouteDecision(
+            decision_id,
+            arm.name,
+            arm.propensity,
+            reason,
+            plan.policy,
+            plan.state_version,
+            deadline_ms,
+        )
+
+    def _plain_route(self, entry: CachedExperiment) -> PlainRoute | object:
+        experiment = entry.experiment
+        if (
+            experiment.paused
+            or experiment.pin.arm
+            or experiment.pin.units
+            or experiment.holdout_share > 0.0
+            or experiment.sticky
+            or not entry.active
+            or (
+                experiment.burn_in > 0
+                and in_burn_in_one(entry.decisions, entry.active, experiment.burn_in)
+            )
+        ):
+            return NOT_PLAIN
+        probabilities = entry.mixed_propensities(entry.active)
+        arms: list[_PlainArm | None] = [None] * len(experiment.arm_names)
+        for index in entry.active:
+            name = experiment.arm_names[index]
+            counters = (
+                (
+                    self.metrics.decision_counter(experiment.name, name, Reason.EXPLOIT),
+                    self.metrics.decision_counter(experiment.name, name, Reason.EXPLORE),
+                )
+                if self.metrics is not None
+                else (None, None)
+            )
+            arms[index] = _PlainArm(
+                name,
+                probabilities[index],
+                self.signer.issuer(
+                    experiment.name,
+                    experiment.incarnation,
+                    name,
+                    probabilities[index],
+                    entry.state_version,
+                    True,
+                ),
+                *counters,
+            )
+        return PlainRoute(
+            name=experiment.name,
+            incarnation=experiment.incarnation,
+            policy=experiment.policy.name,
+            state_version=entry.state_version,
+            active=entry.active,
+            arms=tuple(arms),
+            named=entry.named_propensities(entry.active),
+            floor_k=experiment.exploration_floor * len(entry.active),
+            window_ms=int(experiment.reward_window * 1000),
+            pending=experiment.default_reward is not None,
+        )
 
     async def route(
         self,

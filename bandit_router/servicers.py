@@ -141,7 +141,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.RouteResponse:
         if self.auth.router_required:
             self.auth.authorize(context, ROUTER)
-        decision = await self.router.route(
+        decision = self.router.route_plain(
+            request.experiment, request.unit_id, request.excluded_arms, request.context
+        ) or await self.router.route(
             request.experiment, request.unit_id, request.excluded_arms, request.context
         )
         response = router_pb2.RouteResponse(

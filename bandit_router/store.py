@@ -161,7 +161,7 @@ class Store:
             return False
 
     async def shared_secret(self, configured: bytes | None) -> bytes:
-        """The HMAC key for decision ids: configured, or created once and shared via Redis."""
+        """The MAC key of decision ids: configured, or created once and shared via Redis."""
         if configured:
             return configured
         await self.client.set(SECRET, secrets.token_hex(32), nx=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 
 import pytest
 
 from bandit_router.decision_log import FORMAT_VERSION, decode, encode
+from bandit_router.errors import InvalidArgument
 from bandit_router.tokens import Decision, DecisionSigner, new_nonce
 
 SIGNER = DecisionSigner(b"k" * 32)
@@ -70,3 +72,24 @@ def test_nonces_are_96_bit_hex_and_distinct() -> None:
     nonces = {new_nonce() for _ in range(10_000)}
     assert len(nonces) == 10_000
     assert all(len(n) == 24 and int(n, 16) >= 0 for n in nonces)
+
+
+def test_decision_ids_verify_and_reject_tampering_in_both_versions() -> None:
+    decision = Decision(
+        "exp", "inc1", "b", 0.25, 1_700_000_000_000, 1_700_000_060_000, 3, True, new_nonce()
+    )
+    token = SIGNER.issue(decision)
+    assert token.startswith("2~")
+    assert SIGNER.verify(token) == decision
+    # An id issued by version 1 (HMAC-SHA256) before an upgrade still verifies.
+    payload = "1~" + token[2:].rpartition("~")[0]
+    legacy = f"{payload}~{hmac.digest(b'k' * 32, payload.encode(), 'sha256')[:16].hex()}"
+    assert SIGNER.verify(legacy) == decision
+    for bad in (
+        token.replace("~b~", "~a~"),  # another arm, same signature
+        legacy.replace("~b~", "~a~"),
+        "1" + token[1:],  # a version 2 MAC presented as version 1
+        DecisionSigner(b"x" * 32).issue(decision),  # another deployment's secret
+    ):
+        with pytest.raises(InvalidArgument, match="signature mismatch"):
+            SIGNER.verify(bad)
