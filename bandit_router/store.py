@@ -336,10 +336,22 @@ class Store:
         redis-py's pipelined Script objects ask SCRIPT EXISTS first, a second round trip per
         flush; NOSCRIPT means the script did not run, so re-running just those calls is safe.
         """
-        async with self.client.pipeline(transaction=False) as pipe:
-            for call in calls:
-                call.add_to(pipe)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        replies: list[Any]
+        if len(calls) == 1:  # a lone command skips the Pipeline machinery (~25% of its cost)
+            call = calls[0]
+            try:
+                replies = [
+                    await self.client.evalsha(
+                        call.script.sha, len(call.keys), *call.keys, *call.args
+                    )
+                ]
+            except ResponseError as error:  # NoScriptError included; re-raised as a reply
+                replies = [error]
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    call.add_to(pipe)
+                replies = await pipe.execute(raise_on_error=False)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             for script in self._scripts:
