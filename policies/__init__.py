@@ -1,9 +1,10 @@
 """Bandit policies over per-arm sufficient statistics; pure maths, no I/O.
 
 ``create_policy(name, params)`` is the entry point; every policy offers a vectorised path
-(``select``/``probabilities``/``update`` over a batch axis) and a scalar live path
-(``select_one``, ``probabilities_one``). ``policies.controls`` adds the operator's exploration
-floor and burn-in on top of any policy.
+(``select``/``probabilities``/``update``/``update_inplace`` over a batch axis) and a scalar
+live path (``select_one``, ``probabilities_one``); ``PredrawnDecisions`` serves many live
+decisions of one state from vectorised blocks. ``policies.controls`` adds the operator's
+exploration floor and burn-in on top of any policy.
 """
 
 from policies.base import (
@@ -28,6 +29,7 @@ from policies.controls import (
 from policies.epsilon_greedy import DecayingEpsilonGreedy, EpsilonGreedy
 from policies.gaussian_thompson import GaussianThompsonSampling
 from policies.kl_ucb import KLUCB
+from policies.predrawn import PredrawnDecisions
 from policies.registry import POLICIES, POLICY_NAMES, create_policy, parameter_specs
 from policies.thompson import ThompsonSampling
 from policies.top_two import TopTwoThompsonSampling
@@ -45,6 +47,7 @@ __all__ = [
     "ParamSpec",
     "Policy",
     "PolicyConfigError",
+    "PredrawnDecisions",
     "ScalarStats",
     "Selection",
     "Stats",

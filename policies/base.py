@@ -215,25 +215,74 @@ class Policy(ABC):
 
         With gamma < 1 every arm's statistics of an observing batch element decay by gamma
         before the new reward is added: exponential forgetting per update, the same rule the
-        store's Lua script applies per reward.
+        store's Lua script applies per reward. ``stats`` is left untouched; a caller that owns
+        its arrays saves three batch-sized allocations per step with ``update_inplace``.
         """
-        arms = np.asarray(arms)
-        rewards = np.asarray(rewards, dtype=np.float64)
-        onehot = np.zeros(stats.n.shape, dtype=np.float64)
-        np.put_along_axis(onehot, arms[..., None], 1.0, axis=-1)
-        if observed is not None:
-            onehot *= np.asarray(observed, dtype=np.float64)[..., None]
-        if self.gamma == 1.0:
-            decay: FloatArray | float = 1.0
-        else:
-            seen = onehot.sum(axis=-1, keepdims=True)
-            decay = np.where(seen > 0, self.gamma, 1.0)
-        r = rewards[..., None]
-        return Stats(
-            stats.n * decay + onehot,
-            stats.total * decay + onehot * r,
-            stats.total_sq * decay + onehot * r * r,
+        new = Stats(
+            *(
+                np.array(x, dtype=np.float64, order="C")
+                for x in (stats.n, stats.total, stats.total_sq)
+            )
         )
+        self.update_inplace(new, arms, rewards, observed)
+        return new
+
+    def update_inplace(
+        self,
+        stats: Stats,
+        arms: IntArray,
+        rewards: FloatArray,
+        observed: BoolArray | None = None,
+    ) -> None:
+        """``update`` written into ``stats``'s own arrays, which must be writable C-contiguous
+        float64 arrays of one shape.
+
+        A simulation step touches one arm per run, yet a fresh result costs three batch-sized
+        arrays, and on a small VM their page faults cost as much as the arithmetic. Only the
+        chosen entries (and, with discounting, the observing rows) are written, with the same
+        IEEE operations as ``update``, so both give identical statistics. A caller must not
+        keep another reference to ``stats`` that should stay as it was (a delayed snapshot).
+        """
+        n, total, total_sq = stats.n, stats.total, stats.total_sq
+        shape = n.shape
+        for array in (n, total, total_sq):
+            if (
+                array.dtype != np.float64
+                or array.shape != shape
+                or not array.flags.c_contiguous
+                or not array.flags.writeable
+            ):
+                raise ValueError(
+                    "update_inplace needs writable C-contiguous float64 arrays of one shape"
+                )
+        n_arms = shape[-1]
+        batch = shape[:-1]
+        chosen = np.asarray(arms).astype(np.intp, copy=False)
+        if chosen.size:
+            low, high = int(chosen.min()), int(chosen.max())
+            if low < -n_arms or high >= n_arms:
+                raise IndexError(f"arms: index out of range for {n_arms} arms")
+            if low < 0:  # negative indices count from the last arm, as numpy's do
+                chosen = np.where(chosen < 0, chosen + n_arms, chosen)
+        chosen = np.broadcast_to(chosen, batch).reshape(-1)
+        reward = np.broadcast_to(np.asarray(rewards, dtype=np.float64), batch).reshape(-1)
+        flat = chosen + np.arange(0, chosen.size * n_arms, n_arms)
+        rows: IntArray | None = None
+        if observed is not None:
+            seen = np.broadcast_to(np.asarray(observed, dtype=bool), batch).reshape(-1)
+            if not seen.all():
+                rows = np.flatnonzero(seen)
+                flat, reward = flat[rows], reward[rows]
+        if self.gamma != 1.0:
+            for array in (n, total, total_sq):
+                if rows is None:
+                    array *= self.gamma
+                else:
+                    block = array.reshape(-1, n_arms)
+                    block[rows] *= self.gamma
+        n.reshape(-1)[flat] += 1.0
+        total.reshape(-1)[flat] += reward
+        total_sq.reshape(-1)[flat] += reward * reward
 
     def increments(self, reward: float) -> tuple[float, float, float]:
         """What one reward adds to its arm's (n, sum, sum_sq), before any discount."""
@@ -303,12 +352,42 @@ def eligible_mask(
 # -- helpers shared by the policies ----------------------------------------------------------
 
 
-def explored_flags(greedy: FloatArray, mask: BoolArray, arms: IntArray) -> BoolArray:
-    """True where the chosen arm's greedy value is below the best eligible one."""
-    values = np.where(mask, greedy, -np.inf)
-    best = values.max(axis=-1)
-    chosen = np.take_along_axis(values, np.asarray(arms)[..., None], axis=-1)[..., 0]
-    return np.asarray(chosen < best, dtype=bool)
+def explored_flags(greedy: FloatArray, mask: BoolArray | None, arms: IntArray) -> BoolArray:
+    """True where the chosen arm's greedy value is below the best eligible one (mask None: all)."""
+    values = greedy if mask is None else np.where(mask, greedy, -np.inf)
+    return np.asarray(take_chosen(values, arms) < row_max(values), dtype=bool)
+
+
+def row_max(values: FloatArray) -> FloatArray:
+    """``values.max(axis=-1)``, by columns when a large batch has few arms.
+
+    numpy reduces a short last axis row by row (~35 ns per row for 5 arms); a few
+    ``np.maximum`` passes over the columns cost a tenth of that and give the same values
+    (NaN included).
+    """
+    n_arms = values.shape[-1]
+    if values.ndim < 2 or n_arms > 16 or values.size < 64 * n_arms:
+        return np.asarray(values.max(axis=-1), dtype=values.dtype)
+    best = values[..., 0].copy()
+    for j in range(1, n_arms):
+        np.maximum(best, values[..., j], out=best)
+    return best
+
+
+def take_chosen(values: FloatArray, arms: IntArray) -> FloatArray:
+    """``values[..., arms]`` per batch element; ``arms`` in [0, n_arms), as ``select`` gives.
+
+    A flat gather on a C-contiguous 2-D batch is three times cheaper than
+    ``take_along_axis``.
+    """
+    chosen = np.asarray(arms)
+    if values.ndim == 1:  # one state
+        return np.asarray(values[chosen], dtype=values.dtype)
+    if values.ndim == 2 and values.flags.c_contiguous and chosen.shape == values.shape[:1]:
+        n_arms = values.shape[1]
+        flat = chosen + np.arange(0, values.size, n_arms)
+        return np.asarray(values.reshape(-1)[flat], dtype=values.dtype)
+    return np.asarray(np.take_along_axis(values, chosen[..., None], axis=-1)[..., 0])
 
 
 def _tie_threshold(best: FloatArray, rel_tol: float) -> FloatArray:

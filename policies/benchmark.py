@@ -1,10 +1,18 @@
 """Cost of one decision, live and batched, per policy: ``python -m policies.benchmark``.
 
-Three numbers per policy on a 5-arm Bernoulli problem: a live decision via the scalar
-``select_one`` and via the vectorised ``select`` on batch shape (), and select + update per
-(run, step) over a batch of 10,000 runs. If MABWiser is installed, the same run times its
-ThompsonSampling predict + partial_fit step for a ratio. Timings are machine-dependent and
-never asserted in tests.
+On a 5-arm Bernoulli problem, per policy:
+
+* live, one decision for one cached state: the scalar ``select_one`` (what the service runs
+  when a request excludes arms), a ``PredrawnDecisions`` block (what it runs otherwise;
+  amortised over its refills) and the vectorised ``select`` on batch shape ();
+* batched, per (run, step) over 10,000 runs: ``select`` + ``update`` (what
+  ``simulations.runner`` runs) and ``select`` + ``update_inplace`` (a caller that owns its
+  statistics arrays).
+
+Large draws use ``policies.sampling``'s threads (``--threads``; results do not depend on
+it). If MABWiser is installed, the same run times its ThompsonSampling predict + partial_fit
+step for a ratio. Timings are machine-dependent and never asserted in tests; on a shared
+machine run it several times and keep the best.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from collections.abc import Callable
 import numpy as np
 
 from policies.base import Policy, Stats
+from policies.predrawn import PredrawnDecisions
 from policies.registry import POLICY_NAMES, create_policy
+from policies.sampling import draw_threads, set_draw_threads
 
 MEANS = np.array([0.05, 0.04, 0.06, 0.03, 0.05])
 
@@ -32,6 +42,18 @@ def _best_of(fn: Callable[[], object], number: int, repeat: int) -> float:
         for _ in range(number):
             fn()
         best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+def _best_of_each(fns: list[Callable[[], object]], number: int, repeat: int) -> list[float]:
+    """``_best_of`` for several functions, interleaved so that load bursts hit all alike."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            best[i] = min(best[i], (time.perf_counter() - start) / number)
     return best
 
 
@@ -51,24 +73,41 @@ def measure(name: str, runs: int, steps: int, quick: bool) -> dict[str, float]:
     single = Stats(live.n[0], live.total[0], live.total_sq[0])
     row, py_rng, rng = single.row(), random.Random(2), np.random.default_rng(3)
     eligible = list(range(len(MEANS)))
+    predrawn = PredrawnDecisions(policy, single, eligible)
     repeat = 3 if quick else 7
-    one = _best_of(lambda: policy.select_one(row, py_rng, eligible), 2000, repeat)
+    one, block = _best_of_each(
+        [lambda: policy.select_one(row, py_rng, eligible), lambda: predrawn.draw(py_rng)],
+        20 * predrawn.block_size,
+        repeat,
+    )
     vector_one = _best_of(lambda: policy.select(single, rng), 500, repeat)
     propensities = _best_of(lambda: policy.probabilities_one(row, eligible), 20, repeat)
-    stats = _warm_state(policy, runs, 20, seed=4)
+    warm = _warm_state(policy, runs, 20, seed=4)
+    # Both loops start from the same state and seed and stay in step: update and
+    # update_inplace give identical statistics, so they time the same decisions.
+    pure = Stats(warm.n.copy(), warm.total.copy(), warm.total_sq.copy())
+    owned = Stats(warm.n.copy(), warm.total.copy(), warm.total_sq.copy())
+    pure_rng, owned_rng = np.random.default_rng(5), np.random.default_rng(5)
 
     def step() -> None:
-        nonlocal stats
-        arms = policy.select(stats, rng).arms
-        rewards = (rng.random(runs) < MEANS[arms]).astype(np.float64)
-        stats = policy.update(stats, arms, rewards)
+        nonlocal pure
+        arms = policy.select(pure, pure_rng).arms
+        rewards = (pure_rng.random(runs) < MEANS[arms]).astype(np.float64)
+        pure = policy.update(pure, arms, rewards)
 
-    batched = _best_of(step, steps, repeat) / runs
+    def step_inplace() -> None:
+        arms = policy.select(owned, owned_rng).arms
+        rewards = (owned_rng.random(runs) < MEANS[arms]).astype(np.float64)
+        policy.update_inplace(owned, arms, rewards)
+
+    batched, inplace = _best_of_each([step, step_inplace], steps, repeat)
     return {
         "select_one_us": one * 1e6,
+        "predrawn_us": block * 1e6,
         "select_batch1_us": vector_one * 1e6,
         "probabilities_one_ms": propensities * 1e3,
-        "batched_us_per_run_step": batched * 1e6,
+        "batched_us_per_run_step": batched / runs * 1e6,
+        "batched_inplace_us_per_run_step": inplace / runs * 1e6,
     }
 
 
@@ -97,11 +136,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="batched steps per timing")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--policy", action="append", choices=POLICY_NAMES, help="repeatable")
+    parser.add_argument(
+        "--threads", type=int, help="threads for large draws (default: usable cores, max 8)"
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        set_draw_threads(args.threads)
     names = args.policy or list(POLICY_NAMES)
     results = {name: measure(name, args.runs, args.steps, args.quick) for name in names}
     mabwiser = measure_mabwiser(200 if args.quick else 1000)
-    report: dict[str, object] = {"arms": len(MEANS), "runs": args.runs, "policies": results}
+    report: dict[str, object] = {
+        "arms": len(MEANS),
+        "runs": args.runs,
+        "draw_threads": draw_threads(),
+        "policies": results,
+    }
     if mabwiser is not None:
         report["mabwiser_thompson_step_us"] = mabwiser * 1e6
         for name in ("thompson",):
@@ -113,12 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(report, sys.stdout, indent=2)
         print()
         return 0
-    header = f"{'policy':26} {'select_one µs':>14} {'select () µs':>13} {'props ms':>9} "
-    print(header + f"{'batched µs/(run·step)':>22}")
+    print(f"live: µs per decision; batched: µs per (run, step), {args.runs} runs", end="")
+    print(f", draw threads {draw_threads()}")
+    header = f"{'policy':24} {'select_one':>10} {'predrawn':>9} {'select ()':>9} {'props ms':>9}"
+    print(header + f" {'select+update':>14} {'…+update_inplace':>17}")
     for name, r in results.items():
         print(
-            f"{name:26} {r['select_one_us']:14.2f} {r['select_batch1_us']:13.1f} "
-            f"{r['probabilities_one_ms']:9.3f} {r['batched_us_per_run_step']:22.3f}"
+            f"{name:24} {r['select_one_us']:10.2f} {r['predrawn_us']:9.3f} "
+            f"{r['select_batch1_us']:9.1f} {r['probabilities_one_ms']:9.3f} "
+            f"{r['batched_us_per_run_step']:14.3f} {r['batched_inplace_us_per_run_step']:17.3f}"
         )
     if mabwiser is None:
         print("MABWiser: not installed (pip install 'bandit-router[mabwiser]' to compare)")

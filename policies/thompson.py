@@ -29,60 +29,106 @@ from policies.base import (
     max_probabilities,
     positive,
 )
+from policies.sampling import scratch, standard_gamma_into
 
 _LN4 = math.log(4.0)
+_INF = math.inf
+_exp, _expm1, _log, _log1p, _sqrt = math.exp, math.expm1, math.log, math.log1p, math.sqrt
 _ONE_PLUS_LN5 = 1.0 + math.log(5.0)
 
 
 def beta_variate(rng: random.Random, a: float, b: float) -> float:
-    """One Beta(a, b) draw in pure Python: Cheng's (1978) algorithm BB when a, b > 1.
+    """One Beta(a, b) draw in pure Python, exact for every a, b > 0.
 
-    BB needs two uniforms and usually no logarithm, about twice as fast as
-    ``random.betavariate`` (two gamma draws); other shapes fall back to the stdlib, which is
-    exact too. Exact squeeze constants (ln 4, 1 + ln 5) rather than Cheng's 7-digit ones.
+    a = 1 or b = 1 (an arm without successes or without failures under the default prior,
+    common early on and at low conversion rates) has the closed-form inverse CDF
+    1 - W^(1/b) resp. W^(1/a), W = 1 - U in (0, 1]: one uniform, written with log1p/expm1
+    so that neither end loses precision. a, b > 1 use Cheng's (1978) algorithm BB: two
+    uniforms and usually no logarithm, twice as fast as ``random.betavariate`` (two gamma
+    draws), with exact squeeze constants (ln 4, 1 + ln 5) rather than Cheng's 7-digit ones.
+    Other shapes fall back to the stdlib, which is exact too.
     """
-    if a <= 1.0 or b <= 1.0:
+    if a == 1.0:
+        return -_expm1(_log1p(-rng.random()) / b)
+    if b == 1.0:
+        return _exp(_log1p(-rng.random()) / a)
+    if a < 1.0 or b < 1.0:
         return rng.betavariate(a, b)
-    small, large = (a, b) if a <= b else (b, a)
+    if a <= b:
+        small, large = a, b
+    else:
+        small, large = b, a
     alpha = small + large
-    beta = math.sqrt((alpha - 2.0) / (2.0 * small * large - alpha))
+    beta = _sqrt((alpha - 2.0) / (2.0 * small * large - alpha))
     gamma = small + 1.0 / beta
-    uniform, log, exp = rng.random, math.log, math.exp
+    uniform, log, exp = rng.random, _log, _exp
     while True:
         u1 = uniform()
         if u1 <= 0.0:
             continue
         u2 = uniform()
+        # beta <= 1 for a, b > 1 and 1 - u1 >= 2^-53, so v <= 37: exp cannot overflow.
         v = beta * log(u1 / (1.0 - u1))
-        w = small * exp(v) if v < 709.0 else math.inf
+        w = small * exp(v)
         z = u1 * u1 * u2
         r = gamma * v - _LN4
         s = small + r - w
         if s + _ONE_PLUS_LN5 >= 5.0 * z:
             break
-        t = log(z) if z > 0.0 else -math.inf
+        t = log(z) if z > 0.0 else -_INF
         if s > t or r + alpha * log(alpha / (large + w)) >= t:
             break
-    if math.isinf(w):
-        return 1.0 if small == a else 0.0
     return w / (large + w) if small == a else large / (large + w)
 
 
+def beta_draws(rng: np.random.Generator, params: FloatArray, gammas: FloatArray) -> FloatArray:
+    """Beta(a, b) draws for ``params`` = stack(a, b), written into ``gammas[0]`` (returned).
+
+    numpy's ``beta`` is ``Ga / (Ga + Gb)`` from two ``standard_gamma`` draws unless a <= 1 and
+    b <= 1, where it uses Johnk's algorithm. Here the gamma draws of all a's and b's are one
+    ``standard_gamma`` call into a reusable buffer (chunked, and threaded when large: see
+    ``policies.sampling``), and the few elements with a, b <= 1 are redrawn with ``beta``
+    itself, so every element follows numpy's own algorithm for its shapes: the law of
+    ``rng.beta(a, b)`` exactly, in fewer passes and no batch-sized allocation.
+    """
+    a, b = params[0], params[1]
+    # Some a <= 1 and some b <= 1: numpy's beta would use Johnk for those elements.
+    johnk = a.size > 0 and a.min() <= 1.0 and b.min() <= 1.0
+    standard_gamma_into(rng, params.reshape(-1), gammas.reshape(-1))
+    ga: FloatArray = gammas[0]
+    gb: FloatArray = gammas[1]
+    np.add(gb, ga, out=gb)
+    if not johnk:
+        np.divide(ga, gb, out=ga)
+        return ga
+    with np.errstate(invalid="ignore"):  # 0/0 needs both gammas to underflow: redrawn below
+        np.divide(ga, gb, out=ga)
+    small = (a <= 1.0) & (b <= 1.0)
+    if small.any():
+        ga[small] = rng.beta(a[small], b[small])
+    return ga
+
+
 def argmax_of_draws(
-    draws: FloatArray, mask: BoolArray, all_eligible: bool, rng: np.random.Generator
+    draws: FloatArray, mask: BoolArray | None, rng: np.random.Generator
 ) -> IntArray:
     """Argmax of continuous posterior draws: ties need care only for saturated draws.
 
     Two Beta draws tie with probability ~2^-52 unless they underflow to exactly 0 or round
-    to 1 (tiny shape parameters); only those rows go through uniform tie-breaking, which
-    saves a third of the batched cost of ``select``.
+    to 1 (tiny shape parameters); only those rows go through uniform tie-breaking. Two
+    reductions over the raw draws rule that out for the whole batch at once, which is nearly
+    always. ``draws`` is overwritten with -inf on ineligible arms (``mask`` None: all eligible).
     """
-    masked = draws if all_eligible else np.where(mask, draws, -np.inf)
-    arms = np.argmax(masked, axis=-1)
-    best = np.take_along_axis(masked, arms[..., None], axis=-1)[..., 0]
-    saturated = (best <= 0.0) | (best >= 1.0)
-    if saturated.any():
-        arms = np.where(saturated, argmax_random_ties(masked, mask, rng), arms)
+    maybe_saturated = draws.size > 0 and (draws.min() <= 0.0 or draws.max() >= 1.0)
+    if mask is not None:
+        np.copyto(draws, -np.inf, where=~mask)
+    arms = np.argmax(draws, axis=-1)
+    if maybe_saturated:
+        best = np.take_along_axis(draws, arms[..., None], axis=-1)[..., 0]
+        saturated = (best <= 0.0) | (best >= 1.0)
+        if saturated.any():
+            eligible = np.ones(draws.shape, dtype=bool) if mask is None else mask
+            arms = np.where(saturated, argmax_random_ties(draws, eligible, rng), arms)
     return np.asarray(arms, dtype=np.int64)
 
 
@@ -118,9 +164,17 @@ class ThompsonSampling(Policy):
 
     def posterior(self, stats: Stats) -> tuple[FloatArray, FloatArray]:
         """Beta parameters; n - sum is clipped at 0 against rounding of discounted sums."""
-        a = self.params["alpha0"] + stats.total
-        b = self.params["beta0"] + np.maximum(stats.n - stats.total, 0.0)
+        a = np.empty(stats.n.shape, dtype=np.float64)
+        b = np.empty(stats.n.shape, dtype=np.float64)
+        self.posterior_into(stats, a, b)
         return a, b
+
+    def posterior_into(self, stats: Stats, a: FloatArray, b: FloatArray) -> None:
+        """``posterior`` written into ``a`` and ``b``, so a batched step allocates nothing."""
+        np.add(stats.total, self.params["alpha0"], out=a)
+        np.subtract(stats.n, stats.total, out=b)
+        np.maximum(b, 0.0, out=b)
+        np.add(b, self.params["beta0"], out=b)
 
     def greedy_values(self, stats: Stats) -> FloatArray:
         a, b = self.posterior(stats)
@@ -140,10 +194,25 @@ class ThompsonSampling(Policy):
     def select(
         self, stats: Stats, rng: np.random.Generator, eligible: BoolArray | None = None
     ) -> Selection:
-        mask = eligible_mask(stats.n_arms, eligible, stats.batch_shape)
-        a, b = self.posterior(stats)
-        arms = argmax_of_draws(rng.beta(a, b), mask, eligible is None, rng)
-        return Selection(arms, explored_flags(a / (a + b), mask, arms))
+        """One posterior draw per arm, argmax; ``explored`` from the posterior means.
+
+        The posterior is computed once, into per-thread scratch buffers, and serves both the
+        draws and the means: a batched step allocates only the arrays it returns.
+        """
+        shape = stats.n.shape
+        mask = None if eligible is None else eligible_mask(shape[-1], eligible, shape[:-1])
+        if mask is not None and mask.all():
+            mask = None  # the service's usual mask: every arm active
+        params, gammas = scratch((2, *shape), 2)
+        a, b = params[0], params[1]
+        self.posterior_into(stats, a, b)
+        arms = argmax_of_draws(beta_draws(rng, params, gammas), mask, rng)
+        means = gammas[1]  # free again: the draws are in gammas[0]
+        np.add(a, b, out=means)
+        np.divide(a, means, out=means)
+        if mask is not None:
+            np.copyto(means, -np.inf, where=~mask)
+        return Selection(arms, explored_flags(means, None, arms))
 
     def probabilities(self, stats: Stats, eligible: BoolArray | None = None) -> FloatArray:
         mask = eligible_mask(stats.n_arms, eligible, stats.batch_shape)

@@ -195,6 +195,11 @@ def test_gaussian_quadrature_matches_independent_quadrature_and_symmetry() -> No
         (0.5, 4.0),
         (1.0, 1.0),
         (1.0001, 900.0),
+        (1.0, 30.0),  # a = 1 and b = 1: closed-form inverse CDF
+        (1.0, 0.4),
+        (7.0, 1.0),
+        (0.2, 1.0),
+        (0.3, 0.6),
     ],
 )
 def test_beta_variate_is_beta(a: float, b: float) -> None:
