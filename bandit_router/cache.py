@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from redis.exceptions import RedisError
 
-from policies import Policy, ScalarStats, Stats
+from policies import Policy, PredrawnDecisions, ScalarStats, Stats
 from policies.controls import floor_probabilities_one
 
 from .experiments import Experiment
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROPENSITY_CACHE_SIZE = 64
-BLOCK_SIZE = 1024
 
 
 @dataclass
@@ -59,9 +58,7 @@ class CachedExperiment:
     #: The router's precomputed plain-route plan for this state (``router.PlainRoute``), or
     #: None until built; reset whenever something it was built from changes.
     route_plan: object | None = None
-    _block_arms: list[int] = field(default_factory=list)
-    _block_explored: list[bool] = field(default_factory=list)
-    _cursor: int = 0
+    _block: PredrawnDecisions | None = None
 
     @classmethod
     def build(cls, state: ExperimentState, policy: Policy | None = None) -> CachedExperiment:
@@ -135,32 +132,17 @@ class CachedExperiment:
         """One policy decision for this state: (arm, explored).
 
         For the common case (no arm excluded) decisions come from a block pre-drawn with the
-        policy's vectorised ``select`` over a batch of identical states: independent draws of
-        exactly the policy's law, at ~0.1 µs each instead of a scalar draw's ~5 µs. The block
-        belongs to this state; a refresh with new statistics starts a new one. Requests that
-        exclude arms use the scalar fast path ``select_one`` (same law, tested).
+        policy's vectorised ``select`` (``policies.PredrawnDecisions``): independent draws of
+        exactly the policy's law, at ~0.5 µs each instead of a scalar draw's 3-5 µs. The block
+        belongs to this state; a refresh with new statistics builds a new entry and a new
+        block. Requests that exclude arms use the scalar ``select_one`` (same law, tested).
         """
         if eligible != self.active:
             return self.policy.select_one(self.stats, rng, eligible)
-        if self._cursor >= len(self._block_arms):
-            self._refill(rng)
-        index = self._cursor
-        self._cursor = index + 1
-        return self._block_arms[index], self._block_explored[index]
-
-    def _refill(self, rng: random.Random) -> None:
-        stats = self.full_stats()
-        batch = Stats(
-            np.broadcast_to(stats.n, (BLOCK_SIZE, stats.n_arms)),
-            np.broadcast_to(stats.total, (BLOCK_SIZE, stats.n_arms)),
-            np.broadcast_to(stats.total_sq, (BLOCK_SIZE, stats.n_arms)),
-        )
-        mask = np.zeros(stats.n_arms, dtype=bool)
-        mask[list(self.active)] = True
-        selection = self.policy.select(batch, np.random.default_rng(rng.getrandbits(64)), mask)
-        self._block_arms = [int(arm) for arm in selection.arms.tolist()]
-        self._block_explored = [bool(flag) for flag in selection.explored.tolist()]
-        self._cursor = 0
+        block = self._block
+        if block is None:
+            block = self._block = PredrawnDecisions(self.policy, self.stats, self.active)
+        return block.draw(rng)
 
     def full_stats(self) -> Stats:
         return self.stats.to_stats()

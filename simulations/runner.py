@@ -144,7 +144,11 @@ def simulate(
     streams = Streams.from_seed(seed)
     ledger = Ledger(environment, horizon, runs, checkpoints, final_window)
     stats = Stats.zeros(environment.n_arms, (runs,))
-    visible = stats
+    # Statistics are updated in place (a fresh batch-sized result per step cost as much in
+    # page faults as the arithmetic); with a refresh period the policy decides from a copy
+    # taken every ``refresh_every`` steps, as replicas decide from their cached copy.
+    lagged = environment.feedback.refresh_every > 1
+    visible = _copy(stats) if lagged else stats
     feedback = environment.feedback
     in_flight = RewardsInFlight(environment.max_delay, runs) if environment.max_delay > 0 else None
 
@@ -168,7 +172,7 @@ def simulate(
                 delays = np.where(dropped, feedback.default_delay, delays)
 
         if in_flight is None:
-            stats = policy.update(stats, arms, rewards, sent)
+            policy.update_inplace(stats, arms, rewards, sent)
         else:
             if delays is None:
                 delays = np.zeros(runs, dtype=np.int64)
@@ -176,14 +180,18 @@ def simulate(
                 step, arms, rewards, delays, np.ones(runs, bool) if sent is None else sent
             )
             for lane_arms, lane_rewards, observed in in_flight.pop(step):
-                stats = policy.update(stats, lane_arms, lane_rewards, observed)
-        if (step + 1) % feedback.refresh_every == 0:
-            visible = stats
+                policy.update_inplace(stats, lane_arms, lane_rewards, observed)
+        if lagged and (step + 1) % feedback.refresh_every == 0:
+            visible = _copy(stats)
         if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
     if progress is not None and horizon % PROGRESS_EVERY:
         progress(horizon % PROGRESS_EVERY)
     return ledger.result(label or policy.name, policy.name, policy.describe())
+
+
+def _copy(stats: Stats) -> Stats:
+    return Stats(stats.n.copy(), stats.total.copy(), stats.total_sq.copy())
 
 
 @dataclass(frozen=True)

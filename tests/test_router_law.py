@@ -86,6 +86,6 @@ def test_a_new_state_starts_a_new_block() -> None:
     entry = entry_for("thompson", {})
     rng = random.Random(1)
     entry.draw(entry.active, rng)
-    assert entry._cursor == 1
+    assert entry._block is not None and entry._block.refills == 1
     fresh = entry_for("thompson", {})
-    assert fresh._cursor == 0 and fresh._block_arms == []
+    assert fresh._block is None
