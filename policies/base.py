@@ -483,7 +483,7 @@ def max_probabilities(
     ``warp = (center, width)`` (shape batch+(K,)) the panels live in
     s = asinh((x - center_i) / width_i): a power-law tail becomes an exponential one, which
     Gauss-Legendre handles; Student-t arms with 2-3 degrees of freedom need it. Error against
-    exact or independent results: below 1e-9 (tested); see docs/readme/policies.md.
+    exact or independent results: below 1e-9 (tested); see README.md, "Propensities".
 
     Unless given, ``nodes_per_panel`` and ``warp`` come from the marginals' optional
     attributes of the same names (so every caller of Student-t marginals gets the warp).
