@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -47,9 +48,11 @@ def expect(
     with pytest.raises(grpc.RpcError) as raised:
         call()
     error = raised.value
-    assert error.code() == code, error.details()
-    assert field in error.details(), f"{field!r} not named in {error.details()!r}"
-    assert "Traceback" not in error.details()
+    details = error.details()
+    assert error.code() == code, details
+    assert details is not None, f"{field!r} not named in {details!r}"
+    assert field in details, f"{field!r} not named in {details!r}"
+    assert "Traceback" not in details
     assert snapshot(client) == before
     return error
 
@@ -121,7 +124,9 @@ def test_create_bad_input(setup: tuple[BanditClient, str]) -> None:
 def test_invalid_argument_carries_bad_request_detail(setup: tuple[BanditClient, str]) -> None:
     client, _ = setup
     error = expect(client, create(client, experiment(name="")), INVALID, "experiment.name")
-    metadata = dict(error.trailing_metadata() or ())
+    # types-grpcio declares the items as an attribute-only class; at runtime they are pairs.
+    trailing = cast(tuple[tuple[str, str | bytes], ...], error.trailing_metadata() or ())
+    metadata = dict(trailing)
     status = status_pb2.Status.FromString(metadata["grpc-status-details-bin"])
     detail = error_details_pb2.BadRequest()
     assert status.details[0].Unpack(detail)
@@ -131,7 +136,7 @@ def test_invalid_argument_carries_bad_request_detail(setup: tuple[BanditClient, 
 def test_reward_bad_values(setup: tuple[BanditClient, str]) -> None:
     client, decision_id = setup
     for value in (math.nan, math.inf, -math.inf, 1.5, -0.1):
-        expect(client, lambda v=value: client.reward(decision_id, v), INVALID, "value")
+        expect(client, partial(client.reward, decision_id, value), INVALID, "value")
     # The decision is untouched by all that: its real reward still applies, once.
     assert client.reward(decision_id, 1.0) == "APPLIED"
 
@@ -153,7 +158,7 @@ def test_reward_bad_ids(setup: tuple[BanditClient, str]) -> None:
         (decision_id[:-1] + ("A" if decision_id[-1] != "A" else "B"), INVALID),
     ]
     for bad, code in cases:
-        expect(client, lambda b=bad: client.reward(b, 1.0), code, "decision_id")
+        expect(client, partial(client.reward, bad, 1.0), code, "decision_id")
 
 
 def test_reward_expired_decision(any_server: ServerThread) -> None:
@@ -232,7 +237,7 @@ def test_no_input_crashes_the_server(
         if not any(e.name == "shop" for e in admin.list_experiments()):
             admin.create_experiment("shop", ["a", "b"])
         admin.close()
-        for call in (
+        calls: tuple[Callable[[], object], ...] = (
             lambda: stub.Route(
                 router_pb2.RouteRequest(
                     experiment=experiment_name,
@@ -245,7 +250,8 @@ def test_no_input_crashes_the_server(
             lambda: stub.Reward(
                 router_pb2.RewardRequest(decision_id=decision_id, value=value), timeout=5
             ),
-        ):
+        )
+        for call in calls:
             try:
                 call()
                 code = grpc.StatusCode.OK

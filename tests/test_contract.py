@@ -85,7 +85,7 @@ def test_ruff_clean() -> None:
 
 @pytest.mark.slow
 def test_mypy_strict_clean() -> None:
-    result = run(sys.executable, "-m", "mypy", "bandit_router", "policies", "simulations")
+    result = run(sys.executable, "-m", "mypy", "bandit_router", "policies", "simulations", "tests")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
 
 

@@ -12,7 +12,8 @@ import asyncio
 import random
 import signal
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from typing import cast
 
 import pytest
 import redis
@@ -31,7 +32,7 @@ WINDOW_SECONDS = 2.0
 def read_stats(url: str, experiment: str) -> dict[str, str]:
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
-        return client.hgetall(f"br:{{{experiment}}}:stats")
+        return cast(dict[str, str], client.hgetall(f"br:{{{experiment}}}:stats"))
     finally:
         client.close()
 
@@ -47,7 +48,7 @@ def test_two_replicas_match_ground_truth_exactly(redis_url: str) -> None:
         rng = random.Random(7)
         plan = [(rng.random(), rng.random(), rng.random()) for _ in range(DECISIONS)]
         decisions_per_arm: Counter[str] = Counter()
-        reward_sum: Counter[str] = Counter()
+        reward_sum: defaultdict[str, float] = defaultdict(float)
         outcomes: Counter[str] = Counter()
 
         async def drive() -> None:
@@ -128,7 +129,7 @@ def test_sigterm_drains_in_flight_calls(redis_url: str) -> None:
     with BanditClient(server.target, timeout=5) as client:
         client.create_experiment("drain", ["a", "b"])
 
-    async def load() -> list[str]:
+    async def load() -> list[str | BaseException]:
         async with AsyncBanditClient(server.target, timeout=5, max_attempts=1) as c:
             decisions = await asyncio.gather(*(c.route("drain") for _ in range(200)))
             rewards = [c.reward(d.decision_id, 1.0) for d in decisions]

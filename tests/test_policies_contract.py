@@ -157,7 +157,8 @@ def _random_walk(policy: Policy, seed: int, steps: int = 30) -> tuple[np.ndarray
     chosen = []
     for _ in range(steps):
         selection = policy.select(stats, rng, mask)
-        rewards = (rng.random(64) < np.array([0.2, 0.5, 0.9, 0.4])[selection.arms]) * 1.0
+        won = rng.random(64) < np.array([0.2, 0.5, 0.9, 0.4])[selection.arms]
+        rewards = won.astype(np.float64)
         stats = policy.update(stats, selection.arms, rewards)
         chosen.append(selection.arms)
     return np.array(chosen), stats.n

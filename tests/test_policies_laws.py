@@ -129,10 +129,10 @@ def test_thompson_quadrature_matches_closed_form() -> None:
     cases += [(1.0, 1.0, 1000, 1000.0), (5.0, 5.0, 6, 5.0), (1.0, 1000.0, 1, 3.0)]
     cases += [
         (
-            rng.integers(1, 2000),
-            rng.integers(1, 2000),
+            float(rng.integers(1, 2000)),
+            float(rng.integers(1, 2000)),
             int(rng.integers(1, 300)),
-            rng.integers(1, 2000),
+            float(rng.integers(1, 2000)),
         )
         for _ in range(60)
     ]

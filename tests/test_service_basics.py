@@ -56,7 +56,9 @@ def test_excluded_arms_are_never_returned(any_server: ServerThread) -> None:
         with pytest.raises(grpc.RpcError) as error:
             client.route("exp", excluded_arms=["a", "b", "c"])
         assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "excluded_arms" in error.value.details()
+        details = error.value.details()
+        assert details is not None
+        assert "excluded_arms" in details
 
 
 def test_health_and_reflection(embedded_server: ServerThread) -> None:
