@@ -28,6 +28,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from .errors import Aborted, AlreadyExists, NotFound, Unavailable
 from .experiments import Experiment
 from .keys import CHANGES_CHANNEL, EXPERIMENTS, SECRET, ExperimentKeys
+from .redis_packing import use_hiredis_packing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,7 +123,7 @@ def connect(url: str | None, *, timeout: float = 1.0) -> aioredis.Redis:
             aioredis.Redis,
             fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True),
         )
-    return aioredis.Redis.from_url(
+    client = aioredis.Redis.from_url(
         url,
         decode_responses=True,
         socket_timeout=timeout,
@@ -131,6 +132,8 @@ def connect(url: str | None, *, timeout: float = 1.0) -> aioredis.Redis:
         health_check_interval=15,
         max_connections=64,
     )
+    use_hiredis_packing(client)
+    return client
 
 
 class Store:
