@@ -42,6 +42,7 @@ class ServerConfig:
     wait_replicas: int = 0
     wait_timeout_ms: int = 100
     reward_linger: float = 0.002
+    decision_linger: float = 0.025
     tokens_file: str | None = None
     router_auth: bool = True
     tls_cert: str | None = None
@@ -132,6 +133,14 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "commit) [BANDIT_ROUTER_REWARD_LINGER_MS] (default 2)",
     )
     add(
+        "--decision-linger-ms",
+        type=float,
+        default=_env_float("DECISION_LINGER_MS", 25.0),
+        help="how long decisions are buffered before one background write (at most 256); "
+        "a crash loses the default rewards and log entries of that long "
+        "[BANDIT_ROUTER_DECISION_LINGER_MS] (default 25)",
+    )
+    add(
         "--tokens-file",
         default=_env("TOKENS_FILE"),
         help="YAML/JSON of hashed bearer tokens; enables auth [BANDIT_ROUTER_TOKENS_FILE]; "
@@ -196,6 +205,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         workers=args.workers,
         wait_replicas=args.wait_replicas,
         reward_linger=max(0.0, args.reward_linger_ms) / 1000.0,
+        decision_linger=max(0.0, args.decision_linger_ms) / 1000.0,
         tokens_file=args.tokens_file,
         router_auth=args.router_auth,
         tls_cert=args.tls_cert,

@@ -182,7 +182,7 @@ async def build_app(
     signer = DecisionSigner(secret)
     cache = ExperimentCache(store, config.refresh_interval)
     cache.metrics = metrics
-    recorder = DecisionRecorder(store)
+    recorder = DecisionRecorder(store, linger=config.decision_linger)
     recorder.metrics = metrics
     sticky = StickyStore(store)
     router = Router(cache, signer, recorder, rng=rng, metrics=metrics, sticky=sticky)

@@ -139,7 +139,7 @@ def test_report_matches_closed_form_beta_posteriors(embedded_server: ServerThrea
             for i in range(trials):
                 decision = client.route("report", excluded_arms=[other])
                 client.reward(decision.decision_id, 1.0 if i < successes else 0.0)
-        time.sleep(0.2)  # decisions are logged and counted within the recorder's 10 ms linger
+        time.sleep(0.2)  # decisions are logged and counted within the recorder's 25 ms linger
         response = client.call_admin("GetReport", admin_pb2.GetReportRequest(experiment="report"))
     rows = {row.arm: row for row in response.arms}
     for arm, (successes, trials) in wins.items():
