@@ -55,6 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--json", dest="json_out", help="also write the results to this file")
     parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead of timing, count the servers' CPU instructions per call under valgrind's "
+        "callgrind, one call at a time (repeatable on a noisy machine)",
+    )
+    parser.add_argument(
+        "--instruction-calls", type=int, default=512, help="calls counted per mode (--instructions)"
+    )
 
 
 def free_port() -> int:
@@ -122,11 +131,15 @@ def tree_cpu_seconds(pid: int) -> float:
 
 @contextlib.contextmanager
 def process(
-    command: list[str], port: int, env: dict[str, str] | None = None
+    command: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    *,
+    start_seconds: float = 20.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + start_seconds
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
@@ -413,6 +426,10 @@ def render(results: list[Result]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.instructions:
+        from .bench_instructions import main as instructions_main
+
+        return instructions_main(args)
     results = run_benchmark(args)
     print(render(results))
     if args.json_out:

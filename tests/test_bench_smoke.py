@@ -52,3 +52,23 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
     assert all(row["errors"] == 0 and row["calls"] > 0 for row in rows)
     assert all(row["server_cpu_us"] >= 0 for row in rows)  # read from /proc, per call
     assert "x echo" in result.stdout
+
+
+@pytest.mark.slow
+def test_instruction_counts_for_both_servers(tmp_path: Path) -> None:
+    """``--instructions`` counts under callgrind; counts are positive, never asserted as cost."""
+    out = tmp_path / "instructions.json"
+    command = [sys.executable, "-m", "bandit_router", "bench", "--instructions", "--quick"]
+    result = subprocess.run(
+        [*command, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())
+    assert {(row["server"], row["mode"]) for row in rows} == {
+        (server, mode) for server in ("echo", "bandit-router") for mode in ("route x1", "reward x1")
+    }
+    assert all(row["calls"] == 64 and row["instructions_per_call"] > 10_000 for row in rows)
+    assert "x echo" in result.stdout
