@@ -1,12 +1,13 @@
 """``bandit-router bench --instructions``: CPU instructions per call, echo vs bandit-router.
 
 Timings on a shared 2-core machine swing by ±10% from one run to the next, more than most
-changes to the hot path are worth. Instructions executed by the server process do not: under
-valgrind's callgrind the same calls cost the same count whatever else the machine is doing.
-So this mode runs each server under callgrind, with instrumentation switched on only for the
-measured calls, and sends them one at a time (a sequential client: the count then does not
-depend on how calls happen to batch). It complements the timed benchmark, it does not
-replace it: one call at a time is not 64 in flight, and instructions are not cycles.
+changes to the hot path are worth. Instructions executed by the server process swing far
+less: under valgrind's callgrind the same calls cost nearly the same count whatever else the
+machine is doing. So this mode runs each server under callgrind, with instrumentation
+switched on only for the measured calls, and sends them one at a time (a sequential client:
+the count then does not depend on how calls happen to batch), ``--rounds`` times per server
+(medians). It complements the timed benchmark, it does not replace it: one call at a time is
+not 64 in flight, and instructions are not cycles.
 
 The real server runs with background refreshes and sweeps slowed down (under valgrind a call
 takes milliseconds, and a 100 ms loop would be charged to a handful of calls) and with a
@@ -21,6 +22,7 @@ import contextlib
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,27 +102,37 @@ def count_calls(pid: int, out_dir: Path, calls: int, call: Callable[[int], objec
     return sum(program_total(dump, annotate) for dump in dumps) / calls
 
 
-def _measure(target: str, pid: int, name: str, calls: int, out_dir: Path) -> list[InstructionCount]:
+def _measure(
+    target: str, pid: int, name: str, calls: int, rounds: int, out_dir: Path
+) -> list[InstructionCount]:
+    """Route and Reward counts, each the median of ``rounds`` counts: the echo server's count
+    varies by a few per cent with how often grpc's polling thread happens to wake."""
+    routed, rewarded = [], []
     with grpc.insecure_channel(target) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
         route_request = router_pb2.RouteRequest(experiment=EXPERIMENT)
         for _ in range(WARM_UP):
             stub.Route(route_request, timeout=60)
-        routed = count_calls(pid, out_dir, calls, lambda _: stub.Route(route_request, timeout=60))
-        decisions = [stub.Route(route_request, timeout=60).decision_id for _ in range(calls)]
-        rewarded = count_calls(
-            pid,
-            out_dir,
-            calls,
-            lambda index: stub.Reward(
-                router_pb2.RewardRequest(decision_id=decisions[index], value=float(index % 2)),
-                timeout=60,
-            ),
-        )
+        for _ in range(rounds):
+            routed.append(
+                count_calls(pid, out_dir, calls, lambda _: stub.Route(route_request, timeout=60))
+            )
+            decisions = [stub.Route(route_request, timeout=60).decision_id for _ in range(calls)]
+            rewards = [
+                router_pb2.RewardRequest(decision_id=decision, value=float(index % 2))
+                for index, decision in enumerate(decisions)
+            ]
+            rewarded.append(count_calls(pid, out_dir, calls, _rewarder(stub, rewards)))
     return [
-        InstructionCount(name, "route x1", calls, routed),
-        InstructionCount(name, "reward x1", calls, rewarded),
+        InstructionCount(name, "route x1", calls, statistics.median(routed)),
+        InstructionCount(name, "reward x1", calls, statistics.median(rewarded)),
     ]
+
+
+def _rewarder(
+    stub: router_pb2_grpc.RouterStub, requests: list[router_pb2.RewardRequest]
+) -> Callable[[int], object]:
+    return lambda index: stub.Reward(requests[index], timeout=60)
 
 
 def _create_experiment(target: str) -> None:
@@ -140,6 +152,7 @@ def _create_experiment(target: str) -> None:
 
 def run_instructions(args: argparse.Namespace) -> list[InstructionCount]:
     calls = 64 if args.quick else args.instruction_calls
+    rounds = 1 if args.quick else args.rounds
     python = sys.executable
     results: list[InstructionCount] = []
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
@@ -147,7 +160,7 @@ def run_instructions(args: argparse.Namespace) -> list[InstructionCount]:
         port = free_port()
         echo = [python, "-m", "bandit_router.bench_echo", "--listen", f"127.0.0.1:{port}"]
         with under_callgrind(echo, port, out_dir) as pid:
-            results += _measure(f"127.0.0.1:{port}", pid, "echo", calls, out_dir)
+            results += _measure(f"127.0.0.1:{port}", pid, "echo", calls, rounds, out_dir)
         redis_url = args.redis_url or stack.enter_context(redis_server())
         port = free_port()
         real = [
@@ -170,7 +183,7 @@ def run_instructions(args: argparse.Namespace) -> list[InstructionCount]:
         ]
         with under_callgrind(real, port, out_dir) as pid:
             _create_experiment(f"127.0.0.1:{port}")
-            results += _measure(f"127.0.0.1:{port}", pid, "bandit-router", calls, out_dir)
+            results += _measure(f"127.0.0.1:{port}", pid, "bandit-router", calls, rounds, out_dir)
     return results
 
 
