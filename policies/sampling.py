@@ -1,21 +1,26 @@
-"""Gamma variates for a whole batch, in fixed chunks that threads may draw side by side.
+"""Work on a whole batch in fixed chunks that threads may run side by side.
 
-Beta draws for Thompson sampling are two gamma draws each, and they are most of the cost of
-a simulation step. numpy releases the GIL inside ``Generator.standard_gamma`` over an array
-(each generator has its own lock), so chunks with generators of their own run in parallel.
-Reproducibility does not depend on the thread count: the chunk boundaries and each chunk's
-generator follow from the number of variates and the caller's generator alone; threads only
-decide which chunk is drawn where. Draws of at most one chunk (a live state, or the
-service's pre-drawn block of 1,024 decisions with up to 16 arms) use the caller's generator
-directly and never touch a thread.
+Chunks of a batch (``chunk_rows``; ``chunk_bounds`` for a flat array of variates) each get a
+generator of their own (``chunk_generator``) and run as tasks (``run_chunks``) on the
+caller's thread and a small pool. numpy releases the GIL inside its array loops (each
+generator has its own lock), so the chunks run in parallel. Reproducibility does not depend
+on the thread count: the chunk boundaries and each chunk's generator follow from the batch
+shape and the caller's generator alone; threads only decide which chunk is run where. Work
+of at most one chunk (a live state, or the service's pre-drawn block of 1,024 decisions)
+uses the caller's generator directly and never touches a thread.
+
+``standard_gamma_into`` chunks gamma variates alone; ``ThompsonSampling.select`` chunks its
+whole step by rows (see there). Per-thread ``scratch`` buffers keep batch-sized temporaries
+from being allocated afresh each step.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -36,8 +41,8 @@ _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
 _scratch = threading.local()
-#: Distinct array shapes whose scratch buffers one thread keeps (a study uses one or two).
-SCRATCH_SHAPES = 4
+#: Distinct (tag, shape) scratch sets one thread keeps (a study's step uses two or three).
+SCRATCH_SHAPES = 8
 #: Larger buffers are not kept: one huge call must not pin its memory for the process's life.
 SCRATCH_MAX_BYTES = 64 << 20
 
@@ -91,23 +96,24 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def scratch(shape: tuple[int, ...], count: int) -> tuple[FloatArray, ...]:
+def scratch(shape: tuple[int, ...], count: int, tag: str = "") -> tuple[FloatArray, ...]:
     """``count`` float64 arrays of ``shape``, owned by the calling thread and reused.
 
     A fresh batch-sized temporary per step is not free: freed large blocks go back to the
     kernel and the next step pays a page fault per 4 KiB (~0.1 µs per run and step here).
     The buffers are per thread, so concurrent callers never share them; a caller must not
-    return them or keep them past its own call.
+    return them or keep them past its own call. Callers that may hold buffers at the same
+    time (a function and one it calls) pass different ``tag``s.
     """
     if count * math.prod(shape) * 8 > SCRATCH_MAX_BYTES:
         return tuple(np.empty(shape, dtype=np.float64) for _ in range(count))
-    cache: dict[tuple[tuple[int, ...], int], tuple[FloatArray, ...]] | None = getattr(
+    cache: dict[tuple[str, tuple[int, ...], int], tuple[FloatArray, ...]] | None = getattr(
         _scratch, "buffers", None
     )
     if cache is None:
         cache = {}
         _scratch.buffers = cache
-    key = (shape, count)
+    key = (tag, shape, count)
     buffers = cache.get(key)
     if buffers is None:
         if len(cache) >= SCRATCH_SHAPES:
@@ -128,10 +134,70 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
+def chunk_rows(rows: int, variates_per_row: int, chunk_variates: int = CHUNK_VARIATES) -> list[int]:
+    """Row boundaries of the chunks of a batch: a function of the batch shape alone.
+
+    ``rows`` batch elements of ``variates_per_row`` variates each split into the fewest even
+    chunks of whole rows with at most about ``chunk_variates`` variates (at most ``rows``
+    chunks; one row may exceed it). Neither the thread count nor the data enter: the chunk
+    boundaries, and so each chunk's generator, are the same on every machine.
+    """
+    chunks = max(1, min(rows, -(-(rows * variates_per_row) // chunk_variates)))
+    return [rows * i // chunks for i in range(chunks + 1)]
+
+
 def chunk_bounds(size: int) -> list[int]:
     """Boundaries of the chunks of ``size`` variates: a function of ``size`` alone."""
-    chunks = max(1, -(-size // CHUNK_VARIATES))
-    return [size * i // chunks for i in range(chunks + 1)]
+    return chunk_rows(size, 1)
+
+
+def chunk_key(rng: np.random.Generator) -> int:
+    """One 64-bit word of ``rng``: the seed of all chunk generators of one chunked draw."""
+    return int(rng.bit_generator.random_raw())
+
+
+def chunk_generator(rng: np.random.Generator, key: int, index: int) -> np.random.Generator:
+    """Chunk ``index``'s generator: ``rng``'s bit-generator type on the SeedSequence child
+    (spawn key ``(index,)``) of ``key``.
+
+    Children of one SeedSequence are statistically independent streams (numpy's documented
+    way to parallelise), and a child follows from ``key`` and ``index`` alone, so a chunk
+    draws the same variates on whichever thread runs it. Built by the thread that runs the
+    chunk: ~10 µs each, which would otherwise queue on the caller's thread.
+    """
+    kind = type(rng.bit_generator)
+    return np.random.Generator(kind(np.random.SeedSequence(key, spawn_key=(index,))))
+
+
+def run_chunks(count: int, task: Callable[[int], None], threads: int | None = None) -> None:
+    """``task(i)`` for every chunk ``i`` in ``range(count)``, on up to ``threads`` threads
+    (None: ``draw_threads()``), the caller's included; returns when all have finished.
+
+    Threads take the next chunk as they become free rather than a fixed share: on a shared
+    machine one core is often slower, and a chunk's result never depends on the thread that
+    computes it (tasks must write only their own chunk's outputs, and use only per-thread
+    scratch). One chunk, or one thread, runs on the caller's thread with no hand-off.
+    """
+    workers = min(draw_threads() if threads is None else threads, count)
+    if workers <= 1:
+        for i in range(count):
+            task(i)
+        return
+    claim = itertools.count().__next__  # atomic under the GIL: each chunk runs once
+
+    def work() -> None:
+        while (i := claim()) < count:
+            task(i)
+
+    pool = _executor(workers - 1)
+    futures: list[Future[None]] = [pool.submit(work) for _ in range(1, workers)]
+    try:
+        work()
+    finally:  # never return while a worker still writes into the caller's arrays
+        for future in futures:
+            future.exception()
+    for future in futures:
+        future.result()
 
 
 def standard_gamma_into(
@@ -140,40 +206,19 @@ def standard_gamma_into(
     """``out[i] ~ Gamma(shapes[i], 1)`` independently, both 1-D, C-contiguous and float64.
 
     Below two chunks the draw is ``rng.standard_gamma(shapes, out=out)``. Otherwise one
-    64-bit word from ``rng`` seeds a SeedSequence whose i-th child (spawn key (i,)) drives
-    chunk i with a generator of ``rng``'s bit-generator type: the children are statistically
-    independent streams (numpy's documented way to parallelise), and the whole draw is a
-    function of ``rng``'s state and the size, so the same seed gives the same variates
-    whatever ``threads`` is (None: ``draw_threads()``).
+    64-bit word from ``rng`` (``chunk_key``) seeds a SeedSequence whose i-th child drives
+    chunk i (``chunk_generator``), so the whole draw is a function of ``rng``'s state and
+    the size, and the same seed gives the same variates whatever ``threads`` is (None:
+    ``draw_threads()``).
     """
     if shapes.size <= CHUNK_VARIATES:
         rng.standard_gamma(shapes, out=out)
         return
     bounds = chunk_bounds(shapes.size)
-    key = int(rng.bit_generator.random_raw())
-    kind = type(rng.bit_generator)
-    generators = [
-        np.random.Generator(kind(np.random.SeedSequence(key, spawn_key=(i,))))
-        for i in range(len(bounds) - 1)
-    ]
+    key = chunk_key(rng)
 
-    def draw(indices: Sequence[int]) -> None:
-        for i in indices:
-            start, stop = bounds[i], bounds[i + 1]
-            generators[i].standard_gamma(shapes[start:stop], out=out[start:stop])
+    def draw(i: int) -> None:
+        start, stop = bounds[i], bounds[i + 1]
+        chunk_generator(rng, key, i).standard_gamma(shapes[start:stop], out=out[start:stop])
 
-    workers = min(draw_threads() if threads is None else threads, len(generators))
-    if workers <= 1:
-        draw(range(len(generators)))
-        return
-    pool = _executor(workers - 1)
-    futures: list[Future[None]] = [
-        pool.submit(draw, range(w, len(generators), workers)) for w in range(1, workers)
-    ]
-    try:
-        draw(range(0, len(generators), workers))
-    finally:  # never return while a worker still writes into ``out``
-        for future in futures:
-            future.exception()
-    for future in futures:
-        future.result()
+    run_chunks(len(bounds) - 1, draw, threads)

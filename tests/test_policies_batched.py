@@ -17,19 +17,21 @@ import pytest
 from scipy import special
 from scipy import stats as sps
 
-from policies import POLICY_NAMES, Stats, create_policy
+from policies import POLICY_NAMES, Stats, create_policy, sampling
 from policies.base import explored_flags
 from policies.predrawn import PredrawnDecisions
 from policies.sampling import (
     CHUNK_VARIATES,
     SCRATCH_MAX_BYTES,
     chunk_bounds,
+    chunk_rows,
     draw_threads,
+    run_chunks,
     scratch,
     set_draw_threads,
     standard_gamma_into,
 )
-from policies.thompson import beta_draws
+from policies.thompson import CLOSED_FORM_MIN, SELECT_CHUNK_VARIATES, beta_draws
 
 CHI2_LEVEL = 1e-6
 KS_LEVEL = 1e-6
@@ -174,20 +176,121 @@ def test_gamma_draws_do_not_depend_on_the_thread_count() -> None:
     np.testing.assert_array_equal(out, np.random.default_rng(9).standard_gamma(small))
 
 
+def _early_stats(rng: np.random.Generator, shape: tuple[int, ...]) -> Stats:
+    """Low conversion rates: most arms without successes (a = 1), some without failures
+    (b = 1), so Beta draws take the closed-form path and the gamma ratio side by side."""
+    n = rng.choice([0.0, 1.0, 2.0, 5.0, 12.0], size=shape)
+    total = np.where(rng.random(shape) < 0.15, n * rng.random(shape), 0.0)
+    total = np.where(rng.random(shape) < 0.05, n, total)  # all successes: b = 1
+    return Stats(n, total, total)
+
+
 @pytest.mark.usefixtures("threads")
-def test_thompson_select_is_reproducible_for_any_thread_count() -> None:
+@pytest.mark.parametrize("early", [False, True])
+@pytest.mark.parametrize("batch", [(20_000,), (40, 500)])
+def test_thompson_select_is_reproducible_for_any_thread_count(
+    early: bool, batch: tuple[int, ...]
+) -> None:
     policy = create_policy("thompson", {"gamma": 0.99})
     rng = np.random.default_rng(2)
-    stats = _random_stats(rng, (20_000, 5))
+    stats = (_early_stats if early else _random_stats)(rng, (*batch, 5))
+    assert len(chunk_rows(20_000, 10, SELECT_CHUNK_VARIATES)) - 1 >= 3  # several chunks
     mask = np.array([True, True, False, True, True])
-    outcomes = []
-    for count in (1, 2):
+    for eligible in (mask, None):
+        outcomes = []
+        for count in (1, 2, 8):
+            set_draw_threads(count)
+            selection = policy.select(stats, np.random.default_rng(44), eligible)
+            assert selection.arms.shape == selection.explored.shape == batch
+            outcomes.append((selection.arms.tobytes(), selection.explored.tobytes()))
+        assert outcomes[1] == outcomes[0] and outcomes[2] == outcomes[0]
+    assert not (policy.select(stats, np.random.default_rng(44), mask).arms == 2).any()
+
+
+def test_row_chunks_depend_on_the_shape_alone() -> None:
+    assert chunk_rows(1024, 64, SELECT_CHUNK_VARIATES) == [0, 1024]  # a pre-drawn block
+    assert chunk_rows(1000, 20, SELECT_CHUNK_VARIATES) == [0, 1000]  # 1,000 runs x 10 arms
+    bounds = chunk_rows(10_000, 10, SELECT_CHUNK_VARIATES)
+    assert bounds == [0, 5000, 10_000]
+    bounds = chunk_rows(12_345, 10, SELECT_CHUNK_VARIATES)
+    assert bounds[0] == 0 and bounds[-1] == 12_345
+    assert max(np.diff(bounds)) - min(np.diff(bounds)) <= 1
+    assert max(np.diff(bounds)) * 10 <= SELECT_CHUNK_VARIATES
+    assert chunk_rows(3, 10**6, SELECT_CHUNK_VARIATES) == [0, 1, 2, 3]  # a row per chunk
+    assert chunk_rows(0, 10, SELECT_CHUNK_VARIATES) == [0, 0]
+
+
+@pytest.mark.usefixtures("threads")
+def test_small_selects_stay_on_the_callers_thread_and_generator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A live state and a pre-drawn block (here 1,024 x 32 arms) never hand work to a
+    thread, and consume exactly what the same select does with threading disabled."""
+
+    def no_pool(workers: int) -> None:
+        raise AssertionError("a small draw used the thread pool")
+
+    policy = create_policy("thompson", {})
+    rng = np.random.default_rng(6)
+    block = _early_stats(rng, (1024, 32))
+    live = Stats(block.n[0], block.total[0], block.total_sq[0])
+    expected = []
+    set_draw_threads(1)
+    for stats in (live, block):
+        generator = np.random.default_rng(7)
+        selection = policy.select(stats, generator)
+        expected.append((selection.arms.tobytes(), generator.bit_generator.state))
+    set_draw_threads(8)
+    monkeypatch.setattr(sampling, "_executor", no_pool)
+    for stats, (arms, state) in zip((live, block), expected, strict=True):
+        generator = np.random.default_rng(7)
+        assert policy.select(stats, generator).arms.tobytes() == arms
+        assert generator.bit_generator.state == state
+
+
+@pytest.mark.usefixtures("threads")
+def test_run_chunks_runs_each_chunk_once_and_reraises() -> None:
+    for count in (1, 2, 8):
         set_draw_threads(count)
-        selection = policy.select(stats, np.random.default_rng(44), mask)
-        outcomes.append((selection.arms.copy(), selection.explored.copy()))
-    np.testing.assert_array_equal(outcomes[0][0], outcomes[1][0])
-    np.testing.assert_array_equal(outcomes[0][1], outcomes[1][1])
-    assert not (outcomes[0][0] == 2).any()
+        seen: list[int] = []
+        run_chunks(13, seen.append)
+        assert sorted(seen) == list(range(13))
+
+        def fail(i: int) -> None:
+            if i == 5:
+                raise RuntimeError("chunk 5")
+
+        with pytest.raises(RuntimeError, match="chunk 5"):
+            run_chunks(13, fail)
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize("threads_count", [1, 2])
+def test_chunked_thompson_select_follows_probabilities(threads_count: int) -> None:
+    """Many copies of one early state: chunked, threaded, closed-form and gamma draws mixed;
+    the choices must follow the exact propensities, explored flags the posterior means."""
+    set_draw_threads(threads_count)
+    policy = create_policy("thompson", {})
+    state = Stats(
+        np.array([10.0, 4.0, 30.0, 0.0, 6.0]),
+        np.array([0.0, 4.0, 3.0, 0.0, 1.0]),  # a = 1, b = 1, both > 1, a = b = 1, both > 1
+        np.array([0.0, 4.0, 3.0, 0.0, 1.0]),
+    )
+    runs = 40_000
+    assert len(chunk_rows(runs, 10, SELECT_CHUNK_VARIATES)) > 3
+    batch = Stats(
+        *(np.array(np.broadcast_to(x, (runs, 5))) for x in (state.n, state.total, state.total_sq))
+    )
+    mask = np.array([True, True, True, False, True])
+    for eligible in (None, mask):
+        selection = policy.select(batch, np.random.default_rng(17), eligible)
+        probs = policy.probabilities(state, eligible)
+        _chi_square_ok(np.bincount(selection.arms, minlength=5), probs)
+        row = state.row()
+        listed = [i for i in range(5) if eligible is None or eligible[i]]
+        for arm in np.unique(selection.arms):
+            flags = selection.explored[selection.arms == arm]
+            assert (flags == policy.explored_one(row, listed, int(arm))).all()
 
 
 @pytest.mark.parametrize(
@@ -202,6 +305,46 @@ def test_beta_draws_are_beta(a: float, b: float) -> None:
     draws = beta_draws(np.random.default_rng(13), params, np.empty_like(params))
     uniform = special.betainc(a, b, draws)
     assert sps.kstest(uniform, "uniform").pvalue > KS_LEVEL
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+@pytest.mark.parametrize("share_one", [0.1, 0.5, 1.0])
+def test_beta_draws_mixing_closed_form_and_gammas_are_beta(chunked: bool, share_one: float) -> None:
+    """Per-element shapes, a = 1 and b = 1 (closed form) among others (gamma ratio and
+    Johnk): the probability integral transform of every draw with its own shapes is uniform,
+    and it is so for each kind of element apart."""
+    rng = np.random.default_rng(23)
+    size = 60_000
+    a = rng.choice([0.05, 0.4, 1.0, 2.5, 30.0], size=size)
+    b = rng.choice([0.3, 1.0, 4.0, 200.0, 0.1], size=size)
+    one = rng.random(size) < share_one
+    side = rng.random(size) < 0.7
+    a[one & side] = 1.0
+    b[one & ~side] = 1.0
+    params = np.stack([a, b])
+    draws = beta_draws(np.random.default_rng(29), params, np.empty_like(params), chunked)
+    assert ((draws >= 0.0) & (draws <= 1.0)).all()
+    uniform = special.betainc(a, b, draws)
+    kinds = {
+        "all": np.ones(size, dtype=bool),
+        "a = 1": a == 1.0,
+        "b = 1": (b == 1.0) & (a != 1.0),
+        "gamma ratio": (a != 1.0) & (b != 1.0) & ((a > 1.0) | (b > 1.0)),
+        "johnk": (a != 1.0) & (b != 1.0) & (a <= 1.0) & (b <= 1.0),
+    }
+    for kind, where in kinds.items():
+        if where.any():  # share 1.0: closed form only
+            assert sps.kstest(uniform[where], "uniform").pvalue > KS_LEVEL, kind
+
+
+def test_beta_draws_below_the_closed_form_minimum_are_numpys_gamma_ratio() -> None:
+    """A live state's few draws (and any draw with few a = 1 or b = 1) keep the gamma ratio:
+    the same variates as before the closed form existed."""
+    params = np.array([[1.0, 3.0, 1.0, 7.0, 2.0], [5.0, 1.0, 2.0, 9.0, 2.0]])
+    assert params[0].size < CLOSED_FORM_MIN
+    draws = beta_draws(np.random.default_rng(3), params, np.empty_like(params)).copy()
+    gammas = np.random.default_rng(3).standard_gamma(params)
+    np.testing.assert_allclose(draws, gammas[0] / (gammas[0] + gammas[1]), rtol=1e-15)
 
 
 def test_thompson_breaks_saturated_ties_uniformly() -> None:
