@@ -67,7 +67,9 @@ def _warm_state(policy: Policy, runs: int, steps: int, seed: int) -> Stats:
     return stats
 
 
-def measure(name: str, runs: int, steps: int, quick: bool) -> dict[str, float]:
+def measure(
+    name: str, runs: int, steps: int, quick: bool, warm_steps: int = 20
+) -> dict[str, float]:
     policy = create_policy(name, {})
     live = _warm_state(policy, 1, 200, seed=1)
     single = Stats(live.n[0], live.total[0], live.total_sq[0])
@@ -82,7 +84,7 @@ def measure(name: str, runs: int, steps: int, quick: bool) -> dict[str, float]:
     )
     vector_one = _best_of(lambda: policy.select(single, rng), 500, repeat)
     propensities = _best_of(lambda: policy.probabilities_one(row, eligible), 20, repeat)
-    warm = _warm_state(policy, runs, 20, seed=4)
+    warm = _warm_state(policy, runs, warm_steps, seed=4)
     # Both loops start from the same state and seed and stay in step: update and
     # update_inplace give identical statistics, so they time the same decisions.
     pure = Stats(warm.n.copy(), warm.total.copy(), warm.total_sq.copy())
@@ -135,6 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10_000, help="batch size (runs)")
     parser.add_argument("--steps", type=int, default=20, help="batched steps per timing")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--warm-steps",
+        type=int,
+        default=20,
+        help="steps played before the batched timings: the cost depends on the state (early "
+        "on most Bernoulli arms have no success yet, and Thompson draws those in closed form)",
+    )
     parser.add_argument("--policy", action="append", choices=POLICY_NAMES, help="repeatable")
     parser.add_argument(
         "--threads", type=int, help="threads for large draws (default: usable cores, max 8)"
@@ -143,11 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         set_draw_threads(args.threads)
     names = args.policy or list(POLICY_NAMES)
-    results = {name: measure(name, args.runs, args.steps, args.quick) for name in names}
+    results = {
+        name: measure(name, args.runs, args.steps, args.quick, args.warm_steps) for name in names
+    }
     mabwiser = measure_mabwiser(200 if args.quick else 1000)
     report: dict[str, object] = {
         "arms": len(MEANS),
         "runs": args.runs,
+        "warm_steps": args.warm_steps,
         "draw_threads": draw_threads(),
         "policies": results,
     }
@@ -163,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         return 0
     print(f"live: µs per decision; batched: µs per (run, step), {args.runs} runs", end="")
+    print(f" after {args.warm_steps} steps", end="")
     print(f", draw threads {draw_threads()}")
     header = f"{'policy':24} {'select_one':>10} {'predrawn':>9} {'select ()':>9} {'props ms':>9}"
     print(header + f" {'select+update':>14} {'…+update_inplace':>17}")
