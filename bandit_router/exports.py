@@ -1,8 +1,10 @@
 """The decision log as records: decisions joined with their rewards, in the export format.
 
 The stream holds decision events and reward events (real or default) in commit order; a
-record is a decision with its reward, if any arrived. Records are what ``bandit-router
-export`` writes as JSON lines or Vowpal Wabbit DSJSON, and what replay reads.
+record is a decision with its reward, if any arrived. Decisions are written a linger after
+they are made, so a prompt reward can precede its decision in the stream: rewards are kept
+by nonce until their decision shows up. Records are what ``bandit-router export`` writes as
+JSON lines or Vowpal Wabbit DSJSON, and what replay reads.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ async def decision_records(
     await store.require_experiment(experiment)
     records: dict[str, admin_pb2.DecisionRecord] = {}
     order: list[str] = []
+    early: dict[str, tuple[float, bool]] = {}  # rewards ahead of their decision, by nonce
     start = f"{since_ms}-0" if since_ms else "-"
     while True:
         entries = await store.read_decision_log(experiment, start, CHUNK)
@@ -53,13 +56,18 @@ async def decision_records(
             if kind == "decisions":
                 for decision in decode(fields.get("data", "")):
                     nonce = decision.get("nonce", "")
-                    records[nonce] = record_of(experiment, decision)
+                    made = records[nonce] = record_of(experiment, decision)
                     order.append(nonce)
+                    if nonce in early:
+                        made.reward, made.default_reward_applied = early.pop(nonce)
             elif kind in ("reward", "default"):
-                record = records.get(fields.get("nonce", ""))
-                if record is not None:
-                    record.reward = float(fields.get("reward", 0.0))
-                    record.default_reward_applied = kind == "default"
+                nonce = fields.get("nonce", "")
+                reward = (float(fields.get("reward", 0.0)), kind == "default")
+                known = records.get(nonce)
+                if known is None:
+                    early[nonce] = reward
+                else:
+                    known.reward, known.default_reward_applied = reward
         if len(entries) < CHUNK:
             break
         start = "(" + entries[-1][0]

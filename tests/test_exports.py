@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,6 +12,13 @@ from pathlib import Path
 import pytest
 
 from bandit_router.client import BanditClient
+from bandit_router.decision_log import encode
+from bandit_router.experiments import Arm, Experiment, PolicySpec
+from bandit_router.exports import decision_records
+from bandit_router.keys import ExperimentKeys
+from bandit_router.router import Reason
+from bandit_router.store import Store
+from bandit_router.tokens import DecisionSigner
 from simulations.logs import read_decision_log
 
 from .servers import ServerThread
@@ -25,7 +33,7 @@ def test_export_round_trip(any_server: ServerThread, tmp_path: Path) -> None:
         rewarded = {d.decision_id: float(i % 2) for i, d in enumerate(decisions) if i % 3}
         for decision_id, value in rewarded.items():
             assert client.reward(decision_id, value) == "APPLIED"
-        time.sleep(0.2)  # decisions are written right after the tick that made them
+        time.sleep(0.2)  # decisions are written a linger (25 ms) after they were made
         records = list(client.export_decisions("log"))
     assert [r.decision_id for r in records] == [d.decision_id for d in decisions]
     for index, (record, decision) in enumerate(zip(records, decisions, strict=True)):
@@ -70,3 +78,39 @@ def test_export_round_trip(any_server: ServerThread, tmp_path: Path) -> None:
     assert len(labelled) == len(rewarded)  # VW learns from rewarded events only
     assert all(0 < event["_label_probability"] <= 1 for event in labelled)
     assert all(sum(event["p"]) == pytest.approx(1.0) for event in events)
+
+
+def test_a_reward_logged_before_its_decision_is_still_joined() -> None:
+    """A prompt reward commits before the decision's flush: the stream has it first."""
+
+    async def scenario() -> list[tuple[str, float | None, bool]]:
+        store = Store.from_url(None)
+        experiment = await store.create_experiment(
+            Experiment("early", (Arm("a"), Arm("b")), PolicySpec("thompson", {}))
+        )
+        issuer = DecisionSigner(b"k" * 32).issuer(
+            "early", experiment.incarnation, "a", 0.5, 1, True
+        )
+        ids = [issuer.issue(1_000 + i, 61_000 + i, f"{i:024x}") for i in range(3)]
+        log = ExperimentKeys("early").decisions
+        await store.client.xadd(log, {"type": "reward", "nonce": f"{0:024x}", "reward": "1.0"})
+        rows = [
+            (decision_id, Reason.EXPLOIT, "", {"a": 0.5, "b": 0.5}, None) for decision_id in ids
+        ]
+        await store.client.xadd(log, {"type": "decisions", "data": encode(rows)})
+        await store.client.xadd(log, {"type": "default", "nonce": f"{1:024x}", "reward": "0.0"})
+        return [
+            (
+                record.decision_id,
+                record.reward if record.HasField("reward") else None,
+                record.default_reward_applied,
+            )
+            async for record in decision_records(store, "early")
+        ]
+
+    records = asyncio.run(scenario())
+    assert [(reward, default) for _, reward, default in records] == [
+        (1.0, False),
+        (0.0, True),
+        (None, False),
+    ]
