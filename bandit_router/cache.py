@@ -139,10 +139,14 @@ class CachedExperiment:
         """
         if eligible != self.active:
             return self.policy.select_one(self.stats, rng, eligible)
+        return self.predrawn().draw(rng)
+
+    def predrawn(self) -> PredrawnDecisions:
+        """This state's block of pre-drawn decisions over every active arm (built once)."""
         block = self._block
         if block is None:
             block = self._block = PredrawnDecisions(self.policy, self.stats, self.active)
-        return block.draw(rng)
+        return block
 
     def full_stats(self) -> Stats:
         return self.stats.to_stats()

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from policies import PredrawnDecisions
 from policies.controls import in_burn_in_one
 
 from .cache import CachedExperiment, ExperimentCache
@@ -24,7 +25,7 @@ from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .experiments import check_name
 from .recorder import DecisionRecorder
 from .store import PendingDecision
-from .tokens import Decision, DecisionIssuer, DecisionSigner, new_nonce
+from .tokens import Decision, DecisionIssuer, DecisionSigner, new_nonce, nonce_bits
 
 if TYPE_CHECKING:
     from .buffered_metrics import BufferedCounter
@@ -34,6 +35,9 @@ MAX_UNIT_ID_LENGTH = 256
 MAX_CONTEXT_ENTRIES = 64
 MAX_CONTEXT_KEY_LENGTH = 128
 NO_EXCLUSIONS: frozenset[int] = frozenset()
+_now = time.time
+_new_tuple = tuple.__new__
+_nonce_bits = nonce_bits
 
 
 class Reason(StrEnum):
@@ -100,6 +104,7 @@ class PlainRoute(NamedTuple):
     floor_k: float  # the exploration floor times the number of active arms
     window_ms: int
     pending: bool  # a default reward is due for decisions nobody rewards
+    draws: PredrawnDecisions  # the state's pre-drawn decisions over ``active``
 
 
 #: ``CachedExperiment.route_plan`` for a state whose Routes are never plain.
@@ -177,32 +182,38 @@ class Router:
         if plan.floor_k and rng.random() < plan.floor_k:  # the same draws as ``choose``
             index, explored = rng.choice(plan.active), True
         else:
-            index, explored = entry.draw(plan.active, rng)
+            index, explored = plan.draws.draw(rng)  # = entry.draw(plan.active, rng)
         arm = plan.arms[index]
         assert arm is not None
-        issued_ms = int(time.time() * 1000)
+        issued_ms = int(_now() * 1000)
         deadline_ms = issued_ms + plan.window_ms
-        nonce = new_nonce()
+        nonce = f"{_nonce_bits(96):024x}"  # tokens.new_nonce, inlined: this is the hot path
         decision_id = arm.issuer.issue(issued_ms, deadline_ms, nonce)
-        reason = Reason.EXPLORE if explored else Reason.EXPLOIT
+        if explored:
+            reason, counter = Reason.EXPLORE, arm.explore
+        else:
+            reason, counter = Reason.EXPLOIT, arm.exploit
         self.recorder.record(
             plan.name,
             plan.incarnation,
             arm.name,
             (decision_id, reason, unit_id, plan.named, None),
-            PendingDecision(nonce, arm.name, deadline_ms) if plan.pending else None,
+            # tuple.__new__ skips the NamedTuple's Python-level __new__ (same object)
+            _new_tuple(PendingDecision, (nonce, arm.name, deadline_ms)) if plan.pending else None,
         )
-        counter = arm.explore if explored else arm.exploit
         if counter is not None:
-            counter.inc()
-        return RouteDecision(
-            decision_id,
-            arm.name,
-            arm.propensity,
-            reason,
-            plan.policy,
-            plan.state_version,
-            deadline_ms,
+            counter.pending += 1.0  # BufferedCounter.inc, inlined
+        return _new_tuple(
+            RouteDecision,
+            (
+                decision_id,
+                arm.name,
+                arm.propensity,
+                reason,
+                plan.policy,
+                plan.state_version,
+                deadline_ms,
+            ),
         )
 
     def _plain_route(self, entry: CachedExperiment) -> PlainRoute | object:
@@ -256,6 +267,7 @@ class Router:
             floor_k=experiment.exploration_floor * len(entry.active),
             window_ms=int(experiment.reward_window * 1000),
             pending=experiment.default_reward is not None,
+            draws=entry.predrawn(),
         )
 
     async def route(

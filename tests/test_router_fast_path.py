@@ -95,6 +95,7 @@ def test_fast_path_decides_exactly_as_the_general_path(
     changes: Mapping[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("bandit_router.router.time.time", lambda: 1_700_000_000.5)
+    monkeypatch.setattr("bandit_router.router._now", lambda: 1_700_000_000.5)  # the fast path's
     experiment = experiment_with(**changes)
     fast, fast_log, fast_metrics = make_router(experiment, seed=7)
     slow, slow_log, slow_metrics = make_router(experiment, seed=7)
