@@ -43,6 +43,7 @@ class ServerConfig:
     wait_timeout_ms: int = 100
     reward_linger: float = 0.002
     decision_linger: float = 0.025
+    sticky_lookup: float = 0.05
     tokens_file: str | None = None
     router_auth: bool = True
     tls_cert: str | None = None
@@ -141,6 +142,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "[BANDIT_ROUTER_DECISION_LINGER_MS] (default 25)",
     )
     add(
+        "--sticky-lookup-ms",
+        type=float,
+        default=_env_float("STICKY_LOOKUP_MS", 50.0),
+        help="how long a sticky unit's first Route on this replica waits for its assignment "
+        "in Redis before the policy decides [BANDIT_ROUTER_STICKY_LOOKUP_MS] (default 50)",
+    )
+    add(
         "--tokens-file",
         default=_env("TOKENS_FILE"),
         help="YAML/JSON of hashed bearer tokens; enables auth [BANDIT_ROUTER_TOKENS_FILE]; "
@@ -206,6 +214,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         wait_replicas=args.wait_replicas,
         reward_linger=max(0.0, args.reward_linger_ms) / 1000.0,
         decision_linger=max(0.0, args.decision_linger_ms) / 1000.0,
+        sticky_lookup=max(0.001, args.sticky_lookup_ms) / 1000.0,
         tokens_file=args.tokens_file,
         router_auth=args.router_auth,
         tls_cert=args.tls_cert,

@@ -184,7 +184,7 @@ async def build_app(
     cache.metrics = metrics
     recorder = DecisionRecorder(store, linger=config.decision_linger)
     recorder.metrics = metrics
-    sticky = StickyStore(store)
+    sticky = StickyStore(store, lookup_timeout=config.sticky_lookup)
     router = Router(cache, signer, recorder, rng=rng, metrics=metrics, sticky=sticky)
     rewards = RewardProcessor(
         store,

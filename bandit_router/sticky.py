@@ -23,12 +23,15 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 LOCAL_CAPACITY = 100_000
+#: How long a unit's first Route on a replica waits for its assignment in Redis by default
+#: (``--sticky-lookup-ms``); past it the policy decides, and the unit may change arm.
 LOOKUP_TIMEOUT = 0.05
 
 
 class StickyStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, lookup_timeout: float = LOOKUP_TIMEOUT) -> None:
         self.store = store
+        self.lookup_timeout = lookup_timeout
         self._local: OrderedDict[tuple[str, str, str], tuple[str, float, float, bool]] = (
             OrderedDict()
         )
@@ -56,7 +59,7 @@ class StickyStore:
                 self.store.client.hget(
                     ExperimentKeys(experiment).sticky, f"{incarnation}|{unit_id}"
                 ),
-                LOOKUP_TIMEOUT,
+                self.lookup_timeout,
             )
         except (TimeoutError, RedisError, OSError):
             return  # Route never fails because of stickiness: the policy decides instead

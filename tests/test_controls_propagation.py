@@ -36,7 +36,10 @@ POLL_LIMIT = 3.0  # seconds a poll may run before the test gives up (well past t
 def replicas(redis_server: RedisServer) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """Two server processes for the whole module; each test uses its own experiment."""
     redis_server.flush()
-    args = ("--redis-url", redis_server.url, "--refresh-interval", "0.1", "--sweep-interval", "1")
+    args = ["--redis-url", redis_server.url, "--refresh-interval", "0.1", "--sweep-interval", "1"]
+    # These tests measure propagation between replicas, not Redis latency: on a loaded CI
+    # machine a 50 ms sticky look-up can time out, and the unit is then decided afresh.
+    args += ["--sticky-lookup-ms", "1000"]
     with server_processes(2, *args) as (a, b):
         yield a, b
         stop_process(a)

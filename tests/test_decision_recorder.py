@@ -112,9 +112,12 @@ async def _failed_flush() -> None:
     assert flushed_nonces(store) == [f"{index:024x}" for index in range(9)]
 
 
-def test_the_linger_is_configurable() -> None:
+def test_the_lingers_and_budgets_are_configurable() -> None:
     parser = argparse.ArgumentParser()
     add_server_arguments(parser)
-    assert config_from_args(parser.parse_args([])).decision_linger == pytest.approx(0.025)
-    args = parser.parse_args(["--decision-linger-ms", "5"])
+    defaults = config_from_args(parser.parse_args([]))
+    assert defaults.decision_linger == pytest.approx(0.025)
+    assert defaults.sticky_lookup == pytest.approx(0.05)
+    args = parser.parse_args(["--decision-linger-ms", "5", "--sticky-lookup-ms", "200"])
     assert config_from_args(args).decision_linger == pytest.approx(0.005)
+    assert config_from_args(args).sticky_lookup == pytest.approx(0.2)
