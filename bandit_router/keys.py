@@ -55,7 +55,7 @@ class ExperimentKeys:
 
     @property
     def sticky(self) -> str:
-        """Hash unit id -> ``arm|propensity|expires_ms`` for sticky assignment."""
+        """Hash ``incarnation|unit`` -> ``arm|propensity|expires|flag`` (sticky_assign.lua)."""
         return f"{self.tag}:sticky"
 
     def rewarded(self, nonce: str) -> str:

@@ -374,6 +374,7 @@ class Router:
                 choice.propensity,
                 now + (experiment.sticky_ttl or experiment.reward_window),
                 choice.reason is Reason.HOLDOUT,
+                [experiment.arm_names[i] for i in entry.active],
             )
         return choice
 
@@ -460,4 +461,5 @@ class StickyAssignments(Protocol):
         propensity: float,
         expires: float,
         holdout: bool = False,
+        active_arms: Sequence[str] = (),
     ) -> None: ...

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -100,26 +101,51 @@ class StickyStore:
         propensity: float,
         expires: float,
         holdout: bool = False,
+        active_arms: Sequence[str] = (),
     ) -> None:
+        """Remember a fresh assignment here and store it, unless Redis holds a valid one
+        (``active_arms``: the arms an assignment may still name); then adopt that one."""
         self._remember(experiment, incarnation, unit_id, arm, propensity, expires, holdout)
         value = f"{arm}|{propensity!r}|{expires!r}|{'h' if holdout else 'b'}"
         task = asyncio.get_running_loop().create_task(
-            self._write(experiment, incarnation, unit_id, value, expires)
+            self._write(experiment, incarnation, unit_id, value, expires, active_arms or (arm,))
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _write(
-        self, experiment: str, incarnation: str, unit_id: str, value: str, expires: float
+        self,
+        experiment: str,
+        incarnation: str,
+        unit_id: str,
+        value: str,
+        expires: float,
+        active_arms: Sequence[str],
     ) -> None:
-        key = ExperimentKeys(experiment).sticky
+        now = time.time()
         try:
-            async with self.store.client.pipeline(transaction=False) as pipe:
-                pipe.hset(key, f"{incarnation}|{unit_id}", value)
-                pipe.expire(key, max(1, int(expires - time.time()) + 60))
-                await pipe.execute()
+            kept = await self.store.assign_sticky(
+                experiment,
+                f"{incarnation}|{unit_id}",
+                value,
+                now,
+                max(1, int(expires - now) + 60),
+                active_arms,
+            )
         except (RedisError, OSError) as error:
             log.warning("sticky assignment not stored: %s", error)
+            return
+        if kept is not None:  # another decision got there first: follow it from now on
+            arm, propensity, stored_expires, *flags = kept.split("|")
+            self._remember(
+                experiment,
+                incarnation,
+                unit_id,
+                arm,
+                float(propensity),
+                float(stored_expires),
+                flags == ["h"],
+            )
 
     def observe(self, old: Any, new: Any) -> None:
         """Forget local assignments to arms that are no longer active."""

@@ -148,7 +148,13 @@ class Store:
         self._create = client.register_script(_script_text("create_experiment"))
         self._update = client.register_script(_script_text("update_experiment"))
         self._reset = client.register_script(_script_text("reset_statistics"))
-        self._scripts = [self._apply_reward, self._record_decisions, self._apply_defaults]
+        self._sticky_assign = client.register_script(_script_text("sticky_assign"))
+        self._scripts = [
+            self._apply_reward,
+            self._record_decisions,
+            self._apply_defaults,
+            self._sticky_assign,
+        ]
 
     @classmethod
     def from_url(cls, url: str | None, *, timeout: float = 1.0) -> Store:
@@ -417,6 +423,30 @@ class Store:
         errors = [reply for reply in replies if isinstance(reply, Exception)]
         if errors:
             log.warning("decision flush had %d errors; first: %s", len(errors), errors[0])
+
+    async def assign_sticky(
+        self,
+        name: str,
+        field: str,
+        value: str,
+        now: float,
+        ttl_seconds: int,
+        active_arms: Sequence[str],
+    ) -> str | None:
+        """Store ``value`` as ``field``'s sticky assignment unless a valid one is stored;
+        returns the stored one that was kept, None when ``value`` was written."""
+        (reply,) = await self._execute(
+            [
+                ScriptCall(
+                    self._sticky_assign,
+                    [ExperimentKeys(name).sticky],
+                    [field, value, repr(now), ttl_seconds, ",".join(active_arms)],
+                )
+            ]
+        )
+        if isinstance(reply, Exception):
+            raise reply
+        return str(reply) if reply else None
 
     async def read_decision_log(
         self, name: str, start: str = "-", count: int = 1000
