@@ -314,20 +314,23 @@ async def _drive(
     return results
 
 
+def bench_experiment() -> admin_pb2.CreateExperimentRequest:
+    """The experiment both benchmark modes route on: Thompson sampling over ``ARMS``."""
+    experiment = experiment_pb2.Experiment(
+        name=EXPERIMENT,
+        arms=[experiment_pb2.Arm(name=arm) for arm in ARMS],
+        policy=experiment_pb2.PolicySpec(name="thompson"),
+        default_reward=0.0,
+    )
+    experiment.reward_window.FromSeconds(600)
+    return admin_pb2.CreateExperimentRequest(experiment=experiment)
+
+
 async def _create_experiment(target: str) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         admin = admin_pb2_grpc.AdminStub(channel)
-        experiment = experiment_pb2.Experiment(
-            name=EXPERIMENT,
-            arms=[experiment_pb2.Arm(name=arm) for arm in ARMS],
-            policy=experiment_pb2.PolicySpec(name="thompson"),
-            default_reward=0.0,
-        )
-        experiment.reward_window.FromSeconds(600)
         with contextlib.suppress(grpc.aio.AioRpcError):
-            await admin.CreateExperiment(
-                admin_pb2.CreateExperimentRequest(experiment=experiment), timeout=10
-            )
+            await admin.CreateExperiment(bench_experiment(), timeout=10)
         await asyncio.sleep(0.5)  # let every worker's cache see it
 
 

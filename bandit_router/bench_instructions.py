@@ -33,8 +33,8 @@ from pathlib import Path
 
 import grpc
 
-from .bench import ARMS, EXPERIMENT, free_port, process, redis_server
-from .v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2, router_pb2_grpc
+from .bench import EXPERIMENT, bench_experiment, free_port, process, redis_server
+from .v1 import admin_pb2_grpc, router_pb2, router_pb2_grpc
 
 #: Calls before counting: imports, caches and the first pre-drawn block are not per call.
 WARM_UP = 300
@@ -136,17 +136,8 @@ def _rewarder(
 
 
 def _create_experiment(target: str) -> None:
-    experiment = experiment_pb2.Experiment(
-        name=EXPERIMENT,
-        arms=[experiment_pb2.Arm(name=arm) for arm in ARMS],
-        policy=experiment_pb2.PolicySpec(name="thompson"),
-        default_reward=0.0,
-    )
-    experiment.reward_window.FromSeconds(600)
     with grpc.insecure_channel(target) as channel:
-        admin_pb2_grpc.AdminStub(channel).CreateExperiment(
-            admin_pb2.CreateExperimentRequest(experiment=experiment), timeout=60
-        )
+        admin_pb2_grpc.AdminStub(channel).CreateExperiment(bench_experiment(), timeout=60)
     time.sleep(1.0)
 
 

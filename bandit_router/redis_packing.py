@@ -2,11 +2,12 @@
 
 redis-py's synchronous connections pack commands with ``hiredis.pack_command`` when hiredis
 is installed, but its asyncio connections always use the pure-Python packer (redis/redis-py
-issue #4176, open as of redis 8.1). That packer encodes every argument in Python: a decision
-flush (one argument per pending decision) spent more of the server's CPU packing than Redis
-spent running the script. This swaps in redis-py's own ``HiredisRespSerializer`` for the
-connection classes of one client, and leaves the client alone when hiredis is missing or the
-client encodes text other than strict UTF-8 (the only encoding hiredis packs).
+issue #4176, open as of redis 8.1). That packer encodes every argument in Python, and a
+decision flush has one argument per pending decision: with it a flush of 32 cost ~320 µs of
+the server's CPU, with hiredis ~250 (measured in-process). This swaps in redis-py's own
+``HiredisRespSerializer`` for the connection classes of one client, and leaves the client
+alone when hiredis is missing or the client encodes text other than strict UTF-8 (the only
+encoding hiredis packs).
 """
 
 from __future__ import annotations

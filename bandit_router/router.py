@@ -37,7 +37,6 @@ MAX_CONTEXT_KEY_LENGTH = 128
 NO_EXCLUSIONS: frozenset[int] = frozenset()
 _now = time.time
 _new_tuple = tuple.__new__
-_nonce_bits = nonce_bits
 
 
 class Reason(StrEnum):
@@ -187,7 +186,7 @@ class Router:
         assert arm is not None
         issued_ms = int(_now() * 1000)
         deadline_ms = issued_ms + plan.window_ms
-        nonce = f"{_nonce_bits(96):024x}"  # tokens.new_nonce, inlined: this is the hot path
+        nonce = f"{nonce_bits(96):024x}"  # tokens.new_nonce, inlined: this is the hot path
         decision_id = arm.issuer.issue(issued_ms, deadline_ms, nonce)
         if explored:
             reason, counter = Reason.EXPLORE, arm.explore

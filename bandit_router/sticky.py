@@ -65,17 +65,7 @@ class StickyStore:
         except (TimeoutError, RedisError, OSError):
             return  # Route never fails because of stickiness: the policy decides instead
         if raw:
-            arm, propensity, expires, *flags = str(raw).split("|")
-            if float(expires) > now:
-                self._remember(
-                    experiment,
-                    incarnation,
-                    unit_id,
-                    arm,
-                    float(propensity),
-                    float(expires),
-                    flags == ["h"],
-                )
+            self._adopt(experiment, incarnation, unit_id, str(raw), now)
 
     def _remember(
         self,
@@ -136,14 +126,21 @@ class StickyStore:
             log.warning("sticky assignment not stored: %s", error)
             return
         if kept is not None:  # another decision got there first: follow it from now on
-            arm, propensity, stored_expires, *flags = kept.split("|")
+            self._adopt(experiment, incarnation, unit_id, kept, now)
+
+    def _adopt(
+        self, experiment: str, incarnation: str, unit_id: str, stored: str, now: float
+    ) -> None:
+        """Remember an assignment as stored in Redis (``assign``'s format), unless expired."""
+        arm, propensity, expires, *flags = stored.split("|")
+        if float(expires) > now:
             self._remember(
                 experiment,
                 incarnation,
                 unit_id,
                 arm,
                 float(propensity),
-                float(stored_expires),
+                float(expires),
                 flags == ["h"],
             )
 

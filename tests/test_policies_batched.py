@@ -33,19 +33,12 @@ from policies.sampling import (
 )
 from policies.thompson import CLOSED_FORM_MIN, SELECT_CHUNK_VARIATES, beta_draws
 
+from .test_policies_laws import BERNOULLI, CONTINUOUS
+
 CHI2_LEVEL = 1e-6
 KS_LEVEL = 1e-6
 
-STATE = Stats(
-    np.array([10.0, 100.0, 30.0, 5.0, 0.0]),
-    np.array([3.0, 50.0, 20.0, 1.0, 0.0]),
-    np.array([3.0, 50.0, 20.0, 1.0, 0.0]),
-)
-CONTINUOUS = Stats(
-    np.array([20.0, 5.0, 50.0, 3.0, 8.0]),
-    np.array([20.0, 6.5, 55.0, 6.0, 7.2]),
-    np.array([40.0, 25.0, 65.0, 15.0, 32.0]),
-)
+STATE = BERNOULLI
 
 
 @pytest.fixture
