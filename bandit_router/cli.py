@@ -382,7 +382,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
-    return bench_main(args)
+    try:
+        return bench_main(args)
+    except RuntimeError as error:  # the benchmark's setup: a missing tool, a server that died
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 # -- parser ------------------------------------------------------------------------------------

@@ -72,3 +72,18 @@ def test_instruction_counts_for_both_servers(tmp_path: Path) -> None:
     }
     assert all(row["calls"] == 64 and row["instructions_per_call"] > 10_000 for row in rows)
     assert "x echo" in result.stdout
+
+
+def test_a_missing_valgrind_is_a_clear_error(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "bandit_router", "bench", "--instructions", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(empty)},
+    )
+    assert result.returncode == 2
+    assert "needs valgrind" in result.stderr
+    assert "Traceback" not in result.stderr
