@@ -453,7 +453,10 @@ class Metrics:
         duration_child, error_child = self._child(
             self._store_children,
             operation,
-            lambda: (self.store_duration.labels(operation), self.store_errors.labels(operation)),
+            lambda: (
+                self.buffered.histogram(self.store_duration.labels(operation)),
+                self.buffered.counter(self.store_errors.labels(operation)),
+            ),
         )
         duration_child.observe(seconds)
         if not ok:

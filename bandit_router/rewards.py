@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .batching import GroupCommit
 from .cache import ExperimentCache
 from .errors import InvalidArgument, NotFound, Unavailable
-from .store import RewardCommand, Store, with_timeout
+from .store import RewardCommand, Store, unavailable
 from .tokens import DecisionSigner
 
 if TYPE_CHECKING:
@@ -124,11 +124,14 @@ class RewardProcessor:
         )
         started = time.perf_counter()
         try:
-            result = await with_timeout(self._commit.submit(command), timeout, "Reward")
-        except Exception:
+            result = await self._commit.submit(command, timeout)
+        except Exception as error:
             if self.metrics is not None:
                 self.metrics.observe_store("reward", time.perf_counter() - started, ok=False)
-            raise
+            mapped = unavailable(error, "Reward")
+            if mapped is error:
+                raise
+            raise mapped from error
         if self.metrics is not None:
             self.metrics.observe_store("reward", time.perf_counter() - started, ok=True)
         if result == "gone":

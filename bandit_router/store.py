@@ -8,16 +8,15 @@ timeouts, retries) could otherwise stall a call for about a minute on a hung Red
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -31,7 +30,6 @@ from .keys import CHANGES_CHANNEL, EXPERIMENTS, SECRET, ExperimentKeys
 from .redis_packing import use_hiredis_packing
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 STAT_SUFFIXES = ("n", "sum", "sum_sq")
 MAX_SNAPSHOTS = 50
@@ -142,7 +140,7 @@ class Store:
     def __init__(self, client: aioredis.Redis, *, embedded: bool = False) -> None:
         self.client = client
         self.embedded = embedded
-        self._apply_reward = client.register_script(_script_text("apply_reward"))
+        self._apply_rewards = client.register_script(_script_text("apply_rewards"))
         self._record_decisions = client.register_script(_script_text("record_decisions"))
         self._apply_defaults = client.register_script(_script_text("apply_defaults"))
         self._create = client.register_script(_script_text("create_experiment"))
@@ -150,7 +148,7 @@ class Store:
         self._reset = client.register_script(_script_text("reset_statistics"))
         self._sticky_assign = client.register_script(_script_text("sticky_assign"))
         self._scripts = [
-            self._apply_reward,
+            self._apply_rewards,
             self._record_decisions,
             self._apply_defaults,
             self._sticky_assign,
@@ -320,24 +318,49 @@ class Store:
     # -- rewards ---------------------------------------------------------------------------
 
     async def apply_rewards(self, commands: Sequence[RewardCommand]) -> list[str | Exception]:
-        """Run one apply_reward script per command in a single pipeline (group commit)."""
+        """Credit a group commit's rewards: one ``apply_rewards`` script call per experiment
+        (and per late rule and discount, which a refresh may change between two rewards), all
+        in one pipeline. Returns each command's outcome, or the error of its script call."""
+        groups: dict[tuple[str, str, str, float], list[int]] = {}
+        for index, command in enumerate(commands):
+            group = (command.experiment, command.incarnation, command.late_rule, command.gamma)
+            groups.setdefault(group, []).append(index)
         calls: list[PipelineCall] = []
-        for command in commands:
-            keys = ExperimentKeys(command.experiment)
+        for (name, incarnation, late_rule, gamma), indices in groups.items():
+            keys = ExperimentKeys(name)
+            group_commands = [commands[i] for i in indices]
             calls.append(
                 ScriptCall(
-                    self._apply_reward,
-                    [keys.stats, keys.rewarded(command.nonce), keys.pending, keys.decisions],
+                    self._apply_rewards,
                     [
-                        f"{command.incarnation}|{command.arm}|{float(command.value)!r}|"
-                        f"{command.deadline_ms}|{command.late_rule}|{1 if command.learn else 0}|"
-                        f"{command.marker_ttl_ms}|{command.gamma!r}|{command.nonce}|"
-                        f"{DECISION_LOG_MAXLEN}"
+                        keys.stats,
+                        keys.pending,
+                        keys.decisions,
+                        *(keys.rewarded(c.nonce) for c in group_commands),
+                    ],
+                    [
+                        incarnation,
+                        late_rule,
+                        repr(gamma),
+                        DECISION_LOG_MAXLEN,
+                        "".join(
+                            f"{c.arm}|{float(c.value)!r}|{c.deadline_ms}|{1 if c.learn else 0}|"
+                            f"{c.marker_ttl_ms}|{c.nonce};"
+                            for c in group_commands
+                        ),
                     ],
                 )
             )
         replies = await self._execute(calls)
-        return [reply if isinstance(reply, Exception) else str(reply) for reply in replies]
+        results: list[str | Exception] = [""] * len(commands)
+        for indices, reply in zip(groups.values(), replies, strict=True):
+            if isinstance(reply, Exception):
+                for index in indices:
+                    results[index] = reply
+                continue
+            for index, outcome in zip(indices, reply, strict=True):
+                results[index] = str(outcome)
+        return results
 
     async def _execute(self, calls: Sequence[PipelineCall]) -> list[Any]:
         """One pipelined round trip; scripts run by EVALSHA, loaded only when Redis lacks them.
@@ -505,16 +528,13 @@ class Store:
         return cast(list[tuple[str, dict[str, str]]], list(entries or []))
 
 
-async def with_timeout(awaitable: Awaitable[T], timeout: float | None, what: str) -> T:
-    """Bound a store call by the caller's remaining deadline; UNAVAILABLE when Redis is slow."""
-    try:
-        async with asyncio.timeout(timeout):  # no extra task, unlike wait_for on 3.11
-            return await awaitable
-    except TimeoutError as error:
-        raise Unavailable(f"store did not answer {what} in time; safe to retry") from error
-    except (RedisError, OSError) as error:
-        if isinstance(error, ResponseError):
-            raise
-        raise Unavailable(
+def unavailable(error: BaseException, what: str) -> BaseException:
+    """What a caller should hear about a failed store call: UNAVAILABLE (safe to retry) for a
+    timeout or a lost connection; anything else, a script's error included, unchanged."""
+    if isinstance(error, TimeoutError):
+        return Unavailable(f"store did not answer {what} in time; safe to retry")
+    if isinstance(error, (RedisError, OSError)) and not isinstance(error, ResponseError):
+        return Unavailable(
             f"store unavailable during {what}: {type(error).__name__}; safe to retry"
-        ) from error
+        )
+    return error

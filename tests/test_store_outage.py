@@ -37,10 +37,16 @@ def test_route_serves_and_reward_fails_fast_while_redis_hangs() -> None:
                 assert time.monotonic() - started < 1.5
             finally:
                 redis.proc.send_signal(signal.SIGCONT)
-            errors = server.app.metrics.registry.get_sample_value(
-                "bandit_router_store_errors_total", {"operation": "reward"}
-            )
-            assert errors == 1  # the refused Reward is counted as a store error
+            # The refused Reward is counted as a store error (exported at the next metrics
+            # flush, a fraction of a second later: the hot path buffers its counts).
+            errors = None
+            deadline = time.monotonic() + 5
+            while errors != 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                errors = server.app.metrics.registry.get_sample_value(
+                    "bandit_router_store_errors_total", {"operation": "reward"}
+                )
+            assert errors == 1
             # The client's retry after the outage is safe: credited exactly once.
             deadline = time.monotonic() + 10
             outcome = None

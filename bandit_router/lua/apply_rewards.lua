@@ -1,0 +1,88 @@
+-- Credit a group commit's rewards of one experiment, each to its decision exactly once.
+-- Invariant: a decision changes the statistics at most once as a reward (plus, with the APPLY
+-- late rule, one correction that replaces its default reward), and each reward's checks all
+-- happen before its first write, so a refused reward leaves no marker behind (Redis has no
+-- rollback). Rewards are applied in order, so a retry within the same group is a duplicate.
+-- One call per group rather than one per reward: a script call's fixed cost (the caller
+-- packing and parsing it, Redis setting up the script) was most of what a reward cost.
+-- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream,
+-- KEYS[4..] dedupe marker of each reward's decision, in the order of the rewards
+-- ARGV[1] incarnation, ARGV[2] late rule ('ignore'|'apply'), ARGV[3] gamma,
+-- ARGV[4] log max length, ARGV[5] one string of "arm|value|deadline_ms|learn|marker_ttl_ms|nonce;"
+--   per reward (learn: '1'|'0'; one argument, not six per reward: packing them is the cost)
+-- Returns one outcome per reward: 'applied' | 'late_applied' | 'late_ignored' | 'duplicate'
+--   | 'recorded' | 'gone' | 'no_arm'
+local stats, pending, log = KEYS[1], KEYS[2], KEYS[3]
+local rule, gamma, maxlen = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local outcomes = {}
+if redis.call('HGET', stats, '_inc') ~= ARGV[1] then
+  for i = 1, #KEYS - 3 do outcomes[i] = 'gone' end
+  return outcomes
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local known = {}
+local applied = 0
+
+local function fmt(x) return string.format('%.17g', x) end
+
+local function add(arm, v_sum, v_sq, dn)
+  if gamma < 1 then
+    local all = redis.call('HGETALL', stats)
+    for i = 1, #all, 2 do
+      local f = all[i]
+      if f:sub(-2) == ':n' or f:sub(-4) == ':sum' or f:sub(-7) == ':sum_sq' then
+        redis.call('HSET', stats, f, fmt(tonumber(all[i + 1]) * gamma))
+      end
+    end
+  end
+  if dn ~= 0 then redis.call('HINCRBYFLOAT', stats, arm .. ':n', dn) end
+  redis.call('HINCRBYFLOAT', stats, arm .. ':sum', v_sum)
+  redis.call('HINCRBYFLOAT', stats, arm .. ':sum_sq', v_sq)
+  applied = applied + 1
+end
+
+local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce)
+  local exists = known[arm]
+  if exists == nil then
+    exists = redis.call('HEXISTS', stats, arm .. ':n') == 1
+    known[arm] = exists
+  end
+  if not exists then return 'no_arm' end
+  local late = now > deadline
+  local value = tonumber(value_s)
+  local marker = redis.call('GET', marker_key)
+  local function log_event()
+    redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'type', 'reward', 'nonce', nonce,
+      'reward', value_s)
+  end
+  if marker then
+    if string.sub(marker, 1, 2) == 'd:' and late and rule == 'apply' then
+      -- Replace the default reward credited at the deadline by the real one.
+      local default = tonumber(string.sub(marker, 3))
+      redis.call('SET', marker_key, 'r', 'KEEPTTL')
+      if learn then add(arm, fmt(value - default), fmt(value * value - default * default), 0) end
+      log_event()
+      return 'late_applied'
+    end
+    if string.sub(marker, 1, 2) == 'd:' and late then return 'late_ignored' end
+    return 'duplicate'
+  end
+  if late and rule ~= 'apply' then return 'late_ignored' end
+  redis.call('SET', marker_key, 'r', 'PX', ttl)
+  redis.call('ZREM', pending, nonce .. '|' .. arm)
+  log_event()
+  if not learn then return 'recorded' end
+  add(arm, value_s, fmt(value * value), 1)
+  if late then return 'late_applied' end
+  return 'applied'
+end
+
+local k = 3
+for arm, value_s, deadline, learn, ttl, nonce in
+    string.gmatch(ARGV[5], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+);') do
+  k = k + 1
+  outcomes[k - 3] = apply(KEYS[k], arm, value_s, tonumber(deadline), learn == '1', ttl, nonce)
+end
+if applied > 0 then redis.call('HINCRBY', stats, '_version', applied) end
+return outcomes
