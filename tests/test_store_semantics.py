@@ -208,3 +208,31 @@ def test_scripts_flushed_by_a_redis_restart_are_reloaded_without_double_effects(
         assert await arm_stats(store, "a") == (3.0, 3.0, 3.0)
 
     run(scenario())
+
+
+def test_a_mixed_group_commit_answers_each_reward_in_order() -> None:
+    """One flush may carry several experiments, stale incarnations and unknown arms: each
+    group runs as one script call, and every caller gets its own reward's outcome."""
+
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment())
+        other = await store.create_experiment(make_experiment(name="other"))
+        stale = exp.with_changes(incarnation="0" * 12)
+        repeated = new_nonce()
+        commands = [
+            command(exp, repeated, "a", 1.0),
+            command(other, new_nonce(), "b", 0.0),
+            command(exp, new_nonce(), "zz", 1.0),  # no such arm
+            command(stale, new_nonce(), "a", 1.0),  # the experiment was re-created since
+            command(exp, repeated, "a", 1.0),  # a retry within the same flush
+            command(exp, new_nonce(), "b", 1.0),
+        ]
+        results = await store.apply_rewards(commands)
+        assert results == ["applied", "applied", "no_arm", "gone", "duplicate", "applied"]
+        assert await arm_stats(store, "a") == (1.0, 1.0, 1.0)
+        assert await arm_stats(store, "b") == (1.0, 1.0, 1.0)
+        other_b = (await store.read_state("other")).arm_stat("b", "n")
+        assert other_b == 1.0
+
+    run(scenario())
