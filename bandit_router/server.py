@@ -255,8 +255,14 @@ async def load_initial_experiments(config: ServerConfig, operations: AdminOperat
                 log.info("experiment %s exists; left unchanged (file %s)", experiment.name, path)
 
 
-async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
-    """Run one server process until SIGTERM or SIGINT, then drain and exit cleanly."""
+async def serve(
+    config: ServerConfig, *, ready: asyncio.Event | None = None, exit_if_stuck: bool = False
+) -> None:
+    """Run one server process until SIGTERM or SIGINT, then drain and exit cleanly.
+
+    ``exit_if_stuck`` (the process entry point's choice, never an embedding caller's): end the
+    process when a leftover task will not stop, since ``asyncio.run`` would wait for it forever.
+    """
     registry = CollectorRegistry()
     if config.metrics_address and config.workers == 1:
         host, _, port = config.metrics_address.rpartition(":")
@@ -283,17 +289,21 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
         ready.set()
     await app.wait_stopped()
     await app.server.wait_for_termination()
-    await stop_leftover_tasks()
+    stuck = await stop_leftover_tasks()
     log.info("stopped")
+    if stuck and exit_if_stuck:
+        logging.shutdown()
+        os._exit(0)
 
 
-async def stop_leftover_tasks(patience: float = 5.0) -> None:
-    """Cancel whatever still runs once the server has drained; exit if something will not stop.
+async def stop_leftover_tasks(patience: float = 5.0) -> list[asyncio.Task[Any]]:
+    """Cancel whatever still runs once the server has drained; the tasks that will not stop.
 
     ``asyncio.run`` cancels leftover tasks once and then waits for them without a limit, so a
     task that swallows its cancellation (see ``tasks.py``) kept a drained worker alive forever
-    after SIGTERM (seen once in the test suite, orphaned by its supervisor). Everything that
-    matters (in-flight calls, buffered decisions, metrics) is already flushed here.
+    after SIGTERM (seen once in the test suite, orphaned by its supervisor). Re-cancelling
+    stops most; any that still run are logged by name. Everything that matters (in-flight
+    calls, buffered decisions, metrics) is already flushed when this runs.
     """
     current = asyncio.current_task()
     leftovers = [task for task in asyncio.all_tasks() if task is not current]
@@ -301,12 +311,11 @@ async def stop_leftover_tasks(patience: float = 5.0) -> None:
     stuck = [task for task in leftovers if not task.done()]
     if stuck:
         log.error(
-            "exiting with %d task(s) that ignored cancellation: %s",
+            "%d task(s) ignored cancellation: %s",
             len(stuck),
             ", ".join(f"{task.get_name()} {task.get_coro()!r}" for task in stuck),
         )
-        logging.shutdown()
-        os._exit(0)
+    return stuck
 
 
 def run(config: ServerConfig) -> int:
@@ -322,7 +331,7 @@ def run(config: ServerConfig) -> int:
             import uvloop
 
             runner = uvloop.run
-    runner(serve(config))
+    runner(serve(config, exit_if_stuck=True))
     return 0
 
 

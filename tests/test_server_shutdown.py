@@ -1,32 +1,20 @@
-"""A drained server exits even when a task swallows its cancellation."""
+"""After draining, leftover tasks are stopped, and one that will not stop is named."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
+import subprocess
+import sys
 
 import pytest
 
 from bandit_router import server
 
 
-class Exited(Exception):
-    pass
-
-
-def test_leftover_tasks_are_cancelled_and_a_stuck_one_does_not_keep_the_process(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_leftover_tasks_are_cancelled_and_a_stuck_one_is_reported(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    codes: list[int] = []
-
-    def fake_exit(code: int) -> None:
-        codes.append(code)
-        raise Exited
-
-    monkeypatch.setattr(os, "_exit", fake_exit)
-    monkeypatch.setattr(logging, "shutdown", lambda: None)  # keep pytest's handlers
     released = False
 
     async def polite() -> None:
@@ -37,39 +25,65 @@ def test_leftover_tasks_are_cancelled_and_a_stuck_one_does_not_keep_the_process(
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(3600)
 
-    async def scenario() -> tuple[asyncio.Task[None], asyncio.Task[None]]:
-        tasks = (
-            asyncio.create_task(polite(), name="polite"),
-            asyncio.create_task(stubborn(), name="stubborn"),
-        )
+    async def scenario() -> None:
+        nonlocal released
+        polite_task = asyncio.create_task(polite(), name="polite")
+        stubborn_task = asyncio.create_task(stubborn(), name="stubborn")
         await asyncio.sleep(0)
-        with pytest.raises(Exited):
-            await server.stop_leftover_tasks(patience=0.3)
-        return tasks
-
-    loop = asyncio.new_event_loop()
-    try:
-        polite_task, stubborn_task = loop.run_until_complete(scenario())
+        stuck = await server.stop_leftover_tasks(patience=0.3)
         assert polite_task.cancelled()
-        assert not stubborn_task.done()
-        assert codes == [0]
-        assert "ignored cancellation" in caplog.text and "stubborn" in caplog.text
-    finally:
-        released = True  # the fake exit returned control: let the stubborn task end
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                loop.run_until_complete(task)
-        loop.close()
+        assert stuck == [stubborn_task] and not stubborn_task.done()
+        released = True  # let it end, or this test's own loop would wait for it forever
+        stubborn_task.cancel()
+        await asyncio.wait([stubborn_task])
+
+    asyncio.run(scenario())
+    assert "ignored cancellation" in caplog.text and "stubborn" in caplog.text
 
 
-def test_without_stuck_tasks_nothing_exits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "_exit", lambda code: pytest.fail("exited"))
-
-    async def scenario() -> asyncio.Task[None]:
+def test_without_stuck_tasks_nothing_is_reported() -> None:
+    async def scenario() -> tuple[list[asyncio.Task[object]], asyncio.Task[None]]:
         task = asyncio.create_task(asyncio.sleep(3600))
         await asyncio.sleep(0)
-        await server.stop_leftover_tasks(patience=1.0)
-        return task
+        return await server.stop_leftover_tasks(patience=1.0), task
 
-    assert asyncio.run(scenario()).cancelled()
+    stuck, task = asyncio.run(scenario())
+    assert stuck == [] and task.cancelled()
+
+
+STUCK_SERVER = """
+import asyncio, contextlib, logging, os, signal
+from bandit_router.config import ServerConfig
+from bandit_router.server import serve
+
+logging.basicConfig(level=logging.INFO)
+
+async def stubborn():
+    while True:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+
+async def main():
+    ready = asyncio.Event()
+
+    async def terminate_when_ready():
+        await ready.wait()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    loop = asyncio.get_running_loop()
+    loop.create_task(stubborn(), name="stubborn")
+    loop.create_task(terminate_when_ready())
+    await serve(ServerConfig(listen="127.0.0.1:0"), ready=ready, exit_if_stuck=True)
+
+asyncio.run(main())
+print("asyncio.run returned")  # it cannot: it would wait for the stubborn task forever
+"""
+
+
+def test_a_server_process_exits_after_sigterm_despite_a_stuck_task() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK_SERVER], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ignored cancellation" in done.stderr and "stubborn" in done.stderr
+    assert "asyncio.run returned" not in done.stdout
