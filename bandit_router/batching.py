@@ -9,8 +9,8 @@ own script's reply.
 Each caller may bound its wait (``submit(command, timeout)``). Callers' deadlines are kept in
 slots of ``DEADLINE_SLOT`` seconds with one loop timer per slot, not one ``asyncio.timeout``
 per caller: a timer per call cost a Reward about 4 µs of the event loop's time (uvloop), the
-largest single item after the store call itself. A slot fires at its start, so a caller hears
-TimeoutError at most ``DEADLINE_SLOT`` before its deadline, never after it.
+largest single item after the store call itself. A slot's timer is set for the slot's start,
+so a caller's timer is due up to ``DEADLINE_SLOT`` before its deadline, never after it.
 """
 
 from __future__ import annotations

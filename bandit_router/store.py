@@ -37,8 +37,16 @@ DECISION_LOG_MAXLEN = 200_000
 AUDIT_MAXLEN = 10_000
 
 
+#: Scripts that start with the shared statistics functions (``lua/statistics.lua``).
+_USES_STATISTICS = ("apply_rewards", "apply_defaults")
+
+
 def _script_text(name: str) -> str:
-    return resources.files("bandit_router").joinpath(f"lua/{name}.lua").read_text()
+    lua = resources.files("bandit_router").joinpath("lua")
+    text = lua.joinpath(f"{name}.lua").read_text()
+    if name in _USES_STATISTICS:
+        text = lua.joinpath("statistics.lua").read_text() + text
+    return text
 
 
 class RewardCommand(NamedTuple):

@@ -155,20 +155,30 @@ def test_holdout_rewards_are_recorded_not_learned() -> None:
 
 
 def test_discounted_update_matches_the_policy_rule() -> None:
-    """The Lua discount is the vectorised policy's update, reward by reward."""
+    """The Lua discount is the vectorised policy's update, reward by reward, for real and
+    default rewards alike (both scripts share ``lua/statistics.lua``)."""
     from policies import Stats, create_policy
 
     async def scenario() -> None:
         store = Store.from_url(None)
         exp = await store.create_experiment(
-            make_experiment(policy=PolicySpec("thompson", {"gamma": 0.9}), default_reward=None)
+            make_experiment(policy=PolicySpec("thompson", {"gamma": 0.9}), default_reward=0.0)
         )
         policy = create_policy("thompson", {"gamma": 0.9})
         expected = Stats.zeros(2)
         import numpy as np
 
-        for arm, value in [("a", 1.0), ("b", 0.0), ("a", 0.0), ("b", 1.0), ("a", 1.0)]:
-            await store.apply_rewards([command(exp, new_nonce(), arm, value, gamma=0.9)])
+        past = int(time.time() * 1000) - 10
+        steps = [("a", 1.0), ("b", 0.0), ("a", None), ("b", 1.0), ("b", None), ("a", 1.0)]
+        for arm, value in steps:
+            if value is None:  # no reward came: the default (0.0) is credited by the sweeper
+                pending = [PendingDecision(new_nonce(), arm, past)]
+                await store.record_decisions({"exp": (exp.incarnation, pending, "", {})})
+                due = await store.due_pending("exp", int(time.time() * 1000), 10)
+                assert await store.apply_defaults(exp, due, 600_000, 0.9) == [arm]
+                value = 0.0
+            else:
+                await store.apply_rewards([command(exp, new_nonce(), arm, value, gamma=0.9)])
             expected = policy.update(expected, np.array("ab".index(arm)), np.array(value))
         for i, arm in enumerate("ab"):
             n, total, total_sq = await arm_stats(store, arm)

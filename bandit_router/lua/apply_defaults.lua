@@ -1,4 +1,5 @@
 -- Credit the default reward to decisions whose deadline passed without a reward.
+-- Runs after lua/statistics.lua (prepended by the store): fmt, credit.
 -- Invariant: exactly once per decision, whatever number of replicas sweep at the same time:
 -- the ZREM of the pending member is the claim, and only its winner writes.
 -- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream,
@@ -12,7 +13,6 @@ local value_s, ttl, gamma, maxlen = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local value = tonumber(value_s)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function fmt(x) return string.format('%.17g', x) end
 local credited = {}
 for i = 4, #KEYS do
   local member = ARGV[i + 2]
@@ -22,18 +22,7 @@ for i = 4, #KEYS do
     local nonce, arm = string.match(member, '^(.-)|(.*)$')
     if redis.call('EXISTS', KEYS[i]) == 0 and redis.call('HEXISTS', stats, arm .. ':n') == 1 then
       redis.call('SET', KEYS[i], 'd:' .. value_s, 'PX', ttl)
-      if gamma < 1 then
-        local all = redis.call('HGETALL', stats)
-        for j = 1, #all, 2 do
-          local f = all[j]
-          if f:sub(-2) == ':n' or f:sub(-4) == ':sum' or f:sub(-7) == ':sum_sq' then
-            redis.call('HSET', stats, f, fmt(tonumber(all[j + 1]) * gamma))
-          end
-        end
-      end
-      redis.call('HINCRBYFLOAT', stats, arm .. ':n', 1)
-      redis.call('HINCRBYFLOAT', stats, arm .. ':sum', value_s)
-      redis.call('HINCRBYFLOAT', stats, arm .. ':sum_sq', fmt(value * value))
+      credit(stats, gamma, arm, 1, value_s, fmt(value * value))
       redis.call('HINCRBY', stats, '_version', 1)
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', 'default', 'nonce', nonce,
         'reward', value_s)

@@ -1,4 +1,5 @@
 -- Credit a group commit's rewards of one experiment, each to its decision exactly once.
+-- Runs after lua/statistics.lua (prepended by the store): fmt, credit.
 -- Invariant: a decision changes the statistics at most once as a reward (plus, with the APPLY
 -- late rule, one correction that replaces its default reward), and each reward's checks all
 -- happen before its first write, so a refused reward leaves no marker behind (Redis has no
@@ -24,21 +25,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local known = {}
 local applied = 0
 
-local function fmt(x) return string.format('%.17g', x) end
-
 local function add(arm, v_sum, v_sq, dn)
-  if gamma < 1 then
-    local all = redis.call('HGETALL', stats)
-    for i = 1, #all, 2 do
-      local f = all[i]
-      if f:sub(-2) == ':n' or f:sub(-4) == ':sum' or f:sub(-7) == ':sum_sq' then
-        redis.call('HSET', stats, f, fmt(tonumber(all[i + 1]) * gamma))
-      end
-    end
-  end
-  if dn ~= 0 then redis.call('HINCRBYFLOAT', stats, arm .. ':n', dn) end
-  redis.call('HINCRBYFLOAT', stats, arm .. ':sum', v_sum)
-  redis.call('HINCRBYFLOAT', stats, arm .. ':sum_sq', v_sq)
+  credit(stats, gamma, arm, dn, v_sum, v_sq)
   applied = applied + 1
 end
 
