@@ -12,13 +12,17 @@ encoding hiredis packs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.connection import HiredisRespSerializer
 from redis.utils import HIREDIS_AVAILABLE
 
-_PACKER = HiredisRespSerializer()
+# redis-py annotates HiredisRespSerializer's __init__ in some releases and not in others; calling
+# it through a typed alias keeps mypy --strict quiet on both.
+_new_serializer: Callable[[], Any] = HiredisRespSerializer
+_PACKER = _new_serializer()
 _CLASSES: dict[type[Any], type[Any]] = {}
 
 

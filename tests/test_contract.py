@@ -78,6 +78,22 @@ def test_contract_names_of_the_architecture() -> None:
     } <= set(admin)
 
 
+def uv_binary() -> str:
+    candidate = ROOT / ".tools/uv/bin/uv"
+    if not candidate.exists():
+        pytest.fail("uv is not installed in .tools/uv: run scripts/setup-venv (scripts/test does)")
+    return str(candidate)
+
+
+def test_lock_file_matches_pyproject() -> None:
+    """What CI installs is uv.lock: a dependency changed in pyproject.toml must be re-locked."""
+    result = run(uv_binary(), "lock", "--check")
+    assert result.returncode == 0, (
+        "uv.lock is out of date with pyproject.toml: run `.tools/uv/bin/uv lock` and commit it\n"
+        + result.stderr[-2000:]
+    )
+
+
 def test_ruff_clean() -> None:
     result = run(sys.executable, "-m", "ruff", "check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
