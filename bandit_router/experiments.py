@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from policies import Policy, PolicyConfigError, create_policy
+from policies.base import PRIOR_MAGNITUDE_LIMIT
 
 from .errors import InvalidArgument
 
@@ -166,7 +167,12 @@ class Experiment:
                 raise InvalidArgument(f"duplicate arm name {arm.name!r}", f"{where}.name")
             seen.add(arm.name)
             for attr in ("prior_n", "prior_sum", "prior_sum_sq"):
-                check_finite(getattr(arm, attr), f"{where}.{attr}")
+                value = check_finite(getattr(arm, attr), f"{where}.{attr}")
+                if abs(value) > PRIOR_MAGNITUDE_LIMIT:
+                    raise InvalidArgument(
+                        f"{value!r} is larger in magnitude than {PRIOR_MAGNITUDE_LIMIT:g}",
+                        f"{where}.{attr}",
+                    )
             if arm.prior_n < 0:
                 raise InvalidArgument("must be >= 0", f"{where}.prior_n")
         if not any(arm.active for arm in self.arms) and not self.paused:

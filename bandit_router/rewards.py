@@ -136,6 +136,8 @@ class RewardProcessor:
             self.metrics.observe_store("reward", time.perf_counter() - started, ok=True)
         if result == "gone":
             raise NotFound(f"experiment {decision.experiment!r} no longer exists", "decision_id")
+        if result == "invalid":
+            raise InvalidArgument(f"{value!r} is not a reward the store accepts", "value")
         if result == "no_arm":
             raise NotFound(f"arm {decision.arm!r} was removed from the experiment", "decision_id")
         outcome = _SCRIPT_OUTCOMES[result]

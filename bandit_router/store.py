@@ -24,6 +24,8 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from policies.base import REWARD_MAGNITUDE_LIMIT
+
 from .errors import Aborted, AlreadyExists, NotFound, Unavailable
 from .experiments import Experiment
 from .keys import CHANGES_CHANNEL, EXPERIMENTS, SECRET, ExperimentKeys
@@ -35,6 +37,8 @@ STAT_SUFFIXES = ("n", "sum", "sum_sq")
 MAX_SNAPSHOTS = 50
 DECISION_LOG_MAXLEN = 200_000
 AUDIT_MAXLEN = 10_000
+#: apply_rewards refuses (before any write) a value beyond what every policy accepts.
+REWARD_LIMIT_ARG = repr(REWARD_MAGNITUDE_LIMIT)
 
 
 #: Scripts that start with the shared statistics functions (``lua/statistics.lua``).
@@ -356,6 +360,7 @@ class Store:
                             f"{c.marker_ttl_ms}|{c.nonce};"
                             for c in group_commands
                         ),
+                        REWARD_LIMIT_ARG,
                     ],
                 )
             )

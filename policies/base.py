@@ -166,6 +166,17 @@ GAMMA_SPEC = ParamSpec(
 )
 
 
+#: Largest reward magnitude any policy accepts. Statistics are running sums of rewards and
+#: of their squares; with |reward| <= 1e100 a square is at most 1e200, so no sum can leave
+#: the doubles (about 1.8e308) before 1e108 updates. Without a bound one reward of 2e154
+#: made ``sum_sq`` infinite, and a store that refuses a non-finite result mid-update would
+#: half-apply it.
+REWARD_MAGNITUDE_LIMIT = 1e100
+#: Largest magnitude of a prior (warm start) statistic: far above any real history, far
+#: enough below the doubles' limit that rewards added on top stay finite.
+PRIOR_MAGNITUDE_LIMIT = 1e250
+
+
 class Policy(ABC):
     """A bandit policy over sufficient statistics. Subclasses are one short file each."""
 
@@ -173,7 +184,10 @@ class Policy(ABC):
     #: Parameter name -> spec; every policy also takes ``gamma`` (discount, 1 = none).
     param_specs: ClassVar[Mapping[str, ParamSpec]]
     #: Rewards this policy's model accepts (inclusive); e.g. (0, 1) for Beta-Bernoulli.
-    reward_bounds: ClassVar[tuple[float, float]] = (-math.inf, math.inf)
+    reward_bounds: ClassVar[tuple[float, float]] = (
+        -REWARD_MAGNITUDE_LIMIT,
+        REWARD_MAGNITUDE_LIMIT,
+    )
 
     def __init__(self, **params: float) -> None:
         specs = {**self.param_specs, "gamma": GAMMA_SPEC}

@@ -141,6 +141,31 @@ def test_reward_bad_values(setup: tuple[BanditClient, str]) -> None:
     assert client.reward(decision_id, 1.0) == "APPLIED"
 
 
+def test_reward_that_would_overflow_a_statistic_changes_nothing(any_server: ServerThread) -> None:
+    """An unbounded policy: 2e154 squared is infinite. The value is refused before the first
+    write (once it answered INTERNAL and left a negative variance and a dedupe marker)."""
+    with BanditClient(any_server.target, timeout=5, max_attempts=1) as client:
+        client.create_experiment("cont", ["a", "b"], policy="gaussian_thompson")
+        decision = client.route("cont")
+        for value in (2e154, -2e154, 1.5e100, 1.7976931348623157e308):
+            expect(client, partial(client.reward, decision.decision_id, value), INVALID, "value")
+        assert client.reward(decision.decision_id, 1e100) == "APPLIED"
+        stats = {s.arm: s for s in client.get_experiment("cont").statistics}[decision.arm]
+        assert (stats.n, stats.sum, stats.sum_sq) == (1, 1e100, 1e200)
+
+
+def test_prior_statistics_are_bounded(any_server: ServerThread) -> None:
+    with BanditClient(any_server.target, timeout=5, max_attempts=1) as client:
+        arms = [experiment_pb2.Arm(name="x", prior_sum_sq=1e300), experiment_pb2.Arm(name="y")]
+        error = expect(
+            client,
+            create(client, experiment(arms=arms, policy={"name": "gaussian_thompson"})),
+            INVALID,
+            "prior_sum_sq",
+        )
+        assert "1e+250" in (error.details() or "")
+
+
 def test_reward_bad_ids(setup: tuple[BanditClient, str]) -> None:
     client, decision_id = setup
     payload, _, mac = decision_id.rpartition("~")

@@ -70,6 +70,22 @@ def test_reward_applies_once_and_duplicates_change_nothing() -> None:
     run(scenario())
 
 
+def test_script_refuses_a_value_no_policy_accepts_before_any_write() -> None:
+    """Defence in depth below the servicer's check: a non-finite or huge value is 'invalid'
+    and leaves no marker, so the same decision's valid reward still applies."""
+
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment())
+        nonce = new_nonce()
+        for value in (float("nan"), float("inf"), 2e154):
+            assert await store.apply_rewards([command(exp, nonce, "a", value)]) == ["invalid"]
+        assert await arm_stats(store, "a") == (0.0, 0.0, 0.0)
+        assert await store.apply_rewards([command(exp, nonce, "a", 1.0)]) == ["applied"]
+
+    run(scenario())
+
+
 def test_late_rewards_ignored_or_applied_replacing_default() -> None:
     async def scenario(
         rule: LateRewardRule,

@@ -12,9 +12,14 @@
 -- ARGV[4] log max length, ARGV[5] one string of "arm|value|deadline_ms|learn|marker_ttl_ms|nonce;"
 --   per reward (learn: '1'|'0'; one argument, not six per reward: packing them is the cost)
 -- Returns one outcome per reward: 'applied' | 'late_applied' | 'late_ignored' | 'duplicate'
---   | 'recorded' | 'gone' | 'no_arm'
+--   | 'recorded' | 'gone' | 'no_arm' | 'invalid' (a value that is not a finite number of
+--   magnitude <= ARGV[6]: the caller validates first; this keeps the statistics finite
+--   whatever a caller sends, since HINCRBYFLOAT refuses a non-finite result only after the
+--   script's earlier writes)
+-- ARGV[6] largest accepted reward magnitude (policies.base.REWARD_MAGNITUDE_LIMIT)
 local stats, pending, log = KEYS[1], KEYS[2], KEYS[3]
 local rule, gamma, maxlen = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local limit = tonumber(ARGV[6])
 local outcomes = {}
 if redis.call('HGET', stats, '_inc') ~= ARGV[1] then
   for i = 1, #KEYS - 3 do outcomes[i] = 'gone' end
@@ -39,6 +44,10 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce)
   if not exists then return 'no_arm' end
   local late = now > deadline
   local value = tonumber(value_s)
+  -- value ~= value is NaN; the bound also excludes +-inf.
+  if value == nil or value ~= value or value > limit or value < -limit then
+    return 'invalid'
+  end
   local marker = redis.call('GET', marker_key)
   local function log_event()
     redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'type', 'reward', 'nonce', nonce,
