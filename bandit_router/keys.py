@@ -13,6 +13,7 @@ PREFIX = "br"
 EXPERIMENTS = f"{PREFIX}:experiments"  # set of experiment names
 SECRET = f"{PREFIX}:secret"  # MAC key of decision ids, shared by all replicas
 CHANGES_CHANNEL = f"{PREFIX}:changes"  # pub/sub: an experiment's config or arms changed
+HEALTH_PROBE = f"{PREFIX}:health"  # short-lived: health checks that the store takes writes
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from .batching import GroupCommit
 from .cache import ExperimentCache
 from .errors import InvalidArgument, NotFound, Unavailable
-from .store import RewardCommand, Store, unavailable
+from .store import RewardCommand, Store
+from .store_errors import unavailable
 from .tokens import DecisionSigner
 
 if TYPE_CHECKING:

@@ -58,7 +58,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
 )
 EXAMPLE_FILE = os.path.join(os.path.dirname(__file__), "examples", "experiments.yaml")
-HEALTH_INTERVAL = 1.0
+HEALTH_INTERVAL = 0.5
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
@@ -95,19 +95,19 @@ class App:
             await self.health.set(service, status)
 
     async def _watch_store(self) -> None:
-        """SERVING only while the store answers, so load balancers route around a lost Redis."""
+        """SERVING only while the store takes writes, so load balancers route around a lost,
+        frozen, full or read-only Redis: a probe every HEALTH_INTERVAL, bounded by as much,
+        so health changes within two intervals of the store's."""
         serving: bool | None = None
         while True:
-            answered = await self.store.ping()
-            if answered != serving:
-                serving = answered
-                await self._set_health(answered)
-                log.log(
-                    logging.INFO if answered else logging.WARNING,
-                    "store %s; health %s",
-                    "answers" if answered else "does not answer",
-                    "SERVING" if answered else "NOT_SERVING",
-                )
+            refusal = await self.store.write_refusal(HEALTH_INTERVAL)
+            if (refusal is None) != serving:
+                serving = refusal is None
+                await self._set_health(serving)
+                if serving:
+                    log.info("store takes writes; health SERVING")
+                else:
+                    log.warning("store refuses writes (%s); health NOT_SERVING", refusal)
             await asyncio.sleep(HEALTH_INTERVAL)
 
     async def _watch_cache_age(self) -> None:

@@ -33,6 +33,7 @@ from .exports import decision_records
 from .reports import ReportBuilder
 from .rewards import RewardProcessor
 from .router import Router
+from .store_errors import is_store_error, unavailable
 from .v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2, router_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,12 @@ def handles_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
             raise AssertionError("unreachable") from error
         except grpc.aio.AbortError:
             raise
-        except Exception:
+        except Exception as error:
+            if is_store_error(error):  # logged, throttled, by unavailable()
+                mapped = unavailable(error, method.__name__)
+                assert isinstance(mapped, BanditRouterError)
+                await abort_with(context, mapped)
+                raise AssertionError("unreachable") from error
             log.exception("unexpected error in %s", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
             raise
@@ -384,6 +390,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 yield admin_pb2.ExportDecisionsResponse(record=record)
         except BanditRouterError as error:
             await abort_with(context, error)
+        except Exception as error:
+            if not is_store_error(error):
+                raise
+            mapped = unavailable(error, "ExportDecisions")
+            assert isinstance(mapped, BanditRouterError)
+            await abort_with(context, mapped)
 
 
 def snapshot_to_pb(snapshot: dict[str, Any]) -> admin_pb2.Snapshot:

@@ -8,6 +8,7 @@ timeouts, retries) could otherwise stall a call for about a minute on a hung Red
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -22,14 +23,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from policies.base import REWARD_MAGNITUDE_LIMIT
 
-from .errors import Aborted, AlreadyExists, NotFound, Unavailable
+from .errors import Aborted, AlreadyExists, NotFound
 from .experiments import Experiment
-from .keys import CHANGES_CHANNEL, EXPERIMENTS, SECRET, ExperimentKeys
+from .keys import CHANGES_CHANNEL, EXPERIMENTS, HEALTH_PROBE, SECRET, ExperimentKeys
 from .redis_packing import use_hiredis_packing
+from .store_errors import error_code, is_store_error
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ DECISION_LOG_MAXLEN = 200_000
 AUDIT_MAXLEN = 10_000
 #: apply_rewards refuses (before any write) a value beyond what every policy accepts.
 REWARD_LIMIT_ARG = repr(REWARD_MAGNITUDE_LIMIT)
+HEALTH_PROBE_TTL_MS = 10_000
 
 
 #: Scripts that start with the shared statistics functions (``lua/statistics.lua``).
@@ -173,11 +176,19 @@ class Store:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def ping(self) -> bool:
+    async def write_refusal(self, timeout: float) -> str | None:
+        """Why the store would refuse a write now (``timeout``, ``OOM``, ``READONLY``...), or
+        None when it accepts one. A PING passes on a replica promoted away from, under
+        ``maxmemory`` and without write permission, where every Reward would fail: health
+        must reflect what callers need, so this writes a short-lived probe key."""
         try:
-            return bool(await self.client.ping())
-        except (RedisError, OSError):
-            return False
+            async with asyncio.timeout(timeout):
+                await self.client.set(HEALTH_PROBE, str(time.time()), px=HEALTH_PROBE_TTL_MS)
+        except Exception as error:
+            if is_store_error(error):
+                return error_code(error)
+            raise
+        return None
 
     async def shared_secret(self, configured: bytes | None) -> bytes:
         """The MAC key of decision ids: configured, or created once and shared via Redis."""
@@ -539,15 +550,3 @@ class Store:
     async def list_audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
         entries = await self.client.xrevrange(ExperimentKeys(name).audit, "+", "-", count=limit)
         return cast(list[tuple[str, dict[str, str]]], list(entries or []))
-
-
-def unavailable(error: BaseException, what: str) -> BaseException:
-    """What a caller should hear about a failed store call: UNAVAILABLE (safe to retry) for a
-    timeout or a lost connection; anything else, a script's error included, unchanged."""
-    if isinstance(error, TimeoutError):
-        return Unavailable(f"store did not answer {what} in time; safe to retry")
-    if isinstance(error, (RedisError, OSError)) and not isinstance(error, ResponseError):
-        return Unavailable(
-            f"store unavailable during {what}: {type(error).__name__}; safe to retry"
-        )
-    return error
