@@ -1,6 +1,7 @@
 """Python clients for bandit-router: ``BanditClient`` (blocking) and ``AsyncBanditClient``.
 
-Both set a deadline on every call and retry UNAVAILABLE with exponential backoff through
+Both set a deadline on every call and retry UNAVAILABLE (and, on Router, a server's
+CANCELLED at shutdown) with exponential backoff through
 gRPC's own retry policy (a service config without any timeout: grpcio fails every call at
 once when a service-config timeout is <= 1 s, grpc/grpc#34547). Retrying Reward is safe
 because the server credits each decision at most once and answers DUPLICATE to a retry.
@@ -24,18 +25,35 @@ ADMIN_TIMEOUT = 10.0
 
 
 def service_config(max_attempts: int = 4) -> str:
-    retry = {
-        "maxAttempts": max_attempts,
-        "initialBackoff": "0.02s",
-        "maxBackoff": "0.5s",
-        "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"],
-    }
+    """Retry UNAVAILABLE everywhere; on Router also CANCELLED sent by the server.
+
+    A server shutting down answers CANCELLED to calls it received but had not yet handed to
+    a handler (grpc/grpc#41785: it should be UNAVAILABLE). Those calls did nothing, so a
+    retry is the right answer; a call this client cancels itself is never retried. Route
+    and Reward are safe to retry (a Reward is credited once); Admin calls are not retried
+    on CANCELLED, since a grace period that expired may have cut one short after it acted.
+    """
+
+    def retry(*codes: str) -> dict[str, Any]:
+        return {
+            "maxAttempts": max_attempts,
+            "initialBackoff": "0.02s",
+            "maxBackoff": "0.5s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": list(codes),
+        }
+
     return json.dumps(
         {
             "methodConfig": [
-                {"name": [{"service": "bandit_router.v1.Router"}], "retryPolicy": retry},
-                {"name": [{"service": "bandit_router.v1.Admin"}], "retryPolicy": retry},
+                {
+                    "name": [{"service": "bandit_router.v1.Router"}],
+                    "retryPolicy": retry("UNAVAILABLE", "CANCELLED"),
+                },
+                {
+                    "name": [{"service": "bandit_router.v1.Admin"}],
+                    "retryPolicy": retry("UNAVAILABLE"),
+                },
             ]
         }
     )

@@ -52,6 +52,7 @@ class ServerConfig:
     log_level: str = "INFO"
     log_json: bool = False
     grace: float = 10.0
+    drain_delay: float = 0.0
     use_uvloop: bool = True
 
     def redacted_redis_url(self) -> str:
@@ -187,6 +188,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env_float("GRACE", 10.0),
         help="seconds SIGTERM waits for in-flight calls [BANDIT_ROUTER_GRACE]",
     )
+    add(
+        "--drain-delay",
+        type=float,
+        default=_env_float("DRAIN_DELAY", 0.0),
+        help="seconds SIGTERM keeps serving while health says NOT_SERVING, so load "
+        "balancers stop sending first [BANDIT_ROUTER_DRAIN_DELAY]",
+    )
     add("--no-uvloop", dest="use_uvloop", action="store_false", help="use asyncio's default loop")
 
 
@@ -223,5 +231,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         log_level=args.log_level,
         log_json=args.log_json,
         grace=args.grace,
+        drain_delay=max(0.0, args.drain_delay),
         use_uvloop=args.use_uvloop,
     )

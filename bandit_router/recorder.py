@@ -143,11 +143,13 @@ class DecisionRecorder:
         if self.metrics is not None:
             self.metrics.observe_store("record_decisions", time.perf_counter() - started, ok)
 
-    async def flush(self, timeout: float = 5.0) -> None:
-        """Wait until buffered decisions are written (graceful shutdown)."""
+    async def flush(self, timeout: float = 5.0) -> int:
+        """Wait until buffered decisions are written (graceful shutdown), retrying a slow or
+        failing store for up to ``timeout`` seconds; returns how many are still unwritten."""
         if self._task is not None and not self._task.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        return self._buffered
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

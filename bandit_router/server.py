@@ -19,7 +19,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
@@ -31,6 +30,7 @@ from .config import ServerConfig
 from .drift import DriftMonitor
 from .errors import AlreadyExists
 from .experiment_files import load_experiments
+from .health import DrainingHealthServicer
 from .metrics import (
     Metrics,
     exposition_registry,
@@ -59,6 +59,7 @@ SERVICE_NAMES = (
 )
 EXAMPLE_FILE = os.path.join(os.path.dirname(__file__), "examples", "experiments.yaml")
 HEALTH_INTERVAL = 0.5
+LEFTOVER_FINISH_SECONDS = 1.0
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
@@ -70,12 +71,13 @@ class App:
     cache: ExperimentCache
     recorder: DecisionRecorder
     sweeper: DefaultRewardSweeper
-    health: health_aio.HealthServicer
+    health: DrainingHealthServicer
     metrics: Metrics
     drift: DriftMonitor
     port: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.cache.start()
@@ -136,22 +138,48 @@ class App:
             await asyncio.sleep(FLUSH_INTERVAL)
             self.metrics.flush()
 
+    def request_stop(self, grace: float | None = None) -> asyncio.Task[None]:
+        """Start draining (once; later requests share the first): what SIGTERM does."""
+        if self._stop_task is None:
+            self._stopping.set()
+            self._stop_task = asyncio.get_running_loop().create_task(
+                self._drain(self.config.grace if grace is None else grace), name="drain"
+            )
+        return self._stop_task
+
     async def stop(self, grace: float | None = None) -> None:
-        """Drain: refuse new calls, let in-flight ones finish, flush decisions, close."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        await self._set_health(False)
-        await self.server.stop(self.config.grace if grace is None else grace)
+        """Drain and close; returns once everything answered is written (see ``_drain``)."""
+        await asyncio.shield(self.request_stop(grace))
+
+    async def _drain(self, grace: float) -> None:
+        """NOT_SERVING first; keep serving ``drain_delay`` seconds so load balancers stop
+        sending; end health watches; refuse new calls and let in-flight ones finish (up to
+        ``grace``); then write every decision answered, and close.
+
+        Runs as its own task that nothing else cancels: once it ran only inside the signal
+        handler's task, and the leftover-task cleanup cancelled it before the decisions were
+        flushed (0-6 of ~400 answered decisions lost per SIGTERM).
+        """
+        await self.health.enter_graceful_shutdown()
+        if self.config.drain_delay > 0:
+            log.info("draining: NOT_SERVING, still serving for %g s", self.config.drain_delay)
+            await asyncio.sleep(self.config.drain_delay)
+        await self.health.close_watches()
+        await self.server.stop(grace)
         await cancel_and_wait(self._tasks)
         await self.sweeper.stop()
-        await self.recorder.flush()
+        unwritten = await self.recorder.flush(timeout=max(grace, 5.0))
+        if unwritten:
+            log.error("%d answered decisions could not be written before exit", unwritten)
         await self.cache.stop()
-        await self.store.close()
         self.metrics.flush()
+        await self.store.close()
 
     async def wait_stopped(self) -> None:
-        await self._stopped.wait()
+        """Until a stop was requested and has finished."""
+        await self._stopping.wait()
+        assert self._stop_task is not None
+        await asyncio.shield(self._stop_task)
 
 
 def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -214,7 +242,7 @@ async def build_app(
     cold = InstrumentedServer(server, metrics, register=False)
     router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, rewards, auth), hot)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(operations, reports, auth), cold)
-    health = health_aio.HealthServicer()
+    health = DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, cold)
     reflection_service_names = (
         *SERVICE_NAMES,
@@ -284,11 +312,10 @@ async def serve(
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(app.stop()))
+        loop.add_signal_handler(signum, app.request_stop)
     if ready is not None:
         ready.set()
     await app.wait_stopped()
-    await app.server.wait_for_termination()
     stuck = await stop_leftover_tasks()
     log.info("stopped")
     if stuck and exit_if_stuck:
@@ -307,6 +334,12 @@ async def stop_leftover_tasks(patience: float = 5.0) -> list[asyncio.Task[Any]]:
     """
     current = asyncio.current_task()
     leftovers = [task for task in asyncio.all_tasks() if task is not current]
+    # gRPC's own call tasks can still be sending their last message after the server
+    # stopped: cancelling them turned an answered call into CANCELLED at its client (and a
+    # CancelledError traceback in the log). They finish in moments; ours are already done.
+    if leftovers:
+        await asyncio.wait(leftovers, timeout=LEFTOVER_FINISH_SECONDS)
+    leftovers = [task for task in leftovers if not task.done()]
     await cancel_and_wait(leftovers, patience=patience)
     stuck = [task for task in leftovers if not task.done()]
     if stuck:
