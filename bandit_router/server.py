@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import signal
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ from .rpc_metrics import InstrumentedServer
 from .servicers import AdminServicer, RouterServicer
 from .sticky import StickyStore
 from .store import Store
+from .store_permissions import StoreMisconfigured, check_permissions
 from .sweeper import DefaultRewardSweeper
 from .tasks import cancel_and_wait
 from .tokens import DecisionSigner
@@ -204,6 +206,8 @@ async def build_app(
     rng: random.Random | None = None,
 ) -> App:
     store = store or Store.from_url(config.redis_url, timeout=config.redis_timeout)
+    if not store.embedded:
+        await check_permissions(store.client)
     metrics = Metrics(registry or CollectorRegistry())
     auth = Authenticator.from_environment(config.tokens_file, config.router_auth)
     secret = await store.shared_secret(config.secret)
@@ -364,7 +368,14 @@ def run(config: ServerConfig) -> int:
             import uvloop
 
             runner = uvloop.run
-    runner(serve(config, exit_if_stuck=True))
+    try:
+        runner(serve(config, exit_if_stuck=True))
+    except StoreMisconfigured as error:  # one line, not a traceback
+        if config.log_json:
+            log.error("%s", error)
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
