@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def create_user(store: RedisServer, rule: str) -> str:
     """Create the ACL user of ``rule`` (password "pw"); its redis:// URL."""
     admin = redis.Redis(port=store.port)
-    admin.execute_command("ACL", "SETUSER", *rule.split())
+    admin.execute_command("ACL", "SETUSER", *rule.split())  # type: ignore[no-untyped-call]
     admin.acl_log_reset()
     admin.close()
     return f"redis://{rule.split()[0]}:pw@127.0.0.1:{store.port}/0"
