@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from policies.base import Policy, PolicyConfigError
+from policies.base import REWARD_MAGNITUDE_LIMIT, Policy, PolicyConfigError
 from simulations.environments import (
     Bernoulli,
     DelayModel,
@@ -453,7 +453,11 @@ def _policy(f: _Fields, raw: Any, path: str, environment: Environment) -> Policy
         raise f.error(where, exc.message) from None
     low, high = policy.reward_bounds
     env_low, env_high = environment.reward_bounds
-    if env_low < low or env_high > high:
+    # A Gaussian environment is unbounded in theory; the magnitude limit every policy has
+    # (1e100) is never reached by its draws, so only a narrower model range is a mismatch.
+    if (env_low < low and low > -REWARD_MAGNITUDE_LIMIT) or (
+        env_high > high and high < REWARD_MAGNITUDE_LIMIT
+    ):
         raise f.error(
             f"{path}.name",
             f"{name} models rewards in [{low:g}, {high:g}] but this environment produces "
