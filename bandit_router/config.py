@@ -54,6 +54,8 @@ class ServerConfig:
     grace: float = 10.0
     drain_delay: float = 0.0
     use_uvloop: bool = True
+    drift_delta: float = 0.25
+    drift_threshold: float = 25.0
 
     def redacted_redis_url(self) -> str:
         if self.redis_url is None:
@@ -195,6 +197,20 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds SIGTERM keeps serving while health says NOT_SERVING, so load "
         "balancers stop sending first [BANDIT_ROUTER_DRAIN_DELAY]",
     )
+    add(
+        "--drift-delta",
+        type=float,
+        default=_env_float("DRIFT_DELTA", 0.25),
+        help="change tolerated by the drift detector, in standard deviations of the arm's "
+        "reward [BANDIT_ROUTER_DRIFT_DELTA] (default 0.25)",
+    )
+    add(
+        "--drift-threshold",
+        type=float,
+        default=_env_float("DRIFT_THRESHOLD", 25.0),
+        help="drift alarm threshold in standard deviations; the default 25 keeps false alarms "
+        "below 1%% per arm per 10^4 stationary rewards [BANDIT_ROUTER_DRIFT_THRESHOLD]",
+    )
     add("--no-uvloop", dest="use_uvloop", action="store_false", help="use asyncio's default loop")
 
 
@@ -206,6 +222,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise SystemExit("--workers > 1 needs --redis-url: the embedded store lives in one process")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
+    if not (args.drift_delta > 0 and args.drift_threshold > 0):
+        raise SystemExit("--drift-delta and --drift-threshold must be > 0")
     if args.tls_client_ca and not args.tls_cert:
         raise SystemExit("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
     return ServerConfig(
@@ -233,4 +251,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         grace=args.grace,
         drain_delay=max(0.0, args.drain_delay),
         use_uvloop=args.use_uvloop,
+        drift_delta=args.drift_delta,
+        drift_threshold=args.drift_threshold,
     )

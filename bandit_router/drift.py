@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from policies.drift import PageHinkley
+from policies.drift import DEFAULT_DELTA, DEFAULT_THRESHOLD, DEFAULT_WARMUP, PageHinkley
 
 from .cache import CachedExperiment
 from .experiments import Experiment, PolicySpec
@@ -34,7 +34,9 @@ class _Track:
     arms: tuple[str, ...]
     n: np.ndarray
     total: np.ndarray
+    total_sq: np.ndarray
     detector: PageHinkley
+    discounted: bool = False
 
 
 class DriftMonitor:
@@ -43,13 +45,15 @@ class DriftMonitor:
         store: Store,
         metrics: Metrics | None = None,
         *,
-        delta: float = 0.05,
-        threshold: float = 50.0,
+        delta: float = DEFAULT_DELTA,
+        threshold: float = DEFAULT_THRESHOLD,
+        warmup: int = DEFAULT_WARMUP,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.delta = delta
         self.threshold = threshold
+        self.warmup = warmup
         self._tracks: dict[str, _Track] = {}
         self._switching: set[str] = set()
 
@@ -61,32 +65,58 @@ class DriftMonitor:
         statistic, detected = track.detector.statistic, track.detector.detected
         return {arm: (float(statistic[i]), bool(detected[i])) for i, arm in enumerate(track.arms)}
 
+    def _detector(self, experiment: Experiment, n_arms: int) -> PageHinkley:
+        """Rewards the report models as Bernoulli trials (bounds within [0, 1]) get the
+        Bernoulli-corrected test; all others are standardised by their sample variance."""
+        low, high = experiment.reward_bounds()
+        bounded = 0.0 <= low < high <= 1.0
+        return PageHinkley(
+            n_arms,
+            delta=self.delta,
+            threshold=self.threshold,
+            warmup=self.warmup,
+            bounds=(low, high) if bounded else None,
+        )
+
     def observe(self, old: CachedExperiment | None, new: CachedExperiment) -> None:
         experiment = new.experiment
         n = np.asarray(new.stats.n)
         total = np.asarray(new.stats.total)
+        total_sq = np.asarray(new.stats.total_sq)
         track = self._tracks.get(experiment.name)
         if (
             track is None
             or track.incarnation != experiment.incarnation
             or track.arms != experiment.arm_names
         ):
-            detector = PageHinkley(len(n), delta=self.delta, threshold=self.threshold)
             self._tracks[experiment.name] = _Track(
-                experiment.incarnation, experiment.arm_names, n.copy(), total.copy(), detector
+                experiment.incarnation,
+                experiment.arm_names,
+                n.copy(),
+                total.copy(),
+                total_sq.copy(),
+                self._detector(experiment, len(n)),
             )
             return
         if new.policy.gamma != 1.0:  # discounted counts are not a raw stream; nothing to test
-            track.n, track.total = n.copy(), total.copy()
+            track.n, track.total, track.total_sq = n.copy(), total.copy(), total_sq.copy()
+            track.discounted = True
+            return
+        if track.discounted:
+            # An operator reverted the discount (UpdateExperiment): test afresh from here.
+            track.discounted = False
+            track.detector = self._detector(experiment, len(n))
+            track.n, track.total, track.total_sq = n.copy(), total.copy(), total_sq.copy()
             return
         delta_n = n - track.n
         delta_sum = total - track.total
+        delta_sq = total_sq - track.total_sq
         if (delta_n < 0).any():  # statistics were reset: start over
             track.detector.reset()
-            track.n, track.total = n.copy(), total.copy()
+            track.n, track.total, track.total_sq = n.copy(), total.copy(), total_sq.copy()
             return
-        alarms = track.detector.update(delta_n, delta_sum)
-        track.n, track.total = n.copy(), total.copy()
+        alarms = track.detector.update(delta_n, delta_sum, delta_sq)
+        track.n, track.total, track.total_sq = n.copy(), total.copy(), total_sq.copy()
         if self.metrics is not None:
             statistic, detected = track.detector.statistic, track.detector.detected
             for i, arm in enumerate(track.arms):
@@ -109,13 +139,22 @@ class DriftMonitor:
             current = await self.store.get_experiment(experiment.name)
             if current is None or current.policy.params.get("gamma") == gamma:
                 return
+            before = dict(current.policy.params)
             _, after = await self.store.update_experiment(experiment.name, change)
+            # The entry carries the policy parameters before the switch, so an operator can
+            # revert with UpdateExperiment (policy) and stop further switches by clearing
+            # drift_discount; detection resumes once gamma is back at 1.
             await self.store.append_audit(
                 experiment.name,
                 "drift-detector",
                 "switch_to_discounted",
-                {"gamma": gamma, "arms": arms, "version": after.version},
-                f"reward mean changed on {', '.join(arms)}",
+                {
+                    "gamma": gamma,
+                    "arms": arms,
+                    "version": after.version,
+                    "previous_policy_params": before,
+                },
+                f"reward mean changed on {', '.join(arms)}; revert with UpdateExperiment",
             )
         except Exception:
             log.exception("could not switch %s to a discounted policy", experiment.name)

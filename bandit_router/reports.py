@@ -17,7 +17,7 @@ import numpy as np
 
 from policies import Stats
 from policies.base import max_probabilities
-from policies.report import build_report, model_for_policy
+from policies.report import MIN_REWARDS_PER_ARM, build_report, model_for_policy
 
 from .cache import CachedExperiment, ExperimentCache
 from .convert import timestamp_of
@@ -74,6 +74,7 @@ class ReportBuilder:
             _stats_of(state),
             model_for_policy(policy, experiment.reward_bounds()),
             eligible=[arm.active for arm in experiment.arms],
+            min_rewards=max(MIN_REWARDS_PER_ARM, experiment.burn_in),
         )
         recent = await self.recent_counts(name, window)
         total_recent = sum(recent.values())

@@ -173,6 +173,13 @@ class ExperimentReport:
         raise KeyError(name)
 
 
+# Rewards every eligible arm needs before the report recommends anything. The posterior of an
+# arm with no data is its prior, so "P(best) = 0.995" after one arm got 200 zeros and the other
+# nothing says only that the prior mean beats 0. 30 is the usual "large enough for a normal
+# approximation of a mean" count; the service uses max(this, the experiment's burn-in).
+MIN_REWARDS_PER_ARM = 30
+
+
 def _floor(value: float, digits: int = 3) -> str:
     """Truncate rather than round, so 0.9996 prints as 0.999, never as a certain 1.000."""
     scale = 10**digits
@@ -185,9 +192,12 @@ def recommend(
     prob_threshold: float = PROB_BEST_THRESHOLD,
     relative_loss: float = RELATIVE_LOSS_THRESHOLD,
     absolute_loss: float = 0.0,
+    min_rewards: int = MIN_REWARDS_PER_ARM,
 ) -> tuple[str | None, bool, str]:
     """(best arm, ready, sentence). The rule, in full:
 
+    Nothing is recommended (no best arm, not ready) while any eligible arm has fewer than
+    ``min_rewards`` rewards (``MIN_REWARDS_PER_ARM``, or the experiment's burn-in if larger).
     Among eligible arms the best is the one with the highest probability of being best. It is
     *ready to pin* when that probability is at least ``prob_threshold`` (0.95) **and** its
     expected loss is at most ``max(relative_loss * |posterior mean of the best|,
@@ -199,6 +209,17 @@ def recommend(
     eligible = [a for a in arms if a.eligible]
     if not eligible:
         return None, False, "no eligible arm; nothing to recommend"
+    short = [a for a in eligible if a.n < max(min_rewards, 1)]
+    if short and len(eligible) > 1:
+        # No best arm and no probability in the sentence: before every arm has data the
+        # probability compares a posterior with a prior, which is not a decision.
+        listed = ", ".join(f"{a.arm} ({a.n:.0f})" for a in short)
+        return (
+            None,
+            False,
+            f"not enough data: every active arm needs {max(min_rewards, 1)} rewards before a "
+            f"recommendation; {listed}; keep exploring",
+        )
     best = max(eligible, key=lambda a: (a.prob_best, a.mean))
     if len(eligible) == 1:
         return best.arm, False, f"arm {best.arm} is the only eligible arm; nothing to compare"
@@ -222,6 +243,7 @@ def build_report(
     prob_threshold: float = PROB_BEST_THRESHOLD,
     relative_loss: float = RELATIVE_LOSS_THRESHOLD,
     absolute_loss: float = 0.0,
+    min_rewards: int = MIN_REWARDS_PER_ARM,
 ) -> ExperimentReport:
     """The report of one experiment state (``stats`` of batch shape ``()``).
 
@@ -266,5 +288,6 @@ def build_report(
         prob_threshold=prob_threshold,
         relative_loss=relative_loss,
         absolute_loss=absolute_loss,
+        min_rewards=min_rewards,
     )
     return ExperimentReport(summaries, model.name, credible_level, best, ready, sentence)

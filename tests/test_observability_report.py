@@ -196,3 +196,36 @@ def test_model_for_policy_uses_the_policy_prior() -> None:
     # UCB1 has unbounded rewards by default, Beta when the experiment bounds them to [0, 1].
     assert isinstance(model_for_policy(create_policy("ucb1", {})), NormalModel)
     assert model_for_policy(create_policy("ucb1", {}), (0.0, 1.0)) == BetaModel()
+
+
+def test_no_recommendation_before_every_active_arm_has_its_minimum_data() -> None:
+    """The reported case: arm a got 200 zeros, arm b was never tried. b's posterior is its
+    prior (mean 0.5), so P(b best) is ~1, yet nothing is known about b: no recommendation."""
+    from policies.report import MIN_REWARDS_PER_ARM
+
+    report = build_report(["a", "b"], bernoulli_stats([200, 0], [0, 0]), BetaModel())
+    assert report.arm("b").prob_best >= 0.95  # the number itself is what the prior says
+    assert report.best_arm is None and not report.ready
+    assert "ready to pin" not in report.recommendation
+    assert "probability" not in report.recommendation
+    assert "not enough data" in report.recommendation and "b (0)" in report.recommendation
+    # One reward short of the minimum still holds it back; at the minimum the rule applies.
+    short = build_report(
+        ["a", "b"], bernoulli_stats([200, MIN_REWARDS_PER_ARM - 1], [0, 29]), BetaModel()
+    )
+    assert short.best_arm is None and not short.ready
+    enough = build_report(
+        ["a", "b"], bernoulli_stats([200, MIN_REWARDS_PER_ARM], [0, 30]), BetaModel()
+    )
+    assert enough.best_arm == "b" and enough.ready
+    # A larger burn-in raises the minimum; disabled arms do not count.
+    assert (
+        build_report(
+            ["a", "b"], bernoulli_stats([200, 30], [0, 30]), BetaModel(), min_rewards=100
+        ).best_arm
+        is None
+    )
+    only_a = build_report(
+        ["a", "b", "c"], bernoulli_stats([200, 300, 0], [0, 60, 0]), BetaModel(), eligible=[1, 1, 0]
+    )
+    assert only_a.best_arm == "b"
