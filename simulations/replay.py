@@ -339,7 +339,8 @@ def _support_warnings(
         reasons = ", ".join(f"{r} {n}" for r, n in support.unsupported_reasons)
         head = (
             f"no support: on {lacking} of {support.checked} decisions ({1 - support.share:.1%}; "
-            f"{reasons}) the target puts mass ({support.unsupported_mass:.1%} of all its mass) "
+            f"{reasons}) the target puts "
+            f"probability {support.unsupported_mass:.3f} per decision on average) "
             "on arms the logger could not choose"
         )
         if refused:
