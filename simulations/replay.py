@@ -338,10 +338,9 @@ def _support_warnings(
         lacking = support.checked - support.supported
         reasons = ", ".join(f"{r} {n}" for r, n in support.unsupported_reasons)
         head = (
-            f"no support: on {lacking} of {support.checked} decisions ({1 - support.share:.1%}; "
-            f"{reasons}) the target puts "
-            f"probability {support.unsupported_mass:.3f} per decision on average) "
-            "on arms the logger could not choose"
+            f"no support: on {lacking} of {support.checked} decisions ({1 - support.share:.1%}: "
+            f"{reasons}) the target puts probability on arms the logger could not choose "
+            f"({support.unsupported_mass:.3f} per decision on average)"
         )
         if refused:
             warnings.append(
