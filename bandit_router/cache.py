@@ -55,6 +55,8 @@ class CachedExperiment:
     )
     _mixed: dict[tuple[int, ...], dict[int, float]] = field(default_factory=dict)
     _named: dict[tuple[int, ...], dict[str, float]] = field(default_factory=dict)
+    _laws: dict[tuple[tuple[int, ...], bool], dict[str, float]] = field(default_factory=dict)
+    _certain: dict[int, dict[str, float]] = field(default_factory=dict)
     #: The router's precomputed plain-route plan for this state (``router.PlainRoute``), or
     #: None until built; reset whenever something it was built from changes.
     route_plan: object | None = None
@@ -126,6 +128,49 @@ class CachedExperiment:
             if len(self._named) >= PROPENSITY_CACHE_SIZE:
                 self._named.clear()
             self._named[eligible] = cached
+        return cached
+
+    def decision_law(self, eligible: tuple[int, ...], burning: bool) -> dict[str, float]:
+        """P(arm) under the whole random part of Route, keyed by arm name: what the log records.
+
+        Past the deterministic rules (pins, pause, a sticky unit's held arm), a decision is a
+        holdout with probability h (the control arm, or uniform over the eligible arms), else
+        a burn-in draw (uniform) or the floored policy's draw. So every eligible arm has
+        P(arm) = h q(arm) + (1 - h) r(arm), whichever branch the decision then took, and
+        importance weights with this law are unbiased for any target (a holdout to the control
+        arm still has support for the other arms). Without holdout or burn-in this is
+        ``named_propensities`` itself (the same mapping, so log rows keep sharing it).
+        """
+        share = self.experiment.holdout_share
+        if share <= 0.0 and not burning:
+            return self.named_propensities(eligible)
+        key = (eligible, burning)
+        cached = self._laws.get(key)
+        if cached is None:
+            uniform = 1.0 / len(eligible)
+            after = (
+                dict.fromkeys(eligible, uniform) if burning else self.mixed_propensities(eligible)
+            )
+            control = self.arm_index.get(self.experiment.holdout_control_arm)
+            if control is not None and control in eligible:
+                held = {i: 1.0 if i == control else 0.0 for i in eligible}
+            else:
+                held = dict.fromkeys(eligible, uniform)
+            names = self.experiment.arm_names
+            cached = {names[i]: share * held[i] + (1.0 - share) * after[i] for i in eligible}
+            if len(self._laws) >= PROPENSITY_CACHE_SIZE:
+                self._laws.clear()
+            self._laws[key] = cached
+        return cached
+
+    def certain(self, arm: int) -> dict[str, float]:
+        """The law of a decision a rule fixed (pin, pause, sticky unit): all mass on ``arm``.
+
+        One mapping per arm and state, so a flush of pinned decisions writes one table.
+        """
+        cached = self._certain.get(arm)
+        if cached is None:
+            cached = self._certain[arm] = {self.experiment.arm_names[arm]: 1.0}
         return cached
 
     def draw(self, eligible: tuple[int, ...], rng: random.Random) -> tuple[int, bool]:

@@ -2,7 +2,7 @@
 
 A flush of decisions is one stream entry whose ``data`` is a compact JSON document:
 
-    {"v": 2, "probabilities": [{"a": 0.7, "b": 0.3}, ...],
+    {"v": 3, "probabilities": [{"a": 0.7, "b": 0.3}, ...],
      "decisions": [[decision_id, reason, unit_id, probabilities_index(, context)], ...]}
 
 Why this shape: encoding the log was the largest single cost of recording a decision. A
@@ -11,6 +11,12 @@ row repeats none of them; and every decision taken from the same cached state sh
 probability table, so a flush writes each table once rather than once per decision.
 ``decode`` expands rows back into the full records that exports, reports and replay read, and
 still reads version 1 (a JSON array of full records) written by earlier releases.
+
+Since version 3 a table is the law of the whole decision procedure (pins, pause, sticky
+units, holdout, burn-in, floor and policy together; ``router``): an arm it does not name had
+probability 0, so replay can tell where a target lacks support. Records of version 3 say so
+with ``probabilities_complete``; version 2 tables held the law within the decision's rule
+(e.g. only the held arm of a sticky unit), so replay cannot check support on them.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from typing import Any
 
 from .tokens import parse_unverified
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: The first version whose tables are whole-procedure laws.
+COMPLETE_SINCE = 3
 
 #: One decision as Route hands it to the recorder:
-#: (decision id, reason, unit id, probabilities by arm, context or None).
+#: (decision id, reason, unit id, P(arm) under the whole procedure, context or None).
 LogRow = tuple[str, str, str, Mapping[str, float], Mapping[str, float] | None]
 
 
@@ -53,14 +61,16 @@ def encode(rows: Sequence[LogRow]) -> str:
 
 
 def decode(data: str) -> list[dict[str, Any]]:
-    """The full records of one flush: decision_id, nonce, arm, propensity, reason, ts (unix
-    seconds), unit_id, state_version, probabilities and, when given, context."""
+    """The full records of one flush: decision_id, nonce, arm, propensity (the rule's, as
+    Route answered), reason, ts (unix seconds), unit_id, state_version, probabilities,
+    probabilities_complete and, when given, context."""
     if not data:
         return []
     document = json.loads(data)
     if isinstance(document, list):  # version 1: full records already
         return [dict(record) for record in document]
     tables = document.get("probabilities", [])
+    complete = int(document.get("v", 2)) >= COMPLETE_SINCE
     records = []
     for row in document.get("decisions", []):
         decision_id, reason, unit_id, index = row[:4]
@@ -75,6 +85,7 @@ def decode(data: str) -> list[dict[str, Any]]:
             "unit_id": unit_id,
             "state_version": decision.state_version,
             "probabilities": dict(tables[index]),
+            "probabilities_complete": complete,
         }
         if len(row) > 4 and row[4]:
             record["context"] = dict(row[4])

@@ -29,6 +29,7 @@ def record_of(message: admin_pb2.DecisionRecord) -> DecisionRecord:
         reward=message.reward if message.HasField("reward") else None,
         default_reward_applied=message.default_reward_applied,
         probabilities=dict(message.probabilities),
+        probabilities_complete=message.probabilities_complete,
     )
 
 

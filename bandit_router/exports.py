@@ -23,18 +23,27 @@ CHUNK = 1000
 
 
 def record_of(experiment: str, decision: dict[str, Any]) -> admin_pb2.DecisionRecord:
-    """A logged decision (one record of ``decision_log.decode``) as an export record."""
+    """A logged decision (one record of ``decision_log.decode``) as an export record.
+
+    Its propensity is the one off-policy evaluation needs: the chosen arm's probability under
+    the whole decision procedure where the log has it (``probabilities_complete``), else the
+    propensity Route answered (the rule's; logs written before the whole law was logged).
+    """
+    arm = str(decision.get("arm", ""))
+    probabilities = {str(k): float(v) for k, v in (decision.get("probabilities") or {}).items()}
+    complete = bool(decision.get("probabilities_complete", False)) and arm in probabilities
     return admin_pb2.DecisionRecord(
         decision_id=str(decision.get("decision_id", "")),
         experiment=experiment,
-        arm=str(decision.get("arm", "")),
-        propensity=float(decision.get("propensity", 0.0)),
+        arm=arm,
+        propensity=probabilities[arm] if complete else float(decision.get("propensity", 0.0)),
         reason=f"REASON_{decision.get('reason', 'UNSPECIFIED')}",
         time=timestamp_of(float(decision.get("ts", 0.0))),
         unit_id=str(decision.get("unit_id", "")),
         state_version=int(decision.get("state_version", 0)),
         context={str(k): float(v) for k, v in (decision.get("context") or {}).items()},
-        probabilities={str(k): float(v) for k, v in (decision.get("probabilities") or {}).items()},
+        probabilities=probabilities,
+        probabilities_complete=complete,
     )
 
 

@@ -3,9 +3,10 @@
 Everything here runs without awaiting the store (except a first look-up of an experiment this
 replica has never seen). The order of precedence is the one operators expect: a unit's QA pin,
 the experiment's pin, pause, sticky assignment (a held-out unit stays held out), holdout,
-burn-in, and only then the policy (with the exploration floor mixed in). The logged
-propensity is the probability of the chosen arm within the branch named by the reason, so
-off-policy evaluation can use it directly.
+burn-in, and only then the policy (with the exploration floor mixed in). The propensity Route
+answers is the probability of the chosen arm within the rule named by the reason; the decision
+log records, for every decision, the probability of every arm under the whole procedure
+(``CachedExperiment.decision_law``, ``certain``), which is what unbiased replay needs.
 """
 
 from __future__ import annotations
@@ -67,11 +68,12 @@ class RouteDecision(NamedTuple):
 
 class _Choice(NamedTuple):
     arm: int
-    propensity: float
+    propensity: float  # within the rule named by ``reason``: what Route answers
     reason: Reason
     learn: bool
-    probabilities: Mapping[int, float] | None = None
-    named: Mapping[str, float] | None = None
+    #: P(arm) of every arm the whole procedure could have chosen (pins, pause, sticky units,
+    #: holdout, burn-in, floor and policy together): what the decision log records.
+    law: Mapping[str, float]
 
 
 class _PlainArm(NamedTuple):
@@ -304,49 +306,50 @@ class Router:
                 "every active arm is excluded or disabled; nothing can be routed", "excluded_arms"
             )
         index = entry.arm_index
+        certain = entry.certain
         if unit_id:
             unit_arm = index.get(experiment.pin.units.get(unit_id, ""))
             if unit_arm is not None and unit_arm in eligible:
-                return _Choice(unit_arm, 1.0, Reason.PINNED, learn=True)
+                return _Choice(unit_arm, 1.0, Reason.PINNED, True, certain(unit_arm))
         pinned = index.get(experiment.pin.active_arm(now))
         if pinned is not None and pinned in eligible:
-            return _Choice(pinned, 1.0, Reason.PINNED, learn=True)
+            return _Choice(pinned, 1.0, Reason.PINNED, True, certain(pinned))
         if experiment.paused:
             arm = index.get(experiment.pause_arm)
             if arm is None or arm not in eligible:
                 arm = eligible[0]
-            return _Choice(arm, 1.0, Reason.PAUSED, learn=False)
+            return _Choice(arm, 1.0, Reason.PAUSED, False, certain(arm))
         rng = self.rng
         if experiment.sticky and unit_id and self.sticky is not None:
             held = self.sticky.get(experiment.name, experiment.incarnation, unit_id, now)
             if held is not None and index.get(held[0]) in eligible:
                 arm_name, held_propensity, held_holdout = held
+                # The response keeps the assignment's propensity; given the assignment this
+                # decision was certain, and that is what the log says.
+                held_arm = index[arm_name]
                 if held_holdout:  # a held-out unit stays held out: never learned from
-                    return _Choice(index[arm_name], held_propensity, Reason.HOLDOUT, learn=False)
-                return _Choice(index[arm_name], held_propensity, Reason.STICKY, learn=True)
+                    return _Choice(
+                        held_arm, held_propensity, Reason.HOLDOUT, False, certain(held_arm)
+                    )
+                return _Choice(held_arm, held_propensity, Reason.STICKY, True, certain(held_arm))
+        burning = experiment.burn_in > 0 and in_burn_in_one(
+            entry.decisions, eligible, experiment.burn_in
+        )
+        law = entry.decision_law(eligible, burning)
         if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
             control = index.get(experiment.holdout_control_arm)
             if control is not None and control in eligible:
                 return self._remember(
-                    entry, unit_id, now, _Choice(control, 1.0, Reason.HOLDOUT, learn=False)
+                    entry, unit_id, now, _Choice(control, 1.0, Reason.HOLDOUT, False, law)
                 )
-            uniform = {i: 1.0 / len(eligible) for i in eligible}
-            holdout = _Choice(
-                rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, uniform
-            )
+            holdout = _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, law)
             return self._remember(entry, unit_id, now, holdout)
-        if experiment.burn_in > 0 and in_burn_in_one(entry.decisions, eligible, experiment.burn_in):
+        if burning:
             return self._remember(
                 entry,
                 unit_id,
                 now,
-                _Choice(
-                    rng.choice(eligible),
-                    1.0 / len(eligible),
-                    Reason.BURN_IN,
-                    True,
-                    {i: 1.0 / len(eligible) for i in eligible},
-                ),
+                _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True, law),
             )
         probabilities = entry.mixed_propensities(eligible)
         floor = experiment.exploration_floor
@@ -355,9 +358,7 @@ class Router:
         else:
             arm, explored = entry.draw(eligible, rng)
         reason = Reason.EXPLORE if explored else Reason.EXPLOIT
-        choice = _Choice(
-            arm, probabilities[arm], reason, True, None, entry.named_propensities(eligible)
-        )
+        choice = _Choice(arm, probabilities[arm], reason, True, law)
         return self._remember(entry, unit_id, now, choice)
 
     def _remember(
@@ -414,7 +415,7 @@ class Router:
                 decision_id,
                 choice.reason.value,
                 unit_id,
-                self._logged_probabilities(entry, choice),
+                choice.law,
                 dict(context) if context else None,
             ),
             pending,
@@ -430,16 +431,6 @@ class Router:
             state_version=entry.state_version,
             reward_deadline_ms=deadline_ms,
         )
-
-    @staticmethod
-    def _logged_probabilities(entry: CachedExperiment, choice: _Choice) -> Mapping[str, float]:
-        """P(arm) of every arm the decision could have chosen, within its branch."""
-        if choice.named is not None:
-            return choice.named
-        names = entry.experiment.arm_names
-        if choice.probabilities is None:
-            return {names[choice.arm]: choice.propensity}
-        return {names[i]: p for i, p in choice.probabilities.items()}
 
 
 class StickyAssignments(Protocol):

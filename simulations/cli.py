@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -20,10 +21,10 @@ from rich.table import Table
 from tqdm import tqdm
 
 from policies.base import PolicyConfigError
-from simulations import report
+from simulations import ope, report
 from simulations.live import LiveConfig, run_live
 from simulations.logs import LogError, LoggedData, read_log
-from simulations.replay import Evaluation, Target, evaluate
+from simulations.replay import MIN_SUPPORT, Evaluation, Target, evaluate
 from simulations.runner import RunResult, StudyResult, run_study
 from simulations.study import Study, StudyError, load_study, make_policy
 
@@ -77,6 +78,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     rep.add_argument("--seed", type=int, default=0, help="seed of the replay method")
     rep.add_argument(
         "--replays", type=int, default=10, help="replay passes to average (default 10)"
+    )
+    rep.add_argument(
+        "--reward-range",
+        metavar="LOW,HIGH",
+        help="bounds of any reward, to clip intervals and bound unsupported decisions "
+        "(default: the logged rewards' range)",
+    )
+    rep.add_argument(
+        "--min-support",
+        type=float,
+        default=MIN_SUPPORT,
+        help="refuse estimates when fewer than this share of decisions has support "
+        f"(default {MIN_SUPPORT})",
     )
     rep.add_argument("--json", type=Path, help="also write the estimates to this JSON file")
     rep.set_defaults(func=_guarded(replay_command))
@@ -237,6 +251,26 @@ def parse_target(spec: str) -> Target:
     return Target.serving(policy, label=spec)
 
 
+def parse_reward_range(spec: str | None, data: LoggedData) -> tuple[float, float] | None:
+    """``LOW,HIGH`` containing every logged reward, or None (the logged range)."""
+    if spec is None:
+        return None
+    low_text, comma, high_text = spec.partition(",")
+    try:
+        low, high = float(low_text), float(high_text)
+    except ValueError:
+        low = high = math.nan
+    if not comma or not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise LogError(f"expected LOW,HIGH with LOW <= HIGH, got {spec!r}", field="--reward-range")
+    seen_low, seen_high = float(data.rewards.min()), float(data.rewards.max())
+    if seen_low < low or seen_high > high:
+        raise LogError(
+            f"the log has rewards in [{seen_low:g}, {seen_high:g}], outside {spec!r}",
+            field="--reward-range",
+        )
+    return low, high
+
+
 def replay_command(args: argparse.Namespace) -> int:
     targets = [parse_target(spec) for spec in args.target]
     records = read_log(args.log)
@@ -251,7 +285,20 @@ def replay_command(args: argparse.Namespace) -> int:
             raise LogError(
                 f"target arm {target.arm!r} is not one of {list(data.arm_names)}", field="--target"
             )
-    evaluations = [evaluate(t, data, seed=args.seed, replays=args.replays) for t in targets]
+    reward_range = parse_reward_range(args.reward_range, data)
+    if not 0.0 <= args.min_support <= 1.0:
+        raise LogError(f"{args.min_support!r} is outside [0, 1]", field="--min-support")
+    evaluations = [
+        evaluate(
+            t,
+            data,
+            seed=args.seed,
+            replays=args.replays,
+            reward_range=reward_range,
+            min_support=args.min_support,
+        )
+        for t in targets
+    ]
     _console().print(_evaluation_table(evaluations, data, str(args.log)))
     for evaluation in evaluations:
         for warning in evaluation.warnings:
@@ -264,15 +311,39 @@ def replay_command(args: argparse.Namespace) -> int:
 def _evaluation_table(evaluations: Sequence[Evaluation], data: LoggedData, source: str) -> Table:
     table = Table(title=f"{source}: {data.size} decisions, arms {', '.join(data.arm_names)}")
     table.add_column("target")
-    methods = [e.method for e in evaluations[0].estimates] if evaluations else []
+    methods = list(dict.fromkeys(e.method for ev in evaluations for e in ev.estimates))
     for method in methods:
         table.add_column(f"{method} [95% CI]", justify="right")
     table.add_column("ESS", justify="right")
+    table.add_column("support", justify="right")
     for evaluation in evaluations:
-        cells = [f"{e.value:.4f} [{e.ci_low:.4f}, {e.ci_high:.4f}]" for e in evaluation.estimates]
+        by_method = {e.method: e for e in evaluation.estimates}
+        cells = [_estimate_cell(by_method.get(method)) for method in methods]
         ess = evaluation.diagnostics.effective_sample_size
-        table.add_row(evaluation.target, *cells, f"{ess:.0f}")
+        table.add_row(evaluation.target, *cells, f"{ess:.0f}", _support_cell(evaluation))
     return table
+
+
+def _estimate_cell(estimate: ope.Estimate | None) -> str:
+    if estimate is None:
+        return ""
+    if estimate.refused:
+        return "refused"
+    interval = f"[{estimate.ci_low:.4f}, {estimate.ci_high:.4f}]"
+    return interval if math.isnan(estimate.value) else f"{estimate.value:.4f} {interval}"
+
+
+def _support_cell(evaluation: Evaluation) -> str:
+    support = evaluation.support
+    if support is None or support.checked == 0:
+        return "unchecked"
+    text = f"{support.share:.1%}"
+    return text if support.checked == support.decisions else f"{text} of {support.checked}"
+
+
+def _finite(number: float) -> float | None:
+    """JSON has no NaN or infinity: a refused or unbounded number is null."""
+    return number if math.isfinite(number) else None
 
 
 def _evaluations_json(
@@ -288,12 +359,24 @@ def _evaluations_json(
                 "target": e.target,
                 "estimates": {
                     est.method: {
-                        "value": est.value,
-                        "ci95_low": est.ci_low,
-                        "ci95_high": est.ci_high,
+                        "value": _finite(est.value),
+                        "ci95_low": _finite(est.ci_low),
+                        "ci95_high": _finite(est.ci_high),
                         "n": est.n,
+                        "refused": est.refused,
                     }
                     for est in e.estimates
+                },
+                "reward_range": [_finite(x) for x in e.reward_range],
+                "support": None
+                if e.support is None
+                else {
+                    "decisions": e.support.decisions,
+                    "checked": e.support.checked,
+                    "supported": e.support.supported,
+                    "share": e.support.share,
+                    "unsupported_mass": e.support.unsupported_mass,
+                    "unsupported_reasons": dict(e.support.unsupported_reasons),
                 },
                 "effective_sample_size": e.diagnostics.effective_sample_size,
                 "max_weight": e.diagnostics.max_weight,

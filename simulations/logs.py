@@ -17,9 +17,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from policies.base import BoolArray
 from simulations.environments import FloatArray, IntArray
 
 REQUIRED_JSON_FIELDS = ("decision_id", "arm", "propensity")
+#: How far a complete law may stray from summing to 1 (floats rounded by JSON and by mixing).
+LAW_TOLERANCE = 1e-6
 REQUIRED_CSV_COLUMNS = ("action", "reward", "propensity")
 #: CSV columns with a meaning of their own; every other column is a context feature.
 CSV_KNOWN_COLUMNS = (
@@ -74,6 +77,9 @@ class DecisionRecord:
     reward: float | None = None
     default_reward_applied: bool = False
     probabilities: dict[str, float] = field(default_factory=dict)
+    #: ``probabilities`` is the law of the whole decision procedure (an arm not listed had
+    #: probability 0), so replay can check a target's support; False for older logs.
+    probabilities_complete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +95,7 @@ class DecisionRecord:
             "reward": self.reward,
             "default_reward_applied": self.default_reward_applied,
             "probabilities": dict(self.probabilities),
+            "probabilities_complete": self.probabilities_complete,
         }
 
 
@@ -157,19 +164,20 @@ def parse_decision(obj: Any, line: int = 1, source: str = "log") -> DecisionReco
             field="state_version",
             source=source,
         )
-    applied = obj.get("default_reward_applied", False)
-    if not isinstance(applied, bool):
-        raise LogError(
-            f"expected true or false, got {applied!r}",
-            line=line,
-            field="default_reward_applied",
-            source=source,
-        )
+    applied = _bool(
+        obj.get("default_reward_applied", False), line, source, "default_reward_applied"
+    )
+    complete = _bool(
+        obj.get("probabilities_complete", False), line, source, "probabilities_complete"
+    )
+    propensity = _propensity(obj["propensity"], line, source)
+    if complete:
+        _check_law(probabilities, _str(obj["arm"], line, source, "arm"), propensity, line, source)
     return DecisionRecord(
         decision_id=_str(obj["decision_id"], line, source, "decision_id"),
         experiment=_str(obj.get("experiment", ""), line, source, "experiment"),
         arm=_str(obj["arm"], line, source, "arm"),
-        propensity=_propensity(obj["propensity"], line, source),
+        propensity=propensity,
         reason=_str(obj.get("reason", "EXPLOIT"), line, source, "reason"),
         time=_str(obj.get("time", ""), line, source, "time"),
         unit_id=_str(obj.get("unit_id", ""), line, source, "unit_id"),
@@ -178,7 +186,39 @@ def parse_decision(obj: Any, line: int = 1, source: str = "log") -> DecisionReco
         reward=None if reward is None else _float(reward, line, source, "reward"),
         default_reward_applied=applied,
         probabilities=probabilities,
+        probabilities_complete=complete,
     )
+
+
+def _bool(value: Any, line: int, source: str, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise LogError(
+            f"expected true or false, got {value!r}", line=line, field=name, source=source
+        )
+    return value
+
+
+def _check_law(
+    probabilities: Mapping[str, float], arm: str, propensity: float, line: int, source: str
+) -> None:
+    """A complete law sums to 1 and gives the logged arm its logged propensity: a log that
+    contradicts itself would make every support check and weight wrong."""
+    total = sum(probabilities.values())
+    if abs(total - 1.0) > LAW_TOLERANCE:
+        raise LogError(
+            f"sum to {total!r}, not 1, although probabilities_complete is true",
+            line=line,
+            field="probabilities",
+            source=source,
+        )
+    logged = probabilities.get(arm, 0.0)
+    if abs(logged - propensity) > LAW_TOLERANCE:
+        raise LogError(
+            f"{propensity!r} differs from probabilities.{arm} = {logged!r}",
+            line=line,
+            field="propensity",
+            source=source,
+        )
 
 
 def read_decision_log(path: str | Path) -> list[DecisionRecord]:
@@ -269,6 +309,10 @@ class LoggedData:
     ``skipped`` counts decisions left out because their reward was never observed; they
     cannot be scored, and leaving them out assumes rewards go missing independently of arm
     and outcome (state it next to any estimate).
+
+    ``laws`` holds, per decision, the logger's probability of every arm under the whole
+    decision procedure, where the log has it (``complete``); rows without it are NaN, and
+    their support cannot be checked. ``reasons`` says which rule decided each decision.
     """
 
     arm_names: tuple[str, ...]
@@ -278,6 +322,29 @@ class LoggedData:
     contexts: FloatArray  # (n, features); zero columns when the log has no context
     context_names: tuple[str, ...]
     skipped: int
+    laws: FloatArray | None = None  # (n, arms); None: no decision has a complete law
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> BoolArray:
+        """Per decision: is its whole-procedure law known?"""
+        if self.laws is None:
+            return np.zeros(self.size, dtype=bool)
+        return np.asarray(~np.isnan(self.laws[:, 0]), dtype=bool)
+
+    def subset(self, rows: BoolArray) -> LoggedData:
+        """The decisions where ``rows`` is true (in order); ``skipped`` is kept."""
+        return LoggedData(
+            arm_names=self.arm_names,
+            arms=self.arms[rows],
+            rewards=self.rewards[rows],
+            propensities=self.propensities[rows],
+            contexts=self.contexts[rows],
+            context_names=self.context_names,
+            skipped=self.skipped,
+            laws=None if self.laws is None else self.laws[rows],
+            reasons=tuple(r for r, keep in zip(self.reasons, rows, strict=True) if keep),
+        )
 
     @property
     def size(self) -> int:
@@ -304,6 +371,12 @@ class LoggedData:
                 )
         scored = [r for r in records if r.reward is not None]
         context_names = sorted({key for r in scored for key in r.context})
+        laws = None
+        if any(r.probabilities_complete for r in scored):
+            laws = np.full((len(scored), len(names)), np.nan)
+            for row, record in enumerate(scored):
+                if record.probabilities_complete:
+                    laws[row] = [record.probabilities.get(name, 0.0) for name in names]
         return cls(
             arm_names=tuple(names),
             arms=np.asarray([index[r.arm] for r in scored], dtype=np.int64),
@@ -314,6 +387,8 @@ class LoggedData:
             ).reshape(len(scored), len(context_names)),
             context_names=tuple(context_names),
             skipped=len(records) - len(scored),
+            laws=laws,
+            reasons=tuple(r.reason for r in scored),
         )
 
 
@@ -333,11 +408,14 @@ def _arm_order(records: Sequence[DecisionRecord]) -> list[str]:
 def dsjson_event(record: DecisionRecord, arm_names: Sequence[str]) -> dict[str, Any]:
     """One decision in VW's DSJSON cb format.
 
-    Probabilities missing from the record are filled by sharing the rest of the mass evenly
-    over the other arms, so ``p`` still sums to 1 as VW expects.
+    ``p`` is the law of the whole decision procedure when the record has it (arms it does
+    not list get 0). In older records, probabilities missing from the record are filled by
+    sharing the rest of the mass evenly over the other arms, so ``p`` still sums to 1 as VW
+    expects.
     """
     chosen = arm_names.index(record.arm)
-    probabilities = [record.probabilities.get(name) for name in arm_names]
+    absent = 0.0 if record.probabilities_complete else None
+    probabilities = [record.probabilities.get(name, absent) for name in arm_names]
     probabilities[chosen] = record.propensity
     missing = [i for i, p in enumerate(probabilities) if p is None]
     if missing:

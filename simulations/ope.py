@@ -9,6 +9,13 @@ a 95 % confidence interval from the central limit theorem over the n decisions:
   interval from the delta method.
 * DR: the per-arm reward model's prediction for the target's choice, plus the importance
   weighted residual. Unbiased if either the propensities or the model are right.
+
+All three are unbiased only where the logger could have chosen every arm the target might
+choose (support). Given each decision's whole-procedure law (``laws``), ``unsupported_mass``
+measures the target's mass on arms the logger could not choose, and ``support_bounds`` gives
+an interval for the value over every decision that stays honest without support: IPS over
+all decisions estimates the target's value on the arms with support exactly, and the rest is
+bounded by the reward range times the unsupported mass (the worst case, in both directions).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from simulations.environments import FloatArray, IntArray
 ESS_WARN_SHARE = 0.1
 #: Warn when a single decision carries more than this share of the total importance weight.
 MAX_WEIGHT_WARN_SHARE = 0.05
+#: Target mass on unsupported arms below this counts as none (float noise of a law).
+SUPPORT_TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,29 @@ class Estimate:
 
     def covers(self, truth: float) -> bool:
         return self.ci_low <= truth <= self.ci_high
+
+    @property
+    def refused(self) -> bool:
+        """No estimate was given (e.g. too little support); the interval is then infinite."""
+        return math.isnan(self.value) and not math.isfinite(self.ci_low)
+
+    def clipped(self, low: float, high: float) -> Estimate:
+        """The estimate and its interval within the reward range [low, high]: no policy's
+        value can lie outside it, so an interval reaching past it claims nothing more."""
+        if self.refused:
+            return self
+        value = self.value if math.isnan(self.value) else min(max(self.value, low), high)
+        return Estimate(
+            self.method,
+            value,
+            min(max(self.ci_low, low), high),
+            max(min(self.ci_high, high), low),
+            self.n,
+        )
+
+
+def refused(method: str, n: int) -> Estimate:
+    return Estimate(method, math.nan, -math.inf, math.inf, n)
 
 
 @dataclass(frozen=True)
@@ -132,3 +164,39 @@ def diagnose_weights(
     return WeightDiagnostics(
         n, ess, max_weight, float(weights.mean()) if n else 0.0, tuple(warnings)
     )
+
+
+def unsupported_mass(laws: FloatArray, target: FloatArray) -> FloatArray:
+    """Per decision, the target's probability of arms the logger gave probability 0.
+
+    ``laws`` (n, arms) is each decision's whole-procedure law, NaN where unknown: there the
+    result is NaN too (support cannot be checked).
+    """
+    unknown = np.isnan(laws[:, 0])
+    mass = np.where(np.nan_to_num(laws) > 0.0, 0.0, target).sum(axis=1)
+    mass = np.where(mass <= SUPPORT_TOLERANCE, 0.0, mass)
+    return np.asarray(np.where(unknown, np.nan, mass), dtype=np.float64)
+
+
+def support_bounds(
+    arms: IntArray,
+    rewards: FloatArray,
+    propensities: FloatArray,
+    target: FloatArray,
+    unsupported: FloatArray,
+    reward_range: tuple[float, float],
+) -> Estimate:
+    """An interval for the target's value over every decision, support or not.
+
+    V = mean_i [sum over supported arms of target * reward + sum over unsupported arms of
+    target * reward]. IPS over all decisions estimates the first part without bias (the
+    logged arm always has support, and unsupported arms get weight 0); the second lies in
+    [low, high] times the mean unsupported mass. So the 95 % interval of IPS, widened by that
+    range, covers V whatever the rewards of the unsupported arms. No point value is claimed.
+    """
+    low, high = reward_range
+    mass = float(np.nan_to_num(unsupported).mean()) if unsupported.size else 0.0
+    part = ips(arms, rewards, propensities, target)
+    return Estimate(
+        "bounds", math.nan, part.ci_low + low * mass, part.ci_high + high * mass, part.n
+    ).clipped(low, high)

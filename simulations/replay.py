@@ -6,6 +6,14 @@ reward logged before it (the service's statistics, had it switched policy then).
 method (Li et al. 2011) instead lets the policy learn from its own choices: walk the log,
 keep a decision only where the policy picks the logged arm, and feed the policy only those
 rewards. On a uniformly random log the kept decisions are distributed as an on-policy run.
+
+Support: where the log carries each decision's whole-procedure law, ``evaluate`` finds the
+decisions on which the target would choose an arm the logger could not (a pinned, paused or
+sticky decision, for any target that would route elsewhere). No estimator is unbiased there,
+so the estimates are restricted to the supported decisions, with a warning that says how
+many were left out and why, and refused when fewer than ``min_support`` of the decisions are
+supported; the ``bounds`` interval covers the value over every decision regardless. Every
+interval is clipped to the reward range.
 """
 
 from __future__ import annotations
@@ -26,6 +34,10 @@ from simulations.logs import LoggedData
 UNIFORM_TOLERANCE = 1e-3
 #: Target probabilities are computed for this many decisions per vectorised policy call.
 CHUNK = 4096
+#: Below this share of supported decisions, estimates are refused rather than restricted.
+MIN_SUPPORT = 0.5
+#: Reasons whose decisions a rule fixed: without logged laws, they may lack support.
+FIXED_REASONS = ("PINNED", "PAUSED", "STICKY", "HOLDOUT")
 
 
 @dataclass(frozen=True)
@@ -153,12 +165,69 @@ def is_uniform_log(data: LoggedData) -> bool:
 
 
 @dataclass(frozen=True)
+class Support:
+    """Where the logger could have chosen what the target chooses.
+
+    ``checked`` decisions carry their whole-procedure law; of those, ``supported`` give the
+    target's arms positive probability. ``unsupported_mass`` is the mean target probability
+    on arms without support over the checked decisions; ``unsupported_reasons`` counts the
+    unsupported decisions by the rule that decided them.
+    """
+
+    decisions: int
+    checked: int
+    supported: int
+    unsupported_mass: float
+    unsupported_reasons: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def share(self) -> float:
+        """Supported share of the checked decisions (1 when none could be checked)."""
+        return self.supported / self.checked if self.checked else 1.0
+
+    @property
+    def complete(self) -> bool:
+        return self.checked == self.decisions and self.supported == self.decisions
+
+
+def support_of(data: LoggedData, target: FloatArray) -> tuple[Support, FloatArray]:
+    """The support summary and the per-decision unsupported mass (NaN: unknown)."""
+    if data.laws is None:
+        return Support(data.size, 0, 0, 0.0), np.full(data.size, np.nan)
+    mass = ope.unsupported_mass(data.laws, target)
+    known = ~np.isnan(mass)
+    lacking = known & (mass > 0.0)
+    reasons: dict[str, int] = {}
+    for reason, flag in zip(data.reasons, lacking, strict=True):
+        if flag:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    checked = int(known.sum())
+    return (
+        Support(
+            decisions=data.size,
+            checked=checked,
+            supported=checked - int(lacking.sum()),
+            unsupported_mass=float(mass[known].mean()) if checked else 0.0,
+            unsupported_reasons=tuple(sorted(reasons.items())),
+        ),
+        mass,
+    )
+
+
+def reward_range_of(data: LoggedData) -> tuple[float, float]:
+    """The logged rewards' range: the default bounds of any policy's value on this log."""
+    return float(data.rewards.min()), float(data.rewards.max())
+
+
+@dataclass(frozen=True)
 class Evaluation:
     target: str
     estimates: tuple[ope.Estimate, ...]
     diagnostics: ope.WeightDiagnostics
     replay_matched: float
     warnings: tuple[str, ...]
+    support: Support | None = None
+    reward_range: tuple[float, float] = (-math.inf, math.inf)
 
 
 Estimator = Callable[[IntArray, FloatArray, FloatArray, FloatArray], ope.Estimate]
@@ -176,32 +245,113 @@ def evaluate(
     seed: int = 0,
     replays: int = 1,
     methods: Sequence[str] = (),
+    reward_range: tuple[float, float] | None = None,
+    min_support: float = MIN_SUPPORT,
 ) -> Evaluation:
-    """Every estimator for one target, with weight diagnostics and warnings."""
+    """Every estimator for one target, with weight and support diagnostics and warnings.
+
+    ``reward_range`` (default: the logged rewards' range) clips every interval; see the
+    module docstring for how decisions without support are handled.
+    """
     if data.size == 0:
         raise ValueError("the log has no decision with an observed reward")
     wanted = set(methods) or {"replay", "ips", "snips", "dr"}
+    low, high = reward_range if reward_range is not None else reward_range_of(data)
     probabilities = target_probabilities(target, data)
-    estimates = []
-    warnings: list[str] = []
+    support, mass = support_of(data, probabilities)
+    usable = ~(mass > 0.0)  # supported, or unknown (NaN compares false)
+    refuse = support.supported < support.checked and (
+        support.share < min_support or int(usable.sum()) < 2
+    )
+    warnings = _support_warnings(data, support, min_support, refuse)
+    estimates: list[ope.Estimate] = []
     matched = math.nan
+    scope, scoped = data, probabilities
+    if support.supported < support.checked and not refuse:
+        scope, scoped = data.subset(usable), probabilities[usable]
     if "replay" in wanted:
-        result = replay(target, data, seed=seed, replays=replays)
-        estimates.append(result.estimate)
-        matched = result.matched
-        if not result.uniform_log:
-            warnings.append(
-                "replay assumes a uniformly random log (propensity 1/K everywhere); this log is "
-                "not, so the replay estimate is biased: trust IPS/SNIPS/DR instead"
-            )
+        if refuse:
+            estimates.append(ope.refused("replay", 0))
+        else:
+            result = replay(target, scope, seed=seed, replays=replays)
+            estimates.append(result.estimate)
+            matched = result.matched
+            if not result.uniform_log:
+                warnings.append(
+                    "replay assumes a uniformly random log (propensity 1/K everywhere); this log "
+                    "is not, so the replay estimate is biased: trust IPS/SNIPS/DR instead"
+                )
     for name, estimator in ESTIMATORS:
         if name in wanted:
-            estimates.append(estimator(data.arms, data.rewards, data.propensities, probabilities))
-    diagnostics = ope.diagnose_weights(data.arms, data.propensities, probabilities)
+            estimates.append(
+                ope.refused(name, 0)
+                if refuse
+                else estimator(scope.arms, scope.rewards, scope.propensities, scoped)
+            )
+    if support.supported < support.checked:
+        estimates.append(
+            ope.support_bounds(
+                data.arms, data.rewards, data.propensities, probabilities, mass, (low, high)
+            )
+        )
+    diagnostics = ope.diagnose_weights(scope.arms, scope.propensities, scoped)
     warnings.extend(diagnostics.warnings)
     if data.skipped:
         warnings.append(
             f"{data.skipped} decisions without an observed reward were left out (assumes rewards "
             "go missing independently of arm and outcome)"
         )
-    return Evaluation(target.label, tuple(estimates), diagnostics, matched, tuple(warnings))
+    return Evaluation(
+        target.label,
+        tuple(e.clipped(low, high) for e in estimates),
+        diagnostics,
+        matched,
+        tuple(warnings),
+        support,
+        (low, high),
+    )
+
+
+def _support_warnings(
+    data: LoggedData, support: Support, min_support: float, refused: bool
+) -> list[str]:
+    warnings = []
+    if support.checked < support.decisions:
+        fixed = [r for r in data.reasons if r in FIXED_REASONS]
+        counts = ", ".join(f"{r} {fixed.count(r)}" for r in sorted(set(fixed)))
+        what = (
+            "none of its decisions"
+            if support.checked == 0
+            else (f"{support.decisions - support.checked} of its {support.decisions} decisions")
+        )
+        warnings.append(
+            f"support cannot be checked: {what} carry the whole decision procedure's "
+            "probabilities (a CSV log, or exported before they were logged)"
+            + (
+                f"; decisions fixed by a rule ({counts}) may lack support, and then every "
+                "estimate is biased"
+                if counts
+                else ""
+            )
+        )
+    if support.supported < support.checked:
+        lacking = support.checked - support.supported
+        reasons = ", ".join(f"{r} {n}" for r, n in support.unsupported_reasons)
+        head = (
+            f"no support: on {lacking} of {support.checked} decisions ({1 - support.share:.1%}: "
+            f"{reasons}) the target puts probability on arms the logger could not choose "
+            f"({support.unsupported_mass:.3f} per decision on average)"
+        )
+        if refused:
+            warnings.append(
+                f"{head}; estimates refused (supported share {support.share:.1%} < "
+                f"{min_support:.0%}); only the bounds interval, which covers every decision "
+                "whatever the unsupported arms earn, is given"
+            )
+        else:
+            warnings.append(
+                f"{head}; replay/IPS/SNIPS/DR are restricted to the {support.supported} "
+                "supported decisions (their value on that traffic, not on all of it); the "
+                "bounds interval covers every decision whatever the unsupported arms earn"
+            )
+    return warnings

@@ -56,6 +56,7 @@ def test_rows_round_trip_to_full_records_sharing_one_probability_table() -> None
     assert records[1]["context"] == {"x": 1.5}
     assert "context" not in records[0]
     assert records[2]["probabilities"] == uniform
+    assert all(r["probabilities_complete"] for r in records)  # whole-procedure laws (v3)
 
 
 def test_nothing_to_log_is_an_empty_string() -> None:
@@ -93,3 +94,15 @@ def test_decision_ids_verify_and_reject_tampering_in_both_versions() -> None:
     ):
         with pytest.raises(InvalidArgument, match="signature mismatch"):
             SIGNER.verify(bad)
+
+
+def test_version_two_tables_are_not_taken_for_whole_procedure_laws() -> None:
+    """Version 2 logged a sticky unit's table as {held arm: assignment propensity} and a
+    holdout's within its rule: replay must not check support against such tables."""
+    decision_id = issue("b", 0.25, 1_700_000_000_000)
+    data = json.dumps(
+        {"v": 2, "probabilities": [{"b": 0.25}], "decisions": [[decision_id, "STICKY", "u", 0]]}
+    )
+    (record,) = decode(data)
+    assert record["probabilities"] == {"b": 0.25}
+    assert record["probabilities_complete"] is False

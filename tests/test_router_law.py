@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 from scipy.stats import chi2
@@ -22,13 +23,16 @@ DRAWS = 40_000
 LEVEL = 1e-6
 
 
-def entry_for(policy: str, params: dict[str, float], floor: float = 0.0) -> CachedExperiment:
+def entry_for(
+    policy: str, params: dict[str, float], floor: float = 0.0, **fields: Any
+) -> CachedExperiment:
     arms = ("a", "b", "c", "d")
     experiment = Experiment(
         name="law",
         arms=tuple(Arm(a) for a in arms),
         policy=PolicySpec(policy, params),
         exploration_floor=floor,
+        **fields,
     ).validated()
     n = {"a": 20, "b": 25, "c": 12, "d": 30}
     wins = {"a": 9, "b": 13, "c": 5, "d": 14}
@@ -89,3 +93,43 @@ def test_a_new_state_starts_a_new_block() -> None:
     assert entry._block is not None and entry._block.refills == 1
     fresh = entry_for("thompson", {})
     assert fresh._block is None
+
+
+@pytest.mark.parametrize(("control", "burn_in"), [("", 0), ("d", 0), ("", 1000), ("d", 1000)])
+def test_logged_law_is_the_whole_procedures_law(control: str, burn_in: int) -> None:
+    """With a holdout (uniform or to a control arm), a burn-in and a floor, every random
+    decision logs one law, P(arm) = h q(arm) + (1 - h) r(arm), and the arms drawn follow it
+    (chi-square at level 1e-6), whichever branch each decision took."""
+    from bandit_router.router import Router
+
+    share = 0.3
+    entry = entry_for(
+        "epsilon_greedy",
+        {"epsilon": 0.2},
+        floor=0.05,
+        holdout_share=share,
+        holdout_control_arm=control,
+        burn_in=burn_in,
+    )
+    experiment = entry.experiment
+    router = Router.__new__(Router)
+    router.rng = random.Random(4321)
+    router.sticky = None
+    choices = [router.choose(entry, "", frozenset(), 0.0) for _ in range(DRAWS)]
+    laws = {id(choice.law) for choice in choices}
+    assert len(laws) == 1  # one shared table: the log writes it once per flush
+    law = choices[0].law
+    names = experiment.arm_names
+    uniform = 1 / len(names)
+    after = (
+        dict.fromkeys(range(len(names)), uniform)
+        if burn_in
+        else entry.mixed_propensities(entry.active)
+    )
+    for i, name in enumerate(names):
+        held = (1.0 if name == control else 0.0) if control else uniform
+        assert law[name] == pytest.approx(share * held + (1 - share) * after[i], abs=1e-12)
+    assert sum(law.values()) == pytest.approx(1.0, abs=1e-12)
+    counts: Counter[int] = Counter(choice.arm for choice in choices)
+    expected = {i: law[name] for i, name in enumerate(names)}
+    assert chi_square_p(counts, expected, DRAWS) > LEVEL

@@ -349,7 +349,7 @@ class ExportDecisionsResponse(_message.Message):
     def __init__(self, record: _Optional[_Union[DecisionRecord, _Mapping]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("decision_id", "experiment", "arm", "propensity", "reason", "time", "unit_id", "context", "state_version", "reward", "default_reward_applied", "probabilities")
+    __slots__ = ("decision_id", "experiment", "arm", "propensity", "reason", "time", "unit_id", "context", "state_version", "reward", "default_reward_applied", "probabilities", "probabilities_complete")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +376,7 @@ class DecisionRecord(_message.Message):
     REWARD_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_REWARD_APPLIED_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_COMPLETE_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     experiment: str
     arm: str
@@ -388,4 +389,5 @@ class DecisionRecord(_message.Message):
     reward: float
     default_reward_applied: bool
     probabilities: _containers.ScalarMap[str, float]
-    def __init__(self, decision_id: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ..., propensity: _Optional[float] = ..., reason: _Optional[_Union[_experiment_pb2.Reason, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unit_id: _Optional[str] = ..., context: _Optional[_Mapping[str, float]] = ..., state_version: _Optional[int] = ..., reward: _Optional[float] = ..., default_reward_applied: _Optional[bool] = ..., probabilities: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    probabilities_complete: bool
+    def __init__(self, decision_id: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ..., propensity: _Optional[float] = ..., reason: _Optional[_Union[_experiment_pb2.Reason, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unit_id: _Optional[str] = ..., context: _Optional[_Mapping[str, float]] = ..., state_version: _Optional[int] = ..., reward: _Optional[float] = ..., default_reward_applied: _Optional[bool] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., probabilities_complete: _Optional[bool] = ...) -> None: ...
