@@ -227,9 +227,7 @@ async def build_app(
         wait_timeout_ms=config.wait_timeout_ms,
         linger=config.reward_linger,
     )
-    drift = DriftMonitor(
-        store, metrics, delta=config.drift_delta, threshold=config.drift_threshold
-    )
+    drift = DriftMonitor(store, metrics, delta=config.drift_delta, threshold=config.drift_threshold)
     cache.on_refresh(drift.observe)
     cache.on_removal(metrics.remove_experiment)
     cache.on_refresh(sticky.observe)

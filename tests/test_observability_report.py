@@ -226,6 +226,9 @@ def test_no_recommendation_before_every_active_arm_has_its_minimum_data() -> Non
         is None
     )
     only_a = build_report(
-        ["a", "b", "c"], bernoulli_stats([200, 300, 0], [0, 60, 0]), BetaModel(), eligible=[1, 1, 0]
+        ["a", "b", "c"],
+        bernoulli_stats([200, 300, 0], [0, 60, 0]),
+        BetaModel(),
+        eligible=[True, True, False],
     )
     assert only_a.best_arm == "b"
