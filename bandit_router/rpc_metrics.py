@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from .decoding import guard_decoding
 from .metrics import Metrics, RpcInstruments
 
 if TYPE_CHECKING:
@@ -89,7 +90,12 @@ def split_method(full_method: str) -> tuple[str, str]:
 
 
 def instrument(handler: _Handler, metrics: Metrics, service: str, method: str) -> _Handler:
-    """The same handler, timed and counted: started, handled by code, handling seconds."""
+    """The same handler, timed and counted: started, handled by code, handling seconds.
+
+    Undecodable requests are refused inside the timing (see ``decoding``), so they are
+    counted as INVALID_ARGUMENT like any other refusal.
+    """
+    handler = guard_decoding(handler, f"{service}/{method}")
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
             _timed_unary(metrics.rpc_instruments(service, method), handler.unary_unary),
