@@ -22,6 +22,7 @@ import grpc
 import grpc.aio
 
 from .decoding import guard_decoding
+from .grpc_logs import quiet_cancellations
 from .metrics import Metrics, RpcInstruments
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class InstrumentedServer:
         self._server = server
         self._metrics = metrics
         self._register = register
+        quiet_cancellations()
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
