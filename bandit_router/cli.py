@@ -148,9 +148,16 @@ def _parse_duration(text: str) -> float:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .config import config_from_args
+    """Serve until SIGTERM; a bad option or a known start-up failure is one ``error:`` line
+    (one JSON record with JSON logs) and exit status 2, never a traceback."""
+    from .config import ConfigError, config_from_args
+    from .startup import EXIT_STARTUP, report
 
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ConfigError as error:
+        report(str(error), args.log_json is True)
+        return EXIT_STARTUP
     if (
         config.workers > 1
         and config.metrics_address
@@ -159,9 +166,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bandit-router-metrics-")
-    from .server import run
+    from .server import run_reporting
 
-    return run(config)
+    return run_reporting(config)
 
 
 def cmd_get(args: argparse.Namespace) -> int:

@@ -263,12 +263,9 @@ async def serve(
     ``exit_if_stuck`` (the process entry point's choice, never an embedding caller's): end the
     process when a leftover task will not stop, since ``asyncio.run`` would wait for it forever.
     """
-    registry = CollectorRegistry()
-    if config.metrics_address and config.workers == 1:
-        host, _, port = config.metrics_address.rpartition(":")
-        start_metrics_http_server(host or "127.0.0.1", int(port), exposition_registry(registry))
-    app = await build_app(config, registry=registry)
-    await app.start()
+    from .startup import start_app
+
+    app = await start_app(config, CollectorRegistry())  # known failures: StartupError
     # Everything loaded so far (numpy, scipy, grpc, protobuf descriptors...) lives as long as
     # the process; moving it out of the collector's reach turns a ~30 ms full collection,
     # a tail-latency spike every few seconds under load, into one of the recent objects only.
@@ -335,6 +332,17 @@ def run(config: ServerConfig) -> int:
     return 0
 
 
+def run_reporting(config: ServerConfig) -> int:
+    """``run``, with a known start-up failure written as one line and exit status 2."""
+    from .startup import EXIT_STARTUP, StartupError, report
+
+    try:
+        return run(config)
+    except StartupError as error:
+        report(str(error), config.log_json)
+        return EXIT_STARTUP
+
+
 def _run_workers(config: ServerConfig) -> int:
     """Fork N single-process servers on one port before any gRPC object exists (SO_REUSEPORT).
 
@@ -350,7 +358,7 @@ def _run_workers(config: ServerConfig) -> int:
         if pid == 0:
             code = 1
             try:
-                code = run(
+                code = run_reporting(
                     ServerConfig(**{**config.__dict__, "workers": 1, "metrics_address": None})
                 )
             finally:
@@ -373,4 +381,6 @@ def _run_workers(config: ServerConfig) -> int:
         if multiproc_dir:
             mark_worker_dead(child, multiproc_dir)
         status = status or os.waitstatus_to_exitcode(code)
-    return 0 if status in (0, -signal.SIGTERM, -signal.SIGINT) else 1
+    if status in (0, -signal.SIGTERM, -signal.SIGINT):
+        return 0
+    return status if status == 2 else 1  # 2: a worker could not start (it said why)
