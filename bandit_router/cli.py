@@ -167,7 +167,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bandit-router-metrics-")
     from .server import run_reporting
+    from .startup import StartupError, preflight
 
+    if config.workers > 1:
+        try:
+            preflight(config)
+        except StartupError as error:
+            report(str(error), config.log_json)
+            return EXIT_STARTUP
     return run_reporting(config)
 
 

@@ -168,3 +168,32 @@ def report(message: str, json_lines: bool, stream: TextIO | None = None) -> None
         print(JsonLinesFormatter().format(record), file=stream, flush=True)
     else:
         print(f"error: {text}", file=stream, flush=True)
+
+
+def preflight(config: ServerConfig) -> None:
+    """What ``--workers N`` checks once, before forking, so a failure is one line rather
+    than one per worker: the listen address, Redis (waiting as configured), the files."""
+    from .auth import load_tokens
+    from .experiment_files import load_experiments
+
+    async def reach_redis() -> None:
+        store = Store.from_url(config.redis_url, timeout=config.redis_timeout)
+        try:
+            await wait_for_redis(store, config)
+        finally:
+            with contextlib.suppress(Exception):
+                await store.close()
+
+    try:
+        check_listen_address(config.listen)
+        if config.tokens_file:
+            load_tokens(config.tokens_file, None)
+        if config.experiments_file:
+            load_experiments(config.experiments_file)
+        if config.redis_url:
+            asyncio.run(reach_redis())
+    except Exception as error:
+        message = describe(error, config)
+        if message is None:
+            raise
+        raise StartupError(_one_line(message)) from None

@@ -237,3 +237,9 @@ def test_wait_for_redis_starts_once_redis_comes_up() -> None:
         if server.proc is not None:
             server.proc.wait(20)
         redis.stop()
+
+
+def test_workers_report_a_start_up_failure_once() -> None:
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+    result = serve("--listen", f"127.0.0.1:{free_port()}", "--redis-url", url, "--workers", "3")
+    assert_one_error_line(result, "cannot reach Redis")
