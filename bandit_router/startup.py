@@ -26,8 +26,11 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from .config import ConfigError, ServerConfig
 from .errors import BanditRouterError
 from .logs import JsonLinesFormatter, clip, redact_text
-from .metrics import exposition_registry, start_metrics_http_server
 from .store import Store
+
+# Nothing here may import prometheus_client at module level: it reads
+# PROMETHEUS_MULTIPROC_DIR once, at import, and ``cmd_serve`` sets that variable (for
+# ``--workers N``) after importing this module.
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -131,6 +134,7 @@ async def wait_for_redis(store: Store, config: ServerConfig) -> None:
 
 async def start_app(config: ServerConfig, registry: CollectorRegistry) -> App:
     """Build and start the app (and the metrics endpoint); StartupError on known failures."""
+    from .metrics import exposition_registry, start_metrics_http_server
     from .server import build_app
 
     store: Store | None = None
