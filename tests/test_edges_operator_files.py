@@ -243,3 +243,14 @@ def test_workers_report_a_start_up_failure_once() -> None:
     url = f"redis://127.0.0.1:{closed_port()}/0"
     result = serve("--listen", f"127.0.0.1:{free_port()}", "--redis-url", url, "--workers", "3")
     assert_one_error_line(result, "cannot reach Redis")
+
+
+def test_redis_refusing_the_credentials_is_one_line() -> None:
+    redis = RedisServer(appendonly=False, extra_args=["--requirepass", "right-password"]).start()
+    try:
+        url = f"redis://:wrong-password@127.0.0.1:{redis.port}/0"
+        result = serve("--listen", f"127.0.0.1:{free_port()}", "--redis-url", url)
+    finally:
+        redis.stop()
+    line = assert_one_error_line(result, "refused the credentials")
+    assert "wrong-password" not in line
