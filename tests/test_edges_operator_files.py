@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import stat
 import subprocess
@@ -62,32 +63,47 @@ def create_token(path: Path, principal: str, role: str, capsys: pytest.CaptureFi
 # -- tokens files --------------------------------------------------------------------------
 
 
+def readme_token_commands() -> list[list[str]]:
+    """The ``bandit-router token create`` commands of README's Authentication section."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Authentication") :]
+    section = section[: section.index("\n### ", 1)]
+    return [
+        shlex.split(line)[1:]
+        for line in section.splitlines()
+        if line.startswith("bandit-router token create")
+    ]
+
+
 def test_readme_token_commands_give_a_file_where_every_token_works(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("BANDIT_ROUTER_TOKENS", raising=False)
-    path = tmp_path / "tokens.yaml"
-    operator = create_token(path, "ops-alice", "operator", capsys)
-    router = create_token(path, "svc-checkout", "router", capsys)
-    second_operator = create_token(path, "ops-bob", "operator", capsys)
+    monkeypatch.chdir(tmp_path)
+    commands = readme_token_commands()
+    assert len(commands) >= 2
+    tokens: list[tuple[str, str]] = []
+    for command in commands:
+        assert cli_main(command) == 0, command
+        tokens.append((command[command.index("--role") + 1], capsys.readouterr().out.strip()))
+    path = tmp_path / commands[0][commands[0].index("--file") + 1]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     text = path.read_text()
-    for token in (operator, router, second_operator):
+    for _, token in tokens:
         assert token.startswith("brt_") and token not in text
-    assert [e.principal for e in load_tokens(str(path), None)] == [
-        "ops-alice",
-        "svc-checkout",
-        "ops-bob",
-    ]
+    assert len(load_tokens(str(path), None)) == len(commands)
     server = ServerThread(tokens_file=str(path), refresh_interval=0.05).start()
     try:
-        for token in (operator, second_operator):
-            with BanditClient(server.target, token=token, timeout=5, max_attempts=1) as client:
-                client.list_experiments()
+        operator = next(token for role, token in tokens if role == "operator")
         with BanditClient(server.target, token=operator, timeout=5) as client:
             client.create_experiment("shop", ["a", "b"])
-        with BanditClient(server.target, token=router, timeout=5, max_attempts=1) as client:
-            assert client.route("shop").arm in ("a", "b")
+        for role, token in tokens:
+            with BanditClient(server.target, token=token, timeout=5, max_attempts=1) as client:
+                if role == "operator":
+                    client.list_experiments()
+                assert client.route("shop").arm in ("a", "b")
     finally:
         server.stop()
 
