@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import InvalidArgument, PermissionDenied, Unauthenticated
+from .yaml_files import load_json, load_yaml
 
 ROUTER = "router"
 OPERATOR = "operator"
 ROLES = (ROUTER, OPERATOR)
 ANONYMOUS = "anonymous"
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def hash_token(token: str) -> str:
@@ -47,23 +47,67 @@ class TokenEntry:
         return self.role == OPERATOR or self.role == role
 
 
-def parse_entries(items: Iterable[dict[str, Any]], source: str) -> list[TokenEntry]:
+ENTRY_KEYS = frozenset({"principal", "role", "sha256", "expires_at"})
+
+
+def parse_entries(items: Iterable[Any], source: str) -> list[TokenEntry]:
+    """Validated entries; errors name the entry (``file: tokens[2].role``), never a value
+    that could be a credential."""
     entries = []
     for index, item in enumerate(items):
         where = f"{source}: tokens[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidArgument("an entry is a mapping {principal, role, sha256}", where)
+        if "token" in item:
+            raise InvalidArgument(
+                "plaintext tokens are not accepted; store the SHA-256 of the token as "
+                "'sha256' (bandit-router token create --file writes entries this way)",
+                f"{where}.token",
+            )
+        unknown = sorted(str(key) for key in set(item) - ENTRY_KEYS)
+        if unknown:
+            raise InvalidArgument(
+                f"unknown key; known: {', '.join(sorted(ENTRY_KEYS))}", f"{where}.{unknown[0]}"
+            )
         role = item.get("role")
         if role not in ROLES:
-            raise InvalidArgument(f"role must be one of {ROLES}, got {role!r}", where)
-        digest = item.get("sha256") or (hash_token(item["token"]) if item.get("token") else "")
-        if len(digest) != 64:
-            raise InvalidArgument("needs sha256 (64 hex characters) or token", where)
-        principal = str(item.get("principal") or "")
-        if not principal:
-            raise InvalidArgument("needs a principal (who this token is)", where)
-        entries.append(
-            TokenEntry(principal, role, digest.lower(), float(item.get("expires_at", 0.0)))
-        )
+            raise InvalidArgument(f"must be one of {', '.join(ROLES)}", f"{where}.role")
+        digest = item.get("sha256")
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise InvalidArgument("must be 64 hex characters (a SHA-256)", f"{where}.sha256")
+        principal = item.get("principal")
+        if not isinstance(principal, str) or not principal:
+            raise InvalidArgument("needs a principal (who this token is)", f"{where}.principal")
+        expires_at = item.get("expires_at", 0.0)
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+            raise InvalidArgument("must be unix seconds (a number)", f"{where}.expires_at")
+        entries.append(TokenEntry(principal, role, digest.lower(), float(expires_at)))
     return entries
+
+
+def parse_tokens_document(data: Any, source: str) -> list[TokenEntry]:
+    """The entries of a loaded ``{tokens: [...]}`` document."""
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise InvalidArgument("expected a mapping with a 'tokens' list", source)
+    unknown = sorted(str(key) for key in set(data) - {"tokens"})
+    if unknown:
+        raise InvalidArgument("unknown key; known: tokens", f"{source}: {unknown[0]}")
+    items = data.get("tokens") or []
+    if not isinstance(items, list):
+        raise InvalidArgument("expected a list of entries", f"{source}: tokens")
+    return parse_entries(items, source)
+
+
+def read_tokens_file(path: str) -> Any:
+    """The document of a tokens file (YAML, or JSON by its ``.json`` suffix), read strictly:
+    a duplicate key is refused, since the loader would silently keep only the last."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise InvalidArgument(f"cannot read: {error.strerror}", path) from None
+    return load_json(text, path) if path.endswith(".json") else load_yaml(text, path)
 
 
 def load_tokens(path: str | None, env_value: str | None) -> list[TokenEntry]:
@@ -71,9 +115,7 @@ def load_tokens(path: str | None, env_value: str | None) -> list[TokenEntry]:
     from ``BANDIT_ROUTER_TOKENS`` (``principal:role:sha256`` entries, comma separated)."""
     entries: list[TokenEntry] = []
     if path:
-        text = Path(path).read_text()
-        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-        entries += parse_entries((data or {}).get("tokens", []), path)
+        entries += parse_tokens_document(read_tokens_file(path), path)
     if env_value:
         items = []
         for chunk in env_value.split(","):

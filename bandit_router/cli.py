@@ -148,9 +148,16 @@ def _parse_duration(text: str) -> float:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .config import config_from_args
+    """Serve until SIGTERM; a bad option or a known start-up failure is one ``error:`` line
+    (one JSON record with JSON logs) and exit status 2, never a traceback."""
+    from .config import ConfigError, config_from_args
+    from .startup import EXIT_STARTUP, report
 
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ConfigError as error:
+        report(str(error), args.log_json is True)
+        return EXIT_STARTUP
     if (
         config.workers > 1
         and config.metrics_address
@@ -159,9 +166,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bandit-router-metrics-")
-    from .server import run
+    from .server import run_reporting
+    from .startup import StartupError, preflight
 
-    return run(config)
+    if config.workers > 1:
+        try:
+            preflight(config)
+        except StartupError as error:
+            report(str(error), config.log_json)
+            return EXIT_STARTUP
+    return run_reporting(config)
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -349,10 +363,12 @@ def cmd_reward(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    """Print a new token on stderr and only its hash on stdout, ready for the tokens file.
+    """Create a token; the config (and anything that leaks it) holds only its SHA-256.
 
-    The server never needs the token itself, so the config (and anything that leaks it) holds
-    the SHA-256 only; the operator hands the printed token to its owner once.
+    With ``--file``: the entry is added to that tokens file in place (created if missing, see
+    ``token_files``) and the token goes to stdout, once, for its holder. Without: the token
+    goes to stderr and a tokens document with the one entry to stdout. The server never needs
+    the token itself.
     """
     import time
 
@@ -364,6 +380,19 @@ def cmd_token(args: argparse.Namespace) -> int:
     }
     if args.expires_in:
         entry["expires_at"] = round(time.time() + args.expires_in, 3)
+    if args.file:
+        from .token_files import add_token_entry
+
+        count = add_token_entry(args.file, entry)
+        print(
+            f"added a token with role {args.role} for {args.principal} to {args.file} "
+            f"({count} entries); "
+            "servers read the file at start. The token (printed once, stored nowhere) "
+            "follows on stdout.",
+            file=sys.stderr,
+        )
+        print(token)
+        return 0
     print(
         f"token (give it to {args.principal}; it is not stored anywhere): {token}", file=sys.stderr
     )
@@ -632,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="manage bearer tokens (token create ...)")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     token_create = token_commands.add_parser(
-        "create", help="create a bearer token and print its hashed tokens-file entry"
+        "create", help="create a bearer token and add its hashed entry to a tokens file"
     )
     token_create.add_argument("--principal", required=True, help="who holds the token (audited)")
     token_create.add_argument("--role", choices=ROLES, required=True)
@@ -641,6 +670,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_duration,
         default=0.0,
         help="the token stops working after e.g. 90d (default: never)",
+    )
+    token_create.add_argument(
+        "--file",
+        help="add the entry to this tokens file in place (created with mode 0600 if missing) "
+        "and print only the token, on stdout",
     )
     token_create.set_defaults(func=cmd_token)
 

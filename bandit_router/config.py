@@ -7,24 +7,76 @@ image runs under systemd, Kubernetes or a shell without a wrapper script.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass
+
+
+class ConfigError(Exception):
+    """A bad flag or ``BANDIT_ROUTER_*`` value: one ``error:`` line at start, exit status 2."""
+
+
+class InvalidEnv:
+    """The default of an option whose environment variable does not parse.
+
+    Parsing happens when the parser is built, for every command; raising there would break
+    ``bandit-router get`` over a variable only ``serve`` reads. The value is kept as this
+    marker instead, and ``config_from_args`` refuses it with the variable's name, unless a
+    flag replaced it.
+    """
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        self.name = name
+        self.value = value
+        self.expected = expected
+
+    def __repr__(self) -> str:
+        return f"<invalid {self.name}>"
+
+    def error(self) -> ConfigError:
+        shown = self.value if len(self.value) <= 40 else self.value[:40] + "..."
+        return ConfigError(f"{self.name}: expected {self.expected}, got {shown!r}")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"BANDIT_ROUTER_{name}", default)
 
 
-def _env_float(name: str, default: float) -> float:
-    value = _env(name)
-    return default if value is None or value == "" else float(value)
-
-
-def _env_bool(name: str, default: bool) -> bool:
+def _env_float(name: str, default: float) -> float | InvalidEnv:
     value = _env(name)
     if value is None or value == "":
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    try:
+        number = float(value)
+    except ValueError:
+        return InvalidEnv(f"BANDIT_ROUTER_{name}", value, "a number")
+    if not math.isfinite(number):
+        return InvalidEnv(f"BANDIT_ROUTER_{name}", value, "a finite number")
+    return number
+
+
+def _env_int(name: str, default: int) -> int | InvalidEnv:
+    value = _env(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return InvalidEnv(f"BANDIT_ROUTER_{name}", value, "an integer")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _env_bool(name: str, default: bool) -> bool | InvalidEnv:
+    value = _env(name)
+    if value is None or value == "":
+        return default
+    word = value.strip().lower()
+    if word not in _TRUE | _FALSE:
+        return InvalidEnv(f"BANDIT_ROUTER_{name}", value, "one of 1/true/yes/on or 0/false/no/off")
+    return word in _TRUE
 
 
 @dataclass(frozen=True)
@@ -56,6 +108,7 @@ class ServerConfig:
     use_uvloop: bool = True
     drift_delta: float = 0.25
     drift_threshold: float = 25.0
+    wait_for_redis: float = 0.0
 
     def redacted_redis_url(self) -> str:
         if self.redis_url is None:
@@ -119,13 +172,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--workers",
         type=int,
-        default=int(_env("WORKERS", "1") or 1),
+        default=_env_int("WORKERS", 1),
         help="processes serving one port (SO_REUSEPORT); needs Redis [BANDIT_ROUTER_WORKERS]",
     )
     add(
         "--wait-replicas",
         type=int,
-        default=int(_env("WAIT_REPLICAS", "0") or 0),
+        default=_env_int("WAIT_REPLICAS", 0),
         help="acknowledge a Reward only after this many Redis replicas have it (WAIT) "
         "[BANDIT_ROUTER_WAIT_REPLICAS]",
     )
@@ -211,21 +264,40 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="drift alarm threshold in standard deviations; the default 25 keeps false alarms "
         "below 1%% per arm per 10^4 stationary rewards [BANDIT_ROUTER_DRIFT_THRESHOLD]",
     )
+    add(
+        "--wait-for-redis",
+        type=float,
+        default=_env_float("WAIT_FOR_REDIS", 0.0),
+        metavar="SECONDS",
+        help="at start, retry connecting to Redis for up to this long (with backoff) before "
+        "giving up; for orchestrated starts where Redis may come up later "
+        "[BANDIT_ROUTER_WAIT_FOR_REDIS] (default 0: fail at once)",
+    )
     add("--no-uvloop", dest="use_uvloop", action="store_false", help="use asyncio's default loop")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The configuration, or ConfigError naming the flag or variable that is wrong."""
+    for value in vars(args).values():
+        if isinstance(value, InvalidEnv):
+            raise value.error()
     secret = _env("SECRET")
     if args.workers < 1:
-        raise SystemExit("--workers must be >= 1")
+        raise ConfigError("--workers must be >= 1")
     if args.workers > 1 and not args.redis_url:
-        raise SystemExit("--workers > 1 needs --redis-url: the embedded store lives in one process")
+        raise ConfigError(
+            "--workers > 1 needs --redis-url: the embedded store lives in one process"
+        )
     if bool(args.tls_cert) != bool(args.tls_key):
-        raise SystemExit("--tls-cert and --tls-key go together")
+        raise ConfigError("--tls-cert and --tls-key go together")
     if not (args.drift_delta > 0 and args.drift_threshold > 0):
-        raise SystemExit("--drift-delta and --drift-threshold must be > 0")
+        raise ConfigError("--drift-delta and --drift-threshold must be > 0")
     if args.tls_client_ca and not args.tls_cert:
-        raise SystemExit("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    if not args.redis_timeout > 0:
+        raise ConfigError("--redis-timeout must be > 0 seconds")
+    if args.wait_for_redis < 0:
+        raise ConfigError("--wait-for-redis must be >= 0 seconds")
     return ServerConfig(
         listen=args.listen,
         redis_url=args.redis_url or None,
@@ -253,4 +325,5 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         use_uvloop=args.use_uvloop,
         drift_delta=args.drift_delta,
         drift_threshold=args.drift_threshold,
+        wait_for_redis=args.wait_for_redis,
     )

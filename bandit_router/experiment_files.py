@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import InvalidArgument
 from .experiments import Arm, ArmState, Experiment, LateRewardRule, PolicySpec
+from .yaml_files import load_yaml
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -35,6 +34,13 @@ _KNOWN = {
     "holdout",
     "sticky",
     "drift_discount",
+}
+_ARM_KEYS = {"name", "state", "prior_n", "prior_sum", "prior_sum_sq"}
+_POLICY_KEYS = {"name", "params"}
+_SECTION_KEYS = {
+    "exploration": {"floor", "burn_in"},
+    "holdout": {"share", "control_arm"},
+    "sticky": {"enabled", "ttl"},
 }
 
 
@@ -55,19 +61,38 @@ def _number(value: Any, field: str) -> float:
     return float(value)
 
 
+def refuse_unknown_keys(data: Mapping[str, Any], known: set[str], prefix: str) -> None:
+    """A key the loader does not read is a typo or a misplaced setting: silently dropping
+    it (``exploration: {max_share: 0.1}``) would run the experiment without it."""
+    unknown = sorted(str(key) for key in set(data) - known)
+    if unknown:
+        raise InvalidArgument(
+            f"unknown key; known: {', '.join(sorted(known))}", f"{prefix}{unknown[0]}"
+        )
+
+
+def _section(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if key == "sticky" and isinstance(value, bool):
+        return {"enabled": value}
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"expected a mapping, got {value!r}", f"{where}.{key}")
+    refuse_unknown_keys(value, _SECTION_KEYS[key], f"{where}.{key}.")
+    return value
+
+
 def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
     if not isinstance(data, Mapping):
         raise InvalidArgument("each experiment must be a mapping", where)
-    unknown = sorted(set(data) - _KNOWN)
-    if unknown:
-        raise InvalidArgument(
-            f"unknown key {unknown[0]!r}; known: {', '.join(sorted(_KNOWN))}", where
-        )
+    refuse_unknown_keys(data, _KNOWN, f"{where}.")
     arms = []
     for index, raw in enumerate(data.get("arms") or []):
         if isinstance(raw, str):
             arms.append(Arm(raw))
         elif isinstance(raw, Mapping):
+            refuse_unknown_keys(raw, _ARM_KEYS, f"{where}.arms[{index}].")
             state = str(raw.get("state", "active")).lower()
             if state not in ("active", "disabled"):
                 raise InvalidArgument(
@@ -89,7 +114,10 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
     if isinstance(policy_raw, str):
         policy = PolicySpec(policy_raw, {})
     elif isinstance(policy_raw, Mapping):
+        refuse_unknown_keys(policy_raw, _POLICY_KEYS, f"{where}.policy.")
         params = policy_raw.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise InvalidArgument("expected a mapping of numbers", f"{where}.policy.params")
         policy = PolicySpec(
             str(policy_raw.get("name", "thompson")),
             {str(k): _number(v, f"{where}.policy.params.{k}") for k, v in params.items()},
@@ -99,9 +127,9 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
     late = str(data.get("late_rewards", "ignore")).lower()
     if late not in ("ignore", "apply"):
         raise InvalidArgument(f"must be ignore or apply, got {late!r}", f"{where}.late_rewards")
-    exploration = data.get("exploration") or {}
-    holdout = data.get("holdout") or {}
-    sticky = data.get("sticky") or {}
+    exploration = _section(data, "exploration", where)
+    holdout = _section(data, "holdout", where)
+    sticky = _section(data, "sticky", where)
     optional: dict[str, Any] = {
         key: _number(data[key], f"{where}.{key}")
         for key in ("default_reward", "reward_min", "reward_max", "drift_discount")
@@ -139,14 +167,16 @@ def load_experiments(path: str | Path) -> list[Experiment]:
         text = path.read_text()
     except OSError as error:
         raise InvalidArgument(f"cannot read: {error.strerror}", str(path)) from error
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
-        raise InvalidArgument(
-            f"not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {error}", str(path)
-        ) from error
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise InvalidArgument(f"not valid TOML: {error}", str(path)) from None
+    else:
+        data = load_yaml(text, str(path))
     if not isinstance(data, Mapping) or not isinstance(data.get("experiments"), list):
         raise InvalidArgument("expected a top-level 'experiments' list", str(path))
+    refuse_unknown_keys(data, {"experiments"}, f"{path}: ")
     return [
         experiment_from_mapping(item, f"{path}: experiments[{index}]")
         for index, item in enumerate(data["experiments"])

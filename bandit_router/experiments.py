@@ -22,7 +22,8 @@ from policies.base import PRIOR_MAGNITUDE_LIMIT
 
 from .errors import InvalidArgument
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: Used with ``fullmatch``: ``$`` in ``re.match`` also matches before a final newline.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_ARMS = 256
 MAX_DURATION_SECONDS = 90 * 24 * 3600.0
 MAX_REASON_LENGTH = 1024
@@ -46,7 +47,7 @@ def check_name(value: str, field_name: str) -> str:
         raise InvalidArgument("must not be empty", field_name)
     if len(value) > 64:
         raise InvalidArgument(f"is {len(value)} characters long; at most 64 allowed", field_name)
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise InvalidArgument(f"{value!r} has characters outside [A-Za-z0-9_.-]", field_name)
     return value
 

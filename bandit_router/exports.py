@@ -20,6 +20,8 @@ from .store import Store
 from .v1 import admin_pb2
 
 CHUNK = 1000
+#: The latest ``since`` accepted: 9999-12-31T23:59:59Z, protobuf Timestamp's own maximum.
+MAX_SINCE_MS = 253_402_300_799_000
 
 
 def record_of(experiment: str, decision: dict[str, Any]) -> admin_pb2.DecisionRecord:
@@ -53,6 +55,12 @@ async def decision_records(
     check_name(experiment, "experiment")
     if limit < 0:
         raise InvalidArgument("must not be negative", "limit")
+    if not 0 <= since_ms <= MAX_SINCE_MS:
+        # Checked here, not by Redis: a stream id out of range is a client's mistake, and
+        # Redis's own error text would reach the caller as UNKNOWN.
+        raise InvalidArgument(
+            f"must be between 1970-01-01 and 9999-12-31, got {since_ms // 1000} seconds", "since"
+        )
     await store.require_experiment(experiment)
     records: dict[str, admin_pb2.DecisionRecord] = {}
     order: list[str] = []

@@ -52,6 +52,22 @@ _STANDARD_ATTRS: Final = frozenset(
 )
 
 
+#: How many characters of one client-supplied value a log line keeps (then its length).
+MAX_LOGGED_CHARS: Final = 128
+
+
+def clip(value: object, limit: int = MAX_LOGGED_CHARS) -> str:
+    """``value`` as text of at most ``limit`` characters, plus its length when cut.
+
+    A refused call logs what it was sent; unbounded, one 3 MB experiment name from an
+    unauthenticated caller would add 3 MB to the log.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...({len(text)} characters)"
+
+
 def redact_text(text: str) -> str:
     """``text`` with bearer tokens, Authorization values and URL/field passwords replaced."""
     for pattern, replacement in _PATTERNS:

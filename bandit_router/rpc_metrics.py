@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from .decoding import guard_decoding
+from .grpc_logs import quiet_cancellations
 from .metrics import Metrics, RpcInstruments
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ class InstrumentedServer:
         self._server = server
         self._metrics = metrics
         self._register = register
+        quiet_cancellations()
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
@@ -89,7 +92,12 @@ def split_method(full_method: str) -> tuple[str, str]:
 
 
 def instrument(handler: _Handler, metrics: Metrics, service: str, method: str) -> _Handler:
-    """The same handler, timed and counted: started, handled by code, handling seconds."""
+    """The same handler, timed and counted: started, handled by code, handling seconds.
+
+    Undecodable requests are refused inside the timing (see ``decoding``), so they are
+    counted as INVALID_ARGUMENT like any other refusal.
+    """
+    handler = guard_decoding(handler, f"{service}/{method}")
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
             _timed_unary(metrics.rpc_instruments(service, method), handler.unary_unary),

@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import signal
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +46,7 @@ from .rpc_metrics import InstrumentedServer
 from .servicers import AdminServicer, RouterServicer
 from .sticky import StickyStore
 from .store import Store
-from .store_permissions import StoreMisconfigured, check_permissions
+from .store_permissions import check_permissions
 from .sweeper import DefaultRewardSweeper
 from .tasks import cancel_and_wait
 from .tokens import DecisionSigner
@@ -295,12 +294,9 @@ async def serve(
     ``exit_if_stuck`` (the process entry point's choice, never an embedding caller's): end the
     process when a leftover task will not stop, since ``asyncio.run`` would wait for it forever.
     """
-    registry = CollectorRegistry()
-    if config.metrics_address and config.workers == 1:
-        host, _, port = config.metrics_address.rpartition(":")
-        start_metrics_http_server(host or "127.0.0.1", int(port), exposition_registry(registry))
-    app = await build_app(config, registry=registry)
-    await app.start()
+    from .startup import start_app
+
+    app = await start_app(config, CollectorRegistry())  # known failures: StartupError
     # Everything loaded so far (numpy, scipy, grpc, protobuf descriptors...) lives as long as
     # the process; moving it out of the collector's reach turns a ~30 ms full collection,
     # a tail-latency spike every few seconds under load, into one of the recent objects only.
@@ -368,15 +364,19 @@ def run(config: ServerConfig) -> int:
             import uvloop
 
             runner = uvloop.run
-    try:
-        runner(serve(config, exit_if_stuck=True))
-    except StoreMisconfigured as error:  # one line, not a traceback
-        if config.log_json:
-            log.error("%s", error)
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+    runner(serve(config, exit_if_stuck=True))
     return 0
+
+
+def run_reporting(config: ServerConfig) -> int:
+    """``run``, with a known start-up failure written as one line and exit status 2."""
+    from .startup import EXIT_STARTUP, StartupError, report
+
+    try:
+        return run(config)
+    except StartupError as error:
+        report(str(error), config.log_json)
+        return EXIT_STARTUP
 
 
 def _run_workers(config: ServerConfig) -> int:
@@ -394,7 +394,7 @@ def _run_workers(config: ServerConfig) -> int:
         if pid == 0:
             code = 1
             try:
-                code = run(
+                code = run_reporting(
                     ServerConfig(**{**config.__dict__, "workers": 1, "metrics_address": None})
                 )
             finally:
@@ -417,4 +417,6 @@ def _run_workers(config: ServerConfig) -> int:
         if multiproc_dir:
             mark_worker_dead(child, multiproc_dir)
         status = status or os.waitstatus_to_exitcode(code)
-    return 0 if status in (0, -signal.SIGTERM, -signal.SIGINT) else 1
+    if status in (0, -signal.SIGTERM, -signal.SIGINT):
+        return 0
+    return status if status == 2 else 1  # 2: a worker could not start (it said why)

@@ -30,6 +30,7 @@ from .convert import (
 from .errors import BanditRouterError, InvalidArgument
 from .experiments import ArmState
 from .exports import decision_records
+from .logs import clip
 from .reports import ReportBuilder
 from .rewards import RewardProcessor
 from .router import Router
@@ -37,6 +38,9 @@ from .store_errors import is_store_error, unavailable
 from .v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2, router_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+#: A status message is cut to this many characters: some echo what the client sent.
+MAX_STATUS_MESSAGE = 1024
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -63,7 +67,8 @@ _OUTCOME_TO_PB: dict[str, router_pb2.RewardOutcome] = {
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: BanditRouterError) -> None:
     code = grpc.StatusCode[error.code]
-    status = status_pb2.Status(code=getattr(code_pb2, error.code), message=str(error))
+    message = clip(str(error), MAX_STATUS_MESSAGE)
+    status = status_pb2.Status(code=getattr(code_pb2, error.code), message=message)
     if error.field and error.code in {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "NOT_FOUND"}:
         detail = any_pb2.Any()
         if error.code == "INVALID_ARGUMENT":
@@ -71,7 +76,8 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: BanditR
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
-                            field=error.field, description=error.message
+                            field=clip(error.field, MAX_STATUS_MESSAGE),
+                            description=clip(error.message, MAX_STATUS_MESSAGE),
                         )
                     ]
                 )
@@ -79,14 +85,38 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: BanditR
         else:
             detail.Pack(
                 error_details_pb2.ErrorInfo(
-                    reason=error.code, domain="bandit-router", metadata={"field": error.field}
+                    reason=error.code,
+                    domain="bandit-router",
+                    metadata={"field": clip(error.field, MAX_STATUS_MESSAGE)},
                 )
             )
         status.details.append(detail)
     await context.abort(
         code,
-        str(error),
+        message,
         trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+    )
+
+
+def _logged(request: Any, name: str) -> str | None:
+    value = getattr(request, name, "")
+    return clip(value) if value else None
+
+
+def log_refusal(method: str, error: BanditRouterError, request: Any) -> None:
+    """One INFO line per refused call, every client-supplied part of it bounded (``clip``)."""
+    log.info(
+        "%s refused: %s %s",
+        method,
+        error.code,
+        clip(str(error)),
+        extra={
+            "method": method,
+            "code": error.code,
+            "field": clip(error.field),
+            "decision_id": _logged(request, "decision_id"),
+            "experiment": _logged(request, "experiment"),
+        },
     )
 
 
@@ -96,19 +126,7 @@ def handles_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
         try:
             return await method(self, request, context)
         except BanditRouterError as error:
-            log.info(
-                "%s refused: %s %s",
-                method.__name__,
-                error.code,
-                error,
-                extra={
-                    "method": method.__name__,
-                    "code": error.code,
-                    "field": error.field,
-                    "decision_id": getattr(request, "decision_id", "") or None,
-                    "experiment": getattr(request, "experiment", "") or None,
-                },
-            )
+            log_refusal(method.__name__, error, request)
             await abort_with(context, error)
             raise AssertionError("unreachable") from error
         except grpc.aio.AbortError:
@@ -389,6 +407,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             ):
                 yield admin_pb2.ExportDecisionsResponse(record=record)
         except BanditRouterError as error:
+            log_refusal("ExportDecisions", error, request)
             await abort_with(context, error)
         except Exception as error:
             if not is_store_error(error):
