@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="open-loop offered calls/s (default: a third of echo's closed-loop Route rate, "
         "as 3,000/s is of a 9k/s echo server)",
     )
+    parser.add_argument(
+        "--overload",
+        type=float,
+        default=4.0,
+        help="also offer Route at this multiple of bandit-router's closed-loop Route rate, "
+        "with 1 s deadlines: shedding keeps accepted calls fast (0: skip)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per open-loop run")
     parser.add_argument("--connections", type=int, default=1, help="HTTP/2 connections")
@@ -85,6 +92,8 @@ class Result:
     errors: int
     #: CPU time of the server's processes per call (a Route-then-Reward pair counts once).
     server_cpu_us: float
+    #: Calls refused at once with RESOURCE_EXHAUSTED (overload mode); not in ``errors``.
+    shed: int = 0
 
     @classmethod
     def of(
@@ -95,6 +104,7 @@ class Result:
         seconds: float,
         errors: int,
         cpu_seconds: float,
+        shed: int = 0,
     ) -> Result:
         values = np.asarray(latencies) * 1000.0 if latencies else np.zeros(1)
         return cls(
@@ -108,6 +118,7 @@ class Result:
             float(np.percentile(values, 99.9)),
             errors,
             cpu_seconds * 1e6 / len(latencies) if latencies else 0.0,
+            shed,
         )
 
 
@@ -212,20 +223,26 @@ async def closed_loop(
 
 async def open_loop(
     call: Callable[[int], Awaitable[Any]], rate: float, duration: float
-) -> tuple[list[float], float, int]:
-    """Start calls on a fixed schedule; latency counts from the scheduled start."""
+) -> tuple[list[float], float, int, int]:
+    """Start calls on a fixed schedule; latency counts from the scheduled start. Returns the
+    latencies of the calls answered OK, the seconds taken, the failed calls and, apart,
+    those shed (RESOURCE_EXHAUSTED)."""
     latencies: list[float] = []
     errors = 0
+    shed = 0
     total = int(rate * duration)
     interval = 1.0 / rate
     tasks: list[asyncio.Task[None]] = []
 
     async def one(index: int, scheduled: float) -> None:
-        nonlocal errors
+        nonlocal errors, shed
         try:
             await call(index)
-        except grpc.RpcError:
-            errors += 1
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                shed += 1
+            else:
+                errors += 1
             return
         latencies.append(time.perf_counter() - scheduled)
 
@@ -241,13 +258,19 @@ async def open_loop(
             index += 1
         await asyncio.sleep(0.001)
     await asyncio.gather(*tasks)
-    return latencies, time.perf_counter() - begin, errors
+    return latencies, time.perf_counter() - begin, errors, shed
 
 
 async def _drive(
-    target: str, server: str, args: argparse.Namespace, rate: float | None, pid: int
+    target: str,
+    server: str,
+    args: argparse.Namespace,
+    rate: float | None,
+    pid: int,
+    overload: bool = False,
 ) -> list[Result]:
-    """One round against one server: closed-loop runs, or open-loop runs at ``rate``."""
+    """One round against one server: closed-loop runs, open-loop runs at ``rate``, or (with
+    ``overload``) one open-loop Route run at ``rate`` with the 1 s deadline of a caller."""
     channels = [
         grpc.aio.insecure_channel(target, channel_options(1, i + 1))
         for i in range(args.connections)
@@ -260,6 +283,9 @@ async def _drive(
 
     async def route(index: int) -> Any:
         return await stub(index).Route(route_request, timeout=10)
+
+    async def route_with_deadline(index: int) -> Any:
+        return await stub(index).Route(route_request, timeout=1.0)
 
     decisions: list[str] = []
 
@@ -284,7 +310,14 @@ async def _drive(
     await closed_loop(route, min(1000, args.calls), args.concurrency)  # warm up
     gc.collect()
     gc.freeze()  # the generator's own full collections would show up as server latency
-    if rate is None:
+    if overload:
+        assert rate is not None
+        cpu = tree_cpu_seconds(pid)
+        latencies, seconds, errors, shed = await open_loop(route_with_deadline, rate, args.duration)
+        cpu = tree_cpu_seconds(pid) - cpu
+        label = f"route overload @{rate:.0f}/s"
+        results.append(Result.of(server, label, latencies, seconds, errors, cpu, shed))
+    elif rate is None:
         for mode, call in (
             ("route", route),
             ("reward", reward),
@@ -305,7 +338,7 @@ async def _drive(
             ("route+reward", route_then_reward, rate / 2),
         ):
             cpu = tree_cpu_seconds(pid)
-            latencies, seconds, errors = await open_loop(call, pairs, args.duration)
+            latencies, seconds, errors, _ = await open_loop(call, pairs, args.duration)
             cpu = tree_cpu_seconds(pid) - cpu
             label = f"{mode} @{pairs:.0f}/s"
             results.append(Result.of(server, label, latencies, seconds, errors, cpu))
@@ -377,6 +410,12 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
         for _ in range(args.rounds):
             for name, address, pid in servers:
                 rounds += _run(_drive(address, name, args, rate, pid))
+        if args.overload > 0:  # a multiple of what bandit-router itself sustains
+            ours = [r.calls_per_second for r in rounds if r.server == "bandit-router"][::3]
+            offered = statistics.median(ours) * args.overload
+            for _ in range(args.rounds):
+                for name, address, pid in servers:
+                    rounds += _run(_drive(address, name, args, offered, pid, overload=True))
     return median_results(rounds)
 
 
@@ -399,17 +438,18 @@ def median_results(rounds: list[Result]) -> list[Result]:
                 p999_ms=statistics.median(r.p999_ms for r in results),
                 errors=sum(r.errors for r in results),
                 server_cpu_us=statistics.median(r.server_cpu_us for r in results),
+                shed=sum(r.shed for r in results),
             )
         )
     order = {"echo": 0, "bandit-router": 1}
-    return sorted(merged, key=lambda r: (order[r.server], "@" in r.mode))
+    return sorted(merged, key=lambda r: (order[r.server], "@" in r.mode, "overload" in r.mode))
 
 
 def render(results: list[Result]) -> str:
     echo = {r.mode: r for r in results if r.server == "echo"}
     lines = [
         f"{'server':<14} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'p99.9 ms':>9} {'errors':>6} {'srv us/call':>11} {'x echo (thr)':>12} "
+        f"{'p99.9 ms':>9} {'errors':>6} {'shed':>6} {'srv us/call':>11} {'x echo (thr)':>12} "
         f"{'x echo (p99)':>12}"
     ]
     for r in results:
@@ -422,10 +462,33 @@ def render(results: list[Result]) -> str:
         p99 = f"{r.p99_ms / base.p99_ms:.2f}" if base and r.server != "echo" and base.p99_ms else ""
         lines.append(
             f"{r.server:<14} {r.mode:<22} {r.calls_per_second:>9.0f} {r.p50_ms:>8.2f} "
-            f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {r.server_cpu_us:>11.0f} "
+            f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {r.shed:>6} "
+            f"{r.server_cpu_us:>11.0f} "
             f"{ratio:>12} {p99:>12}"
         )
+    lines += overload_summary(results)
     return "\n".join(lines)
+
+
+def overload_summary(results: list[Result]) -> list[str]:
+    """Each server under overload against itself: accepted p99 over its p99 at the steady
+    open-loop rate, and goodput over its closed-loop Route rate (its capacity)."""
+    lines = []
+    for server in ("echo", "bandit-router"):
+        own = [r for r in results if r.server == server]
+        over = next((r for r in own if "overload" in r.mode), None)
+        capacity = next((r for r in own if r.mode.startswith("route x")), None)
+        steady = next((r for r in own if r.mode.startswith("route @")), None)
+        if over is None or steady is None or capacity is None or not steady.p99_ms:
+            continue
+        offered = (over.calls + over.shed + over.errors) / over.seconds if over.seconds else 0.0
+        lines.append(
+            f"overload {server}: offered {offered:.0f}/s ({offered / capacity.calls_per_second:.1f}"
+            f"x capacity), goodput {over.calls_per_second / capacity.calls_per_second:.2f}x "
+            f"capacity, accepted p99 {over.p99_ms / steady.p99_ms:.2f}x the steady-rate p99, "
+            f"shed {over.shed}, failed {over.errors}"
+        )
+    return lines
 
 
 def main(args: argparse.Namespace) -> int:

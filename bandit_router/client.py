@@ -45,6 +45,9 @@ def service_config(max_attempts: int = 4) -> str:
 
     return json.dumps(
         {
+            # gRPC's retry throttling: once more than half the recent calls failed, stop
+            # retrying (a retry storm would only deepen an overload or an outage).
+            "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
             "methodConfig": [
                 {
                     "name": [{"service": "bandit_router.v1.Router"}],
@@ -54,7 +57,7 @@ def service_config(max_attempts: int = 4) -> str:
                     "name": [{"service": "bandit_router.v1.Admin"}],
                     "retryPolicy": retry("UNAVAILABLE"),
                 },
-            ]
+            ],
         }
     )
 

@@ -105,6 +105,8 @@ class ServerConfig:
     log_json: bool = False
     grace: float = 10.0
     drain_delay: float = 0.0
+    max_concurrent_rpcs: int = 1024
+    max_queue_delay: float = 0.02
     use_uvloop: bool = True
     drift_delta: float = 0.25
     drift_threshold: float = 25.0
@@ -244,6 +246,20 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds SIGTERM waits for in-flight calls [BANDIT_ROUTER_GRACE]",
     )
     add(
+        "--max-concurrent-rpcs",
+        type=int,
+        default=_env_int("MAX_CONCURRENT_RPCS", 1024),
+        help="Route/Reward calls in progress at most; the excess is answered "
+        "RESOURCE_EXHAUSTED at once [BANDIT_ROUTER_MAX_CONCURRENT_RPCS]",
+    )
+    add(
+        "--max-queue-delay-ms",
+        type=float,
+        default=_env_float("MAX_QUEUE_DELAY_MS", 20.0),
+        help="while calls wait longer than this before handling, a share of Route/Reward "
+        "calls is answered RESOURCE_EXHAUSTED (0: never) [BANDIT_ROUTER_MAX_QUEUE_DELAY_MS]",
+    )
+    add(
         "--drain-delay",
         type=float,
         default=_env_float("DRAIN_DELAY", 0.0),
@@ -284,6 +300,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     secret = _env("SECRET")
     if args.workers < 1:
         raise ConfigError("--workers must be >= 1")
+    if args.max_concurrent_rpcs < 1:
+        raise ConfigError("--max-concurrent-rpcs must be >= 1")
     if args.workers > 1 and not args.redis_url:
         raise ConfigError(
             "--workers > 1 needs --redis-url: the embedded store lives in one process"
@@ -322,6 +340,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         log_json=args.log_json,
         grace=args.grace,
         drain_delay=max(0.0, args.drain_delay),
+        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        max_queue_delay=max(0.0, args.max_queue_delay_ms) / 1000.0,
         use_uvloop=args.use_uvloop,
         drift_delta=args.drift_delta,
         drift_threshold=args.drift_threshold,

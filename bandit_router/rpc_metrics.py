@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from .admission import Admission
 from .decoding import guard_decoding
 from .grpc_logs import quiet_cancellations
 from .metrics import Metrics, RpcInstruments
@@ -38,15 +39,26 @@ class InstrumentedServer:
     docstring); both ways every method is wrapped with its metrics exactly once.
     """
 
-    def __init__(self, server: grpc.aio.Server, metrics: Metrics, *, register: bool) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        metrics: Metrics,
+        *,
+        register: bool,
+        admission: Admission | None = None,
+    ) -> None:
         self._server = server
         self._metrics = metrics
         self._register = register
+        self._admission = admission
         quiet_cancellations()
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
-            [_InstrumentedGenericHandler(handler, self._metrics) for handler in handlers]
+            [
+                _InstrumentedGenericHandler(handler, self._metrics, self._admission)
+                for handler in handlers
+            ]
         )
 
     def add_registered_method_handlers(
@@ -56,7 +68,9 @@ class InstrumentedServer:
             self._server.add_registered_method_handlers(
                 service_name,
                 {
-                    method: instrument(handler, self._metrics, service_name, method)
+                    method: instrument(
+                        handler, self._metrics, service_name, method, self._admission
+                    )
                     for method, handler in handlers.items()
                 },
             )
@@ -65,9 +79,12 @@ class InstrumentedServer:
 class _InstrumentedGenericHandler(grpc.GenericRpcHandler):
     """A generic handler whose method handlers come back wrapped (once per method)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler, metrics: Metrics) -> None:
+    def __init__(
+        self, inner: grpc.GenericRpcHandler, metrics: Metrics, admission: Admission | None
+    ) -> None:
         self._inner = inner
         self._metrics = metrics
+        self._admission = admission
         self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> _Handler | None:
@@ -79,7 +96,7 @@ class _InstrumentedGenericHandler(grpc.GenericRpcHandler):
         if cached is not None and cached[0] is handler:
             return cached[1]
         service, method = split_method(full_method)
-        wrapped = instrument(handler, self._metrics, service, method)
+        wrapped = instrument(handler, self._metrics, service, method, self._admission)
         self._wrapped[full_method] = (handler, wrapped)
         return wrapped
 
@@ -91,8 +108,15 @@ def split_method(full_method: str) -> tuple[str, str]:
     return (service or "unknown", method or full_method)
 
 
-def instrument(handler: _Handler, metrics: Metrics, service: str, method: str) -> _Handler:
-    """The same handler, timed and counted: started, handled by code, handling seconds.
+def instrument(
+    handler: _Handler,
+    metrics: Metrics,
+    service: str,
+    method: str,
+    admission: Admission | None = None,
+) -> _Handler:
+    """The same handler, timed and counted: started, handled by code, handling seconds;
+    with ``admission``, unary calls are admitted or shed first (see ``admission``).
 
     Undecodable requests are refused inside the timing (see ``decoding``), so they are
     counted as INVALID_ARGUMENT like any other refusal.
@@ -100,7 +124,7 @@ def instrument(handler: _Handler, metrics: Metrics, service: str, method: str) -
     handler = guard_decoding(handler, f"{service}/{method}")
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _timed_unary(metrics.rpc_instruments(service, method), handler.unary_unary),
+            _timed_unary(metrics.rpc_instruments(service, method), handler.unary_unary, admission),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -115,7 +139,9 @@ def instrument(handler: _Handler, metrics: Metrics, service: str, method: str) -
     return handler  # client or bidi streaming: none of our services has one
 
 
-def _timed_unary(instruments: RpcInstruments, behavior: Any) -> Any:
+def _timed_unary(
+    instruments: RpcInstruments, behavior: Any, admission: Admission | None = None
+) -> Any:
     perf_counter = time.perf_counter
     ok = grpc.StatusCode.OK
     unknown = grpc.StatusCode.UNKNOWN
@@ -124,7 +150,13 @@ def _timed_unary(instruments: RpcInstruments, behavior: Any) -> Any:
         instruments.started.inc()
         start = perf_counter()
         outcome = unknown
+        admitted = False
         try:
+            if admission is not None:
+                refusal = admission.refusal(context.time_remaining())
+                if refusal is not None:
+                    await _shed(context, refusal, admission)
+                admitted = True
             response = await behavior(request, context)
             outcome = ok
             return response
@@ -135,9 +167,28 @@ def _timed_unary(instruments: RpcInstruments, behavior: Any) -> Any:
             outcome = grpc.StatusCode.CANCELLED if _is_cancel(exc) else unknown
             raise
         finally:
+            if admitted and admission is not None:
+                admission.release()
             instruments.finish(_code_of(context, outcome), perf_counter() - start)
 
     return unary
+
+
+async def _shed(
+    context: grpc.aio.ServicerContext[Any, Any], refusal: str, admission: Admission
+) -> None:
+    """Refuse a call before any work: DEADLINE_EXCEEDED when its caller has gone, else
+    RESOURCE_EXHAUSTED (retry with backoff, or on another replica)."""
+    if refusal == "expired":
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before handling")
+    if refusal == "concurrency":
+        why = f"{admission.max_concurrent} calls in progress"
+    else:
+        why = f"calls wait {admission.lag * 1000:.0f} ms before handling"
+    await context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"server overloaded ({why}); retry with backoff or on another replica",
+    )
 
 
 def _timed_stream(instruments: RpcInstruments, behavior: Any) -> Any:

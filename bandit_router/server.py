@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from .admin import AdminOperations
+from .admission import Admission
 from .auth import Authenticator
 from .buffered_metrics import FLUSH_INTERVAL
 from .cache import ExperimentCache
@@ -75,6 +76,7 @@ class App:
     health: DrainingHealthServicer
     metrics: Metrics
     drift: DriftMonitor
+    admission: Admission
     port: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -87,6 +89,10 @@ class App:
         self._tasks.append(asyncio.create_task(self._watch_store(), name="health"))
         self._tasks.append(asyncio.create_task(self._watch_cache_age(), name="cache-age"))
         self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
+        if self.config.max_queue_delay > 0:
+            self._tasks.append(
+                asyncio.create_task(self.admission.watch_loop(), name="admission-lag")
+            )
 
     async def _set_health(self, serving: bool) -> None:
         status = (
@@ -241,7 +247,8 @@ async def build_app(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    hot = InstrumentedServer(server, metrics, register=True)
+    admission = Admission(config.max_concurrent_rpcs, config.max_queue_delay)
+    hot = InstrumentedServer(server, metrics, register=True, admission=admission)
     cold = InstrumentedServer(server, metrics, register=False)
     router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, rewards, auth), hot)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(operations, reports, auth), cold)
@@ -262,7 +269,9 @@ async def build_app(
         port = server.add_secure_port(config.listen, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
-    app = App(config, store, server, cache, recorder, sweeper, health, metrics, drift, port)
+    app = App(
+        config, store, server, cache, recorder, sweeper, health, metrics, drift, admission, port
+    )
     await app._set_health(False)
     await load_initial_experiments(config, operations)
     return app

@@ -30,6 +30,8 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
             "200",
             "--concurrency",
             "16",
+            "--overload",
+            "2",
             "--json",
             str(out),
         ],
@@ -42,16 +44,21 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
     servers = {row["server"] for row in rows}
     assert servers == {"echo", "bandit-router"}
     modes = {row["mode"] for row in rows if row["server"] == "bandit-router"}
-    assert modes == {
+    overload = {mode for mode in modes if mode.startswith("route overload @")}
+    assert len(overload) == 1
+    assert modes - overload == {
         "route x16",
         "reward x16",
         "route+reward x16",
         "route @200/s",
         "route+reward @100/s",
     }
-    assert all(row["errors"] == 0 and row["calls"] > 0 for row in rows)
+    steady = [row for row in rows if "overload" not in row["mode"]]
+    assert all(row["errors"] == 0 and row["calls"] > 0 for row in steady)
+    assert all(row["shed"] >= 0 for row in rows)
     assert all(row["server_cpu_us"] >= 0 for row in rows)  # read from /proc, per call
     assert "x echo" in result.stdout
+    assert "overload bandit-router: offered" in result.stdout
 
 
 @pytest.mark.slow
@@ -72,6 +79,7 @@ def test_instruction_counts_for_both_servers(tmp_path: Path) -> None:
     }
     assert all(row["calls"] == 64 and row["instructions_per_call"] > 10_000 for row in rows)
     assert "x echo" in result.stdout
+    assert "overload bandit-router: offered" in result.stdout
 
 
 def test_a_missing_valgrind_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,135 @@
+"""Admission control: the rule itself (exact, on a fake lag sequence) and a real server
+shedding at once with RESOURCE_EXHAUSTED, never INTERNAL, and losing nothing it answered."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import signal
+import time
+from collections import Counter
+
+import grpc
+import pytest
+
+from bandit_router.admission import DECREASE, INCREASE, MIN_SHARE, Admission
+from bandit_router.client import AsyncBanditClient, BanditClient
+
+from .servers import RedisServer, ServerThread
+
+
+def test_refusals_in_order_expired_concurrency_queue() -> None:
+    admission = Admission(max_concurrent=2, target_delay=0.02, rng=random.Random(1))
+    assert admission.refusal(0.0) == "expired"
+    assert admission.refusal(-1.0) == "expired"
+    assert admission.refusal(None) is None and admission.refusal(1.0) is None
+    assert admission.in_flight == 2
+    assert admission.refusal(1.0) == "concurrency"
+    admission.release()
+    assert admission.refusal(1.0) is None
+
+
+def test_share_is_cut_multiplicatively_and_restored_additively() -> None:
+    admission = Admission(max_concurrent=100, target_delay=0.02)
+    for probe in range(1, 4):
+        admission.observe_lag(0.05)
+        assert admission.share == pytest.approx(DECREASE**probe)
+    for _ in range(1000):
+        admission.observe_lag(0.5)
+    assert admission.share == MIN_SHARE
+    admission.observe_lag(0.001)
+    assert admission.share == pytest.approx(MIN_SHARE + INCREASE)
+    for _ in range(100):
+        admission.observe_lag(0.001)
+    assert admission.share == 1.0
+
+
+def test_admitted_calls_are_a_random_share() -> None:
+    """With share s fixed, admissions are Binomial(n, s): within 4 standard deviations."""
+    admission = Admission(max_concurrent=10**9, target_delay=0.02, rng=random.Random(7))
+    admission.share = 0.3
+    n = 20_000
+    admitted = sum(admission.refusal(None) is None for _ in range(n))
+    assert abs(admitted - n * 0.3) <= 4 * math.sqrt(n * 0.3 * 0.7)
+
+
+@pytest.mark.integration
+def test_calls_beyond_the_limit_are_refused_at_once_while_rewards_wait() -> None:
+    """A frozen Redis holds Rewards in progress: with --max-concurrent-rpcs 4, the fifth
+    and sixth concurrent calls are RESOURCE_EXHAUSTED at once; the four in progress end
+    UNAVAILABLE before their deadline, as any Reward on a frozen store."""
+    store = RedisServer().start()
+    server = ServerThread(redis_url=store.url, refresh_interval=0.05, max_concurrent_rpcs=4).start()
+    try:
+        with BanditClient(server.target, timeout=5, max_attempts=1) as client:
+            client.create_experiment("cap", ["a", "b"], reward_window=60)
+            decisions = [client.route("cap").decision_id for _ in range(6)]
+        assert store.proc is not None
+        store.proc.send_signal(signal.SIGSTOP)
+
+        async def load() -> list[str]:
+            async with AsyncBanditClient(server.target, timeout=3, max_attempts=1) as c:
+
+                async def one(decision_id: str, delay: float) -> str:
+                    await asyncio.sleep(delay)
+                    started = time.monotonic()
+                    try:
+                        await c.reward(decision_id, 1.0)
+                        return "OK"
+                    except grpc.aio.AioRpcError as error:
+                        took = time.monotonic() - started
+                        if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                            assert took < 1.0, took  # at once, not after a wait
+                        return error.code().name
+
+                return list(
+                    await asyncio.gather(
+                        *(one(d, 0.0 if i < 4 else 0.3) for i, d in enumerate(decisions))
+                    )
+                )
+
+        try:
+            codes = asyncio.run(load())
+        finally:
+            store.proc.send_signal(signal.SIGCONT)
+        assert Counter(codes)["RESOURCE_EXHAUSTED"] == 2, codes
+        assert Counter(codes)["UNAVAILABLE"] == 4, codes
+    finally:
+        server.stop()
+        store.stop()
+
+
+@pytest.mark.integration
+def test_overload_is_shed_and_nothing_answered_is_lost(redis_url: str) -> None:
+    """256 callers without pause against a 2 ms queue-delay target: some calls are shed
+    (RESOURCE_EXHAUSTED), none fails otherwise, and every Route answered is a decision."""
+    server = ServerThread(redis_url=redis_url, refresh_interval=0.05, max_queue_delay=0.002).start()
+    codes: Counter[str] = Counter()
+    try:
+        with BanditClient(server.target, timeout=5) as client:
+            client.create_experiment("busy", ["a", "b"], reward_window=600)
+
+        async def load() -> None:
+            async with AsyncBanditClient(server.target, timeout=5, max_attempts=1) as c:
+                stop = time.monotonic() + 2.0
+
+                async def caller() -> None:
+                    while time.monotonic() < stop:
+                        try:
+                            await c.route("busy")
+                            codes["OK"] += 1
+                        except grpc.aio.AioRpcError as error:
+                            codes[error.code().name] += 1
+
+                await asyncio.gather(*(caller() for _ in range(256)))
+
+        asyncio.run(load())
+        time.sleep(0.5)  # the decision flush
+        with BanditClient(server.target, timeout=5) as client:
+            stored = sum(s.decisions for s in client.get_experiment("busy").statistics)
+    finally:
+        server.stop()
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
+    assert codes["RESOURCE_EXHAUSTED"] > 0 and codes["OK"] > 0, codes
+    assert stored == codes["OK"]
