@@ -6,7 +6,14 @@ then spends its time on answers nobody waits for (512 callers with 100 ms deadli
 calls expired and useful throughput fell by half). grpc.aio's ``maximum_concurrent_rpcs``
 counts only handlers already running and stops taking calls rather than refusing them.
 
-Three checks, each before any work is done:
+Where the queue forms: grpc.aio takes one call at a time from gRPC's C core, so under
+overload the backlog waits in the core, unseen by Python. ``--max-pending-rpcs`` bounds it
+there (gRPC's ``grpc.server.max_pending_requests``: random early refusal above the limit,
+all above 4x), at no cost to the event loop. gRPC answers those refusals CANCELLED, not
+RESOURCE_EXHAUSTED (grpc/grpc#41785, the same path as calls pending at shutdown); the
+clients here retry CANCELLED on Router, with gRPC's retry throttling.
+
+Then three checks in Python, each before any work is done:
 
 * **Expired deadline**: a call whose deadline already passed is answered
   DEADLINE_EXCEEDED without being handled (its caller has gone).

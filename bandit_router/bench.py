@@ -49,11 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "as 3,000/s is of a 9k/s echo server)",
     )
     parser.add_argument(
-        "--overload",
-        type=float,
-        default=4.0,
-        help="also offer Route at this multiple of bandit-router's closed-loop Route rate, "
-        "with 1 s deadlines: shedding keeps accepted calls fast (0: skip)",
+        "--overload-callers",
+        type=int,
+        default=512,
+        help="also run Route with this many callers, 100 ms deadlines and a 10 ms pause "
+        "after a refusal, as a polite client would (0: skip)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per open-loop run")
@@ -221,6 +221,39 @@ async def closed_loop(
     return latencies, time.perf_counter() - started, errors
 
 
+async def overload_loop(
+    call: Callable[[int], Awaitable[Any]], callers: int, duration: float
+) -> tuple[list[float], float, int, int]:
+    """``callers`` closed-loop callers for ``duration`` seconds; a refused call (shed:
+    RESOURCE_EXHAUSTED, or CANCELLED from gRPC's own pending-call limit) pauses its caller
+    10 ms. Returns OK latencies, seconds, other failures (mostly expired), refusals."""
+    latencies: list[float] = []
+    errors = 0
+    shed = 0
+    refused = {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+    begin = time.perf_counter()
+    stop = begin + duration
+
+    async def caller(first: int) -> None:
+        nonlocal errors, shed
+        index = first
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            try:
+                await call(index)
+                latencies.append(time.perf_counter() - started)
+            except grpc.aio.AioRpcError as error:
+                if error.code() in refused:
+                    shed += 1
+                    await asyncio.sleep(0.01)
+                else:
+                    errors += 1
+            index += callers
+
+    await asyncio.gather(*(caller(i) for i in range(callers)))
+    return latencies, time.perf_counter() - begin, errors, shed
+
+
 async def open_loop(
     call: Callable[[int], Awaitable[Any]], rate: float, duration: float
 ) -> tuple[list[float], float, int, int]:
@@ -270,7 +303,7 @@ async def _drive(
     overload: bool = False,
 ) -> list[Result]:
     """One round against one server: closed-loop runs, open-loop runs at ``rate``, or (with
-    ``overload``) one open-loop Route run at ``rate`` with the 1 s deadline of a caller."""
+    ``overload``) one Route run by ``--overload-callers`` callers with 100 ms deadlines."""
     channels = [
         grpc.aio.insecure_channel(target, channel_options(1, i + 1))
         for i in range(args.connections)
@@ -285,7 +318,7 @@ async def _drive(
         return await stub(index).Route(route_request, timeout=10)
 
     async def route_with_deadline(index: int) -> Any:
-        return await stub(index).Route(route_request, timeout=1.0)
+        return await stub(index).Route(route_request, timeout=0.1)
 
     decisions: list[str] = []
 
@@ -295,14 +328,14 @@ async def _drive(
 
     async def reward(index: int) -> Any:
         return await stub(index).Reward(
-            router_pb2.RewardRequest(decision_id=decisions[index], value=float(index % 2)),
+            router_pb2.RewardRequest(decision_id=decisions[index], value=bench_reward(index)),
             timeout=10,
         )
 
     async def route_then_reward(index: int) -> Any:
         response = await stub(index).Route(route_request, timeout=10)
         return await stub(index).Reward(
-            router_pb2.RewardRequest(decision_id=response.decision_id, value=float(index % 3 == 0)),
+            router_pb2.RewardRequest(decision_id=response.decision_id, value=bench_reward(index)),
             timeout=10,
         )
 
@@ -311,11 +344,12 @@ async def _drive(
     gc.collect()
     gc.freeze()  # the generator's own full collections would show up as server latency
     if overload:
-        assert rate is not None
         cpu = tree_cpu_seconds(pid)
-        latencies, seconds, errors, shed = await open_loop(route_with_deadline, rate, args.duration)
+        latencies, seconds, errors, shed = await overload_loop(
+            route_with_deadline, args.overload_callers, args.duration
+        )
         cpu = tree_cpu_seconds(pid) - cpu
-        label = f"route overload @{rate:.0f}/s"
+        label = f"route overload x{args.overload_callers}"
         results.append(Result.of(server, label, latencies, seconds, errors, cpu, shed))
     elif rate is None:
         for mode, call in (
@@ -345,6 +379,12 @@ async def _drive(
     for channel in channels:
         await channel.close()
     return results
+
+
+def bench_reward(index: int) -> float:
+    """One stationary reward law (a third are 1) for every mode and round: a rate that
+    changed between modes was real drift, and the drift detector rightly said so."""
+    return float(index % 3 == 0)
 
 
 def bench_experiment() -> admin_pb2.CreateExperimentRequest:
@@ -410,12 +450,10 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
         for _ in range(args.rounds):
             for name, address, pid in servers:
                 rounds += _run(_drive(address, name, args, rate, pid))
-        if args.overload > 0:  # a multiple of what bandit-router itself sustains
-            ours = [r.calls_per_second for r in rounds if r.server == "bandit-router"][::3]
-            offered = statistics.median(ours) * args.overload
+        if args.overload_callers > 0:
             for _ in range(args.rounds):
                 for name, address, pid in servers:
-                    rounds += _run(_drive(address, name, args, offered, pid, overload=True))
+                    rounds += _run(_drive(address, name, args, None, pid, overload=True))
     return median_results(rounds)
 
 
@@ -471,8 +509,9 @@ def render(results: list[Result]) -> str:
 
 
 def overload_summary(results: list[Result]) -> list[str]:
-    """Each server under overload against itself: accepted p99 over its p99 at the steady
-    open-loop rate, and goodput over its closed-loop Route rate (its capacity)."""
+    """Each server under overload against itself: goodput over its closed-loop Route rate
+    (its capacity), and accepted p99 over its p99 at the steady open-loop rate. Latencies
+    are the client's: on a shared machine they include the load generator's own queue."""
     lines = []
     for server in ("echo", "bandit-router"):
         own = [r for r in results if r.server == server]
@@ -481,12 +520,11 @@ def overload_summary(results: list[Result]) -> list[str]:
         steady = next((r for r in own if r.mode.startswith("route @")), None)
         if over is None or steady is None or capacity is None or not steady.p99_ms:
             continue
-        offered = (over.calls + over.shed + over.errors) / over.seconds if over.seconds else 0.0
+        goodput = over.calls_per_second / capacity.calls_per_second
         lines.append(
-            f"overload {server}: offered {offered:.0f}/s ({offered / capacity.calls_per_second:.1f}"
-            f"x capacity), goodput {over.calls_per_second / capacity.calls_per_second:.2f}x "
-            f"capacity, accepted p99 {over.p99_ms / steady.p99_ms:.2f}x the steady-rate p99, "
-            f"shed {over.shed}, failed {over.errors}"
+            f"overload {server}: goodput {goodput:.2f}x capacity, accepted p99 "
+            f"{over.p99_ms / steady.p99_ms:.2f}x the steady-rate p99, refused {over.shed}, "
+            f"failed (expired) {over.errors}"
         )
     return lines
 
@@ -501,4 +539,5 @@ def main(args: argparse.Namespace) -> int:
     if args.json_out:
         with open(args.json_out, "w") as handle:
             json.dump([asdict(r) for r in results], handle, indent=2)
-    return 0 if all(r.errors == 0 for r in results) else 1
+    # Under overload some calls expire by design; elsewhere any failure is a failed run.
+    return 0 if all(r.errors == 0 for r in results if "overload" not in r.mode) else 1

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import grpc
 
-from .bench import EXPERIMENT, bench_experiment, free_port, process, redis_server
+from .bench import EXPERIMENT, bench_experiment, bench_reward, free_port, process, redis_server
 from .v1 import admin_pb2_grpc, router_pb2, router_pb2_grpc
 
 #: Calls before counting: imports, caches and the first pre-drawn block are not per call.
@@ -119,7 +119,7 @@ def _measure(
             )
             decisions = [stub.Route(route_request, timeout=60).decision_id for _ in range(calls)]
             rewards = [
-                router_pb2.RewardRequest(decision_id=decision, value=float(index % 2))
+                router_pb2.RewardRequest(decision_id=decision, value=bench_reward(index))
                 for index, decision in enumerate(decisions)
             ]
             rewarded.append(count_calls(pid, out_dir, calls, _rewarder(stub, rewards)))

@@ -106,6 +106,7 @@ class ServerConfig:
     grace: float = 10.0
     drain_delay: float = 0.0
     max_concurrent_rpcs: int = 1024
+    max_pending_rpcs: int = 64
     max_queue_delay: float = 0.02
     use_uvloop: bool = True
     drift_delta: float = 0.25
@@ -253,6 +254,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "RESOURCE_EXHAUSTED at once [BANDIT_ROUTER_MAX_CONCURRENT_RPCS]",
     )
     add(
+        "--max-pending-rpcs",
+        type=int,
+        default=_env_int("MAX_PENDING_RPCS", 64),
+        help="calls gRPC may hold before the server takes them; beyond it a growing share, "
+        "beyond 4x all, are refused at once [BANDIT_ROUTER_MAX_PENDING_RPCS]",
+    )
+    add(
         "--max-queue-delay-ms",
         type=float,
         default=_env_float("MAX_QUEUE_DELAY_MS", 20.0),
@@ -300,8 +308,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     secret = _env("SECRET")
     if args.workers < 1:
         raise ConfigError("--workers must be >= 1")
-    if args.max_concurrent_rpcs < 1:
-        raise ConfigError("--max-concurrent-rpcs must be >= 1")
+    if args.max_concurrent_rpcs < 1 or args.max_pending_rpcs < 1:
+        raise ConfigError("--max-concurrent-rpcs and --max-pending-rpcs must be >= 1")
     if args.workers > 1 and not args.redis_url:
         raise ConfigError(
             "--workers > 1 needs --redis-url: the embedded store lives in one process"
@@ -341,6 +349,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         grace=args.grace,
         drain_delay=max(0.0, args.drain_delay),
         max_concurrent_rpcs=args.max_concurrent_rpcs,
+        max_pending_rpcs=args.max_pending_rpcs,
         max_queue_delay=max(0.0, args.max_queue_delay_ms) / 1000.0,
         use_uvloop=args.use_uvloop,
         drift_delta=args.drift_delta,

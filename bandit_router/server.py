@@ -243,6 +243,11 @@ async def build_app(
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 1),
+            # Calls gRPC holds for the server before a handler takes them: beyond the soft
+            # limit a growing share, beyond 4x all, are refused at once, in gRPC's C core,
+            # off the event loop (see admission.py for why this is where a queue forms).
+            ("grpc.server.max_pending_requests", config.max_pending_rpcs),
+            ("grpc.server.max_pending_requests_hard_limit", 4 * config.max_pending_rpcs),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],

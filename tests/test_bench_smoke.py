@@ -30,8 +30,8 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
             "200",
             "--concurrency",
             "16",
-            "--overload",
-            "2",
+            "--overload-callers",
+            "64",
             "--json",
             str(out),
         ],
@@ -44,7 +44,7 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
     servers = {row["server"] for row in rows}
     assert servers == {"echo", "bandit-router"}
     modes = {row["mode"] for row in rows if row["server"] == "bandit-router"}
-    overload = {mode for mode in modes if mode.startswith("route overload @")}
+    overload = {mode for mode in modes if mode == "route overload x64"}
     assert len(overload) == 1
     assert modes - overload == {
         "route x16",
@@ -58,7 +58,7 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
     assert all(row["shed"] >= 0 for row in rows)
     assert all(row["server_cpu_us"] >= 0 for row in rows)  # read from /proc, per call
     assert "x echo" in result.stdout
-    assert "overload bandit-router: offered" in result.stdout
+    assert "overload bandit-router: goodput" in result.stdout
 
 
 @pytest.mark.slow
@@ -79,7 +79,7 @@ def test_instruction_counts_for_both_servers(tmp_path: Path) -> None:
     }
     assert all(row["calls"] == 64 and row["instructions_per_call"] > 10_000 for row in rows)
     assert "x echo" in result.stdout
-    assert "overload bandit-router: offered" in result.stdout
+    assert "overload bandit-router: goodput" in result.stdout
 
 
 def test_a_missing_valgrind_is_a_clear_error(tmp_path: Path) -> None:
