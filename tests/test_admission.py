@@ -103,7 +103,9 @@ def test_calls_beyond_the_limit_are_refused_at_once_while_rewards_wait() -> None
 @pytest.mark.integration
 def test_overload_is_shed_and_nothing_answered_is_lost(redis_url: str) -> None:
     """256 callers without pause against a 2 ms queue-delay target: some calls are shed
-    (RESOURCE_EXHAUSTED), none fails otherwise, and every Route answered is a decision."""
+    (RESOURCE_EXHAUSTED by admission, CANCELLED by gRPC's pending-call limit, grpc#41785),
+    none fails otherwise, and the decisions stored are exactly the Routes answered: a
+    refused call did nothing."""
     server = ServerThread(redis_url=redis_url, refresh_interval=0.05, max_queue_delay=0.002).start()
     codes: Counter[str] = Counter()
     try:
@@ -130,6 +132,6 @@ def test_overload_is_shed_and_nothing_answered_is_lost(redis_url: str) -> None:
             stored = sum(s.decisions for s in client.get_experiment("busy").statistics)
     finally:
         server.stop()
-    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
-    assert codes["RESOURCE_EXHAUSTED"] > 0 and codes["OK"] > 0, codes
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED", "CANCELLED"}, codes
+    assert codes["RESOURCE_EXHAUSTED"] + codes["CANCELLED"] > 0 and codes["OK"] > 0, codes
     assert stored == codes["OK"]
