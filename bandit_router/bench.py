@@ -361,7 +361,8 @@ async def _drive(
                 decisions.clear()
                 await closed_loop(route_collect, args.calls, args.concurrency)
             cpu = tree_cpu_seconds(pid)
-            latencies, seconds, errors = await closed_loop(call, args.calls, args.concurrency)
+            calls = len(decisions) if mode == "reward" else args.calls  # Routes answered
+            latencies, seconds, errors = await closed_loop(call, calls, args.concurrency)
             cpu = tree_cpu_seconds(pid) - cpu
             label = f"{mode} x{args.concurrency}"
             results.append(Result.of(server, label, latencies, seconds, errors, cpu))
@@ -480,7 +481,7 @@ def median_results(rounds: list[Result]) -> list[Result]:
             )
         )
     order = {"echo": 0, "bandit-router": 1}
-    return sorted(merged, key=lambda r: (order[r.server], "@" in r.mode, "overload" in r.mode))
+    return sorted(merged, key=lambda r: (order[r.server], "overload" in r.mode, "@" in r.mode))
 
 
 def render(results: list[Result]) -> str:

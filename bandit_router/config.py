@@ -106,8 +106,8 @@ class ServerConfig:
     grace: float = 10.0
     drain_delay: float = 0.0
     max_concurrent_rpcs: int = 1024
-    max_pending_rpcs: int = 64
-    max_queue_delay: float = 0.02
+    max_pending_rpcs: int = 128
+    max_queue_delay: float = 0.05
     use_uvloop: bool = True
     drift_delta: float = 0.25
     drift_threshold: float = 25.0
@@ -256,14 +256,14 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--max-pending-rpcs",
         type=int,
-        default=_env_int("MAX_PENDING_RPCS", 64),
+        default=_env_int("MAX_PENDING_RPCS", 128),
         help="calls gRPC may hold before the server takes them; beyond it a growing share, "
         "beyond 4x all, are refused at once [BANDIT_ROUTER_MAX_PENDING_RPCS]",
     )
     add(
         "--max-queue-delay-ms",
         type=float,
-        default=_env_float("MAX_QUEUE_DELAY_MS", 20.0),
+        default=_env_float("MAX_QUEUE_DELAY_MS", 50.0),
         help="while calls wait longer than this before handling, a share of Route/Reward "
         "calls is answered RESOURCE_EXHAUSTED (0: never) [BANDIT_ROUTER_MAX_QUEUE_DELAY_MS]",
     )

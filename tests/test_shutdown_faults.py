@@ -51,6 +51,24 @@ async def _route_until_refused(
 def test_sigterm_mid_traffic_loses_no_answered_decision(redis_url: str, run: int) -> None:
     args = ("--redis-url", redis_url, "--grace", "5")
     server = ServerProcess(*args).start()
+    try:
+        stored, answered, codes, output = _sigterm_mid_traffic(server, args, run)
+    finally:
+        server.stop()  # only if a failure left it running
+    assert "Traceback" not in output and "CancelledError" not in output, output[-3000:]
+    # Calls in flight completed: the only failure is the clean refusal of new ones (a call
+    # the server received but never handled is CANCELLED by gRPC, grpc/grpc#41785; the
+    # client's retry policy turns it into a retry, which the stopped server refuses).
+    assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
+    assert codes["OK"] > 100, codes
+    assert stored == dict(answered) | {a: 0 for a in "abc" if a not in answered}
+
+
+def _sigterm_mid_traffic(
+    server: ServerProcess, args: tuple[str, ...], run: int
+) -> tuple[dict[str, int], Counter[str], Counter[str], str]:
+    """SIGTERM amid CALLERS callers; the decisions stored per arm (read back by a new
+    server), the Routes answered per arm, the callers' status codes, the server's log."""
     with BanditClient(server.target, timeout=5) as client:
         client.create_experiment("term", ["a", "b", "c"], reward_window=600)
     answered: Counter[str] = Counter()
@@ -70,26 +88,26 @@ def test_sigterm_mid_traffic_loses_no_answered_decision(redis_url: str, run: int
     finally:
         stop_sending.set()
         load.join(30)
-    output = server.output()
-    assert "Traceback" not in output and "CancelledError" not in output, output[-3000:]
-    # Calls in flight completed: the only failure is the clean refusal of new ones (a call
-    # the server received but never handled is CANCELLED by gRPC, grpc/grpc#41785; the
-    # client's retry policy turns it into a retry, which the stopped server refuses).
-    assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
-    assert codes["OK"] > 100, codes
     check = ServerProcess(*args).start()
     try:
         with BanditClient(check.target, timeout=5) as client:
             stored = {s.arm: s.decisions for s in client.get_experiment("term").statistics}
     finally:
         check.stop()
-    assert stored == dict(answered) | {a: 0 for a in "abc" if a not in answered}
+    return stored, answered, codes, server.output()
 
 
 def test_drain_delay_serves_while_not_serving_and_watch_does_not_hold_shutdown(
     redis_url: str,
 ) -> None:
     server = ServerProcess("--redis-url", redis_url, "--grace", "20", "--drain-delay", "1").start()
+    try:
+        _drain_with_a_watcher(server)
+    finally:
+        server.stop()  # only if a failure left it running
+
+
+def _drain_with_a_watcher(server: ServerProcess) -> None:
     with BanditClient(server.target, timeout=5) as client:
         client.create_experiment("lb", ["a", "b"])
         channel = grpc.insecure_channel(server.target)
