@@ -45,9 +45,10 @@ def service_config(max_attempts: int = 4) -> str:
 
     return json.dumps(
         {
-            # gRPC's retry throttling: once more than half the recent calls failed, stop
-            # retrying (a retry storm would only deepen an overload or an outage).
-            "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
+            # gRPC's retry throttling: each failure costs a token, each success gives back
+            # 0.1; below 50 tokens no call is retried, so a sustained overload or outage
+            # does not get a retry storm on top, while a burst of failures is retried.
+            "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
             "methodConfig": [
                 {
                     "name": [{"service": "bandit_router.v1.Router"}],

@@ -106,8 +106,7 @@ class ServerConfig:
     grace: float = 10.0
     drain_delay: float = 0.0
     max_concurrent_rpcs: int = 1024
-    max_pending_rpcs: int = 128
-    max_queue_delay: float = 0.05
+    max_pending_rpcs: int = 1000
     use_uvloop: bool = True
     drift_delta: float = 0.25
     drift_threshold: float = 25.0
@@ -256,16 +255,11 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--max-pending-rpcs",
         type=int,
-        default=_env_int("MAX_PENDING_RPCS", 128),
+        default=_env_int("MAX_PENDING_RPCS", 1000),
         help="calls gRPC may hold before the server takes them; beyond it a growing share, "
-        "beyond 4x all, are refused at once [BANDIT_ROUTER_MAX_PENDING_RPCS]",
-    )
-    add(
-        "--max-queue-delay-ms",
-        type=float,
-        default=_env_float("MAX_QUEUE_DELAY_MS", 50.0),
-        help="while calls wait longer than this before handling, a share of Route/Reward "
-        "calls is answered RESOURCE_EXHAUSTED (0: never) [BANDIT_ROUTER_MAX_QUEUE_DELAY_MS]",
+        "beyond 3x all, are refused at once (CANCELLED, grpc/grpc#41785); lower it to bound "
+        "queueing under overload, at the cost of refusing bursts "
+        "[BANDIT_ROUTER_MAX_PENDING_RPCS]",
     )
     add(
         "--drain-delay",
@@ -350,7 +344,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         drain_delay=max(0.0, args.drain_delay),
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_pending_rpcs=args.max_pending_rpcs,
-        max_queue_delay=max(0.0, args.max_queue_delay_ms) / 1000.0,
         use_uvloop=args.use_uvloop,
         drift_delta=args.drift_delta,
         drift_threshold=args.drift_threshold,

@@ -181,13 +181,10 @@ async def _shed(
     RESOURCE_EXHAUSTED (retry with backoff, or on another replica)."""
     if refusal == "expired":
         await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before handling")
-    if refusal == "concurrency":
-        why = f"{admission.max_concurrent} calls in progress"
-    else:
-        why = f"calls wait {admission.lag * 1000:.0f} ms before handling"
     await context.abort(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
-        f"server overloaded ({why}); retry with backoff or on another replica",
+        f"server overloaded ({admission.max_concurrent} calls in progress); retry with "
+        "backoff or on another replica",
     )
 
 

@@ -89,10 +89,6 @@ class App:
         self._tasks.append(asyncio.create_task(self._watch_store(), name="health"))
         self._tasks.append(asyncio.create_task(self._watch_cache_age(), name="cache-age"))
         self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
-        if self.config.max_queue_delay > 0:
-            self._tasks.append(
-                asyncio.create_task(self.admission.watch_loop(), name="admission-lag")
-            )
 
     async def _set_health(self, serving: bool) -> None:
         status = (
@@ -244,15 +240,15 @@ async def build_app(
         options=[
             ("grpc.so_reuseport", 1),
             # Calls gRPC holds for the server before a handler takes them: beyond the soft
-            # limit a growing share, beyond 4x all, are refused at once, in gRPC's C core,
+            # limit a growing share, beyond 3x all, are refused at once, in gRPC's C core,
             # off the event loop (see admission.py for why this is where a queue forms).
             ("grpc.server.max_pending_requests", config.max_pending_rpcs),
-            ("grpc.server.max_pending_requests_hard_limit", 4 * config.max_pending_rpcs),
+            ("grpc.server.max_pending_requests_hard_limit", 3 * config.max_pending_rpcs),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    admission = Admission(config.max_concurrent_rpcs, config.max_queue_delay)
+    admission = Admission(config.max_concurrent_rpcs)
     hot = InstrumentedServer(server, metrics, register=True, admission=admission)
     cold = InstrumentedServer(server, metrics, register=False)
     router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, rewards, auth), hot)

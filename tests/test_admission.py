@@ -4,8 +4,6 @@ shedding at once with RESOURCE_EXHAUSTED, never INTERNAL, and losing nothing it 
 from __future__ import annotations
 
 import asyncio
-import math
-import random
 import signal
 import time
 from collections import Counter
@@ -13,45 +11,22 @@ from collections import Counter
 import grpc
 import pytest
 
-from bandit_router.admission import DECREASE, INCREASE, MIN_SHARE, Admission
+from bandit_router.admission import Admission
 from bandit_router.client import AsyncBanditClient, BanditClient
 
 from .servers import RedisServer, ServerThread
 
 
-def test_refusals_in_order_expired_concurrency_queue() -> None:
-    admission = Admission(max_concurrent=2, target_delay=0.02, rng=random.Random(1))
+def test_refusals_expired_first_then_concurrency() -> None:
+    admission = Admission(max_concurrent=2)
     assert admission.refusal(0.0) == "expired"
     assert admission.refusal(-1.0) == "expired"
+    assert admission.in_flight == 0  # a refusal holds no place
     assert admission.refusal(None) is None and admission.refusal(1.0) is None
     assert admission.in_flight == 2
     assert admission.refusal(1.0) == "concurrency"
     admission.release()
     assert admission.refusal(1.0) is None
-
-
-def test_share_is_cut_multiplicatively_and_restored_additively() -> None:
-    admission = Admission(max_concurrent=100, target_delay=0.02)
-    for probe in range(1, 4):
-        admission.observe_lag(0.05)
-        assert admission.share == pytest.approx(DECREASE**probe)
-    for _ in range(1000):
-        admission.observe_lag(0.5)
-    assert admission.share == MIN_SHARE
-    admission.observe_lag(0.001)
-    assert admission.share == pytest.approx(MIN_SHARE + INCREASE)
-    for _ in range(100):
-        admission.observe_lag(0.001)
-    assert admission.share == 1.0
-
-
-def test_admitted_calls_are_a_random_share() -> None:
-    """With share s fixed, admissions are Binomial(n, s): within 4 standard deviations."""
-    admission = Admission(max_concurrent=10**9, target_delay=0.02, rng=random.Random(7))
-    admission.share = 0.3
-    n = 20_000
-    admitted = sum(admission.refusal(None) is None for _ in range(n))
-    assert abs(admitted - n * 0.3) <= 4 * math.sqrt(n * 0.3 * 0.7)
 
 
 @pytest.mark.integration
@@ -101,12 +76,11 @@ def test_calls_beyond_the_limit_are_refused_at_once_while_rewards_wait() -> None
 
 
 @pytest.mark.integration
-def test_overload_is_shed_and_nothing_answered_is_lost(redis_url: str) -> None:
-    """256 callers without pause against a 2 ms queue-delay target: some calls are shed
-    (RESOURCE_EXHAUSTED by admission, CANCELLED by gRPC's pending-call limit, grpc#41785),
-    none fails otherwise, and the decisions stored are exactly the Routes answered: a
-    refused call did nothing."""
-    server = ServerThread(redis_url=redis_url, refresh_interval=0.05, max_queue_delay=0.002).start()
+def test_overload_is_refused_and_nothing_answered_is_lost(redis_url: str) -> None:
+    """256 callers without pause against --max-pending-rpcs 8: gRPC refuses the excess at
+    once (CANCELLED, grpc/grpc#41785), nothing fails otherwise, and the decisions stored
+    are exactly the Routes answered: a refused call did nothing."""
+    server = ServerThread(redis_url=redis_url, refresh_interval=0.05, max_pending_rpcs=8).start()
     codes: Counter[str] = Counter()
     try:
         with BanditClient(server.target, timeout=5) as client:
@@ -132,6 +106,6 @@ def test_overload_is_shed_and_nothing_answered_is_lost(redis_url: str) -> None:
             stored = sum(s.decisions for s in client.get_experiment("busy").statistics)
     finally:
         server.stop()
-    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED", "CANCELLED"}, codes
-    assert codes["RESOURCE_EXHAUSTED"] + codes["CANCELLED"] > 0 and codes["OK"] > 0, codes
+    assert set(codes) <= {"OK", "CANCELLED"}, codes
+    assert codes["CANCELLED"] > 0 and codes["OK"] > 0, codes
     assert stored == codes["OK"]
