@@ -79,7 +79,6 @@ def test_instruction_counts_for_both_servers(tmp_path: Path) -> None:
     }
     assert all(row["calls"] == 64 and row["instructions_per_call"] > 10_000 for row in rows)
     assert "x echo" in result.stdout
-    assert "overload bandit-router: goodput" in result.stdout
 
 
 def test_a_missing_valgrind_is_a_clear_error(tmp_path: Path) -> None:
