@@ -55,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also run Route with this many callers, 100 ms deadlines and a 10 ms pause "
         "after a refusal, as a polite client would (0: skip)",
     )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to `bandit-router serve` (repeatable), e.g. "
+        "--server-arg=--max-pending-rpcs=64",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per open-loop run")
     parser.add_argument("--connections", type=int, default=1, help="HTTP/2 connections")
@@ -438,6 +446,7 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
         target = f"127.0.0.1:{port}"
         command = [python, "-m", "bandit_router", "serve", "--listen", target, "--redis-url"]
         command += [redis_url, "--workers", str(args.workers), "--log-level", "WARNING"]
+        command += args.server_arg
         real = stack.enter_context(process(command, port))
         _run(_create_experiment(target))
         servers = (("echo", echo_target, echo.pid), ("bandit-router", target, real.pid))

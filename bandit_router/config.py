@@ -106,7 +106,7 @@ class ServerConfig:
     grace: float = 10.0
     drain_delay: float = 0.0
     max_concurrent_rpcs: int = 1024
-    max_pending_rpcs: int = 1000
+    max_pending_rpcs: int = 64
     use_uvloop: bool = True
     drift_delta: float = 0.25
     drift_threshold: float = 25.0
@@ -255,7 +255,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--max-pending-rpcs",
         type=int,
-        default=_env_int("MAX_PENDING_RPCS", 1000),
+        default=_env_int("MAX_PENDING_RPCS", 64),
         help="calls gRPC may hold before the server takes them; beyond it a growing share, "
         "beyond 3x all, are refused at once (CANCELLED, grpc/grpc#41785); lower it to bound "
         "queueing under overload, at the cost of refusing bursts "

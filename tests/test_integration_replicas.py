@@ -130,7 +130,9 @@ def test_sigterm_drains_in_flight_calls(redis_url: str) -> None:
         client.create_experiment("drain", ["a", "b"])
 
     async def load() -> list[str | BaseException]:
-        async with AsyncBanditClient(server.target, timeout=5, max_attempts=1) as c:
+        # The default retry policy, as a caller would: a burst of 200 exceeds
+        # --max-pending-rpcs, and gRPC's refusals of it (CANCELLED) are retried.
+        async with AsyncBanditClient(server.target, timeout=5) as c:
             decisions = await asyncio.gather(*(c.route("drain") for _ in range(200)))
             rewards = [c.reward(d.decision_id, 1.0) for d in decisions]
             assert server.proc is not None
