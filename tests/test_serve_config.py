@@ -178,3 +178,37 @@ def test_clients_retry_unavailable() -> None:
             await server.stop(0)
 
     asyncio.run(scenario())
+
+
+def _serve_config(*argv: str) -> Any:
+    import argparse
+
+    from bandit_router.config import add_server_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_server_arguments(parser)
+    return config_from_args(parser.parse_args(list(argv)))
+
+
+def test_overload_drain_and_drift_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flags of the edges work: from the command line, from the environment, and a bad
+    value is one ConfigError naming the flag."""
+    from bandit_router.config import ConfigError
+
+    config = _serve_config(
+        "--drift-delta", "0.5", "--drift-threshold", "30", "--drain-delay", "2",
+        "--max-concurrent-rpcs", "8", "--max-pending-rpcs", "16",
+    )  # fmt: skip
+    assert (config.drift_delta, config.drift_threshold, config.drain_delay) == (0.5, 30.0, 2.0)
+    assert (config.max_concurrent_rpcs, config.max_pending_rpcs) == (8, 16)
+    defaults = _serve_config()
+    assert (defaults.drift_delta, defaults.drift_threshold) == (0.25, 25.0)
+    assert (defaults.max_concurrent_rpcs, defaults.max_pending_rpcs) == (1024, 64)
+    monkeypatch.setenv("BANDIT_ROUTER_DRIFT_THRESHOLD", "40")
+    monkeypatch.setenv("BANDIT_ROUTER_DRAIN_DELAY", "3")
+    from_env = _serve_config()
+    assert (from_env.drift_threshold, from_env.drain_delay) == (40.0, 3.0)
+    with pytest.raises(ConfigError, match="--drift-delta"):
+        _serve_config("--drift-delta", "0")
+    with pytest.raises(ConfigError, match="--max-concurrent-rpcs"):
+        _serve_config("--max-pending-rpcs", "0")

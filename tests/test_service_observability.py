@@ -6,6 +6,7 @@ sharing a port in prometheus-client's multi-process mode) and compared with the 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import urllib.request
@@ -207,8 +208,29 @@ def test_drift_switches_the_experiment_to_a_discounted_policy(
         audit = client.call_admin("ListAudit", admin_pb2.ListAuditRequest(experiment="drifty"))
         switch = [e for e in audit.entries if e.action == "switch_to_discounted"]
         assert switch and switch[0].principal == "drift-detector"
+        # The entry says how to undo it: the policy parameters before the switch.
+        arguments = json.loads(switch[0].arguments)
+        assert arguments["previous_policy_params"] == {} and arguments["arms"] == ["a"]
         report = client.call_admin("GetReport", admin_pb2.GetReportRequest(experiment="drifty"))
         assert {row.arm: row.drift_detected for row in report.arms}["a"] is True
+        # An operator reverts (the old parameters, no discount): detection starts afresh.
+        reverted = client.get_experiment("drifty").experiment
+        reverted.policy.params.clear()
+        reverted.policy.params.update(arguments["previous_policy_params"])
+        client.call_admin(
+            "UpdateExperiment",
+            admin_pb2.UpdateExperimentRequest(
+                experiment=reverted, update_mask={"paths": ["policy"]}, reason="revert"
+            ),
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            report = client.call_admin("GetReport", admin_pb2.GetReportRequest(experiment="drifty"))
+            if not {row.arm: row.drift_detected for row in report.arms}["a"]:
+                break
+            time.sleep(0.1)
+        assert {row.arm: row.drift_detected for row in report.arms}["a"] is False
+        assert "gamma" not in client.get_experiment("drifty").experiment.policy.params
 
 
 def test_json_logs_carry_decision_ids_and_no_secrets(tmp_path: Path) -> None:
