@@ -99,12 +99,8 @@ def guard_decoding(handler: _Handler, method: str) -> _Handler:
         ) -> AsyncIterator[Any]:
             if request.__class__ is Undecodable:
                 await _refuse(request, context, method, message)
-            result = stream_behavior(request, context)
-            if hasattr(result, "__aiter__"):
-                async for item in result:
-                    yield item
-            else:  # a coroutine that writes with context.write()
-                await result
+            async for item in stream_results(stream_behavior(request, context)):
+                yield item
 
         return grpc.unary_stream_rpc_method_handler(
             stream,
@@ -112,3 +108,13 @@ def guard_decoding(handler: _Handler, method: str) -> _Handler:
             response_serializer=handler.response_serializer,
         )
     return handler  # client or bidi streaming: none of our services has one
+
+
+async def stream_results(result: Any) -> AsyncIterator[Any]:
+    """The items of a server-streaming behaviour, which grpc.aio lets be an async generator
+    or a coroutine that writes with ``context.write()`` (then there are none to yield)."""
+    if hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+    else:
+        await result

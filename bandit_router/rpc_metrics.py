@@ -22,7 +22,7 @@ import grpc
 import grpc.aio
 
 from .admission import Admission
-from .decoding import guard_decoding
+from .decoding import guard_decoding, stream_results
 from .grpc_logs import quiet_cancellations
 from .metrics import Metrics, RpcInstruments
 
@@ -198,12 +198,8 @@ def _timed_stream(instruments: RpcInstruments, behavior: Any) -> Any:
         start = perf_counter()
         outcome = grpc.StatusCode.UNKNOWN
         try:
-            result = behavior(request, context)
-            if hasattr(result, "__aiter__"):
-                async for item in result:
-                    yield item
-            else:  # a coroutine that writes with context.write()
-                await result
+            async for item in stream_results(behavior(request, context)):
+                yield item
             outcome = grpc.StatusCode.OK
         except BaseException as exc:
             if _is_cancel(exc):
