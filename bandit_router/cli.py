@@ -18,8 +18,8 @@ import grpc
 import yaml
 from google.protobuf.json_format import MessageToDict
 
-from .auth import ROLES, hash_token, new_token
-from .v1 import admin_pb2, experiment_pb2
+from bandit_router.operations.auth import ROLES, hash_token, new_token
+from bandit_router.v1 import admin_pb2, experiment_pb2
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -80,7 +80,7 @@ def _experiment_rows(experiments: Any) -> list[list[str]]:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from .client import BanditClient
+    from bandit_router.client import BanditClient
 
     credentials = None
     if args.tls_ca or args.tls_cert:
@@ -135,8 +135,8 @@ def _duration(seconds: float) -> Any:
 
 
 def _parse_duration(text: str) -> float:
-    from .errors import InvalidArgument
-    from .experiment_files import parse_duration
+    from bandit_router.errors import InvalidArgument
+    from bandit_router.operations.experiment_files import parse_duration
 
     try:
         return parse_duration(text, "duration")
@@ -150,8 +150,8 @@ def _parse_duration(text: str) -> float:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM; a bad option or a known start-up failure is one ``error:`` line
     (one JSON record with JSON logs) and exit status 2, never a traceback."""
-    from .config import ConfigError, config_from_args
-    from .startup import EXIT_STARTUP, report
+    from bandit_router.serving.config import ConfigError, config_from_args
+    from bandit_router.serving.startup import EXIT_STARTUP, report
 
     try:
         config = config_from_args(args)
@@ -166,8 +166,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bandit-router-metrics-")
-    from .server import run_reporting
-    from .startup import StartupError, preflight
+    from bandit_router.serving.server import run_reporting
+    from bandit_router.serving.startup import StartupError, preflight
 
     if config.workers > 1:
         try:
@@ -206,8 +206,8 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def _load_file_experiments(path: str) -> list[Any]:
-    from .convert import experiment_to_pb
-    from .experiment_files import load_experiments
+    from bandit_router.model.convert import experiment_to_pb
+    from bandit_router.operations.experiment_files import load_experiments
 
     return [experiment_to_pb(experiment) for experiment in load_experiments(path)]
 
@@ -322,7 +322,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .reports import render_report_table
+    from bandit_router.analysis.reports import render_report_table
 
     with _client(args) as client:
         response = client.call_admin(
@@ -339,7 +339,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export_formats import write_records
+    from bandit_router.analysis.export_formats import write_records
 
     with _client(args) as client:
         records = list(client.export_decisions(args.experiment, args.limit))
@@ -381,7 +381,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.expires_in:
         entry["expires_at"] = round(time.time() + args.expires_in, 3)
     if args.file:
-        from .token_files import add_token_entry
+        from bandit_router.operations.token_files import add_token_entry
 
         count = add_token_entry(args.file, entry)
         print(
@@ -409,7 +409,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
+    from bandit_router.bench.runner import main as bench_main
 
     try:
         return bench_main(args)
@@ -453,7 +453,7 @@ def _arm_state_request(state: experiment_pb2.ArmState) -> Callable[[argparse.Nam
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import add_server_arguments
+    from bandit_router.serving.config import add_server_arguments
 
     parser = argparse.ArgumentParser(prog="bandit-router", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -682,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     bench = commands.add_parser("bench", help="benchmark Route/Reward against an echo gRPC server")
-    from .bench import add_arguments as add_bench_arguments
+    from bandit_router.bench.runner import add_arguments as add_bench_arguments
 
     add_bench_arguments(bench)
     bench.set_defaults(func=cmd_bench)
@@ -712,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:
-        from .errors import BanditRouterError
+        from bandit_router.errors import BanditRouterError
 
         if isinstance(error, BanditRouterError | OSError):
             print(f"error: {error}", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from .v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2, router_pb2_grpc
+from bandit_router.v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2, router_pb2_grpc
 
 DEFAULT_TIMEOUT = 1.0
 ADMIN_TIMEOUT = 10.0

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bandit_router.config import ServerConfig
+from bandit_router.serving.config import ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,7 +136,7 @@ class ServerThread:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> ServerThread:
-        from bandit_router.server import build_app
+        from bandit_router.serving.server import build_app
 
         self._thread.start()
         self.app = asyncio.run_coroutine_threadsafe(build_app(self.config), self.loop).result(30)

@@ -11,8 +11,8 @@ from collections import Counter
 import grpc
 import pytest
 
-from bandit_router.admission import Admission
 from bandit_router.client import AsyncBanditClient, BanditClient
+from bandit_router.serving.admission import Admission
 
 from .servers import RedisServer, ServerThread
 

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from bandit_router.buffered_metrics import BufferedChildren
-from bandit_router.metrics import LATENCY_BUCKETS
+from bandit_router.telemetry.buffered_metrics import BufferedChildren
+from bandit_router.telemetry.metrics import LATENCY_BUCKETS
 
 # Values on and around every bucket boundary, where "less than or equal" matters.
 EDGES = [b * f for b in LATENCY_BUCKETS for f in (0.999, 1.0, 1.001)]

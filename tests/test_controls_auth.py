@@ -20,9 +20,9 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bandit_router.auth import hash_token, new_token
 from bandit_router.cli import main as cli_main
 from bandit_router.client import BanditClient
+from bandit_router.operations.auth import hash_token, new_token
 from bandit_router.v1 import admin_pb2, admin_pb2_grpc, router_pb2, router_pb2_grpc
 
 from .servers import ServerProcess, ServerThread

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bandit_router.auth import hash_token, new_token
 from bandit_router.cli import main as cli_main
 from bandit_router.client import BanditClient
+from bandit_router.operations.auth import hash_token, new_token
 from bandit_router.v1 import admin_pb2
 
 from .servers import ROOT, ServerThread

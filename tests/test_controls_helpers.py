@@ -91,7 +91,7 @@ class SeededServer(ServerThread):
         self.seed = seed
 
     def start(self) -> SeededServer:
-        from bandit_router.server import build_app
+        from bandit_router.serving.server import build_app
 
         from .servers import wait_serving
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from bandit_router.decision_log import FORMAT_VERSION, decode, encode
 from bandit_router.errors import InvalidArgument
-from bandit_router.tokens import Decision, DecisionSigner, new_nonce
+from bandit_router.route.decision_log import FORMAT_VERSION, decode, encode
+from bandit_router.route.tokens import Decision, DecisionSigner, new_nonce
 
 SIGNER = DecisionSigner(b"k" * 32)
 

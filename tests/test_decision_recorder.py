@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bandit_router import recorder as recorder_module
-from bandit_router.config import add_server_arguments, config_from_args
-from bandit_router.decision_log import decode
-from bandit_router.recorder import DecisionRecorder
-from bandit_router.router import Reason
-from bandit_router.store import PendingDecision
-from bandit_router.tokens import DecisionSigner
+from bandit_router.route import recorder as recorder_module
+from bandit_router.route.decision_log import decode
+from bandit_router.route.recorder import DecisionRecorder
+from bandit_router.route.router import Reason
+from bandit_router.route.tokens import DecisionSigner
+from bandit_router.serving.config import add_server_arguments, config_from_args
+from bandit_router.store.redis_store import PendingDecision
 
 ISSUER = DecisionSigner(b"k" * 32).issuer("exp", "inc1", "a", 0.5, 3, True)
 TABLE = {"a": 0.5, "b": 0.5}

@@ -13,11 +13,11 @@ import grpc
 import pytest
 import yaml
 
-from bandit_router.auth import hash_token, new_token
 from bandit_router.client import BanditClient
 from bandit_router.errors import InvalidArgument
-from bandit_router.experiment_files import load_experiments
-from bandit_router.grpc_logs import GRPC_AIO_LOGGER, quiet_cancellations
+from bandit_router.operations.auth import hash_token, new_token
+from bandit_router.operations.experiment_files import load_experiments
+from bandit_router.serving.grpc_logs import GRPC_AIO_LOGGER, quiet_cancellations
 from bandit_router.v1 import admin_pb2, admin_pb2_grpc, experiment_pb2
 
 from .servers import ServerThread

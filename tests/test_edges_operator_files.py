@@ -20,10 +20,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from bandit_router.auth import hash_token, load_tokens, new_token
 from bandit_router.cli import main as cli_main
 from bandit_router.client import BanditClient
 from bandit_router.errors import InvalidArgument
+from bandit_router.operations.auth import hash_token, load_tokens, new_token
 
 from .servers import ROOT, RedisServer, ServerProcess, ServerThread, free_port
 
@@ -140,7 +140,7 @@ def test_duplicate_keys_are_refused_in_token_and_experiment_files(tmp_path: Path
     experiments = tmp_path / "e.yaml"
     experiments.write_text("experiments:\n  - {name: x, arms: [a], arms: [b]}\n")
     with pytest.raises(InvalidArgument, match="duplicate key 'arms'"):
-        from bandit_router.experiment_files import load_experiments
+        from bandit_router.operations.experiment_files import load_experiments
 
         load_experiments(experiments)
 

@@ -14,7 +14,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from bandit_router.errors import InvalidArgument
-from bandit_router.experiment_files import load_experiments
+from bandit_router.operations.experiment_files import load_experiments
 from policies import POLICY_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from bandit_router.analysis.exports import decision_records
 from bandit_router.client import BanditClient
-from bandit_router.decision_log import encode
-from bandit_router.experiments import Arm, Experiment, PolicySpec
-from bandit_router.exports import decision_records
-from bandit_router.keys import ExperimentKeys
-from bandit_router.router import Reason
-from bandit_router.store import Store
-from bandit_router.tokens import DecisionSigner
+from bandit_router.model.experiments import Arm, Experiment, PolicySpec
+from bandit_router.route.decision_log import encode
+from bandit_router.route.router import Reason
+from bandit_router.route.tokens import DecisionSigner
+from bandit_router.store.keys import ExperimentKeys
+from bandit_router.store.redis_store import Store
 from simulations.logs import read_decision_log
 
 from .servers import ServerThread

@@ -22,8 +22,8 @@ import yaml
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 
-from bandit_router.auth import hash_token, new_token
 from bandit_router.client import BanditClient
+from bandit_router.operations.auth import hash_token, new_token
 from bandit_router.v1 import admin_pb2, router_pb2
 
 from .servers import RedisServer, ServerThread

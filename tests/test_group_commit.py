@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from bandit_router.batching import DEADLINE_SLOT, GroupCommit
+from bandit_router.reward.batching import DEADLINE_SLOT, GroupCommit
 
 
 class Flushes:

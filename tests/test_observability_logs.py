@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bandit_router.logs import REDACTED, configure_logging, redact_text
+from bandit_router.telemetry.logs import REDACTED, configure_logging, redact_text
 
 SECRETS = ("s3cr3tPass", "eyJhbGciOiJIUzI1NiJ9.payload.sig", "hunter2", "tok_live_123", "abcDEF987")
 

@@ -19,13 +19,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bandit_router.metrics import (
+from bandit_router.serving.rpc_metrics import InstrumentedServer
+from bandit_router.telemetry.metrics import (
     LATENCY_BUCKETS,
     Metrics,
     exposition_registry,
     start_metrics_http_server,
 )
-from bandit_router.rpc_metrics import InstrumentedServer
 from bandit_router.v1 import admin_pb2, admin_pb2_grpc, router_pb2, router_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -291,7 +291,7 @@ _WORKER = textwrap.dedent(
     """
     import sys
     from prometheus_client import CollectorRegistry
-    from bandit_router.metrics import Metrics, multiprocess_enabled
+    from bandit_router.telemetry.metrics import Metrics, multiprocess_enabled
 
     assert multiprocess_enabled()
     worker, decisions = int(sys.argv[1]), int(sys.argv[2])
@@ -312,7 +312,7 @@ _READER = textwrap.dedent(
     """
     import sys
     from prometheus_client import generate_latest
-    from bandit_router.metrics import exposition_registry, mark_worker_dead
+    from bandit_router.telemetry.metrics import exposition_registry, mark_worker_dead
 
     if len(sys.argv) > 1:
         mark_worker_dead(int(sys.argv[1]))

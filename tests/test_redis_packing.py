@@ -10,8 +10,8 @@ from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocket
 from redis.exceptions import DataError
 from redis.typing import EncodableT
 
-from bandit_router.redis_packing import use_hiredis_packing
-from bandit_router.store import connect
+from bandit_router.store.packing import use_hiredis_packing
+from bandit_router.store.redis_store import connect
 
 ARGUMENTS = st.one_of(
     st.text(max_size=40),

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from bandit_router.analysis.export_formats import write_records
 from bandit_router.client import BanditClient, RouteResult
-from bandit_router.export_formats import write_records
 from bandit_router.v1 import admin_pb2, experiment_pb2
 from simulations.logs import LoggedData, read_decision_log
 from simulations.replay import Target, evaluate

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bandit_router.cache import CachedExperiment, ExperimentCache
-from bandit_router.experiments import Arm, ArmState, Experiment, Pin, PolicySpec
-from bandit_router.metrics import Metrics
-from bandit_router.router import Router
-from bandit_router.store import ExperimentState, PendingDecision
-from bandit_router.tokens import DecisionSigner, parse_unverified
+from bandit_router.model.experiments import Arm, ArmState, Experiment, Pin, PolicySpec
+from bandit_router.route.cache import CachedExperiment, ExperimentCache
+from bandit_router.route.router import Router
+from bandit_router.route.tokens import DecisionSigner, parse_unverified
+from bandit_router.store.redis_store import ExperimentState, PendingDecision
+from bandit_router.telemetry.metrics import Metrics
 
 SIGNER = DecisionSigner(b"s" * 32)
 
@@ -94,8 +94,10 @@ def signed_fields(decision_id: str) -> tuple[Any, ...]:
 def test_fast_path_decides_exactly_as_the_general_path(
     changes: Mapping[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bandit_router.router.time.time", lambda: 1_700_000_000.5)
-    monkeypatch.setattr("bandit_router.router._now", lambda: 1_700_000_000.5)  # the fast path's
+    monkeypatch.setattr("bandit_router.route.router.time.time", lambda: 1_700_000_000.5)
+    monkeypatch.setattr(
+        "bandit_router.route.router._now", lambda: 1_700_000_000.5
+    )  # the fast path's
     experiment = experiment_with(**changes)
     fast, fast_log, fast_metrics = make_router(experiment, seed=7)
     slow, slow_log, slow_metrics = make_router(experiment, seed=7)

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from scipy.stats import chi2
 
-from bandit_router.cache import CachedExperiment
-from bandit_router.experiments import Arm, Experiment, PolicySpec
-from bandit_router.store import ExperimentState
+from bandit_router.model.experiments import Arm, Experiment, PolicySpec
+from bandit_router.route.cache import CachedExperiment
+from bandit_router.store.redis_store import ExperimentState
 
 DRAWS = 40_000
 LEVEL = 1e-6
@@ -65,7 +65,7 @@ def chi_square_p(counts: Counter[int], expected: dict[int, float], draws: int) -
 def test_block_and_scalar_paths_match_logged_propensities(
     policy: str, params: dict[str, float], floor: float
 ) -> None:
-    from bandit_router.router import Router
+    from bandit_router.route.router import Router
 
     entry = entry_for(policy, params, floor)
     rng = random.Random(12345)
@@ -100,7 +100,7 @@ def test_logged_law_is_the_whole_procedures_law(control: str, burn_in: int) -> N
     """With a holdout (uniform or to a control arm), a burn-in and a floor, every random
     decision logs one law, P(arm) = h q(arm) + (1 - h) r(arm), and the arms drawn follow it
     (chi-square at level 1e-6), whichever branch each decision took."""
-    from bandit_router.router import Router
+    from bandit_router.route.router import Router
 
     share = 0.3
     entry = entry_for(

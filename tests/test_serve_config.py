@@ -13,7 +13,7 @@ import pytest
 
 from bandit_router.client import BanditClient
 from bandit_router.errors import InvalidArgument
-from bandit_router.experiment_files import load_experiments, parse_duration
+from bandit_router.operations.experiment_files import load_experiments, parse_duration
 from bandit_router.v1 import router_pb2, router_pb2_grpc
 
 from .servers import ServerProcess, free_port
@@ -183,7 +183,7 @@ def test_clients_retry_unavailable() -> None:
 def _serve_config(*argv: str) -> Any:
     import argparse
 
-    from bandit_router.config import add_server_arguments, config_from_args
+    from bandit_router.serving.config import add_server_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_server_arguments(parser)
@@ -193,7 +193,7 @@ def _serve_config(*argv: str) -> Any:
 def test_overload_drain_and_drift_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     """The flags of the edges work: from the command line, from the environment, and a bad
     value is one ConfigError naming the flag."""
-    from bandit_router.config import ConfigError
+    from bandit_router.serving.config import ConfigError
 
     config = _serve_config(
         "--drift-delta", "0.5", "--drift-threshold", "30", "--drain-delay", "2",

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bandit_router import server
+from bandit_router.serving import server
 
 
 def test_leftover_tasks_are_cancelled_and_a_stuck_one_is_reported(
@@ -53,8 +53,8 @@ def test_without_stuck_tasks_nothing_is_reported() -> None:
 
 STUCK_SERVER = """
 import asyncio, contextlib, logging, os, signal
-from bandit_router.config import ServerConfig
-from bandit_router.server import serve
+from bandit_router.serving.config import ServerConfig
+from bandit_router.serving.server import serve
 
 logging.basicConfig(level=logging.INFO)
 

@@ -237,7 +237,7 @@ def test_json_logs_carry_decision_ids_and_no_secrets(tmp_path: Path) -> None:
     """One JSON line per notable event; the Redis password and tokens never appear."""
     import json
 
-    from bandit_router.auth import hash_token, new_token
+    from bandit_router.operations.auth import hash_token, new_token
 
     from .servers import RedisServer
 

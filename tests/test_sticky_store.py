@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bandit_router.experiments import Arm, Experiment, PolicySpec
-from bandit_router.sticky import StickyStore
-from bandit_router.store import Store
+from bandit_router.model.experiments import Arm, Experiment, PolicySpec
+from bandit_router.route.sticky import StickyStore
+from bandit_router.store.redis_store import Store
 
 ARMS = ("a", "b", "c")
 

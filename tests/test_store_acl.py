@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from bandit_router.client import BanditClient
-from bandit_router.store_permissions import acl_rule, required_commands, script_commands
+from bandit_router.store.permissions import acl_rule, required_commands, script_commands
 from bandit_router.v1 import admin_pb2
 
 from .servers import ROOT, RedisServer, ServerThread, free_port

@@ -86,7 +86,7 @@ def test_store_refusing_writes_is_unavailable_and_unhealthy(
     else:  # what a primary demoted by a failover answers
         admin.replicaof("127.0.0.1", free_port())
     try:
-        with caplog.at_level(logging.WARNING, logger="bandit_router.store_errors"):
+        with caplog.at_level(logging.WARNING, logger="bandit_router.store.errors"):
             for _ in range(20):
                 refused(lambda: client.reward(decision.decision_id, 1.0), fault)
             pin = admin_pb2.PinArmRequest(experiment="full", arm="a", reason="test")

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from bandit_router.experiments import Arm, Experiment, LateRewardRule, PolicySpec
-from bandit_router.store import PendingDecision, RewardCommand, Store
-from bandit_router.tokens import new_nonce
+from bandit_router.model.experiments import Arm, Experiment, LateRewardRule, PolicySpec
+from bandit_router.route.tokens import new_nonce
+from bandit_router.store.redis_store import PendingDecision, RewardCommand, Store
 
 T = TypeVar("T")
 

@@ -1,0 +1,472 @@
+"""``bandit-router bench``: Route/Reward throughput and latency, as ratios to an echo server.
+
+Absolute timings on shared 2-core machines are noise; what is meaningful is how far the real
+server is from the cheapest possible server built the same way, measured in the same run on
+the same machine. The benchmark starts both as separate processes (an echo Router and a
+bandit-router on a real redis-server), drives each closed-loop with a fixed number of calls in
+flight, then open-loop at a steady offered rate (latency measured from each call's scheduled
+start, so a stall is not hidden by the generator slowing down: no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+import numpy as np
+
+from bandit_router.bench.fixtures import (
+    EXPERIMENT,
+    bench_experiment,
+    bench_reward,
+    free_port,
+    process,
+    redis_server,
+)
+from bandit_router.client import channel_options
+from bandit_router.v1 import admin_pb2_grpc, router_pb2, router_pb2_grpc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calls", type=int, default=20_000, help="calls per closed-loop run")
+    parser.add_argument("--concurrency", type=int, default=64, help="calls in flight")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open-loop offered calls/s (default: a third of echo's closed-loop Route rate, "
+        "as 3,000/s is of a 9k/s echo server)",
+    )
+    parser.add_argument(
+        "--overload-callers",
+        type=int,
+        default=512,
+        help="also run Route with this many callers, 100 ms deadlines and a 10 ms pause "
+        "after a refusal, as a polite client would (0: skip)",
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to `bandit-router serve` (repeatable), e.g. "
+        "--server-arg=--max-pending-rpcs=64",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per open-loop run")
+    parser.add_argument("--connections", type=int, default=1, help="HTTP/2 connections")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--json", dest="json_out", help="also write the results to this file")
+    parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead of timing, count the servers' CPU instructions per call under valgrind's "
+        "callgrind, one call at a time (repeatable on a noisy machine)",
+    )
+    parser.add_argument(
+        "--instruction-calls", type=int, default=512, help="calls counted per mode (--instructions)"
+    )
+
+
+@dataclass
+class Result:
+    server: str
+    mode: str
+    calls: int
+    seconds: float
+    calls_per_second: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    errors: int
+    #: CPU time of the server's processes per call (a Route-then-Reward pair counts once).
+    server_cpu_us: float
+    #: Calls refused at once with RESOURCE_EXHAUSTED (overload mode); not in ``errors``.
+    shed: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        server: str,
+        mode: str,
+        latencies: list[float],
+        seconds: float,
+        errors: int,
+        cpu_seconds: float,
+        shed: int = 0,
+    ) -> Result:
+        values = np.asarray(latencies) * 1000.0 if latencies else np.zeros(1)
+        return cls(
+            server,
+            mode,
+            len(latencies),
+            seconds,
+            len(latencies) / seconds if seconds else 0.0,
+            float(np.percentile(values, 50)),
+            float(np.percentile(values, 99)),
+            float(np.percentile(values, 99.9)),
+            errors,
+            cpu_seconds * 1e6 / len(latencies) if latencies else 0.0,
+            shed,
+        )
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (workers), from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    pending += [int(child) for child in handle.read().split()]
+        except OSError:
+            continue
+    return total / ticks
+
+
+async def closed_loop(
+    call: Callable[[int], Awaitable[Any]], calls: int, concurrency: int
+) -> tuple[list[float], float, int]:
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(calls))
+
+    async def worker() -> None:
+        nonlocal errors
+        for index in counter:
+            started = time.perf_counter()
+            try:
+                await call(index)
+            except grpc.RpcError:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started, errors
+
+
+async def overload_loop(
+    call: Callable[[int], Awaitable[Any]], callers: int, duration: float
+) -> tuple[list[float], float, int, int]:
+    """``callers`` closed-loop callers for ``duration`` seconds; a refused call (shed:
+    RESOURCE_EXHAUSTED, or CANCELLED from gRPC's own pending-call limit) pauses its caller
+    10 ms. Returns OK latencies, seconds, other failures (mostly expired), refusals."""
+    latencies: list[float] = []
+    errors = 0
+    shed = 0
+    refused = {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+    begin = time.perf_counter()
+    stop = begin + duration
+
+    async def caller(first: int) -> None:
+        nonlocal errors, shed
+        index = first
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            try:
+                await call(index)
+                latencies.append(time.perf_counter() - started)
+            except grpc.aio.AioRpcError as error:
+                if error.code() in refused:
+                    shed += 1
+                    await asyncio.sleep(0.01)
+                else:
+                    errors += 1
+            index += callers
+
+    await asyncio.gather(*(caller(i) for i in range(callers)))
+    return latencies, time.perf_counter() - begin, errors, shed
+
+
+async def open_loop(
+    call: Callable[[int], Awaitable[Any]], rate: float, duration: float
+) -> tuple[list[float], float, int, int]:
+    """Start calls on a fixed schedule; latency counts from the scheduled start. Returns the
+    latencies of the calls answered OK, the seconds taken, the failed calls and, apart,
+    those shed (RESOURCE_EXHAUSTED)."""
+    latencies: list[float] = []
+    errors = 0
+    shed = 0
+    total = int(rate * duration)
+    interval = 1.0 / rate
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(index: int, scheduled: float) -> None:
+        nonlocal errors, shed
+        try:
+            await call(index)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                shed += 1
+            else:
+                errors += 1
+            return
+        latencies.append(time.perf_counter() - scheduled)
+
+    begin = time.perf_counter()
+    index = 0
+    while index < total:
+        # Launch every call whose scheduled time has come, then sleep about a millisecond
+        # (the event loop's timer resolution): sleeping once per call, or polling faster,
+        # would cost the generator a whole core, taken from the server under test.
+        due = min(total, int((time.perf_counter() - begin) * rate) + 1)
+        while index < due:
+            tasks.append(asyncio.create_task(one(index, begin + index * interval)))
+            index += 1
+        await asyncio.sleep(0.001)
+    await asyncio.gather(*tasks)
+    return latencies, time.perf_counter() - begin, errors, shed
+
+
+async def _drive(
+    target: str,
+    server: str,
+    args: argparse.Namespace,
+    rate: float | None,
+    pid: int,
+    overload: bool = False,
+) -> list[Result]:
+    """One round against one server: closed-loop runs, open-loop runs at ``rate``, or (with
+    ``overload``) one Route run by ``--overload-callers`` callers with 100 ms deadlines."""
+    channels = [
+        grpc.aio.insecure_channel(target, channel_options(1, i + 1))
+        for i in range(args.connections)
+    ]
+    stubs = [router_pb2_grpc.RouterStub(channel) for channel in channels]
+    route_request = router_pb2.RouteRequest(experiment=EXPERIMENT)
+
+    def stub(index: int) -> router_pb2_grpc.RouterStub:
+        return stubs[index % len(stubs)]
+
+    async def route(index: int) -> Any:
+        return await stub(index).Route(route_request, timeout=10)
+
+    async def route_with_deadline(index: int) -> Any:
+        return await stub(index).Route(route_request, timeout=0.1)
+
+    decisions: list[str] = []
+
+    async def route_collect(index: int) -> Any:
+        response = await stub(index).Route(route_request, timeout=10)
+        decisions.append(response.decision_id)
+
+    async def reward(index: int) -> Any:
+        return await stub(index).Reward(
+            router_pb2.RewardRequest(decision_id=decisions[index], value=bench_reward(index)),
+            timeout=10,
+        )
+
+    async def route_then_reward(index: int) -> Any:
+        response = await stub(index).Route(route_request, timeout=10)
+        return await stub(index).Reward(
+            router_pb2.RewardRequest(decision_id=response.decision_id, value=bench_reward(index)),
+            timeout=10,
+        )
+
+    results = []
+    await closed_loop(route, min(1000, args.calls), args.concurrency)  # warm up
+    gc.collect()
+    gc.freeze()  # the generator's own full collections would show up as server latency
+    if overload:
+        cpu = tree_cpu_seconds(pid)
+        latencies, seconds, errors, shed = await overload_loop(
+            route_with_deadline, args.overload_callers, args.duration
+        )
+        cpu = tree_cpu_seconds(pid) - cpu
+        label = f"route overload x{args.overload_callers}"
+        results.append(Result.of(server, label, latencies, seconds, errors, cpu, shed))
+    elif rate is None:
+        for mode, call in (
+            ("route", route),
+            ("reward", reward),
+            ("route+reward", route_then_reward),
+        ):
+            if mode == "reward":
+                decisions.clear()
+                await closed_loop(route_collect, args.calls, args.concurrency)
+            cpu = tree_cpu_seconds(pid)
+            calls = len(decisions) if mode == "reward" else args.calls  # Routes answered
+            latencies, seconds, errors = await closed_loop(call, calls, args.concurrency)
+            cpu = tree_cpu_seconds(pid) - cpu
+            label = f"{mode} x{args.concurrency}"
+            results.append(Result.of(server, label, latencies, seconds, errors, cpu))
+    else:
+        # route+reward makes two calls per pair: offer half as many pairs, the same RPC rate.
+        for mode, call, pairs in (
+            ("route", route, rate),
+            ("route+reward", route_then_reward, rate / 2),
+        ):
+            cpu = tree_cpu_seconds(pid)
+            latencies, seconds, errors, _ = await open_loop(call, pairs, args.duration)
+            cpu = tree_cpu_seconds(pid) - cpu
+            label = f"{mode} @{pairs:.0f}/s"
+            results.append(Result.of(server, label, latencies, seconds, errors, cpu))
+    for channel in channels:
+        await channel.close()
+    return results
+
+
+async def _create_experiment(target: str) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        admin = admin_pb2_grpc.AdminStub(channel)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await admin.CreateExperiment(bench_experiment(), timeout=10)
+        await asyncio.sleep(0.5)  # let every worker's cache see it
+
+
+def _run(coroutine: Awaitable[Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coroutine)  # type: ignore[arg-type]
+    except ImportError:
+        return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+def run_benchmark(args: argparse.Namespace) -> list[Result]:
+    """Both servers up at once; rounds alternate echo and bandit-router, medians reported.
+
+    Alternating the two in every round means slow drifts of a shared machine (other jobs,
+    thermal, noisy neighbours) hit both alike, so their ratio stays meaningful.
+    """
+    if args.quick:
+        args.calls, args.duration, args.rounds = 2000, 1.0, 1
+    python = sys.executable
+    rounds: list[Result] = []
+    with contextlib.ExitStack() as stack:
+        echo_port = free_port()
+        echo_target = f"127.0.0.1:{echo_port}"
+        echo = stack.enter_context(
+            process([python, "-m", "bandit_router.bench.echo", "--listen", echo_target], echo_port)
+        )
+        redis_url = args.redis_url or stack.enter_context(redis_server())
+        port = free_port()
+        target = f"127.0.0.1:{port}"
+        command = [python, "-m", "bandit_router", "serve", "--listen", target, "--redis-url"]
+        command += [redis_url, "--workers", str(args.workers), "--log-level", "WARNING"]
+        command += args.server_arg
+        real = stack.enter_context(process(command, port))
+        _run(_create_experiment(target))
+        servers = (("echo", echo_target, echo.pid), ("bandit-router", target, real.pid))
+        for _ in range(args.rounds):
+            for name, address, pid in servers:
+                rounds += _run(_drive(address, name, args, None, pid))
+        rate = args.rate
+        if rate is None:  # a steady rate, not saturation: a third of what echo sustains here
+            echo_routes = [r.calls_per_second for r in rounds if r.server == "echo"][::3]
+            rate = statistics.median(echo_routes) / 3
+        for _ in range(args.rounds):
+            for name, address, pid in servers:
+                rounds += _run(_drive(address, name, args, rate, pid))
+        if args.overload_callers > 0:
+            for _ in range(args.rounds):
+                for name, address, pid in servers:
+                    rounds += _run(_drive(address, name, args, None, pid, overload=True))
+    return median_results(rounds)
+
+
+def median_results(rounds: list[Result]) -> list[Result]:
+    """One result per (server, mode): the median of each measure over the rounds."""
+    grouped: dict[tuple[str, str], list[Result]] = {}
+    for result in rounds:
+        grouped.setdefault((result.server, result.mode), []).append(result)
+    merged = []
+    for (server, mode), results in grouped.items():
+        merged.append(
+            Result(
+                server=server,
+                mode=mode,
+                calls=sum(r.calls for r in results),
+                seconds=sum(r.seconds for r in results),
+                calls_per_second=statistics.median(r.calls_per_second for r in results),
+                p50_ms=statistics.median(r.p50_ms for r in results),
+                p99_ms=statistics.median(r.p99_ms for r in results),
+                p999_ms=statistics.median(r.p999_ms for r in results),
+                errors=sum(r.errors for r in results),
+                server_cpu_us=statistics.median(r.server_cpu_us for r in results),
+                shed=sum(r.shed for r in results),
+            )
+        )
+    order = {"echo": 0, "bandit-router": 1}
+    return sorted(merged, key=lambda r: (order[r.server], "overload" in r.mode, "@" in r.mode))
+
+
+def render(results: list[Result]) -> str:
+    echo = {r.mode: r for r in results if r.server == "echo"}
+    lines = [
+        f"{'server':<14} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'p99.9 ms':>9} {'errors':>6} {'shed':>6} {'srv us/call':>11} {'x echo (thr)':>12} "
+        f"{'x echo (p99)':>12}"
+    ]
+    for r in results:
+        base = echo.get(r.mode)
+        ratio = (
+            f"{r.calls_per_second / base.calls_per_second:.2f}"
+            if base and r.server != "echo"
+            else ""
+        )
+        p99 = f"{r.p99_ms / base.p99_ms:.2f}" if base and r.server != "echo" and base.p99_ms else ""
+        lines.append(
+            f"{r.server:<14} {r.mode:<22} {r.calls_per_second:>9.0f} {r.p50_ms:>8.2f} "
+            f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {r.shed:>6} "
+            f"{r.server_cpu_us:>11.0f} "
+            f"{ratio:>12} {p99:>12}"
+        )
+    lines += overload_summary(results)
+    return "\n".join(lines)
+
+
+def overload_summary(results: list[Result]) -> list[str]:
+    """Each server under overload against itself: goodput over its closed-loop Route rate
+    (its capacity), and accepted p99 over its p99 at the steady open-loop rate. Latencies
+    are the client's: on a shared machine they include the load generator's own queue."""
+    lines = []
+    for server in ("echo", "bandit-router"):
+        own = [r for r in results if r.server == server]
+        over = next((r for r in own if "overload" in r.mode), None)
+        capacity = next((r for r in own if r.mode.startswith("route x")), None)
+        steady = next((r for r in own if r.mode.startswith("route @")), None)
+        if over is None or steady is None or capacity is None or not steady.p99_ms:
+            continue
+        goodput = over.calls_per_second / capacity.calls_per_second
+        lines.append(
+            f"overload {server}: goodput {goodput:.2f}x capacity, accepted p99 "
+            f"{over.p99_ms / steady.p99_ms:.2f}x the steady-rate p99, refused {over.shed}, "
+            f"failed (expired) {over.errors}"
+        )
+    return lines
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.instructions:
+        from bandit_router.bench.instructions import main as instructions_main
+
+        return instructions_main(args)
+    results = run_benchmark(args)
+    print(render(results))
+    if args.json_out:
+        with open(args.json_out, "w") as handle:
+            json.dump([asdict(r) for r in results], handle, indent=2)
+    # Under overload some calls expire by design; elsewhere any failure is a failed run.
+    return 0 if all(r.errors == 0 for r in results if "overload" not in r.mode) else 1

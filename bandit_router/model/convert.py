@@ -1,0 +1,175 @@
+"""Protobuf <-> domain objects. The only module that knows both; servicers stay thin."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, cast
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from bandit_router.errors import InvalidArgument
+from bandit_router.model.experiments import (
+    DEFAULT_LATE_GRACE,
+    DEFAULT_REWARD_WINDOW,
+    Arm,
+    ArmState,
+    Experiment,
+    LateRewardRule,
+    Pin,
+    PolicySpec,
+)
+from bandit_router.v1 import experiment_pb2 as pb
+
+_ARM_STATE_TO_PB = {ArmState.ACTIVE: pb.ARM_STATE_ACTIVE, ArmState.DISABLED: pb.ARM_STATE_DISABLED}
+_LATE_TO_PB = {
+    LateRewardRule.IGNORE: pb.LATE_REWARD_RULE_IGNORE,
+    LateRewardRule.APPLY: pb.LATE_REWARD_RULE_APPLY,
+}
+
+
+def seconds_of(duration: Duration, field: str, default: float) -> float:
+    if duration.seconds < 0 or duration.nanos < 0:
+        raise InvalidArgument("must not be negative", field)
+    value = duration.seconds + duration.nanos / 1e9
+    return value if value > 0 else default
+
+
+def duration_of(seconds: float) -> Duration:
+    whole = math.floor(seconds)
+    return Duration(seconds=int(whole), nanos=round((seconds - whole) * 1e9))
+
+
+def timestamp_of(unix_seconds: float) -> Timestamp:
+    whole = math.floor(unix_seconds)
+    return Timestamp(seconds=whole, nanos=min(int((unix_seconds - whole) * 1e9), 999_999_999))
+
+
+def unix_of(timestamp: Timestamp) -> float:
+    return timestamp.seconds + timestamp.nanos / 1e9
+
+
+def arm_state_of(value: int, field: str) -> ArmState:
+    if value == pb.ARM_STATE_DISABLED:
+        return ArmState.DISABLED
+    if value in (pb.ARM_STATE_ACTIVE, pb.ARM_STATE_UNSPECIFIED):
+        return ArmState.ACTIVE
+    raise InvalidArgument(f"unknown arm state {value}", field)
+
+
+def arm_of(message: pb.Arm, field: str) -> Arm:
+    return Arm(
+        name=message.name,
+        state=arm_state_of(message.state, f"{field}.state"),
+        prior_n=message.prior_n,
+        prior_sum=message.prior_sum,
+        prior_sum_sq=message.prior_sum_sq,
+    )
+
+
+def experiment_of(message: pb.Experiment) -> Experiment:
+    """Domain experiment from its protobuf form (not yet validated)."""
+    if message.late_rewards not in (
+        pb.LATE_REWARD_RULE_UNSPECIFIED,
+        pb.LATE_REWARD_RULE_IGNORE,
+        pb.LATE_REWARD_RULE_APPLY,
+    ):
+        raise InvalidArgument(f"unknown rule {message.late_rewards}", "experiment.late_rewards")
+    return Experiment(
+        name=message.name,
+        arms=tuple(arm_of(arm, f"experiment.arms[{i}]") for i, arm in enumerate(message.arms)),
+        policy=PolicySpec(message.policy.name or "thompson", dict(message.policy.params)),
+        reward_window=seconds_of(
+            message.reward_window, "experiment.reward_window", DEFAULT_REWARD_WINDOW
+        ),
+        default_reward=message.default_reward if message.HasField("default_reward") else None,
+        late_rewards=(
+            LateRewardRule.APPLY
+            if message.late_rewards == pb.LATE_REWARD_RULE_APPLY
+            else LateRewardRule.IGNORE
+        ),
+        late_reward_grace=seconds_of(
+            message.late_reward_grace, "experiment.late_reward_grace", DEFAULT_LATE_GRACE
+        ),
+        reward_min=message.reward_min if message.HasField("reward_min") else None,
+        reward_max=message.reward_max if message.HasField("reward_max") else None,
+        description=message.description,
+        pin=Pin(
+            arm=message.pin.arm,
+            reason=message.pin.reason,
+            expires_at=unix_of(message.pin.expires_at),
+            units=dict(message.pin.units),
+        ),
+        paused=message.paused,
+        pause_arm=message.pause_arm,
+        exploration_floor=message.exploration.floor,
+        burn_in=message.exploration.burn_in,
+        holdout_share=message.holdout.share,
+        holdout_control_arm=message.holdout.control_arm,
+        sticky=message.sticky.enabled,
+        sticky_ttl=seconds_of(message.sticky.ttl, "experiment.sticky.ttl", 0.0),
+        drift_discount=message.drift_discount if message.HasField("drift_discount") else None,
+    )
+
+
+def experiment_to_pb(experiment: Experiment) -> pb.Experiment:
+    message = pb.Experiment(
+        name=experiment.name,
+        arms=[
+            pb.Arm(
+                name=arm.name,
+                state=_ARM_STATE_TO_PB[arm.state],
+                prior_n=arm.prior_n,
+                prior_sum=arm.prior_sum,
+                prior_sum_sq=arm.prior_sum_sq,
+            )
+            for arm in experiment.arms
+        ],
+        policy=pb.PolicySpec(name=experiment.policy.name, params=dict(experiment.policy.params)),
+        reward_window=duration_of(experiment.reward_window),
+        late_rewards=_LATE_TO_PB[experiment.late_rewards],
+        late_reward_grace=duration_of(experiment.late_reward_grace),
+        version=experiment.version,
+        created_at=timestamp_of(experiment.created_at),
+        updated_at=timestamp_of(experiment.updated_at),
+        pin=pb.Pin(
+            arm=experiment.pin.arm,
+            reason=experiment.pin.reason,
+            units=dict(experiment.pin.units),
+        ),
+        paused=experiment.paused,
+        pause_arm=experiment.pause_arm,
+        exploration=pb.ExplorationControls(
+            floor=experiment.exploration_floor, burn_in=experiment.burn_in
+        ),
+        holdout=pb.Holdout(
+            share=experiment.holdout_share, control_arm=experiment.holdout_control_arm
+        ),
+        sticky=pb.Sticky(enabled=experiment.sticky, ttl=duration_of(experiment.sticky_ttl)),
+        description=experiment.description,
+    )
+    if experiment.pin.expires_at:
+        message.pin.expires_at.CopyFrom(timestamp_of(experiment.pin.expires_at))
+    for attr in ("default_reward", "reward_min", "reward_max", "drift_discount"):
+        value = getattr(experiment, attr)
+        if value is not None:
+            setattr(message, attr, value)
+    return message
+
+
+def merge_update(current: Experiment, update: pb.Experiment, mask: FieldMask) -> Experiment:
+    """The experiment after applying ``update`` restricted to ``mask`` (all fields if empty)."""
+    if not mask.paths:
+        merged = pb.Experiment()
+        merged.CopyFrom(update)
+        merged.name = current.name
+        return experiment_of(merged)
+    if not mask.IsValidForDescriptor(cast(Any, pb.Experiment.DESCRIPTOR)):
+        raise InvalidArgument(f"unknown field path in {list(mask.paths)}", "update_mask")
+    for path in mask.paths:
+        if path.split(".")[0] in {"name", "version", "created_at", "updated_at"}:
+            raise InvalidArgument(f"{path} cannot be updated", "update_mask")
+    target = experiment_to_pb(current)
+    mask.MergeMessage(update, target, replace_message_field=True, replace_repeated_field=True)
+    return experiment_of(target)

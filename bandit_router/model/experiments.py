@@ -1,0 +1,275 @@
+"""The experiment as the service understands it: a validated, immutable configuration.
+
+One typed object travels between the gRPC layer (which converts protobuf to it), the store
+(which keeps it as JSON beside the statistics) and the router (which decides from it). It is
+validated once, here, so everything downstream can trust it; every error names its field in
+the spelling of the protobuf message, so a client can find it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+from bandit_router.errors import InvalidArgument
+from policies import Policy, PolicyConfigError, create_policy
+from policies.base import PRIOR_MAGNITUDE_LIMIT
+
+#: Used with ``fullmatch``: ``$`` in ``re.match`` also matches before a final newline.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_ARMS = 256
+MAX_DURATION_SECONDS = 90 * 24 * 3600.0
+MAX_REASON_LENGTH = 1024
+DEFAULT_REWARD_WINDOW = 3600.0
+DEFAULT_LATE_GRACE = 24 * 3600.0
+
+
+class ArmState(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class LateRewardRule(StrEnum):
+    IGNORE = "ignore"
+    APPLY = "apply"
+
+
+def check_name(value: str, field_name: str) -> str:
+    """Names go into Redis keys and decision ids, so they are a closed, safe alphabet."""
+    if not value:
+        raise InvalidArgument("must not be empty", field_name)
+    if len(value) > 64:
+        raise InvalidArgument(f"is {len(value)} characters long; at most 64 allowed", field_name)
+    if not NAME_PATTERN.fullmatch(value):
+        raise InvalidArgument(f"{value!r} has characters outside [A-Za-z0-9_.-]", field_name)
+    return value
+
+
+def check_finite(value: float, field_name: str) -> float:
+    if not math.isfinite(value):
+        raise InvalidArgument(f"must be a finite number, got {value!r}", field_name)
+    return value
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    state: ArmState = ArmState.ACTIVE
+    prior_n: float = 0.0
+    prior_sum: float = 0.0
+    prior_sum_sq: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.state is ArmState.ACTIVE
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str = "thompson"
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def build(self) -> Policy:
+        """The policy object; raises InvalidArgument naming the bad parameter."""
+        try:
+            return create_policy(self.name, dict(self.params))
+        except PolicyConfigError as error:
+            name = error.field
+            where = "policy.name" if name in {"name", "policy.name"} else f"policy.params[{name}]"
+            raise InvalidArgument(error.message, where) from error
+
+
+@dataclass(frozen=True)
+class Pin:
+    arm: str = ""
+    reason: str = ""
+    expires_at: float = 0.0  # unix seconds; 0 means never
+    units: Mapping[str, str] = field(default_factory=dict)
+
+    def active_arm(self, now: float) -> str:
+        if self.arm and (self.expires_at == 0.0 or now < self.expires_at):
+            return self.arm
+        return ""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment's configuration. ``version`` and ``incarnation`` are owned by the store."""
+
+    name: str
+    arms: tuple[Arm, ...]
+    policy: PolicySpec = field(default_factory=PolicySpec)
+    reward_window: float = DEFAULT_REWARD_WINDOW
+    default_reward: float | None = None
+    late_rewards: LateRewardRule = LateRewardRule.IGNORE
+    late_reward_grace: float = DEFAULT_LATE_GRACE
+    reward_min: float | None = None
+    reward_max: float | None = None
+    description: str = ""
+    version: int = 0
+    incarnation: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    pin: Pin = field(default_factory=Pin)
+    paused: bool = False
+    pause_arm: str = ""
+    exploration_floor: float = 0.0
+    burn_in: int = 0
+    holdout_share: float = 0.0
+    holdout_control_arm: str = ""
+    sticky: bool = False
+    sticky_ttl: float = 0.0
+    drift_discount: float | None = None
+
+    # -- derived ---------------------------------------------------------------------------
+
+    @cached_property
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(arm.name for arm in self.arms)
+
+    def arm(self, name: str) -> Arm | None:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        return None
+
+    def reward_bounds(self) -> tuple[float, float]:
+        """Configured bounds, within what the policy's model accepts."""
+        low, high = self.policy.build().reward_bounds
+        return (
+            low if self.reward_min is None else self.reward_min,
+            high if self.reward_max is None else self.reward_max,
+        )
+
+    def with_changes(self, **changes: Any) -> Experiment:
+        return dataclasses.replace(self, **changes)
+
+    # -- validation ------------------------------------------------------------------------
+
+    def validated(self) -> Experiment:
+        """Return self after checking every field; InvalidArgument names the first bad one."""
+        check_name(self.name, "experiment.name")
+        if not self.arms:
+            raise InvalidArgument("at least one arm is required", "experiment.arms")
+        if len(self.arms) > MAX_ARMS:
+            raise InvalidArgument(f"at most {MAX_ARMS} arms allowed", "experiment.arms")
+        seen: set[str] = set()
+        for index, arm in enumerate(self.arms):
+            where = f"experiment.arms[{index}]"
+            check_name(arm.name, f"{where}.name")
+            if arm.name in seen:
+                raise InvalidArgument(f"duplicate arm name {arm.name!r}", f"{where}.name")
+            seen.add(arm.name)
+            for attr in ("prior_n", "prior_sum", "prior_sum_sq"):
+                value = check_finite(getattr(arm, attr), f"{where}.{attr}")
+                if abs(value) > PRIOR_MAGNITUDE_LIMIT:
+                    raise InvalidArgument(
+                        f"{value!r} is larger in magnitude than {PRIOR_MAGNITUDE_LIMIT:g}",
+                        f"{where}.{attr}",
+                    )
+            if arm.prior_n < 0:
+                raise InvalidArgument("must be >= 0", f"{where}.prior_n")
+        if not any(arm.active for arm in self.arms) and not self.paused:
+            raise InvalidArgument("at least one arm must be active", "experiment.arms")
+        policy = self.policy.build()
+        self._check_duration(self.reward_window, "experiment.reward_window", allow_zero=False)
+        self._check_duration(
+            self.late_reward_grace, "experiment.late_reward_grace", allow_zero=True
+        )
+        low, high = policy.reward_bounds
+        for attr in ("reward_min", "reward_max"):
+            value = getattr(self, attr)
+            if value is None:
+                continue
+            check_finite(value, f"experiment.{attr}")
+            if not low <= value <= high:
+                raise InvalidArgument(
+                    f"{value!r} is outside the rewards policy {self.policy.name!r} accepts "
+                    f"[{low:g}, {high:g}]",
+                    f"experiment.{attr}",
+                )
+        bound_low, bound_high = self.reward_bounds()
+        if bound_low > bound_high:
+            raise InvalidArgument("must not exceed reward_max", "experiment.reward_min")
+        if self.default_reward is not None:
+            check_finite(self.default_reward, "experiment.default_reward")
+            if not bound_low <= self.default_reward <= bound_high:
+                raise InvalidArgument(
+                    f"{self.default_reward!r} is outside the reward range "
+                    f"[{bound_low:g}, {bound_high:g}]",
+                    "experiment.default_reward",
+                )
+        if len(self.description) > 4096:
+            raise InvalidArgument("at most 4096 characters", "experiment.description")
+        self._validate_controls(seen)
+        return self
+
+    @staticmethod
+    def _check_duration(value: float, where: str, *, allow_zero: bool) -> None:
+        check_finite(value, where)
+        if value < 0 or (value == 0 and not allow_zero):
+            raise InvalidArgument(f"must be {'>= 0' if allow_zero else '> 0'}", where)
+        if value > MAX_DURATION_SECONDS:
+            raise InvalidArgument(f"at most {MAX_DURATION_SECONDS:g} seconds (90 days)", where)
+
+    def _validate_controls(self, arm_names: set[str]) -> None:
+        if self.pin.arm and self.pin.arm not in arm_names:
+            raise InvalidArgument(f"unknown arm {self.pin.arm!r}", "experiment.pin.arm")
+        for unit, arm in self.pin.units.items():
+            if arm not in arm_names:
+                raise InvalidArgument(f"unknown arm {arm!r}", f"experiment.pin.units[{unit}]")
+        if self.pause_arm and self.pause_arm not in arm_names:
+            raise InvalidArgument(f"unknown arm {self.pause_arm!r}", "experiment.pause_arm")
+        check_finite(self.exploration_floor, "experiment.exploration.floor")
+        active = sum(1 for arm in self.arms if arm.active)
+        if not 0.0 <= self.exploration_floor <= 1.0 / max(active, 1):
+            raise InvalidArgument(
+                f"{self.exploration_floor!r} is outside [0, 1/K] with K={active} active arms",
+                "experiment.exploration.floor",
+            )
+        if self.burn_in < 0:
+            raise InvalidArgument("must be >= 0", "experiment.exploration.burn_in")
+        check_finite(self.holdout_share, "experiment.holdout.share")
+        if not 0.0 <= self.holdout_share <= 1.0:
+            raise InvalidArgument("must be in [0, 1]", "experiment.holdout.share")
+        if self.holdout_control_arm and self.holdout_control_arm not in arm_names:
+            raise InvalidArgument(
+                f"unknown arm {self.holdout_control_arm!r}", "experiment.holdout.control_arm"
+            )
+        self._check_duration(self.sticky_ttl, "experiment.sticky.ttl", allow_zero=True)
+        if self.drift_discount is not None:
+            check_finite(self.drift_discount, "experiment.drift_discount")
+            if not 0.0 < self.drift_discount < 1.0:
+                raise InvalidArgument("must be in (0, 1)", "experiment.drift_discount")
+
+    # -- JSON (the store keeps this form) --------------------------------------------------
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["arms"] = [{**dataclasses.asdict(arm), "state": arm.state.value} for arm in self.arms]
+        data["policy"] = {"name": self.policy.name, "params": dict(self.policy.params)}
+        data["late_rewards"] = self.late_rewards.value
+        data["pin"] = {**dataclasses.asdict(self.pin), "units": dict(self.pin.units)}
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> Experiment:
+        values = dict(data)
+        values["arms"] = tuple(
+            Arm(**{**arm, "state": ArmState(arm.get("state", "active"))}) for arm in data["arms"]
+        )
+        policy = data.get("policy", {})
+        values["policy"] = PolicySpec(
+            policy.get("name", "thompson"), dict(policy.get("params", {}))
+        )
+        values["late_rewards"] = LateRewardRule(data.get("late_rewards", "ignore"))
+        pin = data.get("pin") or {}
+        values["pin"] = Pin(**{**pin, "units": dict(pin.get("units", {}))})
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})

@@ -1,0 +1,255 @@
+"""Operator actions on experiments: each validated, applied atomically and audited.
+
+Every change goes through ``Store.update_experiment`` (compare-and-set on the config version,
+then a change notice so every replica refreshes at once) and is appended to the experiment's
+audit log with who did it, when, with which arguments and why. Plain Python, callable from
+tests without gRPC; the Admin servicer only translates messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bandit_router.errors import FailedPrecondition, InvalidArgument, NotFound
+from bandit_router.model.experiments import (
+    MAX_REASON_LENGTH,
+    Arm,
+    ArmState,
+    Experiment,
+    Pin,
+    check_name,
+)
+from bandit_router.store.redis_store import ExperimentState, Store
+
+log = logging.getLogger(__name__)
+
+
+def check_reason(reason: str) -> str:
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidArgument(f"at most {MAX_REASON_LENGTH} characters", "reason")
+    return reason
+
+
+def _require_arm(experiment: Experiment, arm: str, field: str = "arm") -> Arm:
+    check_name(arm, field)
+    found = experiment.arm(arm)
+    if found is None:
+        raise NotFound(f"experiment {experiment.name!r} has no arm {arm!r}", field)
+    return found
+
+
+class AdminOperations:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def _audit(
+        self, name: str, principal: str, action: str, arguments: Mapping[str, Any], reason: str
+    ) -> None:
+        await self.store.append_audit(name, principal, action, arguments, reason)
+        log.info(
+            "operator action %s on %s by %s",
+            action,
+            name,
+            principal,
+            extra={"experiment": name, "principal": principal, "action": action, "reason": reason},
+        )
+
+    async def _change(
+        self,
+        name: str,
+        principal: str,
+        action: str,
+        arguments: Mapping[str, Any],
+        reason: str,
+        change: Callable[[Experiment], Experiment],
+        *,
+        expected_version: int = 0,
+    ) -> Experiment:
+        check_name(name, "experiment")
+        check_reason(reason)
+        _, after = await self.store.update_experiment(
+            name, change, expected_version=expected_version
+        )
+        await self._audit(name, principal, action, {**arguments, "version": after.version}, reason)
+        return after
+
+    # -- CRUD ------------------------------------------------------------------------------
+
+    async def create(self, experiment: Experiment, principal: str, reason: str = "") -> Experiment:
+        check_reason(reason)
+        created = await self.store.create_experiment(experiment.validated())
+        await self._audit(created.name, principal, "create", created.to_json_dict(), reason)
+        return created
+
+    async def get(self, name: str) -> ExperimentState:
+        check_name(name, "name")
+        return await self.store.read_state(name)
+
+    async def list_all(self) -> list[Experiment]:
+        return await self.store.list_experiments()
+
+    async def update(
+        self,
+        name: str,
+        build: Callable[[Experiment], Experiment],
+        principal: str,
+        reason: str = "",
+        expected_version: int = 0,
+        fields: list[str] | None = None,
+    ) -> Experiment:
+        return await self._change(
+            name,
+            principal,
+            "update",
+            {"fields": fields or ["*"]},
+            reason,
+            build,
+            expected_version=expected_version,
+        )
+
+    async def delete(self, name: str, principal: str, reason: str = "") -> None:
+        check_name(name, "name")
+        check_reason(reason)
+        deleted = await self.store.delete_experiment(name)
+        await self._audit(name, principal, "delete", {"version": deleted.version}, reason)
+
+    # -- arms ------------------------------------------------------------------------------
+
+    async def add_arm(self, name: str, arm: Arm, principal: str, reason: str = "") -> Experiment:
+        def change(experiment: Experiment) -> Experiment:
+            if experiment.arm(arm.name) is not None:
+                raise InvalidArgument(f"arm {arm.name!r} already exists", "arm.name")
+            return experiment.with_changes(arms=(*experiment.arms, arm))
+
+        arguments = {"arm": arm.name, "prior_n": arm.prior_n, "prior_sum": arm.prior_sum}
+        return await self._change(name, principal, "add_arm", arguments, reason, change)
+
+    async def remove_arm(self, name: str, arm: str, principal: str, reason: str = "") -> Experiment:
+        def change(experiment: Experiment) -> Experiment:
+            _require_arm(experiment, arm)
+            remaining = tuple(a for a in experiment.arms if a.name != arm)
+            if not any(a.active for a in remaining):
+                raise FailedPrecondition("cannot remove the last active arm", "arm")
+            pin = experiment.pin
+            units = {unit: a for unit, a in pin.units.items() if a != arm}
+            return experiment.with_changes(
+                arms=remaining,
+                pin=Pin("" if pin.arm == arm else pin.arm, pin.reason, pin.expires_at, units),
+                pause_arm="" if experiment.pause_arm == arm else experiment.pause_arm,
+                holdout_control_arm=(
+                    "" if experiment.holdout_control_arm == arm else experiment.holdout_control_arm
+                ),
+            )
+
+        return await self._change(name, principal, "remove_arm", {"arm": arm}, reason, change)
+
+    async def set_arm_state(
+        self, name: str, arm: str, state: ArmState, principal: str, reason: str = ""
+    ) -> Experiment:
+        def change(experiment: Experiment) -> Experiment:
+            _require_arm(experiment, arm)
+            arms = tuple(
+                dataclasses.replace(a, state=state) if a.name == arm else a for a in experiment.arms
+            )
+            if not any(a.active for a in arms):
+                raise FailedPrecondition("cannot disable the last active arm", "arm")
+            return experiment.with_changes(arms=arms)
+
+        action = "enable_arm" if state is ArmState.ACTIVE else "disable_arm"
+        return await self._change(name, principal, action, {"arm": arm}, reason, change)
+
+    # -- pins, pause -----------------------------------------------------------------------
+
+    async def pin(
+        self,
+        name: str,
+        arm: str,
+        principal: str,
+        *,
+        unit_id: str = "",
+        ttl: float = 0.0,
+        reason: str = "",
+    ) -> Experiment:
+        if ttl < 0:
+            raise InvalidArgument("must not be negative", "ttl")
+        if len(unit_id) > 256:
+            raise InvalidArgument("longer than 256 characters", "unit_id")
+
+        def change(experiment: Experiment) -> Experiment:
+            found = _require_arm(experiment, arm)
+            if not found.active:
+                raise FailedPrecondition(
+                    f"arm {arm!r} is disabled; enable it before pinning", "arm"
+                )
+            pin = experiment.pin
+            if unit_id:
+                return experiment.with_changes(
+                    pin=dataclasses.replace(pin, units={**pin.units, unit_id: arm})
+                )
+            expires = time.time() + ttl if ttl else 0.0
+            return experiment.with_changes(pin=Pin(arm, reason, expires, dict(pin.units)))
+
+        arguments = {"arm": arm, "unit_id": unit_id, "ttl": ttl}
+        return await self._change(name, principal, "pin", arguments, reason, change)
+
+    async def unpin(
+        self, name: str, principal: str, *, unit_id: str = "", reason: str = ""
+    ) -> Experiment:
+        def change(experiment: Experiment) -> Experiment:
+            pin = experiment.pin
+            if unit_id:
+                if unit_id not in pin.units:
+                    raise NotFound(f"unit {unit_id!r} is not pinned", "unit_id")
+                units = {u: a for u, a in pin.units.items() if u != unit_id}
+                return experiment.with_changes(pin=dataclasses.replace(pin, units=units))
+            return experiment.with_changes(pin=Pin(units=dict(pin.units)))
+
+        return await self._change(name, principal, "unpin", {"unit_id": unit_id}, reason, change)
+
+    async def pause(
+        self, name: str, principal: str, *, arm: str = "", reason: str = ""
+    ) -> Experiment:
+        def change(experiment: Experiment) -> Experiment:
+            if arm:
+                _require_arm(experiment, arm)
+            return experiment.with_changes(paused=True, pause_arm=arm or experiment.pause_arm)
+
+        return await self._change(name, principal, "pause", {"arm": arm}, reason, change)
+
+    async def resume(self, name: str, principal: str, *, reason: str = "") -> Experiment:
+        return await self._change(
+            name, principal, "resume", {}, reason, lambda e: e.with_changes(paused=False)
+        )
+
+    # -- reset and snapshots ---------------------------------------------------------------
+
+    async def reset(self, name: str, principal: str, *, reason: str = "") -> dict[str, Any]:
+        check_name(name, "experiment")
+        check_reason(reason)
+        experiment = await self.store.require_experiment(name)
+        header = {
+            "id": uuid.uuid4().hex[:12],
+            "taken_at": time.time(),
+            "reason": reason,
+            "principal": principal,
+        }
+        await self.store.reset_statistics(experiment, header)
+        await self._audit(name, principal, "reset", {"snapshot": header["id"]}, reason)
+        snapshots = await self.store.list_snapshots(name)
+        return snapshots[0] if snapshots else header
+
+    async def snapshots(self, name: str) -> list[dict[str, Any]]:
+        check_name(name, "experiment")
+        await self.store.require_experiment(name)
+        return await self.store.list_snapshots(name)
+
+    async def audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+        check_name(name, "experiment")
+        if limit < 0:
+            raise InvalidArgument("must not be negative", "limit")
+        return await self.store.list_audit(name, min(limit or 100, 10_000))

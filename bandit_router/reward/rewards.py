@@ -1,0 +1,147 @@
+"""The Reward path: verify the signed decision id, validate the value, commit exactly once.
+
+Everything that can be refused is refused before the store is touched (malformed, forged or
+expired ids, NaN or out-of-range values, deleted experiments), so a refusal changes nothing.
+The Lua script then decides, atomically, between applied, duplicate and late; the caller is
+answered only after Redis committed (group commit batches concurrent rewards, see batching.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from bandit_router.errors import InvalidArgument, NotFound, Unavailable
+from bandit_router.reward.batching import GroupCommit
+from bandit_router.route.cache import ExperimentCache
+from bandit_router.route.tokens import DecisionSigner
+from bandit_router.store.errors import unavailable
+from bandit_router.store.redis_store import RewardCommand, Store
+
+if TYPE_CHECKING:
+    from bandit_router.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+MARKER_MARGIN_MS = 3600 * 1000
+
+
+class RewardOutcome(StrEnum):
+    APPLIED = "APPLIED"
+    DUPLICATE = "DUPLICATE"
+    LATE_IGNORED = "LATE_IGNORED"
+    LATE_APPLIED = "LATE_APPLIED"
+    RECORDED = "RECORDED"
+
+
+_SCRIPT_OUTCOMES = {
+    "applied": RewardOutcome.APPLIED,
+    "duplicate": RewardOutcome.DUPLICATE,
+    "late_ignored": RewardOutcome.LATE_IGNORED,
+    "late_applied": RewardOutcome.LATE_APPLIED,
+    "recorded": RewardOutcome.RECORDED,
+}
+
+
+class RewardProcessor:
+    def __init__(
+        self,
+        store: Store,
+        cache: ExperimentCache,
+        signer: DecisionSigner,
+        *,
+        metrics: Metrics | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
+        linger: float = 0.002,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.signer = signer
+        self.metrics = metrics
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._commit: GroupCommit[RewardCommand, str] = GroupCommit(self._flush, linger=linger)
+
+    async def _flush(self, commands: Sequence[RewardCommand]) -> Sequence[str | BaseException]:
+        results = await self.store.apply_rewards(commands)
+        if self.wait_replicas:
+            acknowledged = await self.store.wait_for_replicas(
+                self.wait_replicas, self.wait_timeout_ms
+            )
+            if acknowledged < self.wait_replicas:
+                failure = Unavailable(
+                    f"only {acknowledged} of {self.wait_replicas} replicas acknowledged in "
+                    f"{self.wait_timeout_ms} ms; the reward may be lost on failover; safe to retry"
+                )
+                return [failure for _ in results]
+        return results
+
+    async def reward(self, decision_id: str, value: float, timeout: float | None) -> RewardOutcome:
+        decision = self.signer.verify(decision_id)
+        entry = self.cache.get(decision.experiment) or await self.cache.refresh_one(
+            decision.experiment
+        )
+        if entry is None:
+            raise NotFound(f"experiment {decision.experiment!r} no longer exists", "decision_id")
+        experiment = entry.experiment
+        if experiment.incarnation != decision.incarnation:
+            raise NotFound(
+                f"experiment {decision.experiment!r} was deleted and re-created since",
+                "decision_id",
+            )
+        now_ms = int(time.time() * 1000)
+        expires_ms = decision.deadline_ms + int(experiment.late_reward_grace * 1000)
+        if now_ms > expires_ms:
+            expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_ms / 1000))
+            raise NotFound(
+                f"decision expired at {expired} (reward window plus late grace)",
+                "decision_id",
+            )
+        if not math.isfinite(value):
+            raise InvalidArgument(f"must be a finite number, got {value!r}", "value")
+        low, high = entry.reward_bounds
+        if not low <= value <= high:
+            raise InvalidArgument(
+                f"{value!r} is outside the experiment's range [{low:g}, {high:g}]", "value"
+            )
+        if decision.arm not in entry.arm_index:
+            raise NotFound(f"arm {decision.arm!r} was removed from the experiment", "decision_id")
+        command = RewardCommand(
+            experiment=decision.experiment,
+            incarnation=decision.incarnation,
+            nonce=decision.nonce,
+            arm=decision.arm,
+            value=value,
+            deadline_ms=decision.deadline_ms,
+            late_rule=experiment.late_rewards.value,
+            learn=decision.learn,
+            marker_ttl_ms=max(expires_ms - now_ms, 0) + MARKER_MARGIN_MS,
+            gamma=entry.policy.gamma,
+        )
+        started = time.perf_counter()
+        try:
+            result = await self._commit.submit(command, timeout)
+        except Exception as error:
+            if self.metrics is not None:
+                self.metrics.observe_store("reward", time.perf_counter() - started, ok=False)
+            mapped = unavailable(error, "Reward")
+            if mapped is error:
+                raise
+            raise mapped from error
+        if self.metrics is not None:
+            self.metrics.observe_store("reward", time.perf_counter() - started, ok=True)
+        if result == "gone":
+            raise NotFound(f"experiment {decision.experiment!r} no longer exists", "decision_id")
+        if result == "invalid":
+            raise InvalidArgument(f"{value!r} is not a reward the store accepts", "value")
+        if result == "no_arm":
+            raise NotFound(f"arm {decision.arm!r} was removed from the experiment", "decision_id")
+        outcome = _SCRIPT_OUTCOMES[result]
+        if self.metrics is not None:
+            self.metrics.observe_reward(decision.experiment, decision.arm, outcome.value, value)
+        return outcome

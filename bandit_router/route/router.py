@@ -1,0 +1,460 @@
+"""The Route decision: from a replica's cached state to an arm, a propensity and a reason.
+
+Everything here runs without awaiting the store (except a first look-up of an experiment this
+replica has never seen). The order of precedence is the one operators expect: a unit's QA pin,
+the experiment's pin, pause, sticky assignment (a held-out unit stays held out), holdout,
+burn-in, and only then the policy (with the exploration floor mixed in). The propensity Route
+answers is the probability of the chosen arm within the rule named by the reason; the decision
+log records, for every decision, the probability of every arm under the whole procedure
+(``CachedExperiment.decision_law``, ``certain``), which is what unbiased replay needs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from bandit_router.errors import FailedPrecondition, InvalidArgument, NotFound
+from bandit_router.model.experiments import check_name
+from bandit_router.route.cache import CachedExperiment, ExperimentCache
+from bandit_router.route.recorder import DecisionRecorder
+from bandit_router.route.tokens import (
+    Decision,
+    DecisionIssuer,
+    DecisionSigner,
+    new_nonce,
+    nonce_bits,
+)
+from bandit_router.store.redis_store import PendingDecision
+from policies import PredrawnDecisions
+from policies.controls import in_burn_in_one
+
+if TYPE_CHECKING:
+    from bandit_router.telemetry.buffered_metrics import BufferedCounter
+    from bandit_router.telemetry.metrics import Metrics
+
+MAX_UNIT_ID_LENGTH = 256
+MAX_CONTEXT_ENTRIES = 64
+MAX_CONTEXT_KEY_LENGTH = 128
+NO_EXCLUSIONS: frozenset[int] = frozenset()
+_now = time.time
+_new_tuple = tuple.__new__
+
+
+class Reason(StrEnum):
+    EXPLOIT = "EXPLOIT"
+    EXPLORE = "EXPLORE"
+    PINNED = "PINNED"
+    HOLDOUT = "HOLDOUT"
+    FALLBACK = "FALLBACK"
+    STICKY = "STICKY"
+    PAUSED = "PAUSED"
+    BURN_IN = "BURN_IN"
+
+
+class RouteDecision(NamedTuple):
+    decision_id: str
+    arm: str
+    propensity: float
+    reason: Reason
+    policy: str
+    state_version: int
+    reward_deadline_ms: int  # unix milliseconds
+
+    @property
+    def reward_deadline(self) -> float:
+        """Unix seconds."""
+        return self.reward_deadline_ms / 1000.0
+
+
+class _Choice(NamedTuple):
+    arm: int
+    propensity: float  # within the rule named by ``reason``: what Route answers
+    reason: Reason
+    learn: bool
+    #: P(arm) of every arm the whole procedure could have chosen (pins, pause, sticky units,
+    #: holdout, burn-in, floor and policy together): what the decision log records.
+    law: Mapping[str, float]
+
+
+class _PlainArm(NamedTuple):
+    name: str
+    propensity: float
+    issuer: DecisionIssuer
+    exploit: BufferedCounter | None
+    explore: BufferedCounter | None
+
+
+class PlainRoute(NamedTuple):
+    """What a plain Route needs from one cached state, computed once for that state.
+
+    A Route is plain when it excludes no arm and carries no context, and its experiment has
+    no pin (of any unit), pause, holdout, sticky assignment or burn-in in force. Then
+    ``Router.choose`` would reduce to a policy draw with the exploration floor, and everything
+    else about the decision (propensity, signed-id prefix, log table, counters) is a constant
+    of the chosen arm. Most traffic is plain, so this is Route's hot path; ``choose`` remains
+    the one definition of the rules and a test checks both give identical decisions.
+    """
+
+    name: str
+    incarnation: str
+    policy: str
+    state_version: int
+    active: tuple[int, ...]
+    arms: tuple[_PlainArm | None, ...]  # by arm index; None for an inactive arm
+    named: Mapping[str, float]
+    floor_k: float  # the exploration floor times the number of active arms
+    window_ms: int
+    pending: bool  # a default reward is due for decisions nobody rewards
+    draws: PredrawnDecisions  # the state's pre-drawn decisions over ``active``
+
+
+#: ``CachedExperiment.route_plan`` for a state whose Routes are never plain.
+NOT_PLAIN: object = object()
+
+
+def validate_route_request(
+    entry: CachedExperiment,
+    unit_id: str,
+    excluded_arms: Sequence[str],
+    context: Mapping[str, float],
+) -> frozenset[int]:
+    """Indices of the excluded arms; InvalidArgument naming the first bad field."""
+    if len(unit_id) > MAX_UNIT_ID_LENGTH:
+        raise InvalidArgument(f"longer than {MAX_UNIT_ID_LENGTH} characters", "unit_id")
+    excluded: set[int] = set()
+    for position, arm in enumerate(excluded_arms):
+        index = entry.arm_index.get(arm)
+        if index is None:
+            raise InvalidArgument(
+                f"unknown arm {arm!r} of experiment {entry.experiment.name!r}",
+                f"excluded_arms[{position}]",
+            )
+        excluded.add(index)
+    if len(context) > MAX_CONTEXT_ENTRIES:
+        raise InvalidArgument(f"at most {MAX_CONTEXT_ENTRIES} entries", "context")
+    for key, value in context.items():
+        if not key or len(key) > MAX_CONTEXT_KEY_LENGTH:
+            raise InvalidArgument(
+                f"keys must have 1-{MAX_CONTEXT_KEY_LENGTH} characters", "context"
+            )
+        if not math.isfinite(value):
+            raise InvalidArgument(f"must be finite, got {value!r}", f"context[{key}]")
+    return frozenset(excluded)
+
+
+class Router:
+    """Chooses arms for Route calls from the cache; records decisions off the hot path."""
+
+    def __init__(
+        self,
+        cache: ExperimentCache,
+        signer: DecisionSigner,
+        recorder: DecisionRecorder,
+        *,
+        rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+        sticky: StickyAssignments | None = None,
+    ) -> None:
+        self.cache = cache
+        self.signer = signer
+        self.recorder = recorder
+        self.rng = rng or random.Random()
+        self.metrics = metrics
+        self.sticky = sticky
+
+    def route_plain(
+        self,
+        experiment: str,
+        unit_id: str,
+        excluded_arms: Sequence[str],
+        context: Mapping[str, float],
+    ) -> RouteDecision | None:
+        """The decision for a plain Route (see ``PlainRoute``), or None: then call ``route``."""
+        entry = self.cache.get(experiment)
+        if entry is None or excluded_arms or context or len(unit_id) > MAX_UNIT_ID_LENGTH:
+            return None
+        plan = entry.route_plan
+        if plan is None:
+            plan = entry.route_plan = self._plain_route(entry)
+        if plan is NOT_PLAIN:
+            return None
+        assert isinstance(plan, PlainRoute)
+        rng = self.rng
+        if plan.floor_k and rng.random() < plan.floor_k:  # the same draws as ``choose``
+            index, explored = rng.choice(plan.active), True
+        else:
+            index, explored = plan.draws.draw(rng)  # = entry.draw(plan.active, rng)
+        arm = plan.arms[index]
+        assert arm is not None
+        issued_ms = int(_now() * 1000)
+        deadline_ms = issued_ms + plan.window_ms
+        nonce = f"{nonce_bits(96):024x}"  # tokens.new_nonce, inlined: this is the hot path
+        decision_id = arm.issuer.issue(issued_ms, deadline_ms, nonce)
+        if explored:
+            reason, counter = Reason.EXPLORE, arm.explore
+        else:
+            reason, counter = Reason.EXPLOIT, arm.exploit
+        self.recorder.record(
+            plan.name,
+            plan.incarnation,
+            arm.name,
+            (decision_id, reason, unit_id, plan.named, None),
+            # tuple.__new__ skips the NamedTuple's Python-level __new__ (same object)
+            _new_tuple(PendingDecision, (nonce, arm.name, deadline_ms)) if plan.pending else None,
+        )
+        if counter is not None:
+            counter.pending += 1.0  # BufferedCounter.inc, inlined
+        return _new_tuple(
+            RouteDecision,
+            (
+                decision_id,
+                arm.name,
+                arm.propensity,
+                reason,
+                plan.policy,
+                plan.state_version,
+                deadline_ms,
+            ),
+        )
+
+    def _plain_route(self, entry: CachedExperiment) -> PlainRoute | object:
+        experiment = entry.experiment
+        if (
+            experiment.paused
+            or experiment.pin.arm
+            or experiment.pin.units
+            or experiment.holdout_share > 0.0
+            or experiment.sticky
+            or not entry.active
+            or (
+                experiment.burn_in > 0
+                and in_burn_in_one(entry.decisions, entry.active, experiment.burn_in)
+            )
+        ):
+            return NOT_PLAIN
+        probabilities = entry.mixed_propensities(entry.active)
+        arms: list[_PlainArm | None] = [None] * len(experiment.arm_names)
+        for index in entry.active:
+            name = experiment.arm_names[index]
+            counters = (
+                (
+                    self.metrics.decision_counter(experiment.name, name, Reason.EXPLOIT),
+                    self.metrics.decision_counter(experiment.name, name, Reason.EXPLORE),
+                )
+                if self.metrics is not None
+                else (None, None)
+            )
+            arms[index] = _PlainArm(
+                name,
+                probabilities[index],
+                self.signer.issuer(
+                    experiment.name,
+                    experiment.incarnation,
+                    name,
+                    probabilities[index],
+                    entry.state_version,
+                    True,
+                ),
+                *counters,
+            )
+        return PlainRoute(
+            name=experiment.name,
+            incarnation=experiment.incarnation,
+            policy=experiment.policy.name,
+            state_version=entry.state_version,
+            active=entry.active,
+            arms=tuple(arms),
+            named=entry.named_propensities(entry.active),
+            floor_k=experiment.exploration_floor * len(entry.active),
+            window_ms=int(experiment.reward_window * 1000),
+            pending=experiment.default_reward is not None,
+            draws=entry.predrawn(),
+        )
+
+    async def route(
+        self,
+        experiment: str,
+        unit_id: str = "",
+        excluded_arms: Sequence[str] = (),
+        context: Mapping[str, float] | None = None,
+    ) -> RouteDecision:
+        entry = self.cache.get(experiment)
+        if entry is None:  # not the steady state: validate, then one look-up in the store
+            check_name(experiment, "experiment")
+            entry = await self.cache.refresh_one(experiment)
+            if entry is None:
+                raise NotFound(f"no experiment named {experiment!r}", "experiment")
+        if context is None:
+            context = {}
+        if excluded_arms or context or len(unit_id) > MAX_UNIT_ID_LENGTH:
+            excluded = validate_route_request(entry, unit_id, excluded_arms, context)
+        else:  # the common request: nothing to check
+            excluded = NO_EXCLUSIONS
+        now = time.time()
+        if entry.experiment.sticky and unit_id and self.sticky is not None:
+            await self.sticky.lookup(experiment, entry.experiment.incarnation, unit_id, now)
+        choice = self.choose(entry, unit_id, excluded, now)
+        return self._issue(entry, choice, unit_id, context, now)
+
+    def choose(
+        self, entry: CachedExperiment, unit_id: str, excluded: frozenset[int], now: float
+    ) -> _Choice:
+        experiment = entry.experiment
+        eligible = tuple(i for i in entry.active if i not in excluded) if excluded else entry.active
+        if not eligible:
+            raise FailedPrecondition(
+                "every active arm is excluded or disabled; nothing can be routed", "excluded_arms"
+            )
+        index = entry.arm_index
+        certain = entry.certain
+        if unit_id:
+            unit_arm = index.get(experiment.pin.units.get(unit_id, ""))
+            if unit_arm is not None and unit_arm in eligible:
+                return _Choice(unit_arm, 1.0, Reason.PINNED, True, certain(unit_arm))
+        pinned = index.get(experiment.pin.active_arm(now))
+        if pinned is not None and pinned in eligible:
+            return _Choice(pinned, 1.0, Reason.PINNED, True, certain(pinned))
+        if experiment.paused:
+            arm = index.get(experiment.pause_arm)
+            if arm is None or arm not in eligible:
+                arm = eligible[0]
+            return _Choice(arm, 1.0, Reason.PAUSED, False, certain(arm))
+        rng = self.rng
+        if experiment.sticky and unit_id and self.sticky is not None:
+            held = self.sticky.get(experiment.name, experiment.incarnation, unit_id, now)
+            if held is not None and index.get(held[0]) in eligible:
+                arm_name, held_propensity, held_holdout = held
+                # The response keeps the assignment's propensity; given the assignment this
+                # decision was certain, and that is what the log says.
+                held_arm = index[arm_name]
+                if held_holdout:  # a held-out unit stays held out: never learned from
+                    return _Choice(
+                        held_arm, held_propensity, Reason.HOLDOUT, False, certain(held_arm)
+                    )
+                return _Choice(held_arm, held_propensity, Reason.STICKY, True, certain(held_arm))
+        burning = experiment.burn_in > 0 and in_burn_in_one(
+            entry.decisions, eligible, experiment.burn_in
+        )
+        law = entry.decision_law(eligible, burning)
+        if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
+            control = index.get(experiment.holdout_control_arm)
+            if control is not None and control in eligible:
+                return self._remember(
+                    entry, unit_id, now, _Choice(control, 1.0, Reason.HOLDOUT, False, law)
+                )
+            holdout = _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, law)
+            return self._remember(entry, unit_id, now, holdout)
+        if burning:
+            return self._remember(
+                entry,
+                unit_id,
+                now,
+                _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True, law),
+            )
+        probabilities = entry.mixed_propensities(eligible)
+        floor = experiment.exploration_floor
+        if floor > 0.0 and rng.random() < floor * len(eligible):
+            arm, explored = rng.choice(eligible), True
+        else:
+            arm, explored = entry.draw(eligible, rng)
+        reason = Reason.EXPLORE if explored else Reason.EXPLOIT
+        choice = _Choice(arm, probabilities[arm], reason, True, law)
+        return self._remember(entry, unit_id, now, choice)
+
+    def _remember(
+        self, entry: CachedExperiment, unit_id: str, now: float, choice: _Choice
+    ) -> _Choice:
+        experiment = entry.experiment
+        if experiment.sticky and unit_id and self.sticky is not None:
+            self.sticky.assign(
+                experiment.name,
+                experiment.incarnation,
+                unit_id,
+                experiment.arm_names[choice.arm],
+                choice.propensity,
+                now + (experiment.sticky_ttl or experiment.reward_window),
+                choice.reason is Reason.HOLDOUT,
+                [experiment.arm_names[i] for i in entry.active],
+            )
+        return choice
+
+    def _issue(
+        self,
+        entry: CachedExperiment,
+        choice: _Choice,
+        unit_id: str,
+        context: Mapping[str, float],
+        now: float,
+    ) -> RouteDecision:
+        experiment = entry.experiment
+        arm = experiment.arm_names[choice.arm]
+        issued_ms = int(now * 1000)
+        deadline_ms = issued_ms + int(experiment.reward_window * 1000)
+        nonce = new_nonce()
+        decision_id = self.signer.issue(
+            Decision(
+                experiment=experiment.name,
+                incarnation=experiment.incarnation,
+                arm=arm,
+                propensity=choice.propensity,
+                issued_ms=issued_ms,
+                deadline_ms=deadline_ms,
+                state_version=entry.state_version,
+                learn=choice.learn,
+                nonce=nonce,
+            )
+        )
+        pending = None
+        if choice.learn and experiment.default_reward is not None:
+            pending = PendingDecision(nonce, arm, deadline_ms)
+        self.recorder.record(
+            experiment.name,
+            experiment.incarnation,
+            arm,
+            (
+                decision_id,
+                choice.reason.value,
+                unit_id,
+                choice.law,
+                dict(context) if context else None,
+            ),
+            pending,
+        )
+        if self.metrics is not None:
+            self.metrics.observe_decision(experiment.name, arm, choice.reason.value)
+        return RouteDecision(
+            decision_id=decision_id,
+            arm=arm,
+            propensity=choice.propensity,
+            reason=choice.reason,
+            policy=experiment.policy.name,
+            state_version=entry.state_version,
+            reward_deadline_ms=deadline_ms,
+        )
+
+
+class StickyAssignments(Protocol):
+    """Where sticky units keep their arm (implemented in sticky.py)."""
+
+    def get(
+        self, experiment: str, incarnation: str, unit_id: str, now: float
+    ) -> tuple[str, float, bool] | None: ...
+
+    async def lookup(self, experiment: str, incarnation: str, unit_id: str, now: float) -> None: ...
+
+    def assign(
+        self,
+        experiment: str,
+        incarnation: str,
+        unit_id: str,
+        arm: str,
+        propensity: float,
+        expires: float,
+        holdout: bool = False,
+        active_arms: Sequence[str] = (),
+    ) -> None: ...

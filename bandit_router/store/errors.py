@@ -1,0 +1,106 @@
+"""What a caller hears when the store fails: UNAVAILABLE, safe to retry, never INTERNAL.
+
+Every store call that fails (a timeout, a lost connection, or an error reply such as READONLY
+after a failover, OOM under ``maxmemory``, NOPERM, MASTERDOWN, LOADING, BUSY, MISCONF) wrote
+nothing the caller depends on: the Lua scripts check before they write, and a Reward's
+dedupe marker makes its retry safe. So each one is UNAVAILABLE, with the reply's code (not
+its text, which can name keys and scripts) in the message. The full text goes to the log,
+once per code and interval, so a store that refuses every call does not flood it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+
+from bandit_router.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+#: At most one log line per error code in this many seconds (plus a count of the others).
+LOG_INTERVAL = 10.0
+
+
+def is_store_error(error: BaseException) -> bool:
+    """A failure of the store or of the way to it, as opposed to a bug of ours."""
+    return isinstance(error, (RedisError, OSError, TimeoutError))
+
+
+#: redis-py turns these replies into their own classes and drops the code from the message.
+_CODES: tuple[tuple[type[RedisError], str], ...] = (
+    (OutOfMemoryError, "OOM"),
+    (ReadOnlyError, "READONLY"),
+    (NoPermissionError, "NOPERM"),
+    (BusyLoadingError, "LOADING"),
+    (MasterDownError, "MASTERDOWN"),
+    (TryAgainError, "TRYAGAIN"),
+    (ClusterDownError, "CLUSTERDOWN"),
+    (AuthenticationError, "NOAUTH"),
+)
+
+
+def error_code(error: BaseException) -> str:
+    """``OOM``, ``READONLY``, ``NOPERM``, ``BUSY``... for an error reply; the exception's
+    name for anything else."""
+    for cls, code in _CODES:
+        if isinstance(error, cls):
+            return code
+    if isinstance(error, ResponseError):
+        words = str(error).split(maxsplit=1)
+        if words and words[0].isupper():
+            return words[0]
+        return "ERR"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    return type(error).__name__
+
+
+def unavailable(error: BaseException, what: str) -> BaseException:
+    """The UNAVAILABLE a caller of ``what`` should hear about a store error (logged at most
+    once per code and interval); anything that is not a store error, unchanged."""
+    if not is_store_error(error):
+        return error
+    code = error_code(error)
+    _throttled.warn(code, what, error)
+    if code == "timeout":
+        return Unavailable(f"store did not answer {what} in time; safe to retry")
+    if isinstance(error, ResponseError):
+        return Unavailable(f"store refused {what} ({code}); nothing was written; safe to retry")
+    return Unavailable(f"store unavailable during {what} ({code}); safe to retry")
+
+
+class ThrottledWarnings:
+    """One WARNING per key and interval; the ones held back are counted in the next."""
+
+    def __init__(self, interval: float = LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warn(self, code: str, what: str, error: BaseException) -> None:
+        now = time.monotonic()
+        last = self._last.get(code)
+        if last is not None and now - last < self.interval:
+            self._held[code] = self._held.get(code, 0) + 1
+            return
+        self._last[code] = now
+        held = self._held.pop(code, 0)
+        more = f" (and {held} more in the last {self.interval:g} s)" if held else ""
+        log.warning("store error %s during %s: %s%s", code, what, error, more)
+
+
+# One per process: the point is to bound what a failing store writes to this process's log.
+_throttled = ThrottledWarnings()

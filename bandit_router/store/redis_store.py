@@ -1,0 +1,557 @@
+"""The experiment state in Redis (or the embedded fakeredis): the only copy of anything.
+
+Every change of statistics is one Lua script (lua/*.lua, each stating its invariant), so a
+check and its write are one atomic step on a single slot. This module knows Redis keys and
+nothing of gRPC. Calls that serve a client take a timeout: redis-py's defaults (5 s socket
+timeouts, retries) could otherwise stall a call for about a minute on a hung Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, NamedTuple, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
+
+from bandit_router.errors import Aborted, AlreadyExists, NotFound
+from bandit_router.model.experiments import Experiment
+from bandit_router.store.errors import error_code, is_store_error
+from bandit_router.store.keys import (
+    CHANGES_CHANNEL,
+    EXPERIMENTS,
+    HEALTH_PROBE,
+    SECRET,
+    ExperimentKeys,
+)
+from bandit_router.store.packing import use_hiredis_packing
+from policies.base import REWARD_MAGNITUDE_LIMIT
+
+log = logging.getLogger(__name__)
+
+STAT_SUFFIXES = ("n", "sum", "sum_sq")
+MAX_SNAPSHOTS = 50
+DECISION_LOG_MAXLEN = 200_000
+AUDIT_MAXLEN = 10_000
+#: apply_rewards refuses (before any write) a value beyond what every policy accepts.
+REWARD_LIMIT_ARG = repr(REWARD_MAGNITUDE_LIMIT)
+HEALTH_PROBE_TTL_MS = 10_000
+
+
+#: Scripts that start with the shared statistics functions (``lua/statistics.lua``).
+_USES_STATISTICS = ("apply_rewards", "apply_defaults")
+
+
+def _script_text(name: str) -> str:
+    lua = resources.files("bandit_router.store").joinpath("lua")
+    text = lua.joinpath(f"{name}.lua").read_text()
+    if name in _USES_STATISTICS:
+        text = lua.joinpath("statistics.lua").read_text() + text
+    return text
+
+
+class RewardCommand(NamedTuple):
+    """One reward to credit, already verified against its signed decision id."""
+
+    experiment: str
+    incarnation: str
+    nonce: str
+    arm: str
+    value: float
+    deadline_ms: int
+    late_rule: str
+    learn: bool
+    marker_ttl_ms: int
+    gamma: float
+
+
+class PendingDecision(NamedTuple):
+    nonce: str
+    arm: str
+    deadline_ms: int
+
+    @property
+    def member(self) -> str:
+        return f"{self.nonce}|{self.arm}"
+
+
+@dataclass(frozen=True)
+class ExperimentState:
+    """An experiment's config with its raw statistics hash, read in one round trip."""
+
+    experiment: Experiment
+    stats: Mapping[str, str]
+
+    @property
+    def state_version(self) -> int:
+        return int(self.stats.get("_version", 0))
+
+    def arm_stat(self, arm: str, field: str) -> float:
+        return float(self.stats.get(f"{arm}:{field}", 0.0))
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """A Lua script call queued in a pipeline, run by its SHA."""
+
+    script: AsyncScript
+    keys: Sequence[str]
+    args: Sequence[str | int | float]
+
+    def add_to(self, pipe: Any) -> None:
+        pipe.evalsha(self.script.sha, len(self.keys), *self.keys, *self.args)
+
+
+PipelineCall = ScriptCall
+
+
+def initial_arm_fields(experiment: Experiment, arm_names: Sequence[str] | None = None) -> list[str]:
+    """Flat field/value pairs for the prior (warm start) statistics of the named arms."""
+    wanted = set(arm_names) if arm_names is not None else None
+    pairs: list[str] = []
+    for arm in experiment.arms:
+        if wanted is not None and arm.name not in wanted:
+            continue
+        pairs += [f"{arm.name}:n", repr(arm.prior_n), f"{arm.name}:sum", repr(arm.prior_sum)]
+        pairs += [f"{arm.name}:sum_sq", repr(arm.prior_sum_sq), f"{arm.name}:decisions", "0"]
+    return pairs
+
+
+def connect(url: str | None, *, timeout: float = 1.0) -> aioredis.Redis:
+    """A client for ``url`` (redis://, rediss://, unix://), or the embedded store when None.
+
+    Timeouts are short and retries few, so a hung Redis costs a caller about ``timeout``,
+    not a minute; the background loops retry on their own schedule.
+    """
+    if url is None:
+        import fakeredis
+
+        return cast(
+            aioredis.Redis,
+            fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True),
+        )
+    client = aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), retries=1),
+        health_check_interval=15,
+        max_connections=64,
+    )
+    use_hiredis_packing(client)
+    return client
+
+
+class Store:
+    """Async access to experiments, statistics, rewards, decision and audit logs."""
+
+    def __init__(self, client: aioredis.Redis, *, embedded: bool = False) -> None:
+        self.client = client
+        self.embedded = embedded
+        self._apply_rewards = client.register_script(_script_text("apply_rewards"))
+        self._record_decisions = client.register_script(_script_text("record_decisions"))
+        self._apply_defaults = client.register_script(_script_text("apply_defaults"))
+        self._create = client.register_script(_script_text("create_experiment"))
+        self._update = client.register_script(_script_text("update_experiment"))
+        self._reset = client.register_script(_script_text("reset_statistics"))
+        self._sticky_assign = client.register_script(_script_text("sticky_assign"))
+        self._scripts = [
+            self._apply_rewards,
+            self._record_decisions,
+            self._apply_defaults,
+            self._sticky_assign,
+        ]
+
+    @classmethod
+    def from_url(cls, url: str | None, *, timeout: float = 1.0) -> Store:
+        return cls(connect(url, timeout=timeout), embedded=url is None)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def write_refusal(self, timeout: float) -> str | None:
+        """Why the store would refuse a write now (``timeout``, ``OOM``, ``READONLY``...), or
+        None when it accepts one. A PING passes on a replica promoted away from, under
+        ``maxmemory`` and without write permission, where every Reward would fail: health
+        must reflect what callers need, so this writes a short-lived probe key."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.client.set(HEALTH_PROBE, str(time.time()), px=HEALTH_PROBE_TTL_MS)
+        except Exception as error:
+            if is_store_error(error):
+                return error_code(error)
+            raise
+        return None
+
+    async def shared_secret(self, configured: bytes | None) -> bytes:
+        """The MAC key of decision ids: configured, or created once and shared via Redis."""
+        if configured:
+            return configured
+        await self.client.set(SECRET, secrets.token_hex(32), nx=True)
+        value = await self.client.get(SECRET)
+        return str(value).encode()
+
+    # -- experiments -----------------------------------------------------------------------
+
+    async def create_experiment(self, experiment: Experiment) -> Experiment:
+        now = time.time()
+        created = experiment.with_changes(
+            version=1, incarnation=uuid.uuid4().hex[:12], created_at=now, updated_at=now
+        )
+        keys = ExperimentKeys(created.name)
+        result = await self._create(
+            keys=[keys.config, keys.stats],
+            args=[
+                json.dumps(created.to_json_dict()),
+                created.incarnation,
+                *initial_arm_fields(created),
+            ],
+        )
+        if result == "exists":
+            raise AlreadyExists(f"experiment {created.name!r} already exists", "experiment.name")
+        await self.client.sadd(EXPERIMENTS, created.name)
+        await self.publish_change(created.name)
+        return created
+
+    async def get_experiment(self, name: str) -> Experiment | None:
+        raw = await self.client.get(ExperimentKeys(name).config)
+        return None if raw is None else Experiment.from_json_dict(json.loads(raw))
+
+    async def require_experiment(self, name: str) -> Experiment:
+        experiment = await self.get_experiment(name)
+        if experiment is None:
+            raise NotFound(f"no experiment named {name!r}", "experiment")
+        return experiment
+
+    async def list_names(self) -> list[str]:
+        members = await self.client.smembers(EXPERIMENTS)
+        return sorted(str(member) for member in members)
+
+    async def read_states(self, names: Sequence[str]) -> dict[str, ExperimentState]:
+        """Config and statistics of many experiments in one pipelined round trip."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                keys = ExperimentKeys(name)
+                pipe.get(keys.config)
+                pipe.hgetall(keys.stats)
+            replies = await pipe.execute()
+        states: dict[str, ExperimentState] = {}
+        for index, name in enumerate(names):
+            raw, stats = replies[2 * index], replies[2 * index + 1]
+            if raw is not None:
+                states[name] = ExperimentState(Experiment.from_json_dict(json.loads(raw)), stats)
+        return states
+
+    async def read_state(self, name: str) -> ExperimentState:
+        states = await self.read_states([name])
+        if name not in states:
+            raise NotFound(f"no experiment named {name!r}", "experiment")
+        return states[name]
+
+    async def list_experiments(self) -> list[Experiment]:
+        states = await self.read_states(await self.list_names())
+        return [state.experiment for state in states.values()]
+
+    async def update_experiment(
+        self,
+        name: str,
+        change: Callable[[Experiment], Experiment],
+        *,
+        expected_version: int = 0,
+        attempts: int = 20,
+    ) -> tuple[Experiment, Experiment]:
+        """Apply ``change`` to the current config with compare-and-set; (before, after).
+
+        Without ``expected_version`` a conflicting concurrent update is retried against the
+        new version; with it, a conflict is ABORTED so the operator can look again.
+        """
+        keys = ExperimentKeys(name)
+        for _ in range(attempts):
+            before = await self.require_experiment(name)
+            if expected_version and before.version != expected_version:
+                raise Aborted(
+                    f"experiment is at version {before.version}, not {expected_version}",
+                    "expected_version",
+                )
+            after = change(before).validated()
+            after = after.with_changes(
+                name=before.name,
+                version=before.version + 1,
+                incarnation=before.incarnation,
+                created_at=before.created_at,
+                updated_at=time.time(),
+            )
+            added = [arm for arm in after.arm_names if arm not in before.arm_names]
+            removed = [arm for arm in before.arm_names if arm not in after.arm_names]
+            init = initial_arm_fields(after, added)
+            drop = [
+                f"{arm}:{suffix}" for arm in removed for suffix in (*STAT_SUFFIXES, "decisions")
+            ]
+            result = await self._update(
+                keys=[keys.config, keys.stats],
+                args=[
+                    str(before.version),
+                    json.dumps(after.to_json_dict()),
+                    len(init) // 2,
+                    *init,
+                    *drop,
+                ],
+            )
+            if result == "gone":
+                raise NotFound(f"no experiment named {name!r}", "experiment")
+            if result == "ok":
+                await self.publish_change(name)
+                return before, after
+            if expected_version:
+                raise Aborted("experiment changed concurrently; read it again", "expected_version")
+        raise Aborted("too many concurrent updates; try again", "experiment")
+
+    async def delete_experiment(self, name: str) -> Experiment:
+        experiment = await self.require_experiment(name)
+        await self.client.delete(*ExperimentKeys(name).deletable())
+        await self.client.srem(EXPERIMENTS, name)
+        await self.publish_change(name)
+        return experiment
+
+    async def reset_statistics(self, experiment: Experiment, header: Mapping[str, Any]) -> None:
+        keys = ExperimentKeys(experiment.name)
+        result = await self._reset(
+            keys=[keys.stats, keys.snapshots],
+            args=[json.dumps(dict(header)), MAX_SNAPSHOTS, *initial_arm_fields(experiment)],
+        )
+        if result == "gone":
+            raise NotFound(f"no experiment named {experiment.name!r}", "experiment")
+        await self.publish_change(experiment.name)
+
+    async def list_snapshots(self, name: str) -> list[dict[str, Any]]:
+        raw = await self.client.lrange(ExperimentKeys(name).snapshots, 0, -1)
+        return [json.loads(item) for item in raw]
+
+    async def publish_change(self, name: str) -> None:
+        """Tell every replica to refresh ``name`` now rather than at its next interval."""
+        await self.client.publish(CHANGES_CHANNEL, name)
+
+    # -- rewards ---------------------------------------------------------------------------
+
+    async def apply_rewards(self, commands: Sequence[RewardCommand]) -> list[str | Exception]:
+        """Credit a group commit's rewards: one ``apply_rewards`` script call per experiment
+        (and per late rule and discount, which a refresh may change between two rewards), all
+        in one pipeline. Returns each command's outcome, or the error of its script call."""
+        groups: dict[tuple[str, str, str, float], list[int]] = {}
+        for index, command in enumerate(commands):
+            group = (command.experiment, command.incarnation, command.late_rule, command.gamma)
+            groups.setdefault(group, []).append(index)
+        calls: list[PipelineCall] = []
+        for (name, incarnation, late_rule, gamma), indices in groups.items():
+            keys = ExperimentKeys(name)
+            group_commands = [commands[i] for i in indices]
+            calls.append(
+                ScriptCall(
+                    self._apply_rewards,
+                    [
+                        keys.stats,
+                        keys.pending,
+                        keys.decisions,
+                        *(keys.rewarded(c.nonce) for c in group_commands),
+                    ],
+                    [
+                        incarnation,
+                        late_rule,
+                        repr(gamma),
+                        DECISION_LOG_MAXLEN,
+                        "".join(
+                            f"{c.arm}|{float(c.value)!r}|{c.deadline_ms}|{1 if c.learn else 0}|"
+                            f"{c.marker_ttl_ms}|{c.nonce};"
+                            for c in group_commands
+                        ),
+                        REWARD_LIMIT_ARG,
+                    ],
+                )
+            )
+        replies = await self._execute(calls)
+        results: list[str | Exception] = [""] * len(commands)
+        for indices, reply in zip(groups.values(), replies, strict=True):
+            if isinstance(reply, Exception):
+                for index in indices:
+                    results[index] = reply
+                continue
+            for index, outcome in zip(indices, reply, strict=True):
+                results[index] = str(outcome)
+        return results
+
+    async def _execute(self, calls: Sequence[PipelineCall]) -> list[Any]:
+        """One pipelined round trip; scripts run by EVALSHA, loaded only when Redis lacks them.
+
+        redis-py's pipelined Script objects ask SCRIPT EXISTS first, a second round trip per
+        flush; NOSCRIPT means the script did not run, so re-running just those calls is safe.
+        """
+        replies: list[Any]
+        if len(calls) == 1:  # a lone command skips the Pipeline machinery (~25% of its cost)
+            call = calls[0]
+            try:
+                replies = [
+                    await self.client.evalsha(
+                        call.script.sha, len(call.keys), *call.keys, *call.args
+                    )
+                ]
+            except ResponseError as error:  # NoScriptError included; re-raised as a reply
+                replies = [error]
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    call.add_to(pipe)
+                replies = await pipe.execute(raise_on_error=False)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            for script in self._scripts:
+                await self.client.script_load(script.script)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for index in missing:
+                    calls[index].add_to(pipe)
+                again: list[Any] = await pipe.execute(raise_on_error=False)
+            for index, reply in zip(missing, again, strict=True):
+                replies[index] = reply
+        return replies
+
+    async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
+        """Redis WAIT: block until ``replicas`` replicas acknowledged our writes."""
+        reply = await self.client.execute_command("WAIT", replicas, timeout_ms)  # type: ignore[no-untyped-call]
+        return int(reply)
+
+    # -- decisions -------------------------------------------------------------------------
+
+    async def record_decisions(
+        self,
+        batches: Mapping[
+            str,
+            tuple[str, Sequence[PendingDecision], str, Mapping[str, int]],
+        ],
+    ) -> None:
+        """Write a flush of decisions: pending records, log entries and decision counters.
+
+        ``batches`` maps experiment -> (incarnation, pending decisions, the flush's decision
+        log data (``decision_log.encode``; '' for none), decision counts per arm). One pipeline
+        per flush, off the Route path.
+        """
+        calls: list[PipelineCall] = []
+        for name, (incarnation, pending, log_data, counts) in batches.items():
+            keys = ExperimentKeys(name)
+            args: list[str | int] = [
+                incarnation,
+                DECISION_LOG_MAXLEN,
+                # One log document per flush: packing a command (or even a JSON document)
+                # per decision would cost the server more than choosing the arm did.
+                log_data,
+                len(counts),
+            ]
+            for arm, count in counts.items():
+                args += [arm, count]
+            args.append("".join(f"{d.nonce}|{d.arm},{d.deadline_ms};" for d in pending))
+            calls.append(
+                ScriptCall(
+                    self._record_decisions,
+                    [
+                        keys.stats,
+                        keys.pending,
+                        keys.decisions,
+                        *(keys.rewarded(d.nonce) for d in pending),
+                    ],
+                    args,
+                )
+            )
+        replies = await self._execute(calls)
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        if errors:
+            log.warning("decision flush had %d errors; first: %s", len(errors), errors[0])
+
+    async def assign_sticky(
+        self,
+        name: str,
+        field: str,
+        value: str,
+        now: float,
+        ttl_seconds: int,
+        active_arms: Sequence[str],
+    ) -> str | None:
+        """Store ``value`` as ``field``'s sticky assignment unless a valid one is stored;
+        returns the stored one that was kept, None when ``value`` was written."""
+        (reply,) = await self._execute(
+            [
+                ScriptCall(
+                    self._sticky_assign,
+                    [ExperimentKeys(name).sticky],
+                    [field, value, repr(now), ttl_seconds, ",".join(active_arms)],
+                )
+            ]
+        )
+        if isinstance(reply, Exception):
+            raise reply
+        return str(reply) if reply else None
+
+    async def read_decision_log(
+        self, name: str, start: str = "-", count: int = 1000
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Entries of the decision log from stream id ``start`` ("(" + id: after it)."""
+        entries = await self.client.xrange(ExperimentKeys(name).decisions, start, "+", count=count)
+        return cast(list[tuple[str, dict[str, str]]], list(entries or []))
+
+    async def due_pending(self, name: str, now_ms: int, limit: int) -> list[str]:
+        members = await self.client.zrangebyscore(
+            ExperimentKeys(name).pending, "-inf", now_ms, start=0, num=limit
+        )
+        return [str(member) for member in members]
+
+    async def apply_defaults(
+        self, experiment: Experiment, members: Sequence[str], marker_ttl_ms: int, gamma: float
+    ) -> list[str]:
+        """Credit the default reward to due members; returns the arms credited (once each)."""
+        if not members or experiment.default_reward is None:
+            return []
+        keys = ExperimentKeys(experiment.name)
+        nonces = [member.split("|", 1)[0] for member in members]
+        credited = await self._apply_defaults(
+            keys=[keys.stats, keys.pending, keys.decisions, *(keys.rewarded(n) for n in nonces)],
+            args=[
+                experiment.incarnation,
+                repr(experiment.default_reward),
+                marker_ttl_ms,
+                repr(gamma),
+                DECISION_LOG_MAXLEN,
+                *members,
+            ],
+        )
+        return [str(arm) for arm in credited]
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def append_audit(
+        self, name: str, principal: str, action: str, arguments: Mapping[str, Any], reason: str
+    ) -> str:
+        entry: dict[Any, Any] = {
+            "time": repr(time.time()),
+            "principal": principal,
+            "action": action,
+            "arguments": json.dumps(dict(arguments), sort_keys=True, default=str),
+            "reason": reason,
+        }
+        return str(
+            await self.client.xadd(
+                ExperimentKeys(name).audit, entry, maxlen=AUDIT_MAXLEN, approximate=True
+            )
+        )
+
+    async def list_audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+        entries = await self.client.xrevrange(ExperimentKeys(name).audit, "+", "-", count=limit)
+        return cast(list[tuple[str, dict[str, str]]], list(entries or []))
