@@ -27,11 +27,10 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterable
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
-import grpc
-import grpc.aio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
@@ -83,10 +82,6 @@ CREDITED_OUTCOMES: Final = frozenset({"applied", "late_applied"})
 GaugeMode = Literal["livemostrecent", "livemax", "mostrecent", "max", "all", "liveall"]
 
 _T = TypeVar("_T")
-if TYPE_CHECKING:
-    _Handler = grpc.RpcMethodHandler[Any, Any]
-else:
-    _Handler = grpc.RpcMethodHandler
 
 
 def multiprocess_enabled() -> bool:
@@ -536,14 +531,16 @@ class RpcInstruments:
         self._labels = (grpc_type, service, method)
         self._buffered = metrics.buffered
         self._handled_parent = metrics.grpc_handled
-        self._handled: dict[str | grpc.StatusCode, BufferedCounter] = {}
+        self._handled: dict[str | Enum, BufferedCounter] = {}
         self.started = metrics.buffered.counter(metrics.grpc_started.labels(*self._labels))
         self.handling = metrics.buffered.histogram(metrics.grpc_handling.labels(*self._labels))
 
-    def finish(self, code: str | grpc.StatusCode, seconds: float) -> None:
+    def finish(self, code: str | Enum, seconds: float) -> None:
+        """Count one finished call by its status: a name, or an enum member such as a
+        ``grpc.StatusCode`` (looked up as is, so the per-call path never builds a string)."""
         child = self._handled.get(code)
         if child is None:
-            name = code.name if isinstance(code, grpc.StatusCode) else str(code).upper()
+            name = code.name if isinstance(code, Enum) else str(code).upper()
             child = self._buffered.counter(self._handled_parent.labels(*self._labels, name))
             self._handled[code] = child
         child.inc()
