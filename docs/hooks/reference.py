@@ -197,8 +197,9 @@ def cli_page(parser: argparse.ArgumentParser) -> str:
         "# Command line reference",
         "",
         "Generated from the argparse parser (`bandit_router.cli.build_parser()`) when the site "
-        "is built; `bandit-router COMMAND --help` prints the same. Every option that reads an "
-        "environment variable says so on the [Operating](../operating.md) page.",
+        "is built; `bandit-router COMMAND --help` prints the same. An option that can also be "
+        "set from the environment names its variable in brackets, e.g. `[BANDIT_ROUTER_LISTEN]`; "
+        "the [Operating](../operating.md#serve-flags) page explains the flags of `serve`.",
         "",
     ]
     if parser.description:
