@@ -64,10 +64,11 @@ def create_token(path: Path, principal: str, role: str, capsys: pytest.CaptureFi
 
 
 def readme_token_commands() -> list[list[str]]:
-    """The ``bandit-router token create`` commands of README's Authentication section."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Authentication") :]
-    section = section[: section.index("\n### ", 1)]
+    """The ``bandit-router token create`` commands of the Authentication section of the
+    Operating page (docs/operating.md)."""
+    text = (ROOT / "docs" / "operating.md").read_text()
+    section = text[text.index("## Authentication") :]
+    section = section[: section.index("\n## ", 1)]
     return [
         shlex.split(line)[1:]
         for line in section.splitlines()

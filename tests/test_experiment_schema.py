@@ -1,4 +1,4 @@
-"""The published JSON Schema of experiment files agrees with the loader and the README."""
+"""The published JSON Schema of experiment files agrees with the loader and the documentation."""
 
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ def validator() -> Draft202012Validator:
 
 
 def readme_experiment_example() -> str:
-    """The YAML block of the README's "Experiments" section: documentation must stay valid."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Experiments", 1)[1]
+    """The YAML block of the "Experiments" section of docs/concepts.md: documentation must
+    stay valid."""
+    page = (ROOT / "docs" / "concepts.md").read_text()
+    section = page.split("\n## Experiments\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"```yaml\n(.*?)```", section, re.S)
-    assert match, "README lost its experiment example"
+    assert match, "docs/concepts.md lost its experiment example"
     return match.group(1)
 
 

@@ -1,6 +1,6 @@
-"""The service under a least-privilege Redis user: exactly README's ACL rule is enough for
-everything it does, and a user missing one command is refused at start, never found by
-losing a reward. A real redis-server with real ACL users."""
+"""The service under a least-privilege Redis user: exactly the documented ACL rule
+(docs/operating.md) is enough for everything it does, and a user missing one command is
+refused at start, never found by losing a reward. A real redis-server with real ACL users."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def test_every_command_of_the_scripts_is_required_and_probed() -> None:
     assert {"HINCRBYFLOAT", "SET", "XADD", "EVALSHA", "SUBSCRIBE"} <= set(required_commands())
 
 
-def test_readme_states_the_exact_rule() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert f"ACL SETUSER {acl_rule()}" in readme
+def test_the_docs_state_the_exact_rule() -> None:
+    page = (ROOT / "docs" / "operating.md").read_text()
+    assert f"ACL SETUSER {acl_rule()}" in page
 
 
 def test_the_whole_service_runs_under_exactly_the_documented_user() -> None:

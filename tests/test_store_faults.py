@@ -114,7 +114,7 @@ def test_frozen_store_unavailable_before_the_deadline_and_unhealthy_in_a_second(
 ) -> None:
     """SIGSTOP with the default store timeout: the Reward hears UNAVAILABLE before its own
     1 s deadline (not DEADLINE_EXCEEDED), and health leaves SERVING within two 0.5 s probe
-    intervals (README: "Health")."""
+    intervals (docs/operating.md: "Health")."""
     store, server, client = stack
     client.create_experiment("frozen", ["a", "b"], reward_window=60)
     decision = client.route("frozen")
