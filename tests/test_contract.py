@@ -101,7 +101,8 @@ def test_ruff_clean() -> None:
 
 @pytest.mark.slow
 def test_mypy_strict_clean() -> None:
-    result = run(sys.executable, "-m", "mypy", "bandit_router", "policies", "simulations", "tests")
+    checked = ("bandit_router", "policies", "simulations", "tests", "docs/hooks")
+    result = run(sys.executable, "-m", "mypy", *checked)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
 
 
