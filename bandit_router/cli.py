@@ -302,7 +302,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                     entry.get("time", ""),
                     entry.get("principal", ""),
                     entry.get("action", ""),
-                    entry.get("arguments", ""),
+                    _shorten_arguments(entry.get("arguments", "")),
                     entry.get("reason", ""),
                 ]
             )
@@ -310,6 +310,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     emit(response, args.output, rows)
     return 0
+
+
+#: Widest ARGUMENTS cell in the audit table; ``-o json`` and ``-o yaml`` carry them whole.
+AUDIT_ARGUMENTS_WIDTH = 48
+
+
+def _shorten_arguments(text: str) -> str:
+    """Cut an audit entry's JSON arguments at a field boundary so the table stays readable:
+    a ``create`` entry holds the whole experiment and would widen every row to its length."""
+    if len(text) <= AUDIT_ARGUMENTS_WIDTH:
+        return text
+    cut = text.rfind(", ", 0, AUDIT_ARGUMENTS_WIDTH - len(", ...}"))
+    return (text[:cut] if cut > 0 else text[: AUDIT_ARGUMENTS_WIDTH - 4]) + ", ...}"
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:

@@ -149,6 +149,10 @@ def test_every_verb_is_audited_with_principal_arguments_and_reason(cli: Cli) -> 
     assert code == 0
     assert out.splitlines()[0].split() == ["TIME", "PRINCIPAL", "ACTION", "ARGUMENTS", "REASON"]
     assert "disable_arm" in out and "5xx from a" in out
+    # The create entry's arguments (the whole experiment) are cut, not the table's width.
+    assert "create" in out
+    assert max(len(line) for line in out.splitlines()) < 160, out
+    assert all(", ...}" in line for line in out.splitlines() if " create " in line)
 
 
 def test_delete_is_audited_and_the_log_outlives_the_experiment(cli: Cli) -> None:
