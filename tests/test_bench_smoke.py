@@ -30,6 +30,8 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
             "200",
             "--concurrency",
             "16",
+            "--overload-driver",
+            "python",
             "--overload-callers",
             "64",
             "--json",
@@ -58,7 +60,30 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
     assert all(row["shed"] >= 0 for row in rows)
     assert all(row["server_cpu_us"] >= 0 for row in rows)  # read from /proc, per call
     assert "x echo" in result.stdout
-    assert "overload bandit-router: goodput" in result.stdout
+    assert "overload bandit-router (python callers): goodput" in result.stdout
+
+
+def test_bench_overload_from_the_cpp_driver_offers_four_times_capacity(tmp_path: Path) -> None:
+    """The outside driver's three runs per server; the overload run offered exactly 4x the
+    server's own measured capacity over its window, every call ending OK, refused or failed."""
+    out = tmp_path / "bench.json"
+    duration = 1.0
+    command = [sys.executable, "-m", "bandit_router", "bench", "--calls", "300", "--rounds", "1"]
+    command += ["--duration", str(duration), "--rate", "200", "--concurrency", "16"]
+    command += ["--overload-driver", "cpp", "--json", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {(row["server"], row["mode"]): row for row in json.loads(out.read_text())}
+    for server in ("echo", "bandit-router"):
+        capacity = rows[(server, "outside route x64")]
+        steady = rows[(server, "outside route @cap/3")]
+        overload = rows[(server, "outside overload @4x")]
+        assert capacity["calls"] > 0 and capacity["errors"] == 0
+        assert steady["calls"] > 0 and steady["errors"] == 0 and steady["shed"] == 0
+        offered = overload["calls"] + overload["shed"] + overload["errors"]
+        due = 4 * capacity["calls_per_second"] * duration
+        assert abs(offered - due) <= 1, (offered, due)
+    assert "overload bandit-router (C++ driver): goodput" in result.stdout
 
 
 @pytest.mark.slow

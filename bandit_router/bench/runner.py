@@ -21,12 +21,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 import numpy as np
 
+from bandit_router.bench import native
 from bandit_router.bench.fixtures import (
     EXPERIMENT,
     bench_experiment,
@@ -50,11 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "as 3,000/s is of a 9k/s echo server)",
     )
     parser.add_argument(
+        "--overload-driver",
+        choices=("auto", "cpp", "python", "none"),
+        default="auto",
+        help="who offers the overload: cpp, the C++ load generator (open loop at 4x each "
+        "server's own capacity, 100 ms deadlines; needs Debian's g++ pkg-config "
+        "protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev); python, --overload-callers "
+        "Python callers; auto: cpp where it can be built, else python",
+    )
+    parser.add_argument(
         "--overload-callers",
         type=int,
         default=512,
-        help="also run Route with this many callers, 100 ms deadlines and a 10 ms pause "
-        "after a refusal, as a polite client would (0: skip)",
+        help="Python overload: this many callers, 100 ms deadlines and a 10 ms pause "
+        "after a refusal, as a polite client would",
     )
     parser.add_argument(
         "--server-arg",
@@ -379,11 +390,69 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
         for _ in range(args.rounds):
             for name, address, pid in servers:
                 rounds += _run(_drive(address, name, args, rate, pid))
-        if args.overload_callers > 0:
-            for _ in range(args.rounds):
-                for name, address, pid in servers:
+        driver = overload_driver(args.overload_driver)
+        for _ in range(args.rounds):
+            for name, address, pid in servers:
+                if isinstance(driver, Path):
+                    rounds += outside_overload(driver, name, address, pid, args)
+                elif driver == "python" and args.overload_callers > 0:
                     rounds += _run(_drive(address, name, args, None, pid, overload=True))
     return median_results(rounds)
+
+
+def overload_driver(choice: str) -> Path | str:
+    """The built C++ driver, or "python" or "none"; "auto" falls back to Python, saying so."""
+    if choice == "auto":
+        missing = native.missing_tools()
+        if missing:
+            print(
+                f"note: overload offered by Python callers; for the C++ load generator "
+                f"install {' '.join(missing)}",
+                file=sys.stderr,
+            )
+            return "python"
+        choice = "cpp"
+    return native.build() if choice == "cpp" else choice
+
+
+#: Labels of the outside driver's runs; rates differ by server, so they are not in the label.
+OUTSIDE_CAPACITY, OUTSIDE_STEADY, OUTSIDE_OVERLOAD = (
+    "outside route x64",
+    "outside route @cap/3",
+    "outside overload @4x",
+)
+
+
+def outside_overload(
+    binary: Path, server: str, target: str, pid: int, args: argparse.Namespace
+) -> list[Result]:
+    """Three runs of the C++ driver against one server: its capacity (closed loop, 64 in
+    flight), a steady third of that (the unloaded latency), and four times that capacity with
+    100 ms deadlines, open loop, so refusals are not retried and the offer never slows."""
+
+    def measured(label: str, **options: Any) -> Result:
+        cpu = tree_cpu_seconds(pid)
+        run = native.run(binary, target, seconds=args.duration, **options)
+        cpu = tree_cpu_seconds(pid) - cpu
+        quantiles = run.ok_us or {"p50": 0.0, "p99": 0.0, "p999": 0.0}
+        return Result(
+            server=server,
+            mode=label,
+            calls=run.ok,
+            seconds=run.seconds,
+            calls_per_second=run.ok / run.seconds,
+            p50_ms=quantiles["p50"] / 1000,
+            p99_ms=quantiles["p99"] / 1000,
+            p999_ms=quantiles["p999"] / 1000,
+            errors=run.failed,
+            server_cpu_us=cpu * 1e6 / max(1, run.ok),
+            shed=run.refused,
+        )
+
+    capacity = measured(OUTSIDE_CAPACITY, concurrency=64, deadline_ms=10_000)
+    steady = measured(OUTSIDE_STEADY, rate=capacity.calls_per_second / 3, deadline_ms=10_000)
+    overload = measured(OUTSIDE_OVERLOAD, rate=capacity.calls_per_second * 4, deadline_ms=100)
+    return [capacity, steady, overload]
 
 
 def median_results(rounds: list[Result]) -> list[Result]:
@@ -443,18 +512,29 @@ def overload_summary(results: list[Result]) -> list[str]:
     are the client's: on a shared machine they include the load generator's own queue."""
     lines = []
     for server in ("echo", "bandit-router"):
-        own = [r for r in results if r.server == server]
-        over = next((r for r in own if "overload" in r.mode), None)
-        capacity = next((r for r in own if r.mode.startswith("route x")), None)
-        steady = next((r for r in own if r.mode.startswith("route @")), None)
-        if over is None or steady is None or capacity is None or not steady.p99_ms:
-            continue
-        goodput = over.calls_per_second / capacity.calls_per_second
-        lines.append(
-            f"overload {server}: goodput {goodput:.2f}x capacity, accepted p99 "
-            f"{over.p99_ms / steady.p99_ms:.2f}x the steady-rate p99, refused {over.shed}, "
-            f"failed (expired) {over.errors}"
+        own = {r.mode: r for r in results if r.server == server}
+        python_runs = (
+            next((r for mode, r in own.items() if mode.startswith("route overload")), None),
+            next((r for mode, r in own.items() if mode.startswith("route x")), None),
+            next((r for mode, r in own.items() if mode.startswith("route @")), None),
         )
+        outside_runs = (
+            own.get(OUTSIDE_OVERLOAD),
+            own.get(OUTSIDE_CAPACITY),
+            own.get(OUTSIDE_STEADY),
+        )
+        for driver, (over, capacity, steady) in (
+            ("python callers", python_runs),
+            ("C++ driver", outside_runs),
+        ):
+            if over is None or steady is None or capacity is None or not steady.p99_ms:
+                continue
+            goodput = over.calls_per_second / capacity.calls_per_second
+            lines.append(
+                f"overload {server} ({driver}): goodput {goodput:.2f}x capacity, accepted p99 "
+                f"{over.p99_ms / steady.p99_ms:.2f}x the steady-rate p99, refused {over.shed}, "
+                f"failed (expired) {over.errors}"
+            )
     return lines
 
 
