@@ -34,6 +34,7 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
             "python",
             "--overload-callers",
             "64",
+            "--variant=--reward-linger-ms 0",
             "--json",
             str(out),
         ],
@@ -44,7 +45,9 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(out.read_text())
     servers = {row["server"] for row in rows}
-    assert servers == {"echo", "bandit-router"}
+    assert servers == {"echo", "bandit-router", "bandit-router --reward-linger-ms 0"}
+    variant = {row["mode"] for row in rows if row["server"] == "bandit-router --reward-linger-ms 0"}
+    assert variant == {row["mode"] for row in rows if row["server"] == "bandit-router"}
     modes = {row["mode"] for row in rows if row["server"] == "bandit-router"}
     overload = {mode for mode in modes if mode == "route overload x64"}
     assert len(overload) == 1

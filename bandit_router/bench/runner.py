@@ -16,6 +16,7 @@ import contextlib
 import gc
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -74,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ARG",
         help="pass ARG to `bandit-router serve` (repeatable), e.g. "
         "--server-arg=--max-pending-rpcs=64",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="ARGS",
+        help="also run a bandit-router with these extra serve arguments (repeatable), in the "
+        "same rounds, e.g. --variant='--reward-linger-ms 0'",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per open-loop run")
@@ -372,14 +381,16 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
             process([python, "-m", "bandit_router.bench.echo", "--listen", echo_target], echo_port)
         )
         redis_url = args.redis_url or stack.enter_context(redis_server())
-        port = free_port()
-        target = f"127.0.0.1:{port}"
-        command = [python, "-m", "bandit_router", "serve", "--listen", target, "--redis-url"]
-        command += [redis_url, "--workers", str(args.workers), "--log-level", "WARNING"]
-        command += args.server_arg
-        real = stack.enter_context(process(command, port))
-        _run(_create_experiment(target))
-        servers = (("echo", echo_target, echo.pid), ("bandit-router", target, real.pid))
+        servers = [("echo", echo_target, echo.pid)]
+        for label, extra in (("bandit-router", []), *variant_servers(args.variant)):
+            port = free_port()
+            target = f"127.0.0.1:{port}"
+            command = [python, "-m", "bandit_router", "serve", "--listen", target, "--redis-url"]
+            command += [redis_url, "--workers", str(args.workers), "--log-level", "WARNING"]
+            command += [*args.server_arg, *extra]
+            real = stack.enter_context(process(command, port))
+            servers.append((label, target, real.pid))
+        _run(_create_experiment(servers[1][1]))  # one Redis: every server sees it
         for _ in range(args.rounds):
             for name, address, pid in servers:
                 rounds += _run(_drive(address, name, args, None, pid))
@@ -398,6 +409,13 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
                 elif driver == "python" and args.overload_callers > 0:
                     rounds += _run(_drive(address, name, args, None, pid, overload=True))
     return median_results(rounds)
+
+
+def variant_servers(variants: list[str]) -> list[tuple[str, list[str]]]:
+    """``--variant`` values as (label, extra serve arguments): one more bandit-router each,
+    on the same Redis and in the same alternating rounds, so an A/B of a setting is measured
+    in one run rather than across runs whose machines differ."""
+    return [(f"bandit-router {variant}", shlex.split(variant)) for variant in variants]
 
 
 def overload_driver(choice: str) -> Path | str:
@@ -477,14 +495,15 @@ def median_results(rounds: list[Result]) -> list[Result]:
                 shed=sum(r.shed for r in results),
             )
         )
-    order = {"echo": 0, "bandit-router": 1}
+    order = {server: index for index, server in enumerate(dict.fromkeys(r.server for r in rounds))}
     return sorted(merged, key=lambda r: (order[r.server], "overload" in r.mode, "@" in r.mode))
 
 
 def render(results: list[Result]) -> str:
     echo = {r.mode: r for r in results if r.server == "echo"}
+    width = max(14, *(len(r.server) for r in results))
     lines = [
-        f"{'server':<14} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'server':<{width}} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'p99.9 ms':>9} {'errors':>6} {'shed':>6} {'srv us/call':>11} {'x echo (thr)':>12} "
         f"{'x echo (p99)':>12}"
     ]
@@ -497,7 +516,7 @@ def render(results: list[Result]) -> str:
         )
         p99 = f"{r.p99_ms / base.p99_ms:.2f}" if base and r.server != "echo" and base.p99_ms else ""
         lines.append(
-            f"{r.server:<14} {r.mode:<22} {r.calls_per_second:>9.0f} {r.p50_ms:>8.2f} "
+            f"{r.server:<{width}} {r.mode:<22} {r.calls_per_second:>9.0f} {r.p50_ms:>8.2f} "
             f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {r.shed:>6} "
             f"{r.server_cpu_us:>11.0f} "
             f"{ratio:>12} {p99:>12}"
@@ -511,7 +530,7 @@ def overload_summary(results: list[Result]) -> list[str]:
     (its capacity), and accepted p99 over its p99 at the steady open-loop rate. Latencies
     are the client's: on a shared machine they include the load generator's own queue."""
     lines = []
-    for server in ("echo", "bandit-router"):
+    for server in dict.fromkeys(r.server for r in results):
         own = {r.mode: r for r in results if r.server == server}
         python_runs = (
             next((r for mode, r in own.items() if mode.startswith("route overload")), None),
