@@ -165,9 +165,8 @@ def test_runtime_stage_is_unprivileged_and_exposes_its_ports() -> None:
     build, runtime = dockerfile_stages()
     assert build.name == "build"
     assert runtime.image == build.image
-    # The test runs the install with this interpreter: it must be the image's Python.
+    # The slow test below checks that its install ran this Python minor version too.
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", runtime.image), runtime.image
-    assert sys.version_info[:2] == (3, 11)
     user = runtime.one("USER")
     assert re.fullmatch(rf"{UID}(:{UID})?", user), "a numeric uid, so runAsNonRoot can check it"
     assert runtime.instructions.index(("USER", user)) > max(
@@ -256,8 +255,9 @@ def run_health(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProc
 
 @pytest.mark.slow
 def test_image_commands_install_start_and_answer_health(tmp_path: Path) -> None:
-    """The Dockerfile's own commands, from a clean copy of its build context (about 25 s:
-    a new virtual environment with every locked dependency, bytecode compiled)."""
+    """The Dockerfile's own commands, from a clean copy of its build context (30-60 s on
+    2 shared cores: a new virtual environment with every locked dependency, bytecode
+    compiled)."""
     build, runtime = dockerfile_stages()
     context = tmp_path / "src"
     for relative in build_context():
@@ -265,6 +265,16 @@ def test_image_commands_install_start_and_answer_health(tmp_path: Path) -> None:
         shutil.copy2(REPO / relative, context / relative)
     prefix = tmp_path / "prefix"
     run_build_stage(build, context, prefix)
+
+    # The image's Python minor version, so what ran here is what the image runs.
+    minor = subprocess.run(
+        [str(prefix / "bin" / "python"), "-c", "import sys; print(*sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    image_python = re.match(r"python:(\d+)\.(\d+)", runtime.image)
+    assert image_python and minor.stdout.split() == list(image_python.groups())
 
     # Exactly the locked versions of the service's dependencies; none of the test extra's.
     installed = installed_distributions(prefix / "bin" / "python")
