@@ -181,6 +181,11 @@ def test_environment_is_a_valid_serve_configuration(
     assert volumes["tokens"]["secret"]["secretName"] == tokens["metadata"]["name"]
     assert config.tokens_file == f"{mounts['tokens']}/tokens.yaml"
     assert "tokens.yaml" in tokens["data"]
+    # Secret files belong to root and the pod's fsGroup: the server's user must be able to
+    # read them, through the group (fsGroup) or, were the mode so wide, as anyone.
+    mode = volumes["tokens"]["secret"].get("defaultMode", 0o644)
+    readable_by_group = security.get("fsGroup") == security["runAsGroup"] and mode & 0o040
+    assert readable_by_group or mode & 0o004, oct(mode)
 
 
 def test_configmap_experiments_load_with_the_servers_loader(tmp_path: Path) -> None:
