@@ -1,10 +1,18 @@
 """Group commit: many concurrent callers, one store round trip per event-loop tick.
 
 A Reward is acknowledged only after its Lua script committed; running one script per call
-costs a round trip each, while grouping the calls that arrive within a short linger (1 ms by
-default, like a database's commit delay) into one pipeline keeps each caller's guarantee at
-a fraction of the cost. Nobody is acknowledged early: each caller's future resolves with its
-own script's reply.
+costs a round trip each, while grouping the calls that arrive within a short linger (like a
+database's commit delay) into one pipeline keeps each caller's guarantee at a fraction of the
+cost. Nobody is acknowledged early: each caller's future resolves with its own script's reply.
+
+The linger is adaptive. Only one flush is in flight at a time; what arrives meanwhile goes in
+the next one (a write-ahead log's group commit). A flush lingers only while batches are
+forming: the previous flush carried more than one command and ended less than a linger ago.
+Otherwise it starts at once, with whatever arrived in the same event-loop tick, so at a
+modest rate a Reward pays one round trip and no wait. Under concurrency the linger matters:
+gRPC hands the loop one call at a time and a flush's fixed cost is CPU, not I/O wait, so
+without it batches stay near one command and the server spends its time on flushes
+(measured with ``bandit-router bench --variant``: see docs/architecture.md).
 
 Each caller may bound its wait (``submit(command, timeout)``). Callers' deadlines are kept in
 slots of ``DEADLINE_SLOT`` seconds with one loop timer per slot, not one ``asyncio.timeout``
@@ -16,6 +24,7 @@ so a caller's timer is due up to ``DEADLINE_SLOT`` before its deadline, never af
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -42,6 +51,10 @@ class GroupCommit(Generic[C, R]):
         self._runner: asyncio.Task[None] | None = None
         #: Deadline slot -> the futures that time out when it fires.
         self._deadlines: dict[int, list[asyncio.Future[R]]] = {}
+        #: When the last flush ended and how many commands it carried: batches are forming
+        #: while it carried several and ended less than a linger ago.
+        self._last_flush_end = -math.inf
+        self._last_batch = 0
 
     async def submit(self, command: C, timeout: float | None = None) -> R:
         """The command's own result, once its flush committed; TimeoutError after ``timeout``
@@ -66,24 +79,30 @@ class GroupCommit(Generic[C, R]):
                 future.set_exception(TimeoutError())
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._queue:
-            # Let concurrent callers join: gRPC hands the loop one call at a time, so without
-            # a short linger nearly every flush would carry a single command.
             if len(self._queue) < self._max_batch:
-                await asyncio.sleep(self._linger)
+                # Lingers only while batches are forming; otherwise only the callers of this
+                # event-loop tick join (see the module docstring).
+                recent = loop.time() - self._last_flush_end < self._linger
+                forming = recent and self._last_batch > 1
+                await asyncio.sleep(self._linger if forming else 0.0)
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             live = [(command, future) for command, future in batch if not future.done()]
             if not live:
                 continue
+            self._last_batch = len(live)
             try:
                 results = await self._flush([command for command, _ in live])
             except BaseException as error:  # the whole flush failed: every caller learns it
+                self._last_flush_end = loop.time()
                 for _, future in live:
                     if not future.done():
                         future.set_exception(error)
                 if isinstance(error, asyncio.CancelledError):
                     raise
                 continue
+            self._last_flush_end = loop.time()
             for (_, future), result in zip(live, results, strict=True):
                 if future.done():
                     continue
