@@ -177,6 +177,24 @@ REWARD_MAGNITUDE_LIMIT = 1e100
 PRIOR_MAGNITUDE_LIMIT = 1e250
 
 
+def checked_params(
+    policy_name: str, specs: Mapping[str, ParamSpec], params: Mapping[str, float]
+) -> dict[str, float]:
+    """Every parameter of ``specs`` plus ``gamma``, defaults filled in, each checked.
+
+    Shared by plain and contextual policies, so both refuse the same way: PolicyConfigError
+    naming the first unknown parameter (with the allowed ones) or the first out of range.
+    """
+    specs = {**specs, "gamma": GAMMA_SPEC}
+    unknown = sorted(set(params) - set(specs))
+    if unknown:
+        allowed = ", ".join(sorted(specs))
+        raise PolicyConfigError(
+            unknown[0], f"unknown parameter of {policy_name}; allowed: {allowed}"
+        )
+    return {key: spec.check(key, params.get(key, spec.default)) for key, spec in specs.items()}
+
+
 class Policy(ABC):
     """A bandit policy over sufficient statistics. Subclasses are one short file each."""
 
@@ -190,16 +208,7 @@ class Policy(ABC):
     )
 
     def __init__(self, **params: float) -> None:
-        specs = {**self.param_specs, "gamma": GAMMA_SPEC}
-        unknown = sorted(set(params) - set(specs))
-        if unknown:
-            allowed = ", ".join(sorted(specs))
-            raise PolicyConfigError(
-                unknown[0], f"unknown parameter of {self.name}; allowed: {allowed}"
-            )
-        self.params: dict[str, float] = {
-            key: spec.check(key, params.get(key, spec.default)) for key, spec in specs.items()
-        }
+        self.params: dict[str, float] = checked_params(self.name, self.param_specs, params)
         self.gamma = self.params["gamma"]
         self._validate()
 
