@@ -27,9 +27,10 @@ per arm and its exact propensity is the one-dimensional quadrature plain Thompso
 uses (``max_probabilities`` with ``NormalMarginals``).
 
 Both scalars are positively homogeneous in x (c x gives c mean and c width for c > 0), so
-scaling x changes no decision and no propensity: every decision first divides x by its
-largest magnitude. Nothing can then underflow or overflow, and for x != 0 every width is
-positive (x = 0 ties every arm; ties are uniform).
+scaling x changes no decision and no propensity: every decision first divides x by a
+positive scale (its largest magnitude on the vectorised path, its Euclidean norm on the live
+path). Nothing can then underflow or overflow, and for x != 0 every width is positive
+(x = 0 ties every arm; ties are uniform).
 
 Two paths, one law (tested with chi-square):
 
@@ -256,7 +257,7 @@ class PreparedModel:
         k = self.n_arms
         y = self.stacked @ x
         u = y[k:].reshape(k, self.dim)
-        return y[:k], np.sqrt(np.einsum("ij,ij->i", u, u))
+        return y[:k], np.sqrt((u * u).sum(axis=1))
 
 
 class NormalMarginals:
@@ -324,9 +325,23 @@ class ContextualPolicy(ABC):
 
     def scores(self, stats: ContextualStats, features: ArrayLike) -> tuple[FloatArray, FloatArray]:
         """(mean, width) of every arm for the features scaled to max |x_i| = 1, which is what
-        decisions use; shapes broadcast(batch of stats, batch of features) + (K,)."""
-        theta, root_inv = self.factors(stats)
-        return scores_from_factors(theta, root_inv, normalised(check_features(features, stats.dim)))
+        decisions use; shapes broadcast(batch of stats, batch of features) + (K,).
+
+        One feature vector per state (a simulation step): one LU solve of P against (b, x)
+        per arm, mean = x.P^-1 b and width^2 = x.P^-1 x, half the cost of factorising. More
+        feature vectors than states (one state, many requests: a law test, a replay): the
+        factors of each state once, then a product per feature vector.
+        """
+        stats.check()
+        x = normalised(check_features(features, stats.dim))
+        if np.broadcast_shapes(stats.batch_shape, x.shape[:-1]) != stats.batch_shape:
+            theta, root_inv = self.factors(stats)
+            return scores_from_factors(theta, root_inv, x)
+        rows = np.broadcast_to(x[..., None, :], stats.b.shape)
+        solved = np.linalg.solve(self.precision(stats), np.stack([stats.b, rows], axis=-1))
+        means = (rows * solved[..., 0]).sum(axis=-1)
+        squares = (rows * solved[..., 1]).sum(axis=-1)  # x^T P^-1 x >= 0 up to rounding
+        return np.asarray(means, dtype=np.float64), np.sqrt(np.maximum(squares, 0.0))
 
     def greedy_values(self, stats: ContextualStats, features: ArrayLike) -> FloatArray:
         """x.theta_k for the features as given: the predicted reward (log-odds for
@@ -454,8 +469,9 @@ class ContextualPolicy(ABC):
         gram = stats.gram.reshape(-1, dim, dim)
         b = stats.b.reshape(-1, dim)
         theta = None
-        if self.linearised:
-            theta, _ = factors(gram[flat] + self.lam * np.eye(dim), b[flat])
+        if self.linearised:  # the chosen arm's current mean, by one solve per row
+            precision = gram[flat] + self.lam * np.eye(dim)
+            theta = np.linalg.solve(precision, b[flat][..., None])[..., 0]
         weights, targets = self._working(reward, x, theta)
         if self.gamma != 1.0:
             states = math.prod(batch)
@@ -468,15 +484,18 @@ class ContextualPolicy(ABC):
     # -- live path -------------------------------------------------------------------------
 
     def _live_features(self, model: PreparedModel, features: ArrayLike) -> FloatArray:
-        """Checked and scaled to max |x_i| = 1, in three numpy calls on the usual path."""
+        """Checked and scaled to unit Euclidean norm (``math.hypot`` is exact and scale-safe,
+        and cheaper than numpy's reductions on 16 values)."""
         try:
             x = np.asarray(features, dtype=np.float64)
         except (TypeError, ValueError):
             raise FeatureError(-1, "not an array of numbers") from None
-        top = float(np.abs(x).max()) if x.shape == (model.dim,) else math.nan
-        if not top <= FEATURE_MAGNITUDE_LIMIT:  # NaN, inf, huge, or a wrong shape
-            check_features(x, model.dim)  # raises, naming the column
-        return x / top if top > 0.0 else x
+        if x.shape != (model.dim,):
+            check_features(x, model.dim)  # raises on the shape
+        norm = math.hypot(*x.tolist())  # exact scaling inside: no overflow, no underflow
+        if not norm <= FEATURE_MAGNITUDE_LIMIT:  # NaN, inf, or some value may be too large
+            check_features(x, model.dim)  # raises naming the column, unless all are fine
+        return x / norm if norm > 0.0 else x
 
     def select_one(
         self,
