@@ -12,6 +12,7 @@ cost 2-5 µs. Both paths sample the same distribution (tested with chi-square).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from abc import ABC, abstractmethod
@@ -480,6 +481,19 @@ QUADRATURE_LEVELS: FloatArray = np.array([1e-12, 1e-6, 1e-2, 0.5, 1 - 1e-2, 1 - 
 QUADRATURE_NODES = 8
 
 
+@functools.lru_cache(maxsize=8)
+def gauss_legendre(nodes: int) -> tuple[FloatArray, FloatArray]:
+    """Gauss-Legendre nodes and weights on [-1, 1], computed once per size (read-only).
+
+    ``leggauss`` solves an eigenvalue problem and refines the roots: ~0.15 ms, which was a
+    third of a five-arm propensity computation when done on every call.
+    """
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    x.flags.writeable = False
+    w.flags.writeable = False
+    return x, w
+
+
 class Marginals(Protocol):
     """Per-arm continuous distributions of the sampled value, parameters of shape batch+(K,)."""
 
@@ -526,7 +540,7 @@ def max_probabilities(
     if warp is not None:
         center, width = warp[0][..., None], warp[1][..., None]
         breaks = np.arcsinh((breaks - center) / width)
-    nodes, weights = np.polynomial.legendre.leggauss(nodes_per_panel)
+    nodes, weights = gauss_legendre(nodes_per_panel)
     left, right = breaks[..., :-1, None], breaks[..., 1:, None]
     half = 0.5 * (right - left)
     x = (left + half * (1.0 + nodes)).reshape(*breaks.shape[:-1], -1)  # batch+(K, N)

@@ -278,8 +278,12 @@ class NormalMarginals:
         return np.asarray(-0.5 * z * z - np.log(scale) - _HALF_LOG_2PI)
 
     def logcdf(self, x: FloatArray) -> FloatArray:
+        """log Phi(z) as the log of ``ndtr``, at half the cost of ``log_ndtr``: Phi is
+        accurate to a relative 1e-16 until it underflows (z < -38), where log 0 = -inf
+        stands for a factor below 1e-300, which contributes nothing."""
         loc, scale = self.loc[..., None, :, None], self.scale[..., None, :, None]
-        return np.asarray(special.log_ndtr((x - loc) / scale))
+        with np.errstate(divide="ignore"):
+            return np.asarray(np.log(special.ndtr((x - loc) / scale)))
 
 
 class ContextualPolicy(ABC):
