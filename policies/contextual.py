@@ -201,8 +201,9 @@ class ArmIncrement:
 
 
 def outer_increment(weights: FloatArray, x: FloatArray) -> FloatArray:
-    """w x x^T per row, in one fixed order of operations, so every path adds the same bits."""
-    return np.asarray((weights[..., None, None] * x[..., :, None]) * x[..., None, :])
+    """w x x^T per row, in one fixed order of operations, so every path adds the same bits;
+    w (x_i x_j) rather than (w x_i) x_j keeps the result exactly symmetric."""
+    return np.asarray(weights[..., None, None] * (x[..., :, None] * x[..., None, :]))
 
 
 def factors(precision: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:

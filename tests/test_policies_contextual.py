@@ -15,6 +15,8 @@ from functools import partial
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate, special
 from scipy import stats as sps
 
@@ -588,3 +590,43 @@ def test_lin_ts_regret_is_sublinear_on_a_linear_problem() -> None:
     total = first + second
     share = total / uniform
     assert share.mean() + 3 * share.std(ddof=1) / math.sqrt(runs) < 0.15
+
+
+# -- properties ------------------------------------------------------------------------------
+
+_finite = st.floats(-50.0, 50.0, allow_nan=False, allow_infinity=False)
+_observation = st.tuples(
+    st.integers(0, 3), st.lists(_finite, min_size=3, max_size=3), st.floats(0.0, 1.0)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_observation, min_size=1, max_size=25), st.randoms(use_true_random=False))
+def test_increments_commute_so_a_store_may_apply_them_in_any_order(
+    observations: list[tuple[int, list[float], float]], order: random.Random
+) -> None:
+    """Statistics are the same whatever order the rewards arrive in (gamma = 1; logistic_ts
+    with the model fixed, as between two refreshes), up to the rounding of the sums: each
+    entry differs by at most 2 N eps times the sum of its terms' magnitudes. A is exactly
+    symmetric."""
+    for name in CONTEXTUAL_POLICY_NAMES:
+        policy = _policy(name)
+        model = policy.prepare(_trained_state("binary")[0])  # weights h != 1/4 for logistic_ts
+        increments = [policy.increments(model, arm, x, r) for arm, x, r in observations]
+        shuffled = increments[:]
+        order.shuffle(shuffled)
+        first, second = ContextualStats.zeros(4, 3), ContextualStats.zeros(4, 3)
+        magnitude = ContextualStats.zeros(4, 3)
+        for a, b in zip(increments, shuffled, strict=True):
+            first, second = first.plus(a), second.plus(b)
+            magnitude = magnitude.plus(
+                type(a)(a.arm, abs(a.n), np.abs(a.gram), np.abs(a.b))  # |terms|, summed
+            )
+        bound = 2 * len(increments) * np.finfo(float).eps
+        for got, want, size in (
+            (first.n, second.n, magnitude.n),
+            (first.gram, second.gram, magnitude.gram),
+            (first.b, second.b, magnitude.b),
+        ):
+            assert np.all(np.abs(got - want) <= bound * size)
+        np.testing.assert_array_equal(first.gram, np.swapaxes(first.gram, -1, -2))  # symmetric
