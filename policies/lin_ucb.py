@@ -7,9 +7,10 @@ elsewhere: exact, but useless for off-policy evaluation, as for UCB1.
 
 Li et al.'s alpha = 1 + sqrt(ln(2/delta)/2) (2.2 for delta = 0.05) holds a confidence level
 for rewards in [0, 1]. The default alpha = 1 is one posterior standard deviation of a
-unit-variance model, which learns the three-segment problem in simulation; it stays
-reliable up to alpha = 3 and grows slower beyond (docs/policies.md, "Contextual policies").
-alpha = 0 is greedy on the ridge estimate.
+unit-variance model. In simulation (docs/policies.md, "Contextual policies") it learns the
+three-segment problem in every run, as does any alpha up to 3 (worst run 0.964); alpha = 5
+learns more slowly (0.895), and alpha = 0.5 left one run in 40 on a wrong arm. alpha = 0 is
+greedy on the ridge estimate and never learns that problem.
 """
 
 from __future__ import annotations

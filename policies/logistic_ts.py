@@ -20,8 +20,9 @@ a quadratic in w, so the posterior stays Gaussian with natural parameters that a
 precision P = lambda I + A, A = sum h x x^T, and P m = b, b = sum (h z + r - p) x. These are
 ``ContextualStats`` exactly as for ``lin_ts``, changed by increments that commute, so the
 store's atomic-increment and exactly-once rules carry over unchanged. One observation at a
-time, from the current mean, this is one Newton step of the Chapelle-Li update (batch of one,
-full precision rather than diagonal). If every observation were linearised at the batch MAP
+time, from the current mean, this is one Newton step of the Chapelle-Li update (a batch of
+one, a full precision rather than a diagonal one, the Hessian taken where the step starts
+rather than at the new mode). If every observation were linearised at the batch MAP
 estimate the statistics would equal the batch Laplace posterior exactly (tested), since the
 gradient vanishes there.
 
