@@ -12,6 +12,7 @@ cost 2-5 µs. Both paths sample the same distribution (tested with chi-square).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from abc import ABC, abstractmethod
@@ -177,6 +178,24 @@ REWARD_MAGNITUDE_LIMIT = 1e100
 PRIOR_MAGNITUDE_LIMIT = 1e250
 
 
+def checked_params(
+    policy_name: str, specs: Mapping[str, ParamSpec], params: Mapping[str, float]
+) -> dict[str, float]:
+    """Every parameter of ``specs`` plus ``gamma``, defaults filled in, each checked.
+
+    Shared by plain and contextual policies, so both refuse the same way: PolicyConfigError
+    naming the first unknown parameter (with the allowed ones) or the first out of range.
+    """
+    specs = {**specs, "gamma": GAMMA_SPEC}
+    unknown = sorted(set(params) - set(specs))
+    if unknown:
+        allowed = ", ".join(sorted(specs))
+        raise PolicyConfigError(
+            unknown[0], f"unknown parameter of {policy_name}; allowed: {allowed}"
+        )
+    return {key: spec.check(key, params.get(key, spec.default)) for key, spec in specs.items()}
+
+
 class Policy(ABC):
     """A bandit policy over sufficient statistics. Subclasses are one short file each."""
 
@@ -190,16 +209,7 @@ class Policy(ABC):
     )
 
     def __init__(self, **params: float) -> None:
-        specs = {**self.param_specs, "gamma": GAMMA_SPEC}
-        unknown = sorted(set(params) - set(specs))
-        if unknown:
-            allowed = ", ".join(sorted(specs))
-            raise PolicyConfigError(
-                unknown[0], f"unknown parameter of {self.name}; allowed: {allowed}"
-            )
-        self.params: dict[str, float] = {
-            key: spec.check(key, params.get(key, spec.default)) for key, spec in specs.items()
-        }
+        self.params: dict[str, float] = checked_params(self.name, self.param_specs, params)
         self.gamma = self.params["gamma"]
         self._validate()
 
@@ -471,6 +481,19 @@ QUADRATURE_LEVELS: FloatArray = np.array([1e-12, 1e-6, 1e-2, 0.5, 1 - 1e-2, 1 - 
 QUADRATURE_NODES = 8
 
 
+@functools.lru_cache(maxsize=8)
+def gauss_legendre(nodes: int) -> tuple[FloatArray, FloatArray]:
+    """Gauss-Legendre nodes and weights on [-1, 1], computed once per size (read-only).
+
+    ``leggauss`` solves an eigenvalue problem and refines the roots: ~0.15 ms, which was a
+    third of a five-arm propensity computation when done on every call.
+    """
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    x.flags.writeable = False
+    w.flags.writeable = False
+    return x, w
+
+
 class Marginals(Protocol):
     """Per-arm continuous distributions of the sampled value, parameters of shape batch+(K,)."""
 
@@ -517,7 +540,7 @@ def max_probabilities(
     if warp is not None:
         center, width = warp[0][..., None], warp[1][..., None]
         breaks = np.arcsinh((breaks - center) / width)
-    nodes, weights = np.polynomial.legendre.leggauss(nodes_per_panel)
+    nodes, weights = gauss_legendre(nodes_per_panel)
     left, right = breaks[..., :-1, None], breaks[..., 1:, None]
     half = 0.5 * (right - left)
     x = (left + half * (1.0 + nodes)).reshape(*breaks.shape[:-1], -1)  # batch+(K, N)

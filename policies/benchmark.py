@@ -9,6 +9,15 @@ On a 5-arm Bernoulli problem, per policy:
   ``simulations.runner`` runs) and ``select`` + ``update_inplace`` (a caller that owns its
   statistics arrays).
 
+Contextual policies (``lin_ts``, ``lin_ucb``, ``logistic_ts``) are timed on d = 16 features
+(an intercept and 15 N(0, 1/15) values) and 5 arms with logistic rewards, per policy:
+
+* live: one decision for one feature vector (a list of floats, as the service parses it) with
+  a ``PreparedModel`` (``select_one``, the issue's target is <= 30 µs), its propensities
+  (``probabilities_one``: a quadrature per request for the Thompson policies), one reward's
+  ``increments``, and ``prepare``, the per-state refresh the service runs in the background;
+* batched: ``select`` + ``update_inplace`` per (run, step) over ``--contextual-runs`` runs.
+
 Large draws use ``policies.sampling``'s threads (``--threads``; results do not depend on
 it). If MABWiser is installed, the same run times its ThompsonSampling predict + partial_fit
 step for a ratio. Timings are machine-dependent and never asserted in tests; on a shared
@@ -27,11 +36,15 @@ from collections.abc import Callable
 import numpy as np
 
 from policies.base import Policy, Stats
+from policies.contextual import ContextualPolicy, ContextualStats
 from policies.predrawn import PredrawnDecisions
-from policies.registry import POLICY_NAMES, create_policy
+from policies.registry import CONTEXTUAL_POLICY_NAMES, POLICY_NAMES, create_policy
 from policies.sampling import draw_threads, set_draw_threads
 
 MEANS = np.array([0.05, 0.04, 0.06, 0.03, 0.05])
+#: The contextual problem: d features (intercept first) and this many arms.
+CONTEXT_DIM = 16
+CONTEXT_ARMS = 5
 
 
 def _best_of(fn: Callable[[], object], number: int, repeat: int) -> float:
@@ -113,6 +126,72 @@ def measure(
     }
 
 
+def _contexts(rng: np.random.Generator, rows: int) -> np.ndarray:
+    """Feature vectors of the contextual problem: an intercept and N(0, 1/15) values."""
+    scale = 1.0 / np.sqrt(CONTEXT_DIM - 1)
+    return np.column_stack([np.ones(rows), rng.normal(0.0, scale, (rows, CONTEXT_DIM - 1))])
+
+
+def _contextual_rewards(
+    rng: np.random.Generator, weights: np.ndarray, x: np.ndarray, arms: np.ndarray
+) -> np.ndarray:
+    """Bernoulli rewards with log-odds x.w_arm (valid for every contextual policy)."""
+    log_odds = (weights[arms] * x).sum(axis=-1)
+    wins = rng.random(len(arms)) < 1.0 / (1.0 + np.exp(-log_odds))
+    return np.asarray(wins, dtype=np.float64)
+
+
+def _warm_contextual(
+    policy: ContextualPolicy, runs: int, steps: int, seed: int
+) -> tuple[ContextualStats, np.ndarray]:
+    """Statistics of ``runs`` runs after ``steps`` decisions, and the arms' true weights."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0.0, 0.5, (CONTEXT_ARMS, CONTEXT_DIM))
+    stats = ContextualStats.zeros(CONTEXT_ARMS, CONTEXT_DIM, (runs,))
+    for _ in range(steps):
+        x = _contexts(rng, runs)
+        arms = policy.select(stats, x, rng).arms
+        policy.update_inplace(stats, arms, x, _contextual_rewards(rng, weights, x, arms))
+    return stats, weights
+
+
+def measure_contextual(name: str, runs: int, steps: int, quick: bool) -> dict[str, float]:
+    """Live and batched costs of one contextual policy (see the module docstring)."""
+    policy = create_policy(name, {}, contextual=True)
+    live, _ = _warm_contextual(policy, 1, 200, seed=1)
+    single = ContextualStats(live.n[0], live.gram[0], live.b[0])
+    model = policy.prepare(single)
+    features = _contexts(np.random.default_rng(2), 1)[0].tolist()
+    py_rng, eligible = random.Random(3), list(range(CONTEXT_ARMS))
+    repeat = 3 if quick else 7
+    one, increment = _best_of_each(
+        [
+            lambda: policy.select_one(model, features, py_rng, eligible),
+            lambda: policy.increments(model, 1, features, 1.0),
+        ],
+        2000,
+        repeat,
+    )
+    propensities = _best_of(lambda: policy.probabilities_one(model, features, eligible), 20, repeat)
+    prepare = _best_of(lambda: policy.prepare(single), 50, repeat)
+    warm, weights = _warm_contextual(policy, runs, 20, seed=4)
+    rng = np.random.default_rng(5)
+
+    def step() -> None:
+        x = _contexts(rng, runs)
+        arms = policy.select(warm, x, rng).arms
+        policy.update_inplace(warm, arms, x, _contextual_rewards(rng, weights, x, arms))
+
+    batched = _best_of(step, steps, repeat)
+    return {
+        "select_one_us": one * 1e6,
+        "probabilities_one_ms": propensities * 1e3,
+        "increments_us": increment * 1e6,
+        "prepare_ms": prepare * 1e3,
+        "batched_inplace_us_per_run_step": batched / runs * 1e6,
+    }
+
+
 def measure_mabwiser(steps: int) -> float | None:
     """Seconds per predict + partial_fit step of MABWiser ThompsonSampling, or None."""
     try:
@@ -144,16 +223,30 @@ def main(argv: list[str] | None = None) -> int:
         help="steps played before the batched timings: the cost depends on the state (early "
         "on most Bernoulli arms have no success yet, and Thompson draws those in closed form)",
     )
-    parser.add_argument("--policy", action="append", choices=POLICY_NAMES, help="repeatable")
+    parser.add_argument(
+        "--contextual-runs", type=int, default=1_000, help="batch size of the contextual policies"
+    )
+    parser.add_argument(
+        "--policy",
+        action="append",
+        choices=(*POLICY_NAMES, *CONTEXTUAL_POLICY_NAMES),
+        help="repeatable (default: all)",
+    )
     parser.add_argument(
         "--threads", type=int, help="threads for large draws (default: usable cores, max 8)"
     )
     args = parser.parse_args(argv)
     if args.threads is not None:
         set_draw_threads(args.threads)
-    names = args.policy or list(POLICY_NAMES)
+    chosen = args.policy or [*POLICY_NAMES, *CONTEXTUAL_POLICY_NAMES]
+    names = [name for name in chosen if name in POLICY_NAMES]
     results = {
         name: measure(name, args.runs, args.steps, args.quick, args.warm_steps) for name in names
+    }
+    contextual = {
+        name: measure_contextual(name, args.contextual_runs, args.steps, args.quick)
+        for name in chosen
+        if name in CONTEXTUAL_POLICY_NAMES
     }
     mabwiser = measure_mabwiser(200 if args.quick else 1000)
     report: dict[str, object] = {
@@ -162,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         "warm_steps": args.warm_steps,
         "draw_threads": draw_threads(),
         "policies": results,
+        "contextual": {
+            "dim": CONTEXT_DIM,
+            "arms": CONTEXT_ARMS,
+            "runs": args.contextual_runs,
+            "policies": contextual,
+        },
     }
     if mabwiser is not None:
         report["mabwiser_thompson_step_us"] = mabwiser * 1e6
@@ -174,17 +273,35 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(report, sys.stdout, indent=2)
         print()
         return 0
-    print(f"live: µs per decision; batched: µs per (run, step), {args.runs} runs", end="")
-    print(f" after {args.warm_steps} steps", end="")
-    print(f", draw threads {draw_threads()}")
-    header = f"{'policy':24} {'select_one':>10} {'predrawn':>9} {'select ()':>9} {'props ms':>9}"
-    print(header + f" {'select+update':>14} {'…+update_inplace':>17}")
-    for name, r in results.items():
-        print(
-            f"{name:24} {r['select_one_us']:10.2f} {r['predrawn_us']:9.3f} "
-            f"{r['select_batch1_us']:9.1f} {r['probabilities_one_ms']:9.3f} "
-            f"{r['batched_us_per_run_step']:14.3f} {r['batched_inplace_us_per_run_step']:17.3f}"
+    if results:
+        print(f"live: µs per decision; batched: µs per (run, step), {args.runs} runs", end="")
+        print(f" after {args.warm_steps} steps", end="")
+        print(f", draw threads {draw_threads()}")
+        header = (
+            f"{'policy':24} {'select_one':>10} {'predrawn':>9} {'select ()':>9} {'props ms':>9}"
         )
+        print(header + f" {'select+update':>14} {'…+update_inplace':>17}")
+        for name, r in results.items():
+            print(
+                f"{name:24} {r['select_one_us']:10.2f} {r['predrawn_us']:9.3f} "
+                f"{r['select_batch1_us']:9.1f} {r['probabilities_one_ms']:9.3f} "
+                f"{r['batched_us_per_run_step']:14.3f} {r['batched_inplace_us_per_run_step']:17.3f}"
+            )
+    if contextual:
+        print(
+            f"contextual, d = {CONTEXT_DIM}, {CONTEXT_ARMS} arms: live µs/ms per call; "
+            f"batched: µs per (run, step), {args.contextual_runs} runs"
+        )
+        print(
+            f"{'policy':24} {'select_one':>10} {'props ms':>9} {'increments':>10} "
+            f"{'prepare ms':>10} {'select+update_inplace':>21}"
+        )
+        for name, r in contextual.items():
+            print(
+                f"{name:24} {r['select_one_us']:10.2f} {r['probabilities_one_ms']:9.3f} "
+                f"{r['increments_us']:10.2f} {r['prepare_ms']:10.3f} "
+                f"{r['batched_inplace_us_per_run_step']:21.3f}"
+            )
     if mabwiser is None:
         print("MABWiser: not installed (pip install 'bandit-router[mabwiser]' to compare)")
     else:
