@@ -14,15 +14,14 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from redis.exceptions import RedisError
 
 from bandit_router.model.experiments import Experiment
-from bandit_router.store.keys import CHANGES_CHANNEL
+from bandit_router.store.errors import STORE_ERRORS
 from bandit_router.store.redis_store import ExperimentState, Store
 from bandit_router.tasks import cancel_and_wait
 from policies import Policy, PredrawnDecisions, ScalarStats, Stats
@@ -284,7 +283,7 @@ class ExperimentCache:
 
     async def refresh_one(self, name: str) -> CachedExperiment | None:
         """Cache miss: one synchronous look-up (not the steady state) for a new experiment."""
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*STORE_ERRORS):
             async with asyncio.timeout(0.5):
                 await self.refresh()
         return self._entries.get(name)
@@ -299,7 +298,7 @@ class ExperimentCache:
     async def start(self) -> None:
         try:
             await self.refresh()
-        except (RedisError, OSError) as error:
+        except STORE_ERRORS as error:
             log.warning(
                 "first cache refresh failed (%s); serving will start when it answers", error
             )
@@ -326,7 +325,7 @@ class ExperimentCache:
             try:
                 await self.refresh()
                 self._observe(started, ok=True)
-            except (RedisError, OSError) as error:
+            except STORE_ERRORS as error:
                 self._observe(started, ok=False)
                 if self.healthy:
                     log.warning("cache refresh failed: %s; serving the last copy", error)
@@ -340,20 +339,17 @@ class ExperimentCache:
         """Subscribe to change notices; reconnect with backoff when Redis drops us."""
         backoff = 0.1
         while not self._stopping:
-            pubsub = self.store.client.pubsub()
+            notices = self.store.change_notices()
             try:
-                await pubsub.subscribe(CHANGES_CHANNEL)
+                await notices.subscribe()
                 backoff = 0.1
                 while not self._stopping:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None:
+                    if await notices.next(timeout=1.0) is not None:
                         self._wake.set()
-            except (RedisError, OSError, ConnectionError) as error:
+            except STORE_ERRORS as error:
                 log.debug("change listener lost Redis: %s", error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
-                # aclose is untyped in some redis-py releases: a typed alias suits all of them.
-                close: Callable[[], Awaitable[None]] = pubsub.aclose
                 with contextlib.suppress(Exception):
-                    await close()
+                    await notices.aclose()

@@ -131,8 +131,10 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--redis-url",
         default=_env("REDIS_URL"),
-        help="redis://[user:password@]host:port/db or rediss://...; omit for the embedded, "
-        "non-durable store [BANDIT_ROUTER_REDIS_URL]",
+        help="redis://[user:password@]host:port/db or rediss://...; "
+        "redis+cluster://host:port[,host:port...] for a Redis Cluster; "
+        "redis+sentinel://host:port[,host:port...]/service_name for a primary behind "
+        "Sentinel; omit for the embedded, non-durable store [BANDIT_ROUTER_REDIS_URL]",
     )
     add(
         "--redis-timeout",
@@ -308,6 +310,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError(
             "--workers > 1 needs --redis-url: the embedded store lives in one process"
         )
+    if args.wait_replicas < 0:
+        raise ConfigError("--wait-replicas must be >= 0")
+    if args.wait_replicas and not args.redis_url:
+        raise ConfigError("--wait-replicas needs --redis-url: the embedded store has no replicas")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
     if not (args.drift_delta > 0 and args.drift_threshold > 0):

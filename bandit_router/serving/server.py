@@ -211,6 +211,7 @@ async def build_app(
     store = store or Store.from_url(config.redis_url, timeout=config.redis_timeout)
     if not store.embedded:
         await check_permissions(store.client)
+        await store.check_topology(config.wait_replicas)
     metrics = Metrics(registry or CollectorRegistry())
     auth = Authenticator.from_environment(config.tokens_file, config.router_auth)
     secret = await store.shared_secret(config.secret)
