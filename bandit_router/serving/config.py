@@ -187,6 +187,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "[BANDIT_ROUTER_WAIT_REPLICAS]",
     )
     add(
+        "--wait-timeout-ms",
+        type=int,
+        default=_env_int("WAIT_TIMEOUT_MS", 100),
+        help="how long a Reward waits for --wait-replicas before it is UNAVAILABLE "
+        "(retryable) [BANDIT_ROUTER_WAIT_TIMEOUT_MS] (default %(default)s)",
+    )
+    add(
         "--reward-linger-ms",
         type=float,
         default=_env_float("REWARD_LINGER_MS", 2.0),
@@ -312,6 +319,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         )
     if args.wait_replicas < 0:
         raise ConfigError("--wait-replicas must be >= 0")
+    if args.wait_timeout_ms < 1:
+        raise ConfigError("--wait-timeout-ms must be >= 1")
     if args.wait_replicas and not args.redis_url:
         raise ConfigError("--wait-replicas needs --redis-url: the embedded store has no replicas")
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -336,6 +345,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         metrics_address=args.metrics_address,
         workers=args.workers,
         wait_replicas=args.wait_replicas,
+        wait_timeout_ms=args.wait_timeout_ms,
         reward_linger=max(0.0, args.reward_linger_ms) / 1000.0,
         decision_linger=max(0.0, args.decision_linger_ms) / 1000.0,
         sticky_lookup=max(0.001, args.sticky_lookup_ms) / 1000.0,

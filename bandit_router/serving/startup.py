@@ -21,7 +21,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from redis.exceptions import AuthenticationError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from bandit_router.errors import BanditRouterError
 from bandit_router.serving.config import ConfigError, ServerConfig
@@ -60,6 +66,11 @@ def describe(error: BaseException, config: ServerConfig) -> str | None:
         return f"Redis at {store}: {error}"
     if isinstance(error, AuthenticationError):
         return f"Redis at {store} refused the credentials: {error}"
+    if isinstance(error, MovedError):
+        return (
+            f"Redis at {store} answered MOVED: it is a Redis Cluster node; use --redis-url "
+            "redis+cluster://host:port[,host:port...]"
+        )
     if isinstance(error, ResponseError):
         return f"Redis at {store} refused a start-up command: {error}"
     if isinstance(error, RedisClusterException):

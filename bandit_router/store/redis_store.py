@@ -265,14 +265,16 @@ class Store:
                 )
 
     async def replica_count(self) -> int:
-        """Replicas that WAIT can count on: the primary's connected replicas, or in a
-        cluster the fewest any master has (a reward may land on any master)."""
+        """Replicas that WAIT can count on: the primary's connected replicas (ROLE, what
+        WAIT counts), or in a cluster the fewest any master has (a reward may land on any
+        master)."""
         if self.embedded:
             return 0
         if self.cluster:
-            await cast(Any, self.client).initialize()
-            slots = cast(Any, self.client).nodes_manager.slots_cache
-            return min((len(nodes) - 1 for nodes in slots.values()), default=0)
+            cluster = cast(Any, self.client)
+            await cluster.initialize()
+            roles = await cluster.execute_command("ROLE", target_nodes=cluster.PRIMARIES)
+            return min((len(role[2]) for role in roles.values()), default=0)
         role = await self.client.execute_command("ROLE")  # type: ignore[no-untyped-call]
         if not role or str(role[0]) != "master":
             raise StoreMisconfigured(
