@@ -292,6 +292,10 @@ class RedisCluster:
                     str(node_timeout_ms),
                     "--cluster-config-file",
                     "nodes.conf",
+                    # The other shards keep taking writes while one fails over (Redis's
+                    # default stops the whole cluster); docs/operating.md recommends it.
+                    "--cluster-require-full-coverage",
+                    "no",
                     *NO_SYNC_DELAY,
                 ],
                 port=free_cluster_port(),

@@ -10,6 +10,7 @@ rejoins as the new master's replica, so ``WAIT 1`` can be met again. Required:
 - Route availability 100%: every Route is answered (from the cache) throughout;
 - Reward on the busiest experiment recovers within the bound (cluster: node-timeout + 3 s);
 - every failed Reward was UNAVAILABLE (retryable), never INTERNAL;
+- in a cluster, health stays SERVING (the other masters take writes);
 - the statistics equal the callers' ground truth: 0 lost, 0 counted twice.
 """
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.client import BanditClient
 
@@ -88,6 +90,16 @@ def run_traffic(
         time.sleep(0.005)
 
 
+def watch_health(target: str, stop: threading.Event, seen: list[str]) -> None:
+    """Every status the router's standard health check reports, until ``stop``."""
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while not stop.is_set():
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            seen.append(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+            time.sleep(0.1)
+
+
 def acknowledge_the_rest(clients: list[BanditClient], traffic: Traffic, timeout: float) -> None:
     """Retry every unacknowledged reward until it is acknowledged, as a caller must."""
     deadline = time.monotonic() + timeout
@@ -124,6 +136,7 @@ def fail_over_under_traffic(
     busiest: str,
     kill: Callable[[], None],
     recovery_bound: float,
+    health: list[str] | None = None,
 ) -> tuple[Traffic, float]:
     """Traffic, the kill after 1.5 s, traffic until the busiest experiment has taken rewards
     again for 1 s (or ``recovery_bound`` + 5 s), then the retries; (traffic, recovery s)."""
@@ -141,6 +154,8 @@ def fail_over_under_traffic(
             )
             for seed in range(3)
         ]
+        if health is not None:
+            threads.append(threading.Thread(target=watch_health, args=(targets[0], stop, health)))
         for thread in threads:
             thread.start()
         time.sleep(1.5)
@@ -186,9 +201,10 @@ def test_a_cluster_master_killed_under_traffic_loses_no_acknowledged_reward() ->
             victim.start()  # same port and directory: rejoins as the new master's replica
 
         bound = cluster.node_timeout_ms / 1000 + 3
+        health: list[str] = []
         with server_processes(2, "--redis-url", cluster.url, *ROUTER_ARGS) as routers:
             traffic, recovery = fail_over_under_traffic(
-                [r.target for r in routers], names, busiest, kill, bound
+                [r.target for r in routers], names, busiest, kill, bound, health
             )
             outputs = "".join(r.output() for r in routers)
     finally:
@@ -199,6 +215,8 @@ def test_a_cluster_master_killed_under_traffic_loses_no_acknowledged_reward() ->
     assert traffic.reward_codes, "the kill hit no reward in flight"
     assert recovery <= bound, f"Reward recovered after {recovery:.1f} s (bound {bound:.1f} s)"
     assert "Traceback" not in outputs
+    # Two of three masters took writes throughout: no reason to leave the balancer.
+    assert len(health) > 20 and set(health) == {"SERVING"}, health
 
 
 def test_a_sentinel_primary_killed_under_traffic_loses_no_acknowledged_reward() -> None:

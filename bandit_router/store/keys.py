@@ -17,7 +17,8 @@ HEALTH_PROBE = f"{PREFIX}:health"  # short-lived: health checks that the store t
 # The keys above span experiments. Each is one key, only ever used by single-key commands
 # (never inside a script with an experiment's keys), so in a Redis Cluster each simply lives
 # in its own slot (the whole name hashes); the channel is sharded pub/sub there
-# (SPUBLISH/SSUBSCRIBE), owned by the shard of its slot.
+# (SPUBLISH/SSUBSCRIBE), owned by the shard of its slot. The health probe writes
+# ``br:health:{<n>}`` there instead, one ``n`` per master, so it checks every master.
 
 
 @dataclass(frozen=True)

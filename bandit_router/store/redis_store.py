@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
 from bandit_router.errors import Aborted, AlreadyExists, NotFound, Unavailable
@@ -290,7 +291,14 @@ class Store:
         """Why the store would refuse a write now (``timeout``, ``OOM``, ``READONLY``...), or
         None when it accepts one. A PING passes on a replica promoted away from, under
         ``maxmemory`` and without write permission, where every Reward would fail: health
-        must reflect what callers need, so this writes a short-lived probe key."""
+        must reflect what callers need, so this writes a short-lived probe key.
+
+        In a cluster it writes one probe key on every master and refuses only when none
+        takes it: while one shard fails over, no router is better than another (they share
+        the cluster), and taking them all out of the balancer would stop Route too, which
+        the cache serves meanwhile."""
+        if self.cluster:
+            return await self._cluster_write_refusal(timeout)
         try:
             async with asyncio.timeout(timeout):
                 await self.client.set(HEALTH_PROBE, str(time.time()), px=HEALTH_PROBE_TTL_MS)
@@ -299,6 +307,44 @@ class Store:
                 return error_code(error)
             raise
         return None
+
+    async def _cluster_write_refusal(self, timeout: float) -> str | None:
+        cluster = cast(Any, self.client)
+
+        async def probe(key: str) -> None:
+            async with asyncio.timeout(timeout):
+                await cluster.set(key, str(time.time()), px=HEALTH_PROBE_TTL_MS)
+
+        try:
+            async with asyncio.timeout(timeout):
+                await cluster.initialize()
+            keys = self._probe_key_per_master()
+        except Exception as error:
+            if is_store_error(error):
+                return error_code(error)
+            raise
+        replies = await asyncio.gather(*(probe(key) for key in keys), return_exceptions=True)
+        refusals: list[str] = []
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                if not is_store_error(reply):
+                    raise reply
+                refusals.append(error_code(reply))
+        return refusals[0] if refusals and len(refusals) == len(replies) else None
+
+    def _probe_key_per_master(self) -> list[str]:
+        """One health probe key in a slot of each master, from the client's slot map."""
+        manager = cast(Any, self.client).nodes_manager
+        masters = {nodes[0].name for nodes in manager.slots_cache.values() if nodes}
+        keys: dict[str, str] = {}
+        for index in range(100_000):
+            if len(keys) == len(masters):
+                break
+            key = f"{HEALTH_PROBE}:{{{index}}}"
+            nodes = manager.slots_cache.get(key_slot(key.encode()))
+            if nodes:
+                keys.setdefault(nodes[0].name, key)
+        return list(keys.values())
 
     async def shared_secret(self, configured: bytes | None) -> bytes:
         """The MAC key of decision ids: configured, or created once and shared via Redis."""
