@@ -274,8 +274,9 @@ class Store:
         if self.cluster:
             cluster = cast(Any, self.client)
             await cluster.initialize()
-            roles = await cluster.execute_command("ROLE", target_nodes=cluster.PRIMARIES)
-            return min((len(role[2]) for role in roles.values()), default=0)
+            replies = await cluster.execute_command("ROLE", target_nodes=cluster.get_primaries())
+            roles = replies.values() if isinstance(replies, dict) else [replies]  # one master
+            return min((len(role[2]) for role in roles), default=0)
         role = await self.client.execute_command("ROLE")  # type: ignore[no-untyped-call]
         if not role or str(role[0]) != "master":
             raise StoreMisconfigured(
@@ -614,9 +615,17 @@ class Store:
         return replies
 
     async def _load_scripts(self) -> None:
-        """SCRIPT LOAD of every pipelined script (on every master, in a cluster)."""
+        """SCRIPT LOAD of every pipelined script; in a cluster on every master, named
+        explicitly rather than left to the client's default routing: a master without
+        the script would answer NOSCRIPT to every retry."""
         for script in self._scripts:
-            await self.client.script_load(script.script)
+            if self.cluster:
+                cluster = cast(Any, self.client)
+                await cluster.execute_command(
+                    "SCRIPT LOAD", script.script, target_nodes=cluster.get_primaries()
+                )
+            else:
+                await self.client.script_load(script.script)
 
     async def _run_and_wait(
         self, calls: Sequence[PipelineCall], replicas: int, timeout_ms: int
