@@ -171,6 +171,10 @@ def test_a_wrong_store_address_is_one_error_line(
             ("--redis-url", f"redis://127.0.0.1:{node}/0"),
             "is a Redis Cluster node; use --redis-url redis+cluster://",
         ),
+        "plain URL at a Sentinel": (
+            ("--redis-url", f"redis://127.0.0.1:{sentinel.sentinel_ports[0]}/0"),
+            "this is a Sentinel, not a Redis data node; use --redis-url redis+sentinel://",
+        ),
         "no Sentinel answers": (
             ("--redis-url", f"redis+sentinel://127.0.0.1:{free_port()}/mymaster"),
             "no Sentinel answers at 127.0.0.1:",

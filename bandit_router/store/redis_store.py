@@ -250,6 +250,8 @@ class Store:
             except ResponseError as error:
                 if "NOPERM" in str(error):
                     raise
+                if "unknown command" in str(error).lower():
+                    await self._refuse_a_sentinel()
                 info = ""  # "cluster support disabled": what we want
             if "cluster_enabled:1" in str(info) or "cluster_state" in str(info):
                 raise StoreMisconfigured(
@@ -264,6 +266,19 @@ class Store:
                     f"--wait-replicas {wait_replicas} waits for more replicas than "
                     f"{where} ({present}); every Reward would fail"
                 )
+
+    async def _refuse_a_sentinel(self) -> None:
+        """StoreMisconfigured if a redis:// URL names a Sentinel (which answers PING but
+        none of the data commands), so the mistake is named rather than a refused SET."""
+        try:
+            role = await self.client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+        except ResponseError:
+            return
+        if role and str(role[0]) == "sentinel":
+            raise StoreMisconfigured(
+                "this is a Sentinel, not a Redis data node; use --redis-url "
+                "redis+sentinel://host:port[,host:port...]/service_name"
+            )
 
     async def replica_count(self) -> int:
         """Replicas that WAIT can count on: the primary's connected replicas (ROLE, what

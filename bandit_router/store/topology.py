@@ -65,7 +65,7 @@ def parse_store_url(url: str | None) -> StoreAddress:
         password = unquote(secret) if has_password else None
     rest = rest.split("?", 1)[0]
     netloc, _, path = rest.partition("/")
-    hosts = tuple(_host_port(part, DEFAULT_PORTS[mode], url) for part in netloc.split(","))
+    hosts = tuple(_host_port(part, DEFAULT_PORTS[mode]) for part in netloc.split(","))
     segments = [s for s in path.split("/") if s]
     service, db = "", 0
     if mode == "sentinel":
@@ -76,7 +76,7 @@ def parse_store_url(url: str | None) -> StoreAddress:
             )
         service = unquote(segments[0])
         if len(segments) > 1:
-            db = _number(segments[1], "database", url)
+            db = _number(segments[1], "database")
         if len(segments) > 2:
             raise ValueError("Redis URL redis+sentinel:// takes at most /service/db")
     elif segments:
@@ -86,7 +86,7 @@ def parse_store_url(url: str | None) -> StoreAddress:
     return StoreAddress(mode, url, hosts, service, db, username, password, ssl)
 
 
-def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
     text = text.strip()
     if not text:
         raise ValueError("Redis URL lists an empty host (two commas, or none at all)")
@@ -95,10 +95,10 @@ def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
         port = port.lstrip(":")
     else:
         host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
-    return host, _number(port, "port", url) if port else default_port
+    return host, _number(port, "port") if port else default_port
 
 
-def _number(text: str, what: str, url: str) -> int:
+def _number(text: str, what: str) -> int:
     if not text.isdigit():
         raise ValueError(f"Redis URL has a {what} that is not a number: {text!r}")
     return int(text)
@@ -175,7 +175,10 @@ async def explain_sentinel_failure(address: StoreAddress, timeout: float) -> str
         answered.append(f"{host}:{port}")
         known.update(str(name) for name in masters)
     if not answered:
-        return f"no Sentinel answers at {address.describe_hosts()}"
+        return (
+            f"no Sentinel answers at {address.describe_hosts()} (nothing listens there, or "
+            "it is not a Sentinel)"
+        )
     if address.service not in known:
         names = ", ".join(sorted(known)) or "none"
         return (
