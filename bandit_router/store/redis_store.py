@@ -655,15 +655,21 @@ class Store:
         the first attempt of that reward, which may not have reached a replica yet.
         """
         masters: dict[str, tuple[Any, str]] = {}  # master -> (cluster node or None, its key)
-        call_master: list[str] = []
+        call_master: list[str | BaseException] = []
         for call in calls:
-            key = call.keys[0]
-            node: Any = cast(Any, self.client).get_node_from_key(key) if self.cluster else None
+            try:
+                node = self._master_of(call.keys[0])
+            except STORE_ERRORS as error:  # its slot has no master now (a failover)
+                call_master.append(error)
+                continue
             name = node.name if node is not None else ""
-            masters.setdefault(name, (node, key))
+            masters.setdefault(name, (node, call.keys[0]))
             call_master.append(name)
+        sent = [
+            call for call, name in zip(calls, call_master, strict=True) if isinstance(name, str)
+        ]
         async with self.client.pipeline(transaction=False) as pipe:
-            for call in calls:
+            for call in sent:
                 call.add_to(pipe)
             for node, key in masters.values():
                 mark = keys_of(key).replicated
@@ -671,26 +677,51 @@ class Store:
                 pipe.execute_command("SET", mark, "1", "PX", REPLICATED_MARK_TTL_MS, **target)
                 pipe.execute_command("WAIT", replicas, timeout_ms, **target)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
-        waited = replies[len(calls) :]
+        waited = replies[len(sent) :]
         acknowledged: dict[str, Any] = {}
         for index, name in enumerate(masters):
             mark_reply, wait_reply = waited[2 * index], waited[2 * index + 1]
             acknowledged[name] = mark_reply if isinstance(mark_reply, Exception) else wait_reply
+        script_replies = iter(replies[: len(sent)])
         results: list[Any] = []
-        for reply, name in zip(replies[: len(calls)], call_master, strict=True):
-            ack = acknowledged[name]
-            if isinstance(reply, Exception) or _confirmed(ack) >= replicas:
+        for call, name in zip(calls, call_master, strict=True):
+            if not isinstance(name, str):
+                results.append(name)
+                continue
+            reply, ack = next(script_replies), acknowledged[name]
+            if isinstance(reply, Exception):
                 results.append(reply)
             elif isinstance(ack, Exception):
                 results.append(ack)  # the master went away after the script: a store error
-            else:
+            elif self.cluster and self._master_name(call.keys[0]) != name:
+                # The client followed a MOVED/ASK: the script ran on another master than
+                # the one that WAITed, so nothing confirms its replicas.
+                results.append(
+                    Unavailable(
+                        "the experiment moved to another master during the reward; safe to retry"
+                    )
+                )
+            elif _confirmed(ack) < replicas:
                 results.append(
                     Unavailable(
                         f"only {_confirmed(ack)} of {replicas} replicas acknowledged in "
                         f"{timeout_ms} ms; the reward may be lost on failover; safe to retry"
                     )
                 )
+            else:
+                results.append(reply)
         return results
+
+    def _master_of(self, key: str) -> Any:
+        """The cluster node that holds ``key`` now (None on one Redis or a Sentinel's
+        primary: there, the pipeline's one connection is the master's)."""
+        return cast(Any, self.client).get_node_from_key(key) if self.cluster else None
+
+    def _master_name(self, key: str) -> str | None:
+        try:
+            return str(self._master_of(key).name)
+        except STORE_ERRORS:
+            return None
 
     # -- decisions -------------------------------------------------------------------------
 
