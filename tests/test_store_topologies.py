@@ -4,6 +4,7 @@
   the statistics equal the clients' ground truth (exactly once, whichever master).
 - An operator's pin reaches the other router within 1 s through the sharded change notice
   (the routers' periodic refresh is slowed to 30 s so only the notice can deliver it).
+- The documented least-privilege ACL rule, applied on every node, is all the service needs.
 - A wrong store address is one ``error:`` line and exit status 2 at start, never a
   traceback: a cluster URL at a plain Redis and the reverse, no Sentinel answering, a
   service the Sentinels do not know, ``--wait-replicas`` above the replicas present.
@@ -23,6 +24,7 @@ import pytest
 import redis
 
 from bandit_router.client import BanditClient
+from bandit_router.store.permissions import acl_rule
 from bandit_router.v1 import admin_pb2
 
 from .servers import (
@@ -58,12 +60,12 @@ def sentinel() -> Iterator[SentinelGroup]:
     started.stop()
 
 
-def spread_names(cluster: RedisCluster, per_master: int) -> dict[str, int]:
+def spread_names(cluster: RedisCluster, per_master: int, prefix: str = "spread") -> dict[str, int]:
     """Experiment names, ``per_master`` on each master: name -> the master's port."""
     names: dict[str, int] = {}
     counts: dict[int, int] = {}
     for index in range(1000):
-        name = f"spread{index}"
+        name = f"{prefix}{index}"
         port = cluster.master_port_of(f"br:{{{name}}}:stats")
         if counts.get(port, 0) < per_master:
             counts[port] = counts.get(port, 0) + 1
@@ -142,6 +144,33 @@ def test_a_pin_reaches_the_other_router_within_a_second(routers: list[ServerProc
                     break
                 assert time.monotonic() - pinned_at < 1.0, "pin not obeyed within 1 s"
                 time.sleep(0.01)
+
+
+def test_the_documented_acl_rule_is_enough_on_every_cluster_node(cluster: RedisCluster) -> None:
+    rule = acl_rule("clusteruser", "pw")
+    for node in cluster.nodes:
+        admin = redis.Redis(port=node.port)
+        admin.execute_command("ACL", "SETUSER", *rule.split())  # type: ignore[no-untyped-call]
+        admin.acl_log_reset()
+        admin.close()
+    url = cluster.url.replace("redis+cluster://", "redis+cluster://clusteruser:pw@")
+    server = ServerProcess("--redis-url", url, "--wait-replicas", "1", "--wait-timeout-ms", "1000")
+    server.start()
+    try:
+        with BanditClient(server.target, timeout=5, max_attempts=1) as client:
+            for name in spread_names(cluster, per_master=1, prefix="acl"):
+                client.create_experiment(name, ["a", "b"], reward_window=600)
+                decision = client.route(name)
+                assert acknowledge(client, decision.decision_id, 1.0) == "APPLIED"
+                client.call_admin("PinArm", admin_pb2.PinArmRequest(experiment=name, arm="a"))
+                client.delete_experiment(name)
+    finally:
+        server.stop()
+    for node in cluster.nodes:
+        admin = redis.Redis(port=node.port, decode_responses=True)
+        refusals = admin.acl_log()
+        admin.close()
+        assert refusals == [], (node.port, refusals)  # no node refused a command, key or channel
 
 
 # -- a wrong store address: one line at start --------------------------------------------

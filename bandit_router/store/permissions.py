@@ -24,10 +24,11 @@ from bandit_router.store.keys import CHANGES_CHANNEL, PREFIX
 #: on 7.2 and later, README suggests granting it to keep the ACL log quiet). CLUSTER INFO
 #: is the start-up check that a redis:// URL is not a cluster node; ROLE counts replicas
 #: for --wait-replicas. In a Redis Cluster the client discovers the slots (CLUSTER SLOTS,
-#: COMMAND) and the change notices are sharded pub/sub (SPUBLISH, SSUBSCRIBE).
+#: COMMAND), follows an ASK redirect of a slot being migrated with ASKING, and the change
+#: notices are sharded pub/sub (SPUBLISH, SSUBSCRIBE).
 DIRECT_COMMANDS = frozenset(
     {
-        "CLUSTER|INFO", "CLUSTER|SLOTS", "COMMAND", "DEL", "EVALSHA", "GET", "HGET",
+        "ASKING", "CLUSTER|INFO", "CLUSTER|SLOTS", "COMMAND", "DEL", "EVALSHA", "GET", "HGET",
         "HGETALL", "LRANGE", "PING", "PUBLISH", "ROLE", "SADD", "SCRIPT|LOAD", "SET",
         "SMEMBERS", "SPUBLISH", "SREM", "SSUBSCRIBE", "SUBSCRIBE", "WAIT", "XADD", "XRANGE",
         "XREVRANGE", "ZRANGEBYSCORE",
