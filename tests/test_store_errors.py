@@ -33,9 +33,7 @@ from bandit_router.store.errors import error_code, is_store_error, unavailable
         (MasterNotFoundError("No master found for 'mymaster'"), "MasterNotFoundError"),
     ],
 )
-def test_cluster_and_sentinel_errors_are_retryable_unavailable(
-    error: Exception, code: str
-) -> None:
+def test_cluster_and_sentinel_errors_are_retryable_unavailable(error: Exception, code: str) -> None:
     assert is_store_error(error)
     assert error_code(error) == code
     mapped = unavailable(error, "Reward")
