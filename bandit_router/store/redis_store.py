@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
@@ -231,11 +232,9 @@ class Store:
             if self.cluster:
                 await cast(Any, self.client).initialize()
             await self.client.ping()
-        except STORE_ERRORS as error:
-            if self.mode != "sentinel" or type(error).__name__ != "MasterNotFoundError":
-                raise
-            why = await explain_sentinel_failure(self.address, self.timeout)
-            if "monitor no service" in why:
+        except MasterNotFoundError:
+            unknown_service, why = await explain_sentinel_failure(self.address, self.timeout)
+            if unknown_service:
                 raise StoreMisconfigured(why) from None
             raise ConnectionError(why) from None
 
@@ -295,8 +294,8 @@ class Store:
         role = await self.client.execute_command("ROLE")  # type: ignore[no-untyped-call]
         if not role or str(role[0]) != "master":
             raise StoreMisconfigured(
-                f"the store is a {role[0] if role else 'non'}-primary; point --redis-url at "
-                "the primary (or use redis+sentinel://)"
+                f"this is a {role[0] if role else 'server of unknown role'}, not a primary; "
+                "point --redis-url at the primary (or use redis+sentinel://)"
             )
         return len(role[2])
 

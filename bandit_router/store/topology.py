@@ -151,9 +151,10 @@ def sentinel_client(address: StoreAddress, options: dict[str, Any]) -> Any:
     )
 
 
-async def explain_sentinel_failure(address: StoreAddress, timeout: float) -> str:
+async def explain_sentinel_failure(address: StoreAddress, timeout: float) -> tuple[bool, str]:
     """Why no primary of ``address.service`` could be reached, asked of each Sentinel:
-    none answers, none knows the service, or they name a primary that does not answer."""
+    none answers, none knows the service, or they name a primary that does not answer.
+    (True, why) when the service is unknown: a mistake that waiting cannot mend."""
     import redis.asyncio as aioredis
 
     answered: list[str] = []
@@ -175,17 +176,17 @@ async def explain_sentinel_failure(address: StoreAddress, timeout: float) -> str
         answered.append(f"{host}:{port}")
         known.update(str(name) for name in masters)
     if not answered:
-        return (
+        return False, (
             f"no Sentinel answers at {address.describe_hosts()} (nothing listens there, or "
             "it is not a Sentinel)"
         )
     if address.service not in known:
         names = ", ".join(sorted(known)) or "none"
-        return (
+        return True, (
             f"the Sentinels at {', '.join(answered)} monitor no service named "
             f"{address.service!r} (they monitor: {names})"
         )
-    return (
+    return False, (
         f"the Sentinels at {', '.join(answered)} know {address.service!r} but its primary "
         "does not answer (down, or a failover in progress)"
     )
