@@ -69,8 +69,8 @@ class RewardProcessor:
 
     async def _flush(self, commands: Sequence[RewardCommand]) -> Sequence[str | BaseException]:
         # The WAIT runs inside the store's pipeline, on the connection (and in a cluster
-        # the master) that ran the scripts: a WAIT sent on another connection counts
-        # replicas of that connection's writes, and would acknowledge nothing.
+        # the master) that ran the scripts: a WAIT sent on another connection counts the
+        # replicas of that connection's writes, not necessarily of these.
         return await self.store.apply_rewards(
             commands, wait_replicas=self.wait_replicas, wait_timeout_ms=self.wait_timeout_ms
         )

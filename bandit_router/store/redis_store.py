@@ -688,8 +688,8 @@ class Store:
                 results.append(name)
                 continue
             reply, ack = next(script_replies), acknowledged[name]
-            if isinstance(reply, Exception):
-                results.append(reply)
+            if isinstance(reply, Exception) or _is_refusal(reply):
+                results.append(reply)  # nothing was written: nothing to wait for
             elif isinstance(ack, Exception):
                 results.append(ack)  # the master went away after the script: a store error
             elif self.cluster and self._master_name(call.keys[0]) != name:
@@ -847,6 +847,18 @@ class Store:
     async def list_audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
         entries = await self.client.xrevrange(ExperimentKeys(name).audit, "+", "-", count=limit)
         return cast(list[tuple[str, dict[str, str]]], list(entries or []))
+
+
+#: apply_rewards outcomes that wrote nothing (the script checks before its first write): a
+#: caller gets them even when the WAIT fell short, rather than UNAVAILABLE and a retry that
+#: can only hear them again.
+_REFUSALS = frozenset({"gone", "no_arm", "invalid"})
+
+
+def _is_refusal(reply: Any) -> bool:
+    if isinstance(reply, list):  # apply_rewards answers one outcome per reward of its group
+        return bool(reply) and all(str(outcome) in _REFUSALS for outcome in reply)
+    return str(reply) in _REFUSALS
 
 
 def _confirmed(reply: Any) -> int:
