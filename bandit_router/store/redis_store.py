@@ -172,8 +172,9 @@ def connect(url: str | StoreAddress | None, *, timeout: float = 1.0) -> aioredis
         # uses what both have, and checks ``mode`` where they differ.
         return cast(aioredis.Redis, cluster_client(address, options))
     if address.mode == "sentinel":
-        return cast(aioredis.Redis, sentinel_client(address, options))
-    client = aioredis.Redis.from_url(address.url or "", decode_responses=True, **options)
+        client = cast(aioredis.Redis, sentinel_client(address, options))
+    else:
+        client = aioredis.Redis.from_url(address.url or "", decode_responses=True, **options)
     use_hiredis_packing(client)
     return client
 
