@@ -10,7 +10,9 @@ rejoins as the new master's replica, so ``WAIT 1`` can be met again. Required:
 - Route availability 100%: every Route is answered (from the cache) throughout;
 - Reward on the busiest experiment recovers within the bound (cluster: node-timeout + 3 s);
 - every failed Reward was UNAVAILABLE (retryable), never INTERNAL;
-- in a cluster, health stays SERVING (the other masters take writes);
+- in a cluster, health stays SERVING (the other masters take writes), and a pin of an
+  experiment on another master, made while the failed one is not yet replaced, reaches the
+  other router within 1 s;
 - the statistics equal the callers' ground truth: 0 lost, 0 counted twice.
 """
 
@@ -27,6 +29,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.client import BanditClient
+from bandit_router.v1 import admin_pb2
 
 from .servers import NO_SYNC_DELAY, RedisCluster, RedisServer, SentinelGroup, server_processes
 from .test_store_topologies import spread_names
@@ -108,6 +111,22 @@ def watch_health(target: str, stop: threading.Event, seen: list[str]) -> None:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
             seen.append(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
             time.sleep(0.1)
+
+
+def pin_and_wait(operator_target: str, other_target: str, name: str, arm: str) -> float:
+    """Pin ``arm`` through one router; seconds until the other routes every call to it."""
+    with (
+        BanditClient(operator_target, timeout=5) as operator,
+        BanditClient(other_target, timeout=5, max_attempts=1) as other,
+    ):
+        operator.call_admin("PinArm", admin_pb2.PinArmRequest(experiment=name, arm=arm))
+        pinned_at = time.monotonic()
+        while time.monotonic() - pinned_at < 5:
+            decision = other.route(name)
+            if decision.arm == arm and decision.reason == "PINNED":
+                break
+            time.sleep(0.01)
+        return time.monotonic() - pinned_at
 
 
 def acknowledge_the_rest(clients: list[BanditClient], traffic: Traffic, timeout: float) -> None:
@@ -198,13 +217,22 @@ def fail_over_under_traffic(
 def test_a_cluster_master_killed_under_traffic_loses_no_acknowledged_reward() -> None:
     cluster = RedisCluster().start()
     try:
-        names = list(spread_names(cluster, per_master=1))
+        masters = spread_names(cluster, per_master=1)
+        names = list(masters)
         busiest = names[0]
-        victim_port = cluster.master_port_of(f"br:{{{busiest}}}:stats")
+        victim_port = masters[busiest]
         victim = next(node for node in cluster.nodes if node.port == victim_port)
+        calm = next(name for name in names if masters[name] != victim_port)
+        pinned: dict[str, float] = {}
 
         def kill() -> None:
             cluster.kill(victim_port)
+            # An operator pins an experiment of a healthy master while the other fails over:
+            # the other router must obey within a second, failover or not.
+            pinned["obeyed"] = pin_and_wait(routers[0].target, routers[1].target, calm, "b")
+            pinned["before_promotion"] = float(
+                cluster.master_port_of(f"br:{{{busiest}}}:stats") in (victim_port, 0)
+            )
             deadline = time.monotonic() + 15
             while cluster.master_port_of(f"br:{{{busiest}}}:stats") in (victim_port, 0):
                 assert time.monotonic() < deadline, "no replica was promoted"
@@ -228,6 +256,8 @@ def test_a_cluster_master_killed_under_traffic_loses_no_acknowledged_reward() ->
     assert "Traceback" not in outputs
     # Two of three masters took writes throughout: no reason to leave the balancer.
     assert len(health) > 20 and set(health) == {"SERVING"}, health
+    assert pinned["before_promotion"], "the pin was not made during the failover"
+    assert pinned["obeyed"] < 1.0, f"pin obeyed after {pinned['obeyed']:.2f} s"
 
 
 def test_a_sentinel_primary_killed_under_traffic_loses_no_acknowledged_reward() -> None:

@@ -236,10 +236,20 @@ class ExperimentCache:
         return time.monotonic() - self.last_success if self.last_success else float("inf")
 
     async def refresh(self) -> None:
-        """Read every experiment's config and statistics; keep the old copy on failure."""
+        """Read every experiment's config and statistics; keep the old copy on failure (of
+        everything, or in a cluster of the experiments on a master that is failing over)."""
         async with self._refresh_lock:
-            names = await self.store.list_names()
-            states = await self.store.read_states(names)
+            complete = True
+            try:
+                names = await self.store.list_names()
+            except STORE_ERRORS:
+                # In a cluster the registry lives on one master; while it fails over, the
+                # experiments already known are still refreshed from their own masters.
+                if not (self.store.cluster and self._entries):
+                    raise
+                names, complete = list(self._entries), False
+            unreadable: set[str] = set()
+            states = await self.store.read_states(names, unreadable=unreadable)
             for name, state in states.items():
                 old = self._entries.get(name)
                 if (
@@ -274,12 +284,13 @@ class ExperimentCache:
                 self._entries[name] = entry
                 for listener in self._listeners:
                     listener(old, entry)
-            for name in [name for name in self._entries if name not in states]:
+            for name in [n for n in self._entries if n not in states and n not in unreadable]:
                 del self._entries[name]
                 for removal in self._removal_listeners:
                     removal(name)
-            self.last_success = time.monotonic()
-            self.healthy = True
+            if complete and not unreadable:  # the age says how old the oldest copy may be
+                self.last_success = time.monotonic()
+                self.healthy = True
 
     async def refresh_one(self, name: str) -> CachedExperiment | None:
         """Cache miss: one synchronous look-up (not the steady state) for a new experiment."""

@@ -406,8 +406,18 @@ class Store:
         members = await self.client.smembers(EXPERIMENTS)
         return sorted(str(member) for member in members)
 
-    async def read_states(self, names: Sequence[str]) -> dict[str, ExperimentState]:
-        """Config and statistics of many experiments in one pipelined round trip."""
+    async def read_states(
+        self, names: Sequence[str], *, unreadable: set[str] | None = None
+    ) -> dict[str, ExperimentState]:
+        """Config and statistics of many experiments in one pipelined round trip.
+
+        With ``unreadable`` (the cache's refresh), in a cluster each master is read on its
+        own and the names on a master that fails are added to it instead of failing the
+        whole read (unless every master fails): while one master fails over, the others'
+        experiments keep being refreshed, so their operators' changes still reach every
+        replica in time. One Redis, or a Sentinel's primary, fails as a whole anyway."""
+        if unreadable is not None and self.cluster and names:
+            return await self._read_states_per_master(names, unreadable)
         async with self.client.pipeline(transaction=False) as pipe:
             for name in names:
                 keys = ExperimentKeys(name)
@@ -419,6 +429,33 @@ class Store:
             raw, stats = replies[2 * index], replies[2 * index + 1]
             if raw is not None:
                 states[name] = ExperimentState(Experiment.from_json_dict(json.loads(raw)), stats)
+        return states
+
+    async def _read_states_per_master(
+        self, names: Sequence[str], unreadable: set[str]
+    ) -> dict[str, ExperimentState]:
+        groups: dict[str, list[str]] = {}
+        for name in names:
+            master = self._master_name(ExperimentKeys(name).config)
+            if master is None:  # its slot has no master now
+                unreadable.add(name)
+            else:
+                groups.setdefault(master, []).append(name)
+        replies = await asyncio.gather(
+            *(self.read_states(group) for group in groups.values()), return_exceptions=True
+        )
+        states: dict[str, ExperimentState] = {}
+        failures: list[BaseException] = []
+        for group, reply in zip(groups.values(), replies, strict=True):
+            if isinstance(reply, BaseException):
+                if not is_store_error(reply):
+                    raise reply
+                failures.append(reply)
+                unreadable.update(group)
+            else:
+                states.update(reply)
+        if failures and not states:
+            raise failures[0]
         return states
 
     async def read_state(self, name: str) -> ExperimentState:
@@ -512,10 +549,16 @@ class Store:
         In a cluster the notice is sharded pub/sub (SPUBLISH): it goes to the one shard that
         owns the channel's slot instead of being broadcast over the cluster bus to every
         node, and its subscribers follow that shard through a failover."""
-        if self.cluster:
-            await cast(Any, self.client).spublish(CHANGES_CHANNEL, name)
-        else:
-            await self.client.publish(CHANGES_CHANNEL, name)
+        try:
+            if self.cluster:
+                await cast(Any, self.client).spublish(CHANGES_CHANNEL, name)
+            else:
+                await self.client.publish(CHANGES_CHANNEL, name)
+        except STORE_ERRORS as error:
+            # The change is written; only the shortcut failed (in a cluster the channel's
+            # shard may be failing over while the experiment's is fine). Every replica's
+            # next refresh delivers it; failing the operator's call would not undo it.
+            log.warning("change notice for %s not sent (%s); replicas refresh anyway", name, error)
 
     def change_notices(self) -> ChangeNotices:
         """A new subscription to change notices (``ChangeNotices``); close it after use."""
