@@ -425,16 +425,28 @@ class SentinelGroup:
         self.wait_replicated()
         return self
 
-    def wait_replicated(self, timeout: float = 20.0) -> None:
-        """Until the primary has its replica online and every Sentinel knows both."""
+    def wait_replicated(self, timeout: float = 30.0) -> None:
+        """Until the primary has its replica online and every Sentinel knows both (a
+        Sentinel learns replicas from the primary's INFO, which it asks every 10 s)."""
         deadline = time.monotonic() + timeout
+        role, known = "", [""]
         while time.monotonic() < deadline:
+            pairs = zip(self.sentinel_ports, self.sentinels, strict=True)
+            dead = [f"Sentinel {port}" for port, proc in pairs if proc.poll() is not None]
+            for node in (self.primary, self.replica):
+                if node.proc is not None and node.proc.poll() is not None:
+                    dead.append(f"Redis {node.port}")
+            if dead:
+                raise RuntimeError(f"exited while starting: {dead}")
             role = _cli(self.primary.port, "info", "replication")
             known = [_cli(p, "sentinel", "replicas", self.SERVICE) for p in self.sentinel_ports]
             if "state=online" in role and all(str(self.replica.port) in k for k in known):
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"replica or Sentinels not ready after {timeout}s")
+        raise RuntimeError(
+            f"replica or Sentinels not ready after {timeout}s: primary {role!r}, "
+            f"replica {self.replica.port}, Sentinels know {[' '.join(k.split()) for k in known]}"
+        )
 
     def master_port(self) -> int:
         reply = _cli(self.sentinel_ports[0], "sentinel", "get-master-addr-by-name", self.SERVICE)
