@@ -242,15 +242,6 @@ def free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
 def _cli(port: int, *args: str, timeout: float = 10.0) -> str:
     """``redis-cli -p port args...``; its stdout (a failure raises, with the output)."""
     binary = shutil.which("redis-cli")
@@ -309,6 +300,13 @@ class RedisCluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self) -> RedisCluster:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # no half-started cluster outlives a failed start
+            raise
+
+    def _start(self) -> RedisCluster:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
@@ -400,11 +398,28 @@ class SentinelGroup:
         return f"redis+sentinel://{hosts}/{self.SERVICE}"
 
     def start(self) -> SentinelGroup:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # no half-started group outlives a failed start
+            raise
+
+    def _start(self) -> SentinelGroup:
         self.primary.start()
         self.replica.extra_args += ["--replicaof", "127.0.0.1", str(self.primary.port)]
         self.replica.start()
-        binary = self.primary.binary
-        for port, folder in zip(self.sentinel_ports, self.sentinel_dirs, strict=True):
+        for index in range(len(self.sentinel_ports)):
+            self._launch_sentinel(index)
+        self.wait_replicated()
+        return self
+
+    def _launch_sentinel(self, index: int) -> None:
+        """Start Sentinel ``index`` and wait until it answers as a Sentinel. A port picked
+        free can be taken before the Sentinel binds it (other tests share the machine);
+        then the Sentinel exits, or another server answers there: retry on a new port."""
+        folder = self.sentinel_dirs[index]
+        for _ in range(5):
+            port = self.sentinel_ports[index]
             config = Path(folder) / "sentinel.conf"
             config.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
@@ -413,17 +428,23 @@ class SentinelGroup:
                 f"sentinel failover-timeout {self.SERVICE} 10000\n"
                 f"sentinel parallel-syncs {self.SERVICE} 1\n"
             )
-            self.sentinels.append(
-                subprocess.Popen(
-                    [binary, str(config), "--sentinel"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            proc = subprocess.Popen(
+                [self.primary.binary, str(config), "--sentinel"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-        for port in self.sentinel_ports:
-            _wait_port(port)
-        self.wait_replicated()
-        return self
+            deadline = time.monotonic() + 5
+            while proc.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                    if _cli(port, "sentinel", "myid", timeout=2).strip().isalnum():
+                        self.sentinels.append(proc)
+                        return
+                time.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            self.sentinel_ports[index] = free_port()
+        raise RuntimeError(f"Sentinel {index} did not start on any of 5 ports")
 
     def wait_replicated(self, timeout: float = 30.0) -> None:
         """Until the primary has its replica online and every Sentinel knows both (a
