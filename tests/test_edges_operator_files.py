@@ -200,7 +200,7 @@ def test_redis_unreachable_is_one_line(json_logs: bool) -> None:
     [
         ((), {"BANDIT_ROUTER_REDIS_TIMEOUT": "abc"}, "BANDIT_ROUTER_REDIS_TIMEOUT"),
         ((), {"BANDIT_ROUTER_LOG_JSON": "ture"}, "BANDIT_ROUTER_LOG_JSON"),
-        (("--redis-url", "redis+sentinel://127.0.0.1:26379/mymaster"), {}, "--redis-url"),
+        (("--redis-url", "redis+sentinel://127.0.0.1:26379"), {}, "--redis-url: Redis URL"),
         (("--workers", "2"), {}, "--workers > 1 needs --redis-url"),
         (("--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"), {}, "No"),
         (("--experiments", "/nonexistent/e.yaml"), {}, "/nonexistent/e.yaml"),

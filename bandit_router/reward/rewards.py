@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from bandit_router.errors import InvalidArgument, NotFound, Unavailable
+from bandit_router.errors import InvalidArgument, NotFound
 from bandit_router.reward.batching import GroupCommit
 from bandit_router.route.cache import ExperimentCache
 from bandit_router.route.tokens import DecisionSigner
@@ -68,18 +68,12 @@ class RewardProcessor:
         self._commit: GroupCommit[RewardCommand, str] = GroupCommit(self._flush, linger=linger)
 
     async def _flush(self, commands: Sequence[RewardCommand]) -> Sequence[str | BaseException]:
-        results = await self.store.apply_rewards(commands)
-        if self.wait_replicas:
-            acknowledged = await self.store.wait_for_replicas(
-                self.wait_replicas, self.wait_timeout_ms
-            )
-            if acknowledged < self.wait_replicas:
-                failure = Unavailable(
-                    f"only {acknowledged} of {self.wait_replicas} replicas acknowledged in "
-                    f"{self.wait_timeout_ms} ms; the reward may be lost on failover; safe to retry"
-                )
-                return [failure for _ in results]
-        return results
+        # The WAIT runs inside the store's pipeline, on the connection (and in a cluster
+        # the master) that ran the scripts: a WAIT sent on another connection counts the
+        # replicas of that connection's writes, not necessarily of these.
+        return await self.store.apply_rewards(
+            commands, wait_replicas=self.wait_replicas, wait_timeout_ms=self.wait_timeout_ms
+        )
 
     async def reward(self, decision_id: str, value: float, timeout: float | None) -> RewardOutcome:
         decision = self.signer.verify(decision_id)

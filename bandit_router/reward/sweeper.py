@@ -12,9 +12,8 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
 from bandit_router.route.cache import ExperimentCache
+from bandit_router.store.errors import STORE_ERRORS
 from bandit_router.store.redis_store import Store
 from bandit_router.tasks import cancel_and_wait
 
@@ -78,7 +77,7 @@ class DefaultRewardSweeper:
                 await self.sweep_once()
                 if self.metrics is not None:
                     self.metrics.observe_store("sweep", time.perf_counter() - started, True)
-            except (RedisError, OSError) as error:
+            except STORE_ERRORS as error:
                 if self.metrics is not None:
                     self.metrics.observe_store("sweep", time.perf_counter() - started, False)
                 log.warning("default-reward sweep failed: %s; will retry", error)

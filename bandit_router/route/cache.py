@@ -14,15 +14,14 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from redis.exceptions import RedisError
 
 from bandit_router.model.experiments import Experiment
-from bandit_router.store.keys import CHANGES_CHANNEL
+from bandit_router.store.errors import STORE_ERRORS
 from bandit_router.store.redis_store import ExperimentState, Store
 from bandit_router.tasks import cancel_and_wait
 from policies import Policy, PredrawnDecisions, ScalarStats, Stats
@@ -237,10 +236,20 @@ class ExperimentCache:
         return time.monotonic() - self.last_success if self.last_success else float("inf")
 
     async def refresh(self) -> None:
-        """Read every experiment's config and statistics; keep the old copy on failure."""
+        """Read every experiment's config and statistics; keep the old copy on failure (of
+        everything, or in a cluster of the experiments on a master that is failing over)."""
         async with self._refresh_lock:
-            names = await self.store.list_names()
-            states = await self.store.read_states(names)
+            complete = True
+            try:
+                names = await self.store.list_names()
+            except STORE_ERRORS:
+                # In a cluster the registry lives on one master; while it fails over, the
+                # experiments already known are still refreshed from their own masters.
+                if not (self.store.cluster and self._entries):
+                    raise
+                names, complete = list(self._entries), False
+            unreadable: set[str] = set()
+            states = await self.store.read_states(names, unreadable=unreadable)
             for name, state in states.items():
                 old = self._entries.get(name)
                 if (
@@ -275,16 +284,17 @@ class ExperimentCache:
                 self._entries[name] = entry
                 for listener in self._listeners:
                     listener(old, entry)
-            for name in [name for name in self._entries if name not in states]:
+            for name in [n for n in self._entries if n not in states and n not in unreadable]:
                 del self._entries[name]
                 for removal in self._removal_listeners:
                     removal(name)
-            self.last_success = time.monotonic()
-            self.healthy = True
+            if complete and not unreadable:  # the age says how old the oldest copy may be
+                self.last_success = time.monotonic()
+                self.healthy = True
 
     async def refresh_one(self, name: str) -> CachedExperiment | None:
         """Cache miss: one synchronous look-up (not the steady state) for a new experiment."""
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*STORE_ERRORS):
             async with asyncio.timeout(0.5):
                 await self.refresh()
         return self._entries.get(name)
@@ -299,7 +309,7 @@ class ExperimentCache:
     async def start(self) -> None:
         try:
             await self.refresh()
-        except (RedisError, OSError) as error:
+        except STORE_ERRORS as error:
             log.warning(
                 "first cache refresh failed (%s); serving will start when it answers", error
             )
@@ -326,7 +336,7 @@ class ExperimentCache:
             try:
                 await self.refresh()
                 self._observe(started, ok=True)
-            except (RedisError, OSError) as error:
+            except STORE_ERRORS as error:
                 self._observe(started, ok=False)
                 if self.healthy:
                     log.warning("cache refresh failed: %s; serving the last copy", error)
@@ -340,20 +350,17 @@ class ExperimentCache:
         """Subscribe to change notices; reconnect with backoff when Redis drops us."""
         backoff = 0.1
         while not self._stopping:
-            pubsub = self.store.client.pubsub()
+            notices = self.store.change_notices()
             try:
-                await pubsub.subscribe(CHANGES_CHANNEL)
+                await notices.subscribe()
                 backoff = 0.1
                 while not self._stopping:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None:
+                    if await notices.next(timeout=1.0) is not None:
                         self._wake.set()
-            except (RedisError, OSError, ConnectionError) as error:
+            except STORE_ERRORS as error:
                 log.debug("change listener lost Redis: %s", error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
-                # aclose is untyped in some redis-py releases: a typed alias suits all of them.
-                close: Callable[[], Awaitable[None]] = pubsub.aclose
                 with contextlib.suppress(Exception):
-                    await close()
+                    await notices.aclose()

@@ -22,9 +22,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
 from bandit_router.route.decision_log import LogRow, encode
+from bandit_router.store.errors import STORE_ERRORS
 from bandit_router.store.redis_store import PendingDecision, Store
 
 if TYPE_CHECKING:
@@ -114,7 +113,7 @@ class DecisionRecorder:
                 )
                 backoff = 0.05
                 self._observe(started, ok=True)
-            except (RedisError, OSError) as error:
+            except STORE_ERRORS as error:
                 self._observe(started, ok=False)
                 log.warning("decision flush of %d failed (%s); retrying", count, error)
                 for name, batch in batches.items():  # put them back in front of newer ones

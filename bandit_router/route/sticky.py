@@ -16,8 +16,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import RedisError
-
+from bandit_router.store.errors import STORE_ERRORS
 from bandit_router.store.keys import ExperimentKeys
 from bandit_router.store.redis_store import Store
 
@@ -62,7 +61,7 @@ class StickyStore:
                 ),
                 self.lookup_timeout,
             )
-        except (TimeoutError, RedisError, OSError):
+        except STORE_ERRORS:
             return  # Route never fails because of stickiness: the policy decides instead
         if raw:
             self._adopt(experiment, incarnation, unit_id, str(raw), now)
@@ -122,7 +121,7 @@ class StickyStore:
                 max(1, int(expires - now) + 60),
                 active_arms,
             )
-        except (RedisError, OSError) as error:
+        except STORE_ERRORS as error:
             log.warning("sticky assignment not stored: %s", error)
             return
         if kept is not None:  # another decision got there first: follow it from now on

@@ -131,8 +131,10 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--redis-url",
         default=_env("REDIS_URL"),
-        help="redis://[user:password@]host:port/db or rediss://...; omit for the embedded, "
-        "non-durable store [BANDIT_ROUTER_REDIS_URL]",
+        help="redis://[user:password@]host:port/db or rediss://...; "
+        "redis+cluster://host:port[,host:port...] for a Redis Cluster; "
+        "redis+sentinel://host:port[,host:port...]/service_name for a primary behind "
+        "Sentinel; omit for the embedded, non-durable store [BANDIT_ROUTER_REDIS_URL]",
     )
     add(
         "--redis-timeout",
@@ -183,6 +185,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env_int("WAIT_REPLICAS", 0),
         help="acknowledge a Reward only after this many Redis replicas have it (WAIT) "
         "[BANDIT_ROUTER_WAIT_REPLICAS]",
+    )
+    add(
+        "--wait-timeout-ms",
+        type=int,
+        default=_env_int("WAIT_TIMEOUT_MS", 100),
+        help="how long a Reward waits for --wait-replicas before it is UNAVAILABLE "
+        "(retryable) [BANDIT_ROUTER_WAIT_TIMEOUT_MS] (default %(default)s)",
     )
     add(
         "--reward-linger-ms",
@@ -308,6 +317,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError(
             "--workers > 1 needs --redis-url: the embedded store lives in one process"
         )
+    if args.wait_replicas < 0:
+        raise ConfigError("--wait-replicas must be >= 0")
+    if args.wait_timeout_ms < 1:
+        raise ConfigError("--wait-timeout-ms must be >= 1")
+    if args.wait_replicas and not args.redis_url:
+        raise ConfigError("--wait-replicas needs --redis-url: the embedded store has no replicas")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
     if not (args.drift_delta > 0 and args.drift_threshold > 0):
@@ -330,6 +345,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         metrics_address=args.metrics_address,
         workers=args.workers,
         wait_replicas=args.wait_replicas,
+        wait_timeout_ms=args.wait_timeout_ms,
         reward_linger=max(0.0, args.reward_linger_ms) / 1000.0,
         decision_linger=max(0.0, args.decision_linger_ms) / 1000.0,
         sticky_lookup=max(0.001, args.sticky_lookup_ms) / 1000.0,

@@ -210,6 +210,9 @@ async def build_app(
 ) -> App:
     store = store or Store.from_url(config.redis_url, timeout=config.redis_timeout)
     if not store.embedded:
+        # The mode first: on a cluster node reached by redis://, the permission probe itself
+        # would fail with MOVED, a reply that names a slot instead of the mistake.
+        await store.check_topology(config.wait_replicas)
         await check_permissions(store.client)
     metrics = Metrics(registry or CollectorRegistry())
     auth = Authenticator.from_environment(config.tokens_file, config.router_auth)

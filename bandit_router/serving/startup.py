@@ -21,7 +21,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from bandit_router.errors import BanditRouterError
 from bandit_router.serving.config import ConfigError, ServerConfig
@@ -60,8 +66,20 @@ def describe(error: BaseException, config: ServerConfig) -> str | None:
         return f"Redis at {store}: {error}"
     if isinstance(error, AuthenticationError):
         return f"Redis at {store} refused the credentials: {error}"
+    if isinstance(error, MovedError):
+        return (
+            f"Redis at {store} answered MOVED: it is a Redis Cluster node; use --redis-url "
+            "redis+cluster://host:port[,host:port...]"
+        )
     if isinstance(error, ResponseError):
         return f"Redis at {store} refused a start-up command: {error}"
+    if isinstance(error, RedisClusterException):
+        if "not enabled" in str(error):
+            return (
+                f"Redis at {store} is not a Redis Cluster node (cluster mode is disabled); "
+                "use --redis-url redis://host:port or redis+sentinel://..."
+            )
+        return f"cannot reach the Redis Cluster at {store}: {error}"
     if isinstance(error, RedisError | ConnectionError | TimeoutError) and config.redis_url:
         hint = (
             f"gave up after --wait-for-redis {config.wait_for_redis:g} s"
@@ -116,11 +134,11 @@ async def wait_for_redis(store: Store, config: ServerConfig) -> None:
     while True:
         attempts += 1
         try:
-            await store.client.ping()
+            await store.ping()
             if attempts > 1:
                 log.info("Redis answers after %d attempts", attempts)
             return
-        except (RedisError, OSError) as error:
+        except (RedisError, RedisClusterException, OSError) as error:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise
@@ -187,6 +205,7 @@ def preflight(config: ServerConfig) -> None:
         store = Store.from_url(config.redis_url, timeout=config.redis_timeout)
         try:
             await wait_for_redis(store, config)
+            await store.check_topology(config.wait_replicas)
         finally:
             with contextlib.suppress(Exception):
                 await store.close()

@@ -14,15 +14,19 @@ import logging
 import time
 
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     BusyLoadingError,
     ClusterDownError,
     MasterDownError,
+    MovedError,
     NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 
@@ -34,13 +38,26 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 10.0
 
 
+#: What a store call raises when the store, or the way to it, fails. redis-py's cluster
+#: client raises ``RedisClusterException`` (not a ``RedisError``) when no node serves a slot
+#: yet or none of its nodes answers, both of them normal while a master fails over.
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    TimeoutError,
+)
+
+
 def is_store_error(error: BaseException) -> bool:
     """A failure of the store or of the way to it, as opposed to a bug of ours."""
-    return isinstance(error, (RedisError, OSError, TimeoutError))
+    return isinstance(error, STORE_ERRORS)
 
 
 #: redis-py turns these replies into their own classes and drops the code from the message.
-_CODES: tuple[tuple[type[RedisError], str], ...] = (
+_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (MovedError, "MOVED"),  # a slot moved more often than the cluster client follows it
+    (AskError, "ASK"),
     (OutOfMemoryError, "OOM"),
     (ReadOnlyError, "READONLY"),
     (NoPermissionError, "NOPERM"),
@@ -48,6 +65,7 @@ _CODES: tuple[tuple[type[RedisError], str], ...] = (
     (MasterDownError, "MASTERDOWN"),
     (TryAgainError, "TRYAGAIN"),
     (ClusterDownError, "CLUSTERDOWN"),
+    (SlotNotCoveredError, "slot-not-covered"),
     (AuthenticationError, "NOAUTH"),
 )
 

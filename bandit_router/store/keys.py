@@ -14,6 +14,11 @@ EXPERIMENTS = f"{PREFIX}:experiments"  # set of experiment names
 SECRET = f"{PREFIX}:secret"  # MAC key of decision ids, shared by all replicas
 CHANGES_CHANNEL = f"{PREFIX}:changes"  # pub/sub: an experiment's config or arms changed
 HEALTH_PROBE = f"{PREFIX}:health"  # short-lived: health checks that the store takes writes
+# The keys above span experiments. Each is one key, only ever used by single-key commands
+# (never inside a script with an experiment's keys), so in a Redis Cluster each simply lives
+# in its own slot (the whole name hashes); the channel is sharded pub/sub there
+# (SPUBLISH/SSUBSCRIBE), owned by the shard of its slot. The health probe writes
+# ``br:health:{<n>}`` there instead, one ``n`` per master, so it checks every master.
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,31 @@ class ExperimentKeys:
         """Hash ``incarnation|unit`` -> ``arm|propensity|expires|flag`` (sticky_assign.lua)."""
         return f"{self.tag}:sticky"
 
+    @property
+    def replicated(self) -> str:
+        """Short-lived: written just before a WAIT, so the WAIT covers every write the
+        master had applied to this experiment, even when the scripts before it wrote
+        nothing (a DUPLICATE). Never read."""
+        return f"{self.tag}:replicated"
+
     def rewarded(self, nonce: str) -> str:
         """Dedupe marker of one decision (with a TTL): ``r`` rewarded, ``d:<v>`` defaulted."""
         return f"{self.tag}:rw:{nonce}"
 
     def deletable(self) -> list[str]:
         """Keys removed with the experiment (the audit stream stays, to say who deleted it)."""
-        return [self.config, self.stats, self.pending, self.decisions, self.snapshots, self.sticky]
+        return [
+            self.config,
+            self.stats,
+            self.pending,
+            self.decisions,
+            self.snapshots,
+            self.sticky,
+            self.replicated,
+        ]
+
+
+def keys_of(key: str) -> ExperimentKeys:
+    """The keys of the experiment that ``key`` (one of an experiment's keys) belongs to."""
+    start, end = key.index("{"), key.index("}")
+    return ExperimentKeys(key[start + 1 : end])

@@ -21,11 +21,16 @@ from bandit_router.store.keys import CHANGES_CHANNEL, PREFIX
 
 #: Sent by the Python code itself (store, cache, sticky look-ups, health, WAIT). redis-py
 #: also sends CLIENT SETINFO on connect and ignores a refusal (Redis 7.0 does not know it;
-#: on 7.2 and later, README suggests granting it to keep the ACL log quiet).
+#: on 7.2 and later, README suggests granting it to keep the ACL log quiet). CLUSTER INFO
+#: is the start-up check that a redis:// URL is not a cluster node; ROLE counts replicas
+#: for --wait-replicas. In a Redis Cluster the client discovers the slots (CLUSTER SLOTS,
+#: COMMAND), follows an ASK redirect of a slot being migrated with ASKING, and the change
+#: notices are sharded pub/sub (SPUBLISH, SSUBSCRIBE).
 DIRECT_COMMANDS = frozenset(
     {
-        "DEL", "EVALSHA", "GET", "HGET", "HGETALL", "LRANGE", "PING", "PUBLISH", "SADD",
-        "SCRIPT|LOAD", "SET", "SMEMBERS", "SREM", "SUBSCRIBE", "WAIT", "XADD", "XRANGE",
+        "ASKING", "CLUSTER|INFO", "CLUSTER|SLOTS", "COMMAND", "DEL", "EVALSHA", "GET", "HGET",
+        "HGETALL", "LRANGE", "PING", "PUBLISH", "ROLE", "SADD", "SCRIPT|LOAD", "SET",
+        "SMEMBERS", "SPUBLISH", "SREM", "SSUBSCRIBE", "SUBSCRIBE", "WAIT", "XADD", "XRANGE",
         "XREVRANGE", "ZRANGEBYSCORE",
     }
 )  # fmt: skip
@@ -34,7 +39,10 @@ _PROBE_KEY = f"{PREFIX}:{{permission-probe}}:k"
 
 #: One harmless invocation of each command on the probe key (right arity; a WRONGTYPE or
 #: syntax error is fine: Redis checks permissions first, and only NOPERM matters here).
+#: CLUSTER SLOTS and COMMAND are not probed: the cluster client sends them before anything
+#: else, so a refusal already stopped the start with the NOPERM reply.
 _PROBES: dict[str, tuple[str, ...]] = {
+    "CLUSTER|INFO": ("CLUSTER", "INFO"),
     "DEL": ("DEL", _PROBE_KEY),
     "EXISTS": ("EXISTS", _PROBE_KEY),
     "EXPIRE": ("EXPIRE", _PROBE_KEY, "10"),
@@ -52,9 +60,11 @@ _PROBES: dict[str, tuple[str, ...]] = {
     "LTRIM": ("LTRIM", _PROBE_KEY, "0", "0"),
     "PING": ("PING",),
     "PUBLISH": ("PUBLISH", CHANGES_CHANNEL, ""),
+    "ROLE": ("ROLE",),
     "SADD": ("SADD", _PROBE_KEY, "0"),
     "SET": ("SET", _PROBE_KEY, "0", "PX", "10000"),
     "SMEMBERS": ("SMEMBERS", _PROBE_KEY),
+    "SPUBLISH": ("SPUBLISH", CHANGES_CHANNEL, ""),
     "SREM": ("SREM", _PROBE_KEY, "0"),
     "TIME": ("TIME",),
     "WAIT": ("WAIT", "0", "1"),
@@ -90,12 +100,18 @@ def acl_rule(user: str = "bandit-router", password: str = "<password>") -> str:
 
 async def missing_permissions(client: Any) -> list[str]:
     """The required commands this connection's user may not run (lowercase), probed once on
-    a key of our own prefix; an empty list when everything is granted."""
+    a key of our own prefix; an empty list when everything is granted. In a cluster the
+    keyless probes go wherever the client sends them: one node stands for all (an ACL is
+    per node, and operators apply the same rule to each)."""
     missing: list[str] = []
     async with client.pipeline(transaction=False) as pipe:
         names = [n for n in required_commands() if n in _PROBES]
+        # A cluster client refuses keyless commands without a target: every probe goes
+        # to the master of the probe key (one node stands for all; see above).
+        node = client.get_node_from_key(_PROBE_KEY) if hasattr(client, "nodes_manager") else None
+        target: dict[str, Any] = {"target_nodes": node} if node is not None else {}
         for name in names:
-            pipe.execute_command(*_PROBES[name])
+            pipe.execute_command(*_PROBES[name], **target)
         replies = await pipe.execute(raise_on_error=False)
     missing += [n.lower() for n, r in zip(names, replies, strict=True) if _refused(r)]
     try:  # EVALSHA and SCRIPT LOAD, on a script that touches nothing
@@ -105,16 +121,20 @@ async def missing_permissions(client: Any) -> list[str]:
         if not _refused(error):
             raise
         missing.append(_command_named(error) or "evalsha")
-    pubsub = client.pubsub()
-    try:
-        await pubsub.subscribe(CHANGES_CHANNEL)
-        await pubsub.get_message(timeout=1.0)
-    except ResponseError as error:
-        if not _refused(error):
-            raise
-        missing.append("subscribe")
-    finally:
-        await pubsub.aclose()
+    for name in ("ssubscribe", "subscribe"):
+        pubsub = client.pubsub()
+        try:
+            await getattr(pubsub, name)(CHANGES_CHANNEL)
+            if name == "ssubscribe":
+                await pubsub.get_sharded_message(timeout=1.0)
+            else:
+                await pubsub.get_message(timeout=1.0)
+        except ResponseError as error:
+            if not _refused(error):
+                raise
+            missing.append(name)
+        finally:
+            await pubsub.aclose()
     with contextlib.suppress(ResponseError):
         await client.delete(_PROBE_KEY)
     return sorted(set(missing))

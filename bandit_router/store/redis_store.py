@@ -14,28 +14,40 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from bandit_router.errors import Aborted, AlreadyExists, NotFound
+from bandit_router.errors import Aborted, AlreadyExists, NotFound, Unavailable
 from bandit_router.model.experiments import Experiment
-from bandit_router.store.errors import error_code, is_store_error
+from bandit_router.store.errors import STORE_ERRORS, error_code, is_store_error
 from bandit_router.store.keys import (
     CHANGES_CHANNEL,
     EXPERIMENTS,
     HEALTH_PROBE,
     SECRET,
     ExperimentKeys,
+    keys_of,
 )
 from bandit_router.store.packing import use_hiredis_packing
+from bandit_router.store.permissions import StoreMisconfigured
+from bandit_router.store.topology import (
+    Mode,
+    StoreAddress,
+    cluster_client,
+    explain_sentinel_failure,
+    parse_store_url,
+    sentinel_client,
+)
 from policies.base import REWARD_MAGNITUDE_LIMIT
 
 log = logging.getLogger(__name__)
@@ -47,6 +59,8 @@ AUDIT_MAXLEN = 10_000
 #: apply_rewards refuses (before any write) a value beyond what every policy accepts.
 REWARD_LIMIT_ARG = repr(REWARD_MAGNITUDE_LIMIT)
 HEALTH_PROBE_TTL_MS = 10_000
+#: Life of the key written before a WAIT (``ExperimentKeys.replicated``).
+REPLICATED_MARK_TTL_MS = 60_000
 
 
 #: Scripts that start with the shared statistics functions (``lua/statistics.lua``).
@@ -128,28 +142,39 @@ def initial_arm_fields(experiment: Experiment, arm_names: Sequence[str] | None =
     return pairs
 
 
-def connect(url: str | None, *, timeout: float = 1.0) -> aioredis.Redis:
-    """A client for ``url`` (redis://, rediss://, unix://), or the embedded store when None.
+def connect(url: str | StoreAddress | None, *, timeout: float = 1.0) -> aioredis.Redis:
+    """A client for ``url`` (redis://, rediss://, unix://, redis+cluster://,
+    redis+sentinel://; ``store.topology``), or the embedded store when None.
 
     Timeouts are short and retries few, so a hung Redis costs a caller about ``timeout``,
-    not a minute; the background loops retry on their own schedule.
+    not a minute; the background loops retry on their own schedule. The cluster client
+    gets a few more retries: each one re-reads the slot map, which is how it finds the
+    promoted replica after a failover (the caller's deadline still bounds the call).
     """
-    if url is None:
+    address = url if isinstance(url, StoreAddress) else parse_store_url(url)
+    if address.mode == "embedded":
         import fakeredis
 
         return cast(
             aioredis.Redis,
             fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True),
         )
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), retries=1),
-        health_check_interval=15,
-        max_connections=64,
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.005), retries=1),
+        "health_check_interval": 15,
+        "max_connections": 64,
+    }
+    if address.mode == "cluster":
+        options["retry"] = Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=3)
+        # RedisCluster shares the command API of Redis but not its class; the store only
+        # uses what both have, and checks ``mode`` where they differ.
+        return cast(aioredis.Redis, cluster_client(address, options))
+    if address.mode == "sentinel":
+        client = cast(aioredis.Redis, sentinel_client(address, options))
+    else:
+        client = aioredis.Redis.from_url(address.url or "", decode_responses=True, **options)
     use_hiredis_packing(client)
     return client
 
@@ -157,9 +182,18 @@ def connect(url: str | None, *, timeout: float = 1.0) -> aioredis.Redis:
 class Store:
     """Async access to experiments, statistics, rewards, decision and audit logs."""
 
-    def __init__(self, client: aioredis.Redis, *, embedded: bool = False) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        embedded: bool = False,
+        address: StoreAddress | None = None,
+        timeout: float = 1.0,
+    ) -> None:
         self.client = client
         self.embedded = embedded
+        self.timeout = timeout
+        self.address = address or StoreAddress("embedded" if embedded else "single")
         self._apply_rewards = client.register_script(_script_text("apply_rewards"))
         self._record_decisions = client.register_script(_script_text("record_decisions"))
         self._apply_defaults = client.register_script(_script_text("apply_defaults"))
@@ -176,7 +210,95 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str | None, *, timeout: float = 1.0) -> Store:
-        return cls(connect(url, timeout=timeout), embedded=url is None)
+        address = parse_store_url(url)
+        client = connect(address, timeout=timeout)
+        return cls(client, embedded=url is None, address=address, timeout=timeout)
+
+    @property
+    def mode(self) -> Mode:
+        return self.address.mode
+
+    @property
+    def cluster(self) -> bool:
+        return self.address.mode == "cluster"
+
+    async def ping(self) -> None:
+        """One round trip to the store (to every seed's cluster, or the Sentinels' primary).
+
+        A Sentinel client that finds no primary says only "No master found"; this asks the
+        Sentinels why, and a service they do not know is StoreMisconfigured (waiting for it
+        cannot help), while no Sentinel answering stays a connection error (it can).
+        """
+        try:
+            if self.cluster:
+                await cast(Any, self.client).initialize()
+            await self.client.ping()
+        except MasterNotFoundError:
+            unknown_service, why = await explain_sentinel_failure(self.address, self.timeout)
+            if unknown_service:
+                raise StoreMisconfigured(why) from None
+            raise ConnectionError(why) from None
+
+    async def check_topology(self, wait_replicas: int) -> None:
+        """StoreMisconfigured unless the store is what the URL says it is and has the
+        replicas ``--wait-replicas`` waits for. A plain URL at a cluster node would fail
+        every call on another node's keys with MOVED; a WAIT for more replicas than exist
+        would fail every Reward after its timeout: both are found here, at start."""
+        if self.mode in ("single", "sentinel"):
+            try:
+                info = await self.client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+            except ResponseError as error:
+                if "NOPERM" in str(error):
+                    raise
+                if "unknown command" in str(error).lower():
+                    await self._refuse_a_sentinel()
+                info = ""  # "cluster support disabled": what we want
+            if "cluster_enabled:1" in str(info) or "cluster_state" in str(info):
+                raise StoreMisconfigured(
+                    "this is a Redis Cluster node; use --redis-url "
+                    "redis+cluster://host:port[,host:port...]"
+                )
+        if wait_replicas > 0:
+            present = await self.replica_count()
+            if present < wait_replicas:
+                where = "each master has at least" if self.cluster else "the primary has"
+                raise StoreMisconfigured(
+                    f"--wait-replicas {wait_replicas} waits for more replicas than "
+                    f"{where} ({present}); every Reward would fail"
+                )
+
+    async def _refuse_a_sentinel(self) -> None:
+        """StoreMisconfigured if a redis:// URL names a Sentinel (which answers PING but
+        none of the data commands), so the mistake is named rather than a refused SET."""
+        try:
+            role = await self.client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+        except ResponseError:
+            return
+        if role and str(role[0]) == "sentinel":
+            raise StoreMisconfigured(
+                "this is a Sentinel, not a Redis data node; use --redis-url "
+                "redis+sentinel://host:port[,host:port...]/service_name"
+            )
+
+    async def replica_count(self) -> int:
+        """Replicas that WAIT can count on: the primary's connected replicas (ROLE, what
+        WAIT counts), or in a cluster the fewest any master has (a reward may land on any
+        master)."""
+        if self.embedded:
+            return 0
+        if self.cluster:
+            cluster = cast(Any, self.client)
+            await cluster.initialize()
+            replies = await cluster.execute_command("ROLE", target_nodes=cluster.get_primaries())
+            roles = replies.values() if isinstance(replies, dict) else [replies]  # one master
+            return min((len(role[2]) for role in roles), default=0)
+        role = await self.client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+        if not role or str(role[0]) != "master":
+            raise StoreMisconfigured(
+                f"this is a {role[0] if role else 'server of unknown role'}, not a primary; "
+                "point --redis-url at the primary (or use redis+sentinel://)"
+            )
+        return len(role[2])
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -185,7 +307,14 @@ class Store:
         """Why the store would refuse a write now (``timeout``, ``OOM``, ``READONLY``...), or
         None when it accepts one. A PING passes on a replica promoted away from, under
         ``maxmemory`` and without write permission, where every Reward would fail: health
-        must reflect what callers need, so this writes a short-lived probe key."""
+        must reflect what callers need, so this writes a short-lived probe key.
+
+        In a cluster it writes one probe key on every master and refuses only when none
+        takes it: while one shard fails over, no router is better than another (they share
+        the cluster), and taking them all out of the balancer would stop Route too, which
+        the cache serves meanwhile."""
+        if self.cluster:
+            return await self._cluster_write_refusal(timeout)
         try:
             async with asyncio.timeout(timeout):
                 await self.client.set(HEALTH_PROBE, str(time.time()), px=HEALTH_PROBE_TTL_MS)
@@ -194,6 +323,44 @@ class Store:
                 return error_code(error)
             raise
         return None
+
+    async def _cluster_write_refusal(self, timeout: float) -> str | None:
+        cluster = cast(Any, self.client)
+
+        async def probe(key: str) -> None:
+            async with asyncio.timeout(timeout):
+                await cluster.set(key, str(time.time()), px=HEALTH_PROBE_TTL_MS)
+
+        try:
+            async with asyncio.timeout(timeout):
+                await cluster.initialize()
+            keys = self._probe_key_per_master()
+        except Exception as error:
+            if is_store_error(error):
+                return error_code(error)
+            raise
+        replies = await asyncio.gather(*(probe(key) for key in keys), return_exceptions=True)
+        refusals: list[str] = []
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                if not is_store_error(reply):
+                    raise reply
+                refusals.append(error_code(reply))
+        return refusals[0] if refusals and len(refusals) == len(replies) else None
+
+    def _probe_key_per_master(self) -> list[str]:
+        """One health probe key in a slot of each master, from the client's slot map."""
+        manager = cast(Any, self.client).nodes_manager
+        masters = {nodes[0].name for nodes in manager.slots_cache.values() if nodes}
+        keys: dict[str, str] = {}
+        for index in range(100_000):
+            if len(keys) == len(masters):
+                break
+            key = f"{HEALTH_PROBE}:{{{index}}}"
+            nodes = manager.slots_cache.get(key_slot(key.encode()))
+            if nodes:
+                keys.setdefault(nodes[0].name, key)
+        return list(keys.values())
 
     async def shared_secret(self, configured: bytes | None) -> bytes:
         """The MAC key of decision ids: configured, or created once and shared via Redis."""
@@ -239,8 +406,18 @@ class Store:
         members = await self.client.smembers(EXPERIMENTS)
         return sorted(str(member) for member in members)
 
-    async def read_states(self, names: Sequence[str]) -> dict[str, ExperimentState]:
-        """Config and statistics of many experiments in one pipelined round trip."""
+    async def read_states(
+        self, names: Sequence[str], *, unreadable: set[str] | None = None
+    ) -> dict[str, ExperimentState]:
+        """Config and statistics of many experiments in one pipelined round trip.
+
+        With ``unreadable`` (the cache's refresh), in a cluster each master is read on its
+        own and the names on a master that fails are added to it instead of failing the
+        whole read (unless every master fails): while one master fails over, the others'
+        experiments keep being refreshed, so their operators' changes still reach every
+        replica in time. One Redis, or a Sentinel's primary, fails as a whole anyway."""
+        if unreadable is not None and self.cluster and names:
+            return await self._read_states_per_master(names, unreadable)
         async with self.client.pipeline(transaction=False) as pipe:
             for name in names:
                 keys = ExperimentKeys(name)
@@ -252,6 +429,33 @@ class Store:
             raw, stats = replies[2 * index], replies[2 * index + 1]
             if raw is not None:
                 states[name] = ExperimentState(Experiment.from_json_dict(json.loads(raw)), stats)
+        return states
+
+    async def _read_states_per_master(
+        self, names: Sequence[str], unreadable: set[str]
+    ) -> dict[str, ExperimentState]:
+        groups: dict[str, list[str]] = {}
+        for name in names:
+            master = self._master_name(ExperimentKeys(name).config)
+            if master is None:  # its slot has no master now
+                unreadable.add(name)
+            else:
+                groups.setdefault(master, []).append(name)
+        replies = await asyncio.gather(
+            *(self.read_states(group) for group in groups.values()), return_exceptions=True
+        )
+        states: dict[str, ExperimentState] = {}
+        failures: list[BaseException] = []
+        for group, reply in zip(groups.values(), replies, strict=True):
+            if isinstance(reply, BaseException):
+                if not is_store_error(reply):
+                    raise reply
+                failures.append(reply)
+                unreadable.update(group)
+            else:
+                states.update(reply)
+        if failures and not states:
+            raise failures[0]
         return states
 
     async def read_state(self, name: str) -> ExperimentState:
@@ -340,15 +544,44 @@ class Store:
         return [json.loads(item) for item in raw]
 
     async def publish_change(self, name: str) -> None:
-        """Tell every replica to refresh ``name`` now rather than at its next interval."""
-        await self.client.publish(CHANGES_CHANNEL, name)
+        """Tell every replica to refresh ``name`` now rather than at its next interval.
+
+        In a cluster the notice is sharded pub/sub (SPUBLISH): it goes to the one shard that
+        owns the channel's slot instead of being broadcast over the cluster bus to every
+        node, and its subscribers follow that shard through a failover."""
+        try:
+            if self.cluster:
+                await cast(Any, self.client).spublish(CHANGES_CHANNEL, name)
+            else:
+                await self.client.publish(CHANGES_CHANNEL, name)
+        except STORE_ERRORS as error:
+            # The change is written; only the shortcut failed (in a cluster the channel's
+            # shard may be failing over while the experiment's is fine). Every replica's
+            # next refresh delivers it; failing the operator's call would not undo it.
+            log.warning("change notice for %s not sent (%s); replicas refresh anyway", name, error)
+
+    def change_notices(self) -> ChangeNotices:
+        """A new subscription to change notices (``ChangeNotices``); close it after use."""
+        return ChangeNotices(self.client, sharded=self.cluster)
 
     # -- rewards ---------------------------------------------------------------------------
 
-    async def apply_rewards(self, commands: Sequence[RewardCommand]) -> list[str | Exception]:
+    async def apply_rewards(
+        self,
+        commands: Sequence[RewardCommand],
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
+    ) -> list[str | Exception]:
         """Credit a group commit's rewards: one ``apply_rewards`` script call per experiment
         (and per late rule and discount, which a refresh may change between two rewards), all
-        in one pipeline. Returns each command's outcome, or the error of its script call."""
+        in one pipeline. Returns each command's outcome, or the error of its script call.
+
+        With ``wait_replicas`` the pipeline ends with a WAIT on the master of each
+        experiment, on the connection that ran its script (WAIT counts replicas that have
+        this connection's writes, nothing else); a group whose master heard from fewer
+        replicas gets UNAVAILABLE instead of its outcome: it may be lost on failover, and a
+        retry is safe (the dedupe marker makes it DUPLICATE if it survived)."""
         groups: dict[tuple[str, str, str, float], list[int]] = {}
         for index, command in enumerate(commands):
             group = (command.experiment, command.incarnation, command.late_rule, command.gamma)
@@ -380,7 +613,7 @@ class Store:
                     ],
                 )
             )
-        replies = await self._execute(calls)
+        replies = await self._execute(calls, wait_replicas, wait_timeout_ms)
         results: list[str | Exception] = [""] * len(commands)
         for indices, reply in zip(groups.values(), replies, strict=True):
             if isinstance(reply, Exception):
@@ -391,13 +624,28 @@ class Store:
                 results[index] = str(outcome)
         return results
 
-    async def _execute(self, calls: Sequence[PipelineCall]) -> list[Any]:
+    async def _execute(
+        self, calls: Sequence[PipelineCall], wait_replicas: int = 0, wait_timeout_ms: int = 100
+    ) -> list[Any]:
         """One pipelined round trip; scripts run by EVALSHA, loaded only when Redis lacks them.
 
         redis-py's pipelined Script objects ask SCRIPT EXISTS first, a second round trip per
         flush; NOSCRIPT means the script did not run, so re-running just those calls is safe.
+        A promoted replica has no scripts (SCRIPT LOAD is not replicated), so after a
+        failover the first call of each script takes this path. With ``wait_replicas`` a
+        reply whose master did not confirm that many replicas becomes UNAVAILABLE.
         """
-        replies: list[Any]
+        if wait_replicas:
+            replies = await self._run_and_wait(calls, wait_replicas, wait_timeout_ms)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                await self._load_scripts()
+                rerun = await self._run_and_wait(
+                    [calls[i] for i in missing], wait_replicas, wait_timeout_ms
+                )
+                for index, reply in zip(missing, rerun, strict=True):
+                    replies[index] = reply
+            return replies
         if len(calls) == 1:  # a lone command skips the Pipeline machinery (~25% of its cost)
             call = calls[0]
             try:
@@ -415,8 +663,7 @@ class Store:
                 replies = await pipe.execute(raise_on_error=False)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            for script in self._scripts:
-                await self.client.script_load(script.script)
+            await self._load_scripts()
             async with self.client.pipeline(transaction=False) as pipe:
                 for index in missing:
                     calls[index].add_to(pipe)
@@ -425,10 +672,99 @@ class Store:
                 replies[index] = reply
         return replies
 
-    async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
-        """Redis WAIT: block until ``replicas`` replicas acknowledged our writes."""
-        reply = await self.client.execute_command("WAIT", replicas, timeout_ms)  # type: ignore[no-untyped-call]
-        return int(reply)
+    async def _load_scripts(self) -> None:
+        """SCRIPT LOAD of every pipelined script; in a cluster on every master, named
+        explicitly rather than left to the client's default routing: a master without
+        the script would answer NOSCRIPT to every retry."""
+        for script in self._scripts:
+            if self.cluster:
+                cluster = cast(Any, self.client)
+                await cluster.execute_command(
+                    "SCRIPT LOAD", script.script, target_nodes=cluster.get_primaries()
+                )
+            else:
+                await self.client.script_load(script.script)
+
+    async def _run_and_wait(
+        self, calls: Sequence[PipelineCall], replicas: int, timeout_ms: int
+    ) -> list[Any]:
+        """Run ``calls`` and then, per master, a short write and ``WAIT replicas timeout``,
+        in one pipeline; each call's reply, or UNAVAILABLE when its master's WAIT fell short.
+
+        The pipeline sends each master's commands in order on one connection, so the WAIT
+        follows its scripts' writes on the same connection. The short write (a SET of
+        ``ExperimentKeys.replicated``) matters when a script wrote nothing, as for a
+        DUPLICATE: WAIT then still covers everything the master had applied before, such as
+        the first attempt of that reward, which may not have reached a replica yet.
+        """
+        masters: dict[str, tuple[Any, str]] = {}  # master -> (cluster node or None, its key)
+        call_master: list[str | BaseException] = []
+        for call in calls:
+            try:
+                node = self._master_of(call.keys[0])
+            except STORE_ERRORS as error:  # its slot has no master now (a failover)
+                call_master.append(error)
+                continue
+            name = node.name if node is not None else ""
+            masters.setdefault(name, (node, call.keys[0]))
+            call_master.append(name)
+        sent = [
+            call for call, name in zip(calls, call_master, strict=True) if isinstance(name, str)
+        ]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for call in sent:
+                call.add_to(pipe)
+            for node, key in masters.values():
+                mark = keys_of(key).replicated
+                target: dict[str, Any] = {"target_nodes": node} if node is not None else {}
+                pipe.execute_command("SET", mark, "1", "PX", REPLICATED_MARK_TTL_MS, **target)
+                pipe.execute_command("WAIT", replicas, timeout_ms, **target)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        waited = replies[len(sent) :]
+        acknowledged: dict[str, Any] = {}
+        for index, name in enumerate(masters):
+            mark_reply, wait_reply = waited[2 * index], waited[2 * index + 1]
+            acknowledged[name] = mark_reply if isinstance(mark_reply, Exception) else wait_reply
+        script_replies = iter(replies[: len(sent)])
+        results: list[Any] = []
+        for call, name in zip(calls, call_master, strict=True):
+            if not isinstance(name, str):
+                results.append(name)
+                continue
+            reply, ack = next(script_replies), acknowledged[name]
+            if isinstance(reply, Exception) or _is_refusal(reply):
+                results.append(reply)  # nothing was written: nothing to wait for
+            elif isinstance(ack, Exception):
+                results.append(ack)  # the master went away after the script: a store error
+            elif self.cluster and self._master_name(call.keys[0]) != name:
+                # The client followed a MOVED/ASK: the script ran on another master than
+                # the one that WAITed, so nothing confirms its replicas.
+                results.append(
+                    Unavailable(
+                        "the experiment moved to another master during the reward; safe to retry"
+                    )
+                )
+            elif _confirmed(ack) < replicas:
+                results.append(
+                    Unavailable(
+                        f"only {_confirmed(ack)} of {replicas} replicas acknowledged in "
+                        f"{timeout_ms} ms; the reward may be lost on failover; safe to retry"
+                    )
+                )
+            else:
+                results.append(reply)
+        return results
+
+    def _master_of(self, key: str) -> Any:
+        """The cluster node that holds ``key`` now (None on one Redis or a Sentinel's
+        primary: there, the pipeline's one connection is the master's)."""
+        return cast(Any, self.client).get_node_from_key(key) if self.cluster else None
+
+    def _master_name(self, key: str) -> str | None:
+        try:
+            return str(self._master_of(key).name)
+        except STORE_ERRORS:
+            return None
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -555,3 +891,60 @@ class Store:
     async def list_audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
         entries = await self.client.xrevrange(ExperimentKeys(name).audit, "+", "-", count=limit)
         return cast(list[tuple[str, dict[str, str]]], list(entries or []))
+
+
+#: apply_rewards outcomes that wrote nothing (the script checks before its first write): a
+#: caller gets them even when the WAIT fell short, rather than UNAVAILABLE and a retry that
+#: can only hear them again.
+_REFUSALS = frozenset({"gone", "no_arm", "invalid"})
+
+
+def _is_refusal(reply: Any) -> bool:
+    if isinstance(reply, list):  # apply_rewards answers one outcome per reward of its group
+        return bool(reply) and all(str(outcome) in _REFUSALS for outcome in reply)
+    return str(reply) in _REFUSALS
+
+
+def _confirmed(reply: Any) -> int:
+    """Replicas a WAIT reply counts (0 for an error, which a caller reports separately)."""
+    if isinstance(reply, Exception):
+        return 0
+    if isinstance(reply, dict):  # a cluster reply keyed by node
+        return min((int(v) for v in reply.values()), default=0)
+    return int(reply)
+
+
+class ChangeNotices:
+    """One subscription to the change channel: plain pub/sub on one Redis or a Sentinel
+    primary, sharded pub/sub (SSUBSCRIBE) in a cluster, where redis-py re-subscribes on the
+    shard's new master after a failover. A lost subscription raises a store error; the
+    caller makes a new one (a notice missed meanwhile is caught by its next refresh)."""
+
+    def __init__(self, client: Any, *, sharded: bool) -> None:
+        self._pubsub = client.pubsub()
+        self._sharded = sharded
+
+    async def subscribe(self) -> None:
+        if self._sharded:
+            await self._pubsub.ssubscribe(CHANGES_CHANNEL)
+        else:
+            await self._pubsub.subscribe(CHANGES_CHANNEL)
+
+    async def next(self, timeout: float) -> str | None:
+        """The name of the next changed experiment, or None if none came in ``timeout``."""
+        if self._sharded:
+            message = await self._pubsub.get_sharded_message(
+                ignore_subscribe_messages=True, timeout=timeout
+            )
+        else:
+            message = await self._pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=timeout
+            )
+        if message is None or message.get("type") not in ("message", "smessage"):
+            return None
+        return str(message["data"])
+
+    async def aclose(self) -> None:
+        # aclose is untyped in some redis-py releases: a typed alias suits all of them.
+        close: Callable[[], Awaitable[None]] = self._pubsub.aclose
+        await close()
