@@ -89,6 +89,20 @@ def test_bench_overload_from_the_cpp_driver_offers_four_times_capacity(tmp_path:
     assert "overload bandit-router (C++ driver): goodput" in result.stdout
 
 
+def test_the_table_leaves_a_ratio_to_a_server_that_answered_nothing_blank() -> None:
+    """Under overload echo, which has no protection, may answer no call at all in a short
+    run; the table then shows no ratio to it rather than dividing by zero."""
+    from bandit_router.bench.runner import OUTSIDE_OVERLOAD, Result, render
+
+    def row(server: str, calls_per_second: float, p99_ms: float) -> Result:
+        return Result(server, OUTSIDE_OVERLOAD, 0, 1.0, calls_per_second, 1.0, p99_ms, 1.0, 0, 1.0)
+
+    table = render([row("echo", 0.0, 0.0), row("bandit-router", 3000.0, 7.5)])
+    line = next(line for line in table.splitlines() if line.startswith("bandit-router"))
+    assert line.split()[-1] == "1"  # the server CPU column is last: both ratios are blank
+    assert "x echo (thr)" in table
+
+
 @pytest.mark.slow
 def test_instruction_counts_for_both_servers(tmp_path: Path) -> None:
     """``--instructions`` counts under callgrind; counts are positive, never asserted as cost."""

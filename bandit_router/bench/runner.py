@@ -468,6 +468,8 @@ def outside_overload(
         )
 
     capacity = measured(OUTSIDE_CAPACITY, concurrency=64, deadline_ms=10_000)
+    if capacity.calls == 0:  # a rate of 0 would mean closed loop to the driver
+        raise RuntimeError(f"{server} answered no Route in the capacity run")
     steady = measured(OUTSIDE_STEADY, rate=capacity.calls_per_second / 3, deadline_ms=10_000)
     overload = measured(OUTSIDE_OVERLOAD, rate=capacity.calls_per_second * 4, deadline_ms=100)
     return [capacity, steady, overload]
@@ -511,8 +513,8 @@ def render(results: list[Result]) -> str:
         base = echo.get(r.mode)
         ratio = (
             f"{r.calls_per_second / base.calls_per_second:.2f}"
-            if base and r.server != "echo"
-            else ""
+            if base and r.server != "echo" and base.calls_per_second
+            else ""  # echo answered nothing (it has no overload protection): no ratio
         )
         p99 = f"{r.p99_ms / base.p99_ms:.2f}" if base and r.server != "echo" and base.p99_ms else ""
         lines.append(
@@ -546,7 +548,9 @@ def overload_summary(results: list[Result]) -> list[str]:
             ("python callers", python_runs),
             ("C++ driver", outside_runs),
         ):
-            if over is None or steady is None or capacity is None or not steady.p99_ms:
+            if over is None or steady is None or capacity is None:
+                continue
+            if not steady.p99_ms or not capacity.calls_per_second:
                 continue
             goodput = over.calls_per_second / capacity.calls_per_second
             lines.append(
