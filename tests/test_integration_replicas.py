@@ -15,6 +15,8 @@ import time
 from collections import Counter, defaultdict
 from typing import cast
 
+import grpc
+import grpc.aio
 import pytest
 import redis
 
@@ -130,11 +132,14 @@ def test_sigterm_drains_in_flight_calls(redis_url: str) -> None:
         client.create_experiment("drain", ["a", "b"])
 
     async def load() -> list[str | BaseException]:
-        # The default retry policy, as a caller would: a burst of 200 exceeds
-        # --max-pending-rpcs, and gRPC's refusals of it (CANCELLED) are retried.
+        # 60 Rewards in flight at the SIGTERM: below --max-pending-rpcs (64), so every call is
+        # the server's to finish or refuse cleanly. (A burst far above that limit is refused
+        # in part by gRPC itself; tests/test_admission.py covers that.)
         async with AsyncBanditClient(server.target, timeout=5) as c:
-            decisions = await asyncio.gather(*(c.route("drain") for _ in range(200)))
-            rewards = [c.reward(d.decision_id, 1.0) for d in decisions]
+            decisions = []
+            for _ in range(4):
+                decisions += await asyncio.gather(*(c.route("drain") for _ in range(50)))
+            rewards = [c.reward(d.decision_id, 1.0) for d in decisions[:60]]
             assert server.proc is not None
             server.proc.send_signal(signal.SIGTERM)
             return list(await asyncio.gather(*rewards, return_exceptions=True))
@@ -144,8 +149,14 @@ def test_sigterm_drains_in_flight_calls(redis_url: str) -> None:
     assert server.proc.wait(20) == 0
     applied = sum(1 for r in results if r == "APPLIED")
     refused = [r for r in results if r != "APPLIED"]
-    # Calls the server accepted completed; any refused ones were refused cleanly (UNAVAILABLE).
-    assert all("UNAVAILABLE" in str(r) for r in refused), refused[:3]
+    # Calls the server accepted completed; any refused ones were refused cleanly: UNAVAILABLE
+    # once it stopped listening, or CANCELLED for a call gRPC had received but not yet handed
+    # to a handler (grpc/grpc#41785), when the client's retry of it met the stopping server
+    # too. Either did nothing: the statistics below hold exactly the Rewards answered APPLIED.
+    errors = [r for r in refused if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(errors) == len(refused), refused[:3]  # no other outcome than APPLIED
+    codes = {error.code() for error in errors}
+    assert codes <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, codes
     check = ServerProcess("--redis-url", redis_url).start()
     try:
         with BanditClient(check.target, timeout=5) as client:
