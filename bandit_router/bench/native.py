@@ -90,9 +90,7 @@ def _descriptor_set() -> bytes:
         for dependency in descriptor.dependencies:
             add(dependency)
         seen.add(descriptor.name)
-        proto = descriptor_pb2.FileDescriptorProto()
-        descriptor.CopyToProto(proto)
-        files.file.append(proto)
+        files.file.append(descriptor_pb2.FileDescriptorProto.FromString(descriptor.serialized_pb))
 
     add(router_pb2.DESCRIPTOR)
     return files.SerializeToString()
