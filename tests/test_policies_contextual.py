@@ -35,28 +35,14 @@ from policies.contextual import FEATURE_MAGNITUDE_LIMIT
 from policies.lin_ts import normal_argmax_law
 from policies.logistic_ts import laplace_statistics
 
+from .test_policies_laws import CHI2_LEVEL, SIGMAS, _check_counts
+
 DRAWS = 40_000
-CHI2_LEVEL = 1e-6
-SIGMAS = 4.5
 THOMPSON = ("lin_ts", "logistic_ts")
 
 
 def _policy(name: str, **params: float) -> ContextualPolicy:
     return create_policy(name, params, contextual=True)
-
-
-def _check_counts(counts: np.ndarray, probs: np.ndarray) -> None:
-    """Chi-square goodness of fit over positive-probability arms; zero-probability arms: 0."""
-    total = counts.sum()
-    assert counts[probs == 0].sum() == 0
-    live = probs > 0
-    expected = total * probs[live]
-    statistic = float(((counts[live] - expected) ** 2 / expected).sum())
-    dof = int(live.sum()) - 1
-    if dof > 0:
-        assert statistic < sps.chi2.ppf(1 - CHI2_LEVEL, dof), (counts, expected)
-    sigma = np.sqrt(total * probs * (1 - probs))
-    assert np.all(np.abs(counts - total * probs) <= SIGMAS * sigma + 1e-9), (counts, probs)
 
 
 def _same_stats(got: ContextualStats, want: ContextualStats, rtol: float = 0.0) -> None:
