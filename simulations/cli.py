@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -16,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
 from policies.base import PolicyConfigError
+from policies.stopping import StoppingRule
 from simulations import ope, report
+from simulations.identification import identification_summary, run_identification
 from simulations.live import LiveConfig, run_live
 from simulations.logs import LogError, LoggedData, read_log
 from simulations.replay import MIN_SUPPORT, Evaluation, Target, evaluate
@@ -95,6 +99,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     rep.add_argument("--json", type=Path, help="also write the estimates to this JSON file")
     rep.set_defaults(func=_guarded(replay_command))
     register_live(subparsers)
+    register_identify(subparsers)
 
 
 def register_live(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -124,6 +129,64 @@ def register_live(subparsers: argparse._SubParsersAction[Any]) -> None:
     live.add_argument("--png", type=Path, help="plot output path (default OUT/<study>-live.png)")
     live.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     live.set_defaults(func=_guarded(live_command))
+
+
+def register_identify(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``identify``: how an experiment's stopping rule behaves, by simulation."""
+    ide = subparsers.add_parser(
+        "identify",
+        help="simulate an experiment's stopping rule: how often it commits, to which arm, when",
+        description=(
+            "Run seeded Bernoulli experiments under a policy with a stopping rule checked after "
+            "every reward; print the share that named a winner, the share that named the best "
+            "arm, the median and 95th percentile of Route-then-Reward pairs to the verdict, "
+            "and (two arms) a fixed-horizon z-test's sample size for the same error rates."
+        ),
+        epilog="example: bandit-router identify --means 0.6,0.4 --runs 400 --horizon 6000",
+    )
+    ide.add_argument("--means", required=True, help="arm means, comma-separated, e.g. 0.6,0.4")
+    ide.add_argument("--policy", default="top_two_thompson", help="allocation policy")
+    ide.add_argument("--runs", type=int, default=400, help="simulated experiments (default 400)")
+    ide.add_argument("--horizon", type=int, default=6000, help="pairs per experiment at most")
+    ide.add_argument("--delta", type=float, default=0.05, help="error probability (default 0.05)")
+    ide.add_argument("--epsilon", type=float, default=0.0, help="tolerated shortfall (default 0)")
+    ide.add_argument("--min-samples", type=int, default=100, help="rewards per arm first")
+    ide.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ide.add_argument("--json", type=Path, help="also write the summary to this JSON file")
+    ide.set_defaults(func=_guarded(identify_command))
+
+
+def identify_command(args: argparse.Namespace) -> int:
+    try:
+        means = [float(x) for x in args.means.split(",")]
+    except ValueError:
+        means = []
+    if len(means) < 2 or not all(0.0 <= m <= 1.0 for m in means):
+        raise StudyError(
+            f"at least two Bernoulli means, each in [0, 1], got {args.means!r}",
+            source="--means",
+        )
+    if args.runs < 1 or args.horizon < 1:
+        raise StudyError("--runs and --horizon must be >= 1", source="arguments")
+    rule = StoppingRule(delta=args.delta, epsilon=args.epsilon, min_samples=args.min_samples)
+    policy = make_policy(args.policy, {})
+    result = run_identification(
+        policy, rule, means, args.runs, args.horizon, np.random.default_rng(args.seed)
+    )
+    summary = identification_summary(result, means, rule)
+    table = Table(
+        title=f"stopping rule: delta {rule.delta}, epsilon {rule.epsilon}, "
+        f"min_samples {rule.min_samples}, policy {args.policy}"
+    )
+    for key in summary:
+        table.add_column(key.replace("_", " "), justify="right")
+    table.add_row(
+        *(f"{v:.3f}" if isinstance(v, float) and v < 1 else f"{v:.0f}" for v in summary.values())
+    )
+    _console().print(table)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
 
 
 def _console() -> Console:
