@@ -209,14 +209,26 @@ def metric_names(expr: str) -> set[str]:
 
 
 def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
+    """Every panel query, and the series selector of every ``label_values`` variable."""
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     for var in dashboard["templating"]["list"]:
         if var["type"] == "query":
             query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
-            inner = re.fullmatch(r"label_values\((\w+),\s*\w+\)", query)
+            inner = re.fullmatch(r"label_values\((\w+(?:\{[^}]*\})?),\s*\w+\)", query)
             assert inner, query
             exprs.append(inner.group(1))
     return exprs
+
+
+def grafana_substituted(expr: str, experiment: str = ".*", job: str = ".*") -> str:
+    """A dashboard expression as Grafana sends it, with all values of every variable."""
+    return (
+        expr.replace("$__rate_interval", "1m")
+        .replace("$__range", "1h")
+        .replace("$experiment", experiment)
+        .replace("$job", job)
+        .replace("$instance", ".*")
+    )
 
 
 def test_metric_name_parser() -> None:
@@ -233,13 +245,17 @@ def test_dashboard_structure_and_metric_names() -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["DS_PROMETHEUS"]["type"] == "datasource"
     assert variables["experiment"]["type"] == "query"
+    for name in ("job", "instance"):
+        assert variables[name]["type"] == "query", name
+        assert variables[name]["includeAll"] and variables[name]["multi"], name
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
     for panel in panels:
         assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
         assert panel["targets"], panel["title"]
 
-    known = registered_series_names() | recording_rules()
+    # `up` is the series Prometheus itself writes for every scrape target.
+    known = registered_series_names() | recording_rules() | {"up"}
     exprs = dashboard_expressions(dashboard)
     used: set[str] = set()
     for expr in exprs:
@@ -247,12 +263,19 @@ def test_dashboard_structure_and_metric_names() -> None:
         assert names, expr
         assert names <= known, f"unknown metrics {names - known} in {expr!r}"
         used |= names
+    # Every series selector of every panel is narrowed to the chosen jobs and instances.
+    for panel in panels:
+        for target in panel["targets"]:
+            selectors = re.findall(r"[a-z_:]+\{[^}]*\}", target["expr"])
+            assert selectors, target["expr"]
+            for selector in selectors:
+                assert 'job=~"$job",instance=~"$instance"' in selector, (panel["title"], selector)
     # The dashboard covers what the brief asks for.
     for required in (
         "bandit_router_decisions_total",
         "bandit_router_reward_value_total",
-        "bandit_router_arm_probability_best",
-        "bandit_router_exploration_share",
+        "bandit_router_arm_probability_best_ratio",
+        "bandit_router_exploration_ratio",
         "grpc_server_handling_seconds_bucket",
         "grpc_server_handled_total",
         "bandit_router_cache_age_seconds",
@@ -286,10 +309,7 @@ def test_dashboard_promql_is_valid(tmp_path: Path) -> None:
     """promtool parses every dashboard expression (Grafana variables substituted)."""
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    substituted = [
-        e.replace("$__rate_interval", "5m").replace("$__range", "1h").replace("$experiment", ".*")
-        for e in exprs
-    ]
+    substituted = [grafana_substituted(e) for e in exprs]
     rules = {
         "groups": [
             {
