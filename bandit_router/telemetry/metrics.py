@@ -190,7 +190,7 @@ class Metrics:
         # ``x_created`` series double every counter and histogram in the text format and no
         # PromQL function needs them (rate handles resets). prometheus-client's switch is
         # process-wide; every Metrics of the process wants it off.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         if not self.multiprocess:
             # What the default registry would have: process_* (CPU, memory, open fds, start
             # time), python_info and python_gc_*. They read the process at scrape time only.
