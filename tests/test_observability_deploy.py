@@ -1,13 +1,18 @@
-"""Deploy artefacts: promtool accepts and unit-tests the rules, and every PromQL expression in
-the dashboard and the rules names only metrics that ``Metrics`` registers (or recording rules)."""
+"""Deploy artefacts: promtool accepts and unit-tests the rules, every PromQL expression in the
+dashboard and the rules names only metrics that ``Metrics`` registers (or recording rules), and
+every one of them returns data from a real Prometheus scraping a real server with traffic."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bandit_router.telemetry.metrics import Metrics
+from tests.live_traffic import Traffic, live_server
+from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PROM_DIR = REPO / "deploy" / "prometheus"
@@ -323,3 +330,93 @@ def test_dashboard_promql_is_valid(tmp_path: Path) -> None:
     (tmp_path / "dashboard_rules.yml").write_text(yaml.safe_dump(rules))
     done = run_promtool("check", "rules", "dashboard_rules.yml", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- every expression against a real Prometheus scraping a real server with traffic -----------
+
+
+def alert_condition(expr: str) -> str:
+    """An alert's expression as a condition that has data whether or not the alert fires:
+    each comparison with a number becomes ``bool`` (0 or 1 instead of filtering), and
+    ``absent(X)`` is checked through X (absent is empty exactly when X has data)."""
+    inner = re.fullmatch(r"\s*absent\((.*)\)\s*", expr, re.DOTALL)
+    if inner:
+        expr = inner.group(1)
+    return re.sub(r"(==|!=|>=|<=|>|<)\s*(?=[\d(])", r"\1 bool ", expr)
+
+
+def test_alert_condition() -> None:
+    assert alert_condition('absent(up{job=~"b.*"} == 1)') == 'up{job=~"b.*"} == bool 1'
+    assert (
+        alert_condition('x{code!="OK"} > (14.4 * 0.001)') == 'x{code!="OK"} > bool (14.4 * 0.001)'
+    )
+
+
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        pytest.fail("prometheus not found: install Debian's `prometheus` package (.ci/run does)")
+    return path
+
+
+def query(base: str, expr: str) -> list[dict[str, Any]]:
+    url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", (expr, body)
+    return list(body["data"]["result"])
+
+
+def test_every_expression_returns_data_from_a_real_prometheus(tmp_path: Path) -> None:
+    """Prometheus (scrape and rule evaluation every second) scrapes a real server under
+    traffic; every dashboard query (variables set to this job and instance), every recording
+    rule and every alert condition returns at least one series."""
+    binary = prometheus_binary()
+    with live_server(tmp_path, rounds=40) as live, Traffic(live.target):
+        instance = f"127.0.0.1:{live.metrics_port}"
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(PROM_DIR / "alerts.yml")],
+            "scrape_configs": [
+                {"job_name": "bandit-router", "static_configs": [{"targets": [instance]}]}
+            ],
+        }
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with (tmp_path / "prometheus.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            exprs: list[tuple[str, str]] = []
+            dashboard = json.loads(DASHBOARD.read_text())
+            for e in dashboard_expressions(dashboard):
+                exprs.append(("dashboard", grafana_substituted(e, job="bandit-router")))
+            rules = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())
+            for group in rules["groups"]:
+                for rule in group["rules"]:
+                    if "record" in rule:
+                        exprs.append((rule["record"], rule["expr"]))
+                    else:
+                        exprs.append((rule["alert"], alert_condition(rule["expr"])))
+            # Until every expression has data: rates need two scrapes with traffic between
+            # them, the alerts need the recording rules evaluated, default rewards need the
+            # sweeper. Bounded; a missing series fails with its name.
+            deadline = time.monotonic() + 40
+            missing = exprs
+            while missing and time.monotonic() < deadline:
+                time.sleep(1)
+                with contextlib.suppress(OSError):
+                    missing = [(name, e) for name, e in missing if not query(base, e)]
+            assert not missing, "no data for:\n" + "\n".join(f"{n}: {e}" for n, e in missing)
+        finally:
+            proc.terminate()
+            proc.wait(20)
