@@ -101,8 +101,8 @@ def test_exposition_after_driving_every_method() -> None:
     assert s[key("bandit_router_reward_value_total", experiment="exp1", arm="A")] == 3.75
     assert s[key("bandit_router_default_rewards_total", experiment="exp1", arm="B")] == 4
     assert s[key("bandit_router_arm_posterior_mean", experiment="exp1", arm="A")] == 0.61
-    assert s[key("bandit_router_arm_probability_best", experiment="exp1", arm="A")] == 0.93
-    assert s[key("bandit_router_exploration_share", experiment="exp1")] == 0.12
+    assert s[key("bandit_router_arm_probability_best_ratio", experiment="exp1", arm="A")] == 0.93
+    assert s[key("bandit_router_exploration_ratio", experiment="exp1")] == 0.12
     assert s[key("bandit_router_cache_age_seconds", experiment="exp1")] == 0.35
     assert s[key("bandit_router_store_duration_seconds_count", operation="hincrbyfloat")] == 2
     assert s[key("bandit_router_store_errors_total", operation="hincrbyfloat")] == 1
@@ -125,8 +125,9 @@ def test_exposition_after_driving_every_method() -> None:
     assert s[key("grpc_server_handling_seconds_bucket", le="1.0", **route)] == 2
 
 
-def test_buckets_cover_50us_and_the_slo_boundary() -> None:
-    assert LATENCY_BUCKETS[0] == 0.00005
+def test_buckets_cover_route_handler_time_and_the_slo_boundary() -> None:
+    """Route's own handler time is tens of microseconds: buckets start below 50 µs."""
+    assert LATENCY_BUCKETS[:4] == (0.000005, 0.00001, 0.000025, 0.00005)
     assert 0.5 in LATENCY_BUCKETS
     assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
     registry = CollectorRegistry()
@@ -136,6 +137,33 @@ def test_buckets_cover_50us_and_the_slo_boundary() -> None:
     text = generate_latest(registry).decode()
     assert 'grpc_server_handling_seconds_bucket{grpc_method="Route",' in text
     assert 'le="0.5"} 1.0' in text
+
+
+def test_single_process_exposition_has_process_metrics_and_no_created_series() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.observe_rpc("s", "Route", "OK", 0.00002)
+    metrics.observe_decision("e", "a", "EXPLOIT")
+    metrics.flush()
+    names = {
+        sample.name
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+    }
+    for expected in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "python_info",
+        "python_gc_collections_total",
+    ):
+        assert expected in names, expected
+    assert not [name for name in names if name.endswith("_created")]
+    # Ratios (values in [0, 1]) carry the unit suffix Prometheus's naming guide asks for.
+    ratios = {"bandit_router_arm_probability_best", "bandit_router_exploration"}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        if any(family.name.startswith(prefix) for prefix in ratios):
+            assert family.name.endswith("_ratio"), family.name
 
 
 def test_remove_experiment_drops_its_series_only() -> None:
@@ -346,6 +374,12 @@ def test_multiprocess_workers_are_aggregated(multiproc_env: dict[str, str]) -> N
     assert (
         s[key("bandit_router_decisions_total", experiment="exp1", arm="A", reason="exploit")] == 12
     )
+    # What multi-process mode can merge: python_info; never one process's process_* or
+    # python_gc_* passed off as the fleet's, and no _created series.
+    names = {name for name, _ in s}
+    assert "python_info" in names
+    assert not [n for n in names if n.startswith(("process_", "python_gc_"))]
+    assert not [n for n in names if n.endswith("_created")]
     route = {
         "grpc_type": "unary",
         "grpc_service": "bandit_router.v1.Router",

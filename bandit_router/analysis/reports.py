@@ -10,13 +10,13 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bandit_router.model.convert import timestamp_of
-from bandit_router.model.experiments import check_name
+from bandit_router.model.experiments import Experiment, check_name
 from bandit_router.route.cache import CachedExperiment, ExperimentCache
 from bandit_router.route.decision_log import decode
 from bandit_router.store.redis_store import ExperimentState, Store
@@ -64,6 +64,19 @@ class ReportBuilder:
             start = "(" + entries[-1][0]
 
     async def report(self, name: str, window: float) -> admin_pb2.GetReportResponse:
+        """GetReport: the recent share is counted from the decision log of the last ``window``."""
+        response, _ = await self.report_with_config(name, window)
+        return response
+
+    async def report_with_config(
+        self, name: str, window: float, recent_shares: Mapping[str, float] | None = None
+    ) -> tuple[admin_pb2.GetReportResponse, Experiment]:
+        """The report and the configuration it was computed from (one read of the store).
+
+        ``recent_shares`` replaces the decision-log count (the dashboard samples the shared
+        decision counters instead: reading minutes of a busy log on every refresh would cost
+        the event loop far more than the report itself).
+        """
         check_name(name, "experiment")
         state = await self.store.read_state(name)
         experiment = state.experiment
@@ -75,8 +88,12 @@ class ReportBuilder:
             eligible=[arm.active for arm in experiment.arms],
             min_rewards=max(MIN_REWARDS_PER_ARM, experiment.burn_in),
         )
-        recent = await self.recent_counts(name, window)
-        total_recent = sum(recent.values())
+        if recent_shares is None:
+            recent = await self.recent_counts(name, window)
+            total_recent = sum(recent.values())
+            recent_shares = {
+                arm: count / total_recent for arm, count in recent.items() if total_recent
+            }
         drift = self.drift.status(name) if self.drift is not None else {}
         arms = []
         for arm, row in zip(experiment.arms, summary.arms, strict=True):
@@ -96,12 +113,12 @@ class ReportBuilder:
                     ci_high=row.ci_high,
                     prob_best=row.prob_best,
                     expected_loss=row.expected_loss,
-                    recent_share=recent[arm.name] / total_recent if total_recent else 0.0,
+                    recent_share=recent_shares.get(arm.name, 0.0),
                     drift_detected=detected,
                     drift_statistic=statistic,
                 )
             )
-        return admin_pb2.GetReportResponse(
+        response = admin_pb2.GetReportResponse(
             experiment=name,
             arms=arms,
             recommendation=summary.recommendation,
@@ -109,6 +126,7 @@ class ReportBuilder:
             state_version=state.state_version,
             generated_at=timestamp_of(time.time()),
         )
+        return response, experiment
 
 
 def posterior_summary(entry: CachedExperiment) -> dict[str, tuple[float, float]]:

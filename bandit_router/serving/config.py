@@ -90,6 +90,7 @@ class ServerConfig:
     example: bool = False
     secret: bytes | None = None
     metrics_address: str | None = None
+    dashboard_address: str | None = None
     workers: int = 1
     wait_replicas: int = 0
     wait_timeout_ms: int = 100
@@ -172,6 +173,14 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env("METRICS_ADDRESS"),
         help="host:port for Prometheus /metrics, e.g. 127.0.0.1:9464 "
         "[BANDIT_ROUTER_METRICS_ADDRESS]",
+    )
+    add(
+        "--dashboard-address",
+        default=_env("DASHBOARD_ADDRESS"),
+        metavar="HOST:PORT",
+        help="host:port for the read-only live dashboard page (GET /) and its JSON "
+        "(GET /api/v1/dashboard), e.g. 127.0.0.1:8080; off when omitted "
+        "[BANDIT_ROUTER_DASHBOARD_ADDRESS]",
     )
     add(
         "--workers",
@@ -333,6 +342,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError("--redis-timeout must be > 0 seconds")
     if args.wait_for_redis < 0:
         raise ConfigError("--wait-for-redis must be >= 0 seconds")
+    if args.dashboard_address:
+        port = args.dashboard_address.rpartition(":")[2]
+        if not port.isdigit() or int(port) > 65535:
+            raise ConfigError(
+                f"--dashboard-address: expected host:port, got {args.dashboard_address!r}"
+            )
     return ServerConfig(
         listen=args.listen,
         redis_url=args.redis_url or None,
@@ -343,6 +358,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         example=args.example,
         secret=secret.encode() if secret else None,
         metrics_address=args.metrics_address,
+        dashboard_address=args.dashboard_address or None,
         workers=args.workers,
         wait_replicas=args.wait_replicas,
         wait_timeout_ms=args.wait_timeout_ms,

@@ -24,6 +24,9 @@ from prometheus_client import CollectorRegistry
 
 from bandit_router.analysis.drift import DriftMonitor
 from bandit_router.analysis.reports import PosteriorGauges, ReportBuilder
+from bandit_router.dashboard.document import DashboardData
+from bandit_router.dashboard.traffic import TrafficHistory, sample_forever
+from bandit_router.dashboard.web import DashboardServer, start_dashboard_server
 from bandit_router.errors import AlreadyExists
 from bandit_router.operations.admin import AdminOperations
 from bandit_router.operations.auth import Authenticator
@@ -80,17 +83,44 @@ class App:
     drift: DriftMonitor
     admission: Admission
     port: int = 0
+    reports: ReportBuilder | None = None
+    dashboard: DashboardServer | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _stop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.cache.start()
+        if self.config.dashboard_address:
+            self._start_dashboard(self.config.dashboard_address)
         await self.server.start()
         self.sweeper.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="health"))
         self._tasks.append(asyncio.create_task(self._watch_cache_age(), name="cache-age"))
         self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
+
+    def _start_dashboard(self, address: str) -> None:
+        """The read-only dashboard: a sampler task on the loop and an HTTP thread. Route and
+        Reward do nothing for it; the page's JSON is computed at most once a second."""
+        assert self.reports is not None
+        host, _, port = address.rpartition(":")
+        history = TrafficHistory()
+        data = DashboardData(self.reports, self.cache, history)
+        try:
+            self.dashboard = start_dashboard_server(
+                host.strip("[]") or "127.0.0.1",
+                int(port),
+                asyncio.get_running_loop(),
+                data.document,
+            )
+        except OSError as error:
+            raise OSError(
+                f"cannot listen on --dashboard-address {address}: {error.strerror or error}"
+            ) from None
+        self._tasks.append(
+            asyncio.create_task(sample_forever(history, self.cache.entries), name="dashboard")
+        )
+        log.info("dashboard on http://%s:%d/", host or "127.0.0.1", self.dashboard.server_port)
 
     async def _set_health(self, serving: bool) -> None:
         status = (
@@ -177,6 +207,9 @@ class App:
         if unwritten:
             log.error("%d answered decisions could not be written before exit", unwritten)
         await self.cache.stop()
+        if self.dashboard is not None:
+            await asyncio.to_thread(self.dashboard.shutdown)
+            self.dashboard.server_close()
         self.metrics.flush()
         await self.store.close()
 
@@ -276,7 +309,18 @@ async def build_app(
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     app = App(
-        config, store, server, cache, recorder, sweeper, health, metrics, drift, admission, port
+        config,
+        store,
+        server,
+        cache,
+        recorder,
+        sweeper,
+        health,
+        metrics,
+        drift,
+        admission,
+        port,
+        reports=reports,
     )
     await app._set_health(False)
     await load_initial_experiments(config, operations)

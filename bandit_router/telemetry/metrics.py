@@ -31,7 +31,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
 
@@ -39,10 +49,14 @@ from bandit_router.telemetry.buffered_metrics import BufferedChildren, BufferedC
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
-#: Request latency buckets (seconds). Route answers from the in-process cache in ~100-500 µs,
-#: so resolution is needed from 50 µs; 0.5 must be a bucket boundary because the latency SLO
-#: (99.9% of Route under 500 ms) is computed from the ``le="0.5"`` bucket.
+#: Request latency buckets (seconds). Route's own handler time (from the cache, no Redis) is
+#: tens of microseconds, so the buckets start at 5 µs; a loaded server answers in ~100-500 µs;
+#: 0.5 must be a bucket boundary because the latency SLO (99.9% of Route under 500 ms) is
+#: computed from the ``le="0.5"`` bucket.
 LATENCY_BUCKETS: Final[tuple[float, ...]] = (
+    0.000005,
+    0.00001,
+    0.000025,
     0.00005,
     0.0001,
     0.00025,
@@ -126,6 +140,10 @@ def exposition_registry(registry: CollectorRegistry | None = None) -> CollectorR
     if multiprocess_enabled():
         merged = CollectorRegistry(auto_describe=True)
         prom_multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        # python_info is the same in every worker. The process_* and python_gc_* collectors
+        # read the process that serves the page (here the supervisor, not a worker) and
+        # cannot be merged across processes, so multi-process mode leaves them out.
+        PlatformCollector(registry=merged)
         return merged
     if registry is None:
         raise ValueError("exposition_registry: single-process mode needs the Metrics registry")
@@ -169,6 +187,16 @@ class Metrics:
         self.registry = registry
         self.multiprocess = multiprocess_enabled()
         self._lock = threading.Lock()
+        # ``x_created`` series double every counter and histogram in the text format and no
+        # PromQL function needs them (rate handles resets). prometheus-client's switch is
+        # process-wide; every Metrics of the process wants it off.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        if not self.multiprocess:
+            # What the default registry would have: process_* (CPU, memory, open fds, start
+            # time), python_info and python_gc_*. They read the process at scrape time only.
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
 
         def gauge(name: str, doc: str, labels: tuple[str, ...], mode: GaugeMode) -> Gauge:
             return Gauge(name, doc, labels, registry=registry, multiprocess_mode=mode)
@@ -227,13 +255,13 @@ class Metrics:
             "livemostrecent",
         )
         self.prob_best = gauge(
-            "bandit_router_arm_probability_best",
+            "bandit_router_arm_probability_best_ratio",
             "Posterior probability that the arm has the highest mean.",
             ("experiment", "arm"),
             "livemostrecent",
         )
         self.exploration_share = gauge(
-            "bandit_router_exploration_share",
+            "bandit_router_exploration_ratio",
             "Share of recent decisions that explored (chose an arm other than the greedy one).",
             ("experiment",),
             "livemostrecent",
