@@ -54,8 +54,10 @@ class ClientError(grpc.RpcError):
         *,
         field_violations: tuple[FieldViolation, ...] = (),
         error_info: ErrorInfo | None = None,
+        trailing_metadata: Any = None,
     ) -> None:
         super().__init__(f"{status_code.name}: {message}")
+        self._trailing_metadata = trailing_metadata
         self.status_code = status_code
         self.message = message
         self.field_violations = field_violations
@@ -76,6 +78,10 @@ class ClientError(grpc.RpcError):
     def details(self) -> str:
         """The status message, as ``grpc.RpcError`` spells it."""
         return self.message
+
+    def trailing_metadata(self) -> Any:
+        """The call's trailing metadata as gRPC gave it (the raw status details included)."""
+        return self._trailing_metadata
 
 
 class InvalidArgument(ClientError):
@@ -174,7 +180,13 @@ def from_rpc_error(error: grpc.RpcError) -> ClientError:
                 detail.Unpack(unpacked)
                 info = ErrorInfo(unpacked.reason, unpacked.domain, dict(unpacked.metadata))
     kind = _BY_CODE.get(code, ClientError)
-    return kind(code, message or "", field_violations=tuple(violations), error_info=info)
+    return kind(
+        code,
+        message or "",
+        field_violations=tuple(violations),
+        error_info=info,
+        trailing_metadata=trailing,
+    )
 
 
 @contextmanager
