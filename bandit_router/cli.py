@@ -997,6 +997,7 @@ _SIMULATION_EXAMPLES = {
     "simulate": ["bandit-router simulate study.yaml --runs 50 --out results/"],
     "replay": ["bandit-router replay log.jsonl --target uniform --target thompson"],
     "live": ["bandit-router live study.yaml --target 127.0.0.1:50051 --runs 2"],
+    "identify": ["bandit-router identify --means 0.6,0.4 --runs 400 --horizon 6000"],
 }
 
 
