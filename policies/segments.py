@@ -115,10 +115,10 @@ def simpson_warnings(
         # The segment's best rival of W: its highest P(best) among the other eligible arms.
         marginals, _ = model.posterior(stats)
         prob_best = max_probabilities(marginals, mask)
-        rivals = [i for i in np.flatnonzero(mask) if i != w and stats.n[i] >= min_rewards]
+        rivals = [int(i) for i in np.flatnonzero(mask) if i != w and stats.n[i] >= min_rewards]
         if rivals:
-            s = max(rivals, key=lambda i: float(prob_best[i]))
-            candidates.append((value, int(s), stats))
+            rival = max(rivals, key=lambda i: float(prob_best[i]))
+            candidates.append((value, rival, stats))
     if not candidates:
         return overall, ()
     threshold = 1.0 - (1.0 - confidence) / len(candidates)
