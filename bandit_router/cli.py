@@ -340,7 +340,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.call_admin(
             "GetReport",
-            admin_pb2.GetReportRequest(experiment=args.experiment, window=_duration(args.window)),
+            admin_pb2.GetReportRequest(
+                experiment=args.experiment,
+                window=_duration(args.window),
+                by=args.by,
+                covariate=args.covariate,
+                control=args.control,
+                first_exposures=args.first_exposures,
+            ),
         )
     if args.json or args.output == "json":
         emit(response, "json")
@@ -650,9 +657,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("experiment")
     report.add_argument(
-        "--window", type=_parse_duration, default=3600.0, help="recent-share window"
+        "--window",
+        type=_parse_duration,
+        default=3600.0,
+        help="window of the decision log read for the recent share and the checks",
     )
     report.add_argument("--json", action="store_true")
+    report.add_argument(
+        "--by",
+        default="",
+        metavar="KEY",
+        help="report per segment: a context key, or unit:N for N buckets of unit ids",
+    )
+    report.add_argument(
+        "--covariate",
+        default="",
+        metavar="KEY",
+        help="context key with each unit's pre-period metric: adds CUPED-adjusted differences",
+    )
+    report.add_argument(
+        "--control", default="", metavar="ARM", help="CUPED's reference arm (default: the first)"
+    )
+    report.add_argument(
+        "--first-exposures",
+        type=int,
+        default=1,
+        metavar="N",
+        help="a unit's first N exposures to an arm count as first in the novelty check",
+    )
 
     export = client_command(
         "export", "export the decision log (JSON lines or VW DSJSON)", cmd_export

@@ -70,6 +70,21 @@ class SampleRatioAccumulator:
         self.expected += probabilities
         self.outer += np.outer(probabilities, probabilities)
 
+    def add_table(self, probabilities: FloatArray, chosen: FloatArray) -> None:
+        """Every decision drawn from one law at once: ``chosen[k]`` of them chose arm k.
+
+        A decision log shares one table among the decisions of one cached state, so this
+        costs one outer product per table rather than per decision."""
+        count = float(chosen.sum())
+        self.decisions += int(count)
+        self.impossible += int(chosen[probabilities <= 0.0].sum())
+        if np.max(probabilities) >= 1.0:
+            self.deterministic += int(count)
+            return
+        self.observed += chosen
+        self.expected += count * probabilities
+        self.outer += count * np.outer(probabilities, probabilities)
+
 
 @dataclass(frozen=True)
 class SampleRatioResult:
