@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import grpc
 import numpy as np
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.integration
 LINGER = 0.3  # decisions reach the log within the recorder's 25 ms linger
 
 
-def report(client: BanditClient, experiment: str, **fields: object) -> admin_pb2.GetReportResponse:
+def report(client: BanditClient, experiment: str, **fields: Any) -> admin_pb2.GetReportResponse:
     response: admin_pb2.GetReportResponse = client.call_admin(
         "GetReport", admin_pb2.GetReportRequest(experiment=experiment, **fields)
     )
@@ -73,18 +74,19 @@ def test_segments_flag_a_reversal_and_unknown_keys_list_the_keys_seen(
         assert {s.value for s in buckets.segments} <= {"0", "1", "2", "3"}
         assert sum(s.decisions for s in buckets.segments) == 920
 
-        for fields, field, needle in (
+        cases: list[tuple[dict[str, Any], str, str]] = [
             ({"by": "country"}, "by", "keys seen: mobile, x"),
             ({"covariate": "pre"}, "covariate", "keys seen: mobile, x"),
             ({"by": "unit:1"}, "by", "unit:N with N from 2"),
             ({"control": "zzz"}, "control", "no arm 'zzz'"),
             ({"first_exposures": -2}, "first_exposures", "must not be negative"),
-        ):
+        ]
+        for fields, field, needle in cases:
             with pytest.raises(grpc.RpcError) as raised:
                 report(client, "seg", **fields)
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert raised.value.details().startswith(f"{field}: ")
-            assert needle in raised.value.details()
+            details = str(raised.value.details())
+            assert details.startswith(f"{field}: ") and needle in details
 
     assert cli_main(["report", "seg", "--by", "country", "--target", embedded_server.target]) == 1
     err = capsys.readouterr().err
