@@ -2,7 +2,8 @@
 
 The maths is ``policies.report`` (pure); this module gathers its inputs (statistics from the
 store, recent traffic from the decision log, drift from this replica's monitor) and renders
-the answer as protobuf or as a terminal table.
+the answer as protobuf or as a terminal table. The checks over the window's decision log
+(sample ratio, novelty, segments, CUPED) are ``log_checks``'s, from the same single scan.
 """
 
 from __future__ import annotations
