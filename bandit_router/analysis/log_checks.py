@@ -16,6 +16,7 @@ novelty check, and ``MAX_KEYS_SEEN`` context keys are remembered for the unknown
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
@@ -49,6 +50,8 @@ MAX_UNITS = 100_000
 #: Context keys remembered for the message about an unknown ``by`` or ``covariate``.
 MAX_KEYS_SEEN = 100
 CHUNK = 1000
+#: Decisions scanned between yields to the event loop (about 10 ms of work).
+YIELD_EVERY = 1000
 
 MISSING = "(missing)"
 OTHER = "(other)"
@@ -126,7 +129,7 @@ def _bucket(unit_id: str, buckets: int) -> str:
     return str(int.from_bytes(digest, "big") % buckets)
 
 
-class _Scanner:
+class LogScanner:
     """The state of one pass: index maps and the join of rewards to their decisions."""
 
     def __init__(self, experiment: Experiment, options: CheckOptions) -> None:
@@ -250,19 +253,25 @@ async def scan_log(
 ) -> LogScan:
     """Read the last ``window`` seconds of the decision log once (see the module doc)."""
     since_ms = int((time.time() - window) * 1000)
-    scanner = _Scanner(experiment, options)
+    scanner = LogScanner(experiment, options)
     start = f"{since_ms}-0"
-    entries_read = 0
+    since_yield = 0
     while True:
         entries = await store.read_decision_log(experiment.name, start, CHUNK)
-        entries_read += len(entries)
         for _, fields in entries:
             kind = fields.get("type", "")
             if kind == "decisions":
                 if sum(scanner.scan.recent.values()) >= RECENT_LIMIT:
                     continue
-                for decision in decode(fields.get("data", "")):
+                decisions = decode(fields.get("data", ""))
+                for decision in decisions:
                     scanner.add_decision(decision)
+                since_yield += len(decisions)
+                if since_yield >= YIELD_EVERY:
+                    # The scan shares the event loop with Route: ~10 µs a decision, so a
+                    # chunk of busy flushes would otherwise hold Route back for 100 ms.
+                    since_yield = 0
+                    await asyncio.sleep(0)
             elif kind in ("reward", "default"):
                 scanner.add_reward(fields.get("nonce", ""), float(fields.get("reward", 0.0)))
         if len(entries) < CHUNK or sum(scanner.scan.recent.values()) >= RECENT_LIMIT:
