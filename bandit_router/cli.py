@@ -1,8 +1,11 @@
-"""``bandit-router``: serve, operate (kubectl-style verbs over gRPC), benchmark, simulate.
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes itself, see `completion`)
+"""bandit-router: serve, operate (kubectl-style verbs over gRPC), benchmark, simulate.
 
-Data goes to stdout (``-o table|json|yaml``), diagnostics to stderr. Destructive verbs need
-``--yes`` or an answer at a terminal, and never prompt without one; ``--dry-run`` shows what
-would change. Client options come from flags or ``BANDIT_ROUTER_TARGET`` / ``_TOKEN``.
+Data goes to stdout (-o table|json|yaml), diagnostics to stderr. `get -o yaml` writes the
+experiment-file format, so its output can be edited and fed back to `apply -f -`.
+Destructive verbs need --yes or an answer at a terminal, and never prompt without one;
+--dry-run shows what would change. Client options come from flags or BANDIT_ROUTER_TARGET
+and BANDIT_ROUTER_TOKEN.
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-import yaml
 from google.protobuf.json_format import MessageToDict
 
-from bandit_router.operations.auth import ROLES, hash_token, new_token
+from bandit_router import __version__
 from bandit_router.v1 import admin_pb2, experiment_pb2
 
 Handler = Callable[[argparse.Namespace], int]
@@ -42,7 +44,7 @@ def emit(data: Any, output: str, table: Callable[[Any], list[list[str]]] | None 
     if output == "json":
         print(json.dumps(data, indent=2, sort_keys=True))
     elif output == "yaml":
-        print(yaml.safe_dump(data, sort_keys=False), end="")
+        print(_yaml_dump(data), end="")
     elif table is not None:
         rows = table(data)
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
@@ -53,7 +55,13 @@ def emit(data: Any, output: str, table: Callable[[Any], list[list[str]]] | None 
                 ).rstrip()
             )
     else:
-        print(yaml.safe_dump(data, sort_keys=False), end="")
+        print(_yaml_dump(data), end="")
+
+
+def _yaml_dump(data: Any) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=False))
 
 
 def _experiment_rows(experiments: Any) -> list[list[str]]:
@@ -178,6 +186,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_reporting(config)
 
 
+def experiment_document(
+    experiments: Sequence[experiment_pb2.Experiment],
+    statistics: Sequence[admin_pb2.ArmStatistics] = (),
+) -> dict[str, Any]:
+    """Experiments in the experiment-file format (``active``, ``10m``), each with a read-only
+    ``status`` (version, pin, pause, statistics) that ``create`` and ``apply`` ignore: what
+    ``get -o yaml`` prints can be edited and applied as it is."""
+    from bandit_router.model.convert import experiment_of
+    from bandit_router.operations.experiment_files import experiment_to_mapping
+
+    items = []
+    for message in experiments:
+        status: dict[str, Any] = {"version": message.version, "paused": message.paused}
+        if message.pause_arm:
+            status["pause_arm"] = message.pause_arm
+        if message.HasField("pin"):
+            status["pin"] = _to_data(message.pin)
+        for stamp in ("created_at", "updated_at"):
+            if message.HasField(stamp):
+                status[stamp] = getattr(message, stamp).ToJsonString()
+        if statistics:
+            status["statistics"] = [_to_data(stat) for stat in statistics]
+        items.append({**experiment_to_mapping(experiment_of(message)), "status": status})
+    return {"experiments": items}
+
+
 def cmd_get(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.name:
@@ -199,17 +233,26 @@ def cmd_get(args: argparse.Namespace) -> int:
                 print()
                 emit(rows, "table", lambda r: r)
             else:
-                emit(response, args.output)
-        else:
+                emit(experiment_document([response.experiment], response.statistics), args.output)
+        elif args.output == "table":
             emit(client.list_experiments(), args.output, _experiment_rows)
+        else:
+            emit(experiment_document(client.list_experiments()), args.output)
     return 0
 
 
 def _load_file_experiments(path: str) -> list[Any]:
+    """The experiments of a YAML/TOML file, or of standard input for ``-``."""
     from bandit_router.model.convert import experiment_to_pb
-    from bandit_router.operations.experiment_files import load_experiments
+    from bandit_router.operations.experiment_files import experiments_from_text, load_experiments
 
-    return [experiment_to_pb(experiment) for experiment in load_experiments(path)]
+    if path == "-":
+        if sys.stdin.isatty():
+            print("reading experiments from standard input (end with Ctrl-D)", file=sys.stderr)
+        experiments = experiments_from_text(sys.stdin.read(), "<stdin>")
+    else:
+        experiments = load_experiments(path)
+    return [experiment_to_pb(experiment) for experiment in experiments]
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -392,6 +435,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     """
     import time
 
+    from bandit_router.operations.auth import hash_token, new_token
+
     token = new_token()
     entry: dict[str, Any] = {
         "principal": args.principal,
@@ -416,7 +461,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     print(
         f"token (give it to {args.principal}; it is not stored anywhere): {token}", file=sys.stderr
     )
-    print(yaml.safe_dump({"tokens": [entry]}, sort_keys=False), end="")
+    print(_yaml_dump({"tokens": [entry]}), end="")
     return 0
 
 
@@ -440,6 +485,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # -- parser ------------------------------------------------------------------------------------
 
+#: ``bandit-router completion SHELL``: the shells argcomplete writes a script for.
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "tcsh", "powershell")
+
+#: The distributions behind each import the command line may miss, and the extra that brings
+#: them: the base distribution is the Python client only.
+_EXTRA_OF_MODULE = {
+    "yaml": "server",
+    "numpy": "server",
+    "scipy": "server",
+    "redis": "server",
+    "hiredis": "server",
+    "fakeredis": "server",
+    "lupa": "server",
+    "prometheus_client": "server",
+    "rich": "server",
+    "argcomplete": "server",
+    "grpc_health": "server",
+    "grpc_reflection": "server",
+    "uvloop": "server",
+    "tqdm": "sim",
+    "matplotlib": "sim",
+}
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """Print the shell script that completes bandit-router's commands and options."""
+    from argcomplete.shell_integration import shellcode
+
+    print(shellcode(["bandit-router"], shell=args.shell), end="")
+    return 0
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and the examples epilog keep their line breaks (argparse would refill the
+    examples into one paragraph)."""
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -456,11 +541,33 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-ca", help="PEM CA to verify the server (enables TLS)")
     parser.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
     parser.add_argument("--tls-key", help="PEM client key (mutual TLS)")
-    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json", "yaml"),
+        default="table",
+        help="output format (get: json and yaml are the experiment-file format)",
+    )
 
 
 def _reason(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why: recorded in the audit log")
+
+
+def _dry_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would be sent, change nothing"
+    )
+
+
+def _yes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--yes", action="store_true", help="do it without asking")
+
+
+def _file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f", "--file", required=True, help="experiment file (.yaml, .yml, .json, .toml), or -"
+    )
 
 
 def _arm_state_request(state: experiment_pb2.ArmState) -> Callable[[argparse.Namespace], Any]:
@@ -473,45 +580,124 @@ def _arm_state_request(state: experiment_pb2.ArmState) -> Callable[[argparse.Nam
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bandit_router.operations.auth import ROLES
     from bandit_router.serving.config import add_server_arguments
 
-    parser = argparse.ArgumentParser(prog="bandit-router", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="bandit-router",
+        description=__doc__,
+        formatter_class=_Formatter,
+        epilog=_examples(
+            "bandit-router serve --example",
+            "bandit-router get experiments",
+            "bandit-router get experiment homepage -o yaml | bandit-router apply -f -",
+            "bandit-router COMMAND --help",
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the gRPC service")
+    def command(
+        name: str, help_text: str, description: str, examples: Sequence[str], func: Handler | None
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=description,
+            epilog=_examples(*examples),
+            formatter_class=_Formatter,
+        )
+        if func is not None:
+            sub.set_defaults(func=func)
+        return sub
+
+    def client_command(
+        name: str, help_text: str, description: str, examples: Sequence[str], func: Handler
+    ) -> argparse.ArgumentParser:
+        sub = command(name, help_text, description, examples, func)
+        _client_options(sub)
+        return sub
+
+    serve = command(
+        "serve",
+        "run the gRPC service",
+        "Serve Router and Admin over gRPC until SIGTERM, with health, reflection and Prometheus\n"
+        "metrics. Every flag can also be set from its BANDIT_ROUTER_* variable.",
+        [
+            "bandit-router serve --example",
+            "bandit-router serve --redis-url redis://localhost:6379/0 --experiments exp.yaml",
+        ],
+        cmd_serve,
+    )
     add_server_arguments(serve)
-    serve.set_defaults(func=cmd_serve)
 
-    def client_command(name: str, help_text: str, func: Handler) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text)
-        _client_options(command)
-        command.set_defaults(func=func)
-        return command
+    get = client_command(
+        "get",
+        "list experiments, or show one with its statistics",
+        "List the experiments, or show one with its per-arm statistics. With -o yaml or -o json\n"
+        "the output is an experiment file (each experiment with a read-only status), which\n"
+        "apply -f accepts as it is.",
+        [
+            "bandit-router get experiments",
+            "bandit-router get experiment homepage",
+            "bandit-router get experiment homepage -o yaml > homepage.yaml",
+        ],
+        cmd_get,
+    )
+    get.add_argument("kind", choices=("experiments", "experiment"), help="what to get")
+    get.add_argument("name", nargs="?", help="the experiment (all of them if left out)")
 
-    get = client_command("get", "list experiments, or show one with its statistics", cmd_get)
-    get.add_argument("kind", choices=("experiments", "experiment"))
-    get.add_argument("name", nargs="?")
-
-    create = client_command("create", "create the experiments of a YAML/TOML file", cmd_create)
-    create.add_argument("-f", "--file", required=True)
-    create.add_argument("--dry-run", action="store_true")
+    create = client_command(
+        "create",
+        "create the experiments of a YAML/TOML file",
+        "Create every experiment of a file; one that exists already is an error (see apply).",
+        [
+            "bandit-router create -f experiments.yaml",
+            "cat experiments.yaml | bandit-router create -f -",
+        ],
+        cmd_create,
+    )
+    _file(create)
+    _dry_run(create)
     _reason(create)
 
-    apply = client_command("apply", "create or update experiments to match a file", cmd_apply)
-    apply.add_argument("-f", "--file", required=True)
-    apply.add_argument("--dry-run", action="store_true")
+    apply = client_command(
+        "apply",
+        "create or update experiments to match a file",
+        "Create the experiments of a file that do not exist and update those that do, keeping\n"
+        "their statistics and operator state (pin, pause). A file's status sections are ignored.",
+        [
+            "bandit-router apply -f experiments.yaml --reason 'raise the floor'",
+            "bandit-router get experiment homepage -o yaml | bandit-router apply -f -",
+        ],
+        cmd_apply,
+    )
+    _file(apply)
+    _dry_run(apply)
     _reason(apply)
 
-    delete = client_command("delete", "delete an experiment and its statistics", cmd_delete)
-    delete.add_argument("kind", choices=("experiment",))
-    delete.add_argument("name")
-    delete.add_argument("--yes", action="store_true")
-    delete.add_argument("--dry-run", action="store_true")
+    delete = client_command(
+        "delete",
+        "delete an experiment and its statistics",
+        "Delete an experiment and its statistics (asks first; --yes when not at a terminal).",
+        ["bandit-router delete experiment homepage --yes --reason 'test over'"],
+        cmd_delete,
+    )
+    delete.add_argument("kind", choices=("experiment",), help="what to delete")
+    delete.add_argument("name", help="the experiment")
+    _yes(delete)
+    _dry_run(delete)
     _reason(delete)
 
     pin = client_command(
         "pin",
         "send all traffic (or one unit's) to an arm",
+        "Pin an experiment to one arm: Route answers it (reason PINNED) until unpinned or the\n"
+        "pin's TTL runs out. With --unit, only that unit id is pinned (QA).",
+        [
+            "bandit-router pin homepage ranker-b --ttl 30m --reason 'incident 42'",
+            "bandit-router pin homepage ranker-c --unit qa-user-1",
+        ],
         _admin(
             "PinArm",
             lambda a: admin_pb2.PinArmRequest(
@@ -523,16 +709,18 @@ def build_parser() -> argparse.ArgumentParser:
             ),
         ),
     )
-    pin.add_argument("experiment")
-    pin.add_argument("arm")
+    pin.add_argument("experiment", help="the experiment")
+    pin.add_argument("arm", help="the arm to send traffic to")
     pin.add_argument("--unit", default="", help="pin only this unit id (QA)")
     pin.add_argument("--ttl", type=_parse_duration, default=0.0, help="expire after e.g. 30m")
-    pin.add_argument("--dry-run", action="store_true")
+    _dry_run(pin)
     _reason(pin)
 
     unpin = client_command(
         "unpin",
         "remove a pin",
+        "Remove the experiment's pin (or, with --unit, one unit's): the policy decides again.",
+        ["bandit-router unpin homepage", "bandit-router unpin homepage --unit qa-user-1"],
         _admin(
             "Unpin",
             lambda a: admin_pb2.UnpinRequest(
@@ -540,28 +728,37 @@ def build_parser() -> argparse.ArgumentParser:
             ),
         ),
     )
-    unpin.add_argument("experiment")
-    unpin.add_argument("--unit", default="")
-    unpin.add_argument("--dry-run", action="store_true")
+    unpin.add_argument("experiment", help="the experiment")
+    unpin.add_argument("--unit", default="", help="remove only this unit's pin")
+    _dry_run(unpin)
     _reason(unpin)
 
     for verb, state in (
         ("disable", experiment_pb2.ARM_STATE_DISABLED),
         ("enable", experiment_pb2.ARM_STATE_ACTIVE),
     ):
-        command = client_command(
+        arm_command = client_command(
             verb,
             f"{verb} an arm (kill switch)" if verb == "disable" else "enable an arm",
+            "Stop routing to an arm at once, keeping its statistics (the kill switch)."
+            if verb == "disable"
+            else "Route to a disabled arm again; its statistics were kept.",
+            [f"bandit-router {verb} homepage ranker-b --reason 'bad results'"],
             _admin("SetArmState", _arm_state_request(state)),
         )
-        command.add_argument("experiment")
-        command.add_argument("arm")
-        command.add_argument("--dry-run", action="store_true")
-        _reason(command)
+        arm_command.add_argument("experiment", help="the experiment")
+        arm_command.add_argument("arm", help="the arm")
+        _dry_run(arm_command)
+        _reason(arm_command)
 
     add_arm = client_command(
         "add-arm",
         "add an arm to a running experiment",
+        "Add an arm to a running experiment, optionally warm-started with prior statistics.",
+        [
+            "bandit-router add-arm homepage ranker-d",
+            "bandit-router add-arm homepage ranker-d --prior-n 100 --prior-sum 12",
+        ],
         _admin(
             "AddArm",
             lambda a: admin_pb2.AddArmRequest(
@@ -576,19 +773,21 @@ def build_parser() -> argparse.ArgumentParser:
             ),
         ),
     )
-    add_arm.add_argument("experiment")
-    add_arm.add_argument("arm")
+    add_arm.add_argument("experiment", help="the experiment")
+    add_arm.add_argument("arm", help="the new arm's name")
     add_arm.add_argument("--prior-n", type=float, default=0.0, help="warm start: observations")
     add_arm.add_argument("--prior-sum", type=float, default=0.0, help="warm start: sum of rewards")
     add_arm.add_argument(
         "--prior-sum-sq", type=float, default=0.0, help="warm start: sum of squares"
     )
-    add_arm.add_argument("--dry-run", action="store_true")
+    _dry_run(add_arm)
     _reason(add_arm)
 
     remove_arm = client_command(
         "remove-arm",
         "remove an arm and its statistics",
+        "Remove an arm and its statistics; rewards for its open decisions are refused.",
+        ["bandit-router remove-arm homepage ranker-d --yes"],
         _destructive(
             "RemoveArm",
             lambda a: admin_pb2.RemoveArmRequest(
@@ -598,39 +797,47 @@ def build_parser() -> argparse.ArgumentParser:
             "experiment",
         ),
     )
-    remove_arm.add_argument("experiment")
-    remove_arm.add_argument("arm")
-    remove_arm.add_argument("--yes", action="store_true")
-    remove_arm.add_argument("--dry-run", action="store_true")
+    remove_arm.add_argument("experiment", help="the experiment")
+    remove_arm.add_argument("arm", help="the arm to remove")
+    _yes(remove_arm)
+    _dry_run(remove_arm)
     _reason(remove_arm)
 
     pause = client_command(
         "pause",
         "route to a default arm without learning",
+        "Route every call to one arm (--arm, else the one it was last paused on, else the\n"
+        "first active arm) and stop learning until resume.",
+        ["bandit-router pause homepage --arm ranker-a --reason 'holiday traffic'"],
         _admin(
             "Pause",
             lambda a: admin_pb2.PauseRequest(experiment=a.experiment, arm=a.arm, reason=a.reason),
         ),
     )
-    pause.add_argument("experiment")
-    pause.add_argument("--arm", default="")
-    pause.add_argument("--dry-run", action="store_true")
+    pause.add_argument("experiment", help="the experiment")
+    pause.add_argument("--arm", default="", help="the arm to route to while paused")
+    _dry_run(pause)
     _reason(pause)
 
     resume = client_command(
         "resume",
         "resume learning",
+        "Undo pause: the policy routes and learns again.",
+        ["bandit-router resume homepage"],
         _admin(
             "Resume", lambda a: admin_pb2.ResumeRequest(experiment=a.experiment, reason=a.reason)
         ),
     )
-    resume.add_argument("experiment")
-    resume.add_argument("--dry-run", action="store_true")
+    resume.add_argument("experiment", help="the experiment")
+    _dry_run(resume)
     _reason(resume)
 
     reset = client_command(
         "reset",
         "return statistics to the prior (snapshot kept)",
+        "Return every arm's statistics to its prior; the old statistics are kept as a snapshot\n"
+        "(see snapshots).",
+        ["bandit-router reset homepage --yes --reason 'new ranking model'"],
         _destructive(
             "Reset",
             lambda a: admin_pb2.ResetRequest(experiment=a.experiment, reason=a.reason),
@@ -638,31 +845,53 @@ def build_parser() -> argparse.ArgumentParser:
             "snapshot",
         ),
     )
-    reset.add_argument("experiment")
-    reset.add_argument("--yes", action="store_true")
-    reset.add_argument("--dry-run", action="store_true")
+    reset.add_argument("experiment", help="the experiment")
+    _yes(reset)
+    _dry_run(reset)
     _reason(reset)
 
     snapshots = client_command(
-        "snapshots", "list statistics snapshots taken by reset", cmd_snapshots
+        "snapshots",
+        "list statistics snapshots taken by reset",
+        "List the statistics snapshots that reset took, newest first.",
+        ["bandit-router snapshots homepage -o json"],
+        cmd_snapshots,
     )
-    snapshots.add_argument("experiment")
+    snapshots.add_argument("experiment", help="the experiment")
 
-    audit = client_command("audit", "who changed what, when and why", cmd_audit)
-    audit.add_argument("experiment")
-    audit.add_argument("--limit", type=int, default=100)
+    audit = client_command(
+        "audit",
+        "who changed what, when and why",
+        "Show the audit log of an experiment: time, principal, action, arguments and reason.",
+        ["bandit-router audit homepage", "bandit-router audit homepage --limit 10 -o json"],
+        cmd_audit,
+    )
+    audit.add_argument("experiment", help="the experiment")
+    audit.add_argument("--limit", type=int, default=100, help="newest entries to show")
 
     report = client_command(
-        "report", "per-arm posterior, probability of being best, advice", cmd_report
+        "report",
+        "per-arm posterior, probability of being best, advice",
+        "Per arm: decisions, rewards, posterior mean with its interval, probability of being\n"
+        "best, expected loss, recent traffic share and drift; then a recommendation. Then\n"
+        "checks over the window's decision log: sample ratio, novelty and, on request,\n"
+        "per-segment reports (--by) and CUPED (--covariate).",
+        [
+            "bandit-router report homepage",
+            "bandit-router report homepage --window 15m -o json",
+            "bandit-router report homepage --by country",
+            "bandit-router report homepage --covariate pre_metric --control current",
+        ],
+        cmd_report,
     )
-    report.add_argument("experiment")
+    report.add_argument("experiment", help="the experiment")
     report.add_argument(
         "--window",
         type=_parse_duration,
         default=3600.0,
         help="window of the decision log read for the recent share and the checks",
     )
-    report.add_argument("--json", action="store_true")
+    report.add_argument("--json", action="store_true", help="the same as -o json")
     report.add_argument(
         "--by",
         default="",
@@ -687,29 +916,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     export = client_command(
-        "export", "export the decision log (JSON lines or VW DSJSON)", cmd_export
+        "export",
+        "export the decision log (JSON lines or VW DSJSON)",
+        "Export the decision log of an experiment for offline evaluation (replay).",
+        [
+            "bandit-router export homepage --out log.jsonl",
+            "bandit-router export homepage --format dsjson --out log.dsjson",
+        ],
+        cmd_export,
     )
-    export.add_argument("experiment")
-    export.add_argument("--format", choices=("jsonl", "dsjson"), default="jsonl")
+    export.add_argument("experiment", help="the experiment")
+    export.add_argument(
+        "--format", choices=("jsonl", "dsjson"), default="jsonl", help="record format"
+    )
     export.add_argument("--out", default="-", help="file, or - for stdout")
-    export.add_argument("--limit", type=int, default=0)
+    export.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
 
-    route = client_command("route", "ask for an arm (for trying things out)", cmd_route)
-    route.add_argument("experiment")
-    route.add_argument("--unit", default="")
-    route.add_argument("--exclude", action="append")
+    route = client_command(
+        "route",
+        "ask for an arm (for trying things out)",
+        "Call Route once and print the decision (its id is what reward needs).",
+        ["bandit-router route homepage --unit user-42 -o json"],
+        cmd_route,
+    )
+    route.add_argument("experiment", help="the experiment")
+    route.add_argument("--unit", default="", help="unit id (sticky routing, per-unit pins)")
+    route.add_argument("--exclude", action="append", help="an arm not to choose")
 
-    reward = client_command("reward", "credit a reward to a decision", cmd_reward)
-    reward.add_argument("decision_id")
-    reward.add_argument("value", type=float)
+    reward = client_command(
+        "reward",
+        "credit a reward to a decision",
+        "Call Reward once: credit a value to a decision (a repeat answers DUPLICATE).",
+        ["bandit-router reward '2~homepage~...' 1"],
+        cmd_reward,
+    )
+    reward.add_argument("decision_id", help="the decision id route printed")
+    reward.add_argument("value", type=float, help="the reward")
 
-    token = commands.add_parser("token", help="manage bearer tokens (token create ...)")
+    token = command(
+        "token",
+        "manage bearer tokens (token create ...)",
+        "Manage the bearer tokens a server reads from its tokens file.",
+        ["bandit-router token create --principal ops-dana --role operator --file tokens.yaml"],
+        None,
+    )
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     token_create = token_commands.add_parser(
-        "create", help="create a bearer token and add its hashed entry to a tokens file"
+        "create",
+        help="create a bearer token and add its hashed entry to a tokens file",
+        description="Create a bearer token. Only its SHA-256 goes into the tokens file; the\n"
+        "token itself is printed once and stored nowhere.",
+        epilog=_examples(
+            "bandit-router token create --principal ops-dana --role operator --file tokens.yaml",
+            "bandit-router token create --principal ci --role reader --expires-in 90d",
+        ),
+        formatter_class=_Formatter,
     )
     token_create.add_argument("--principal", required=True, help="who holds the token (audited)")
-    token_create.add_argument("--role", choices=ROLES, required=True)
+    token_create.add_argument("--role", choices=ROLES, required=True, help="what it may do")
     token_create.add_argument(
         "--expires-in",
         type=_parse_duration,
@@ -723,39 +987,140 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token_create.set_defaults(func=cmd_token)
 
-    schema = commands.add_parser("schema", help="print the JSON Schema of experiment files")
-    schema.set_defaults(func=cmd_schema)
+    command(
+        "schema",
+        "print the JSON Schema of experiment files",
+        "Print the JSON Schema of experiment files, for editors and CI validation.",
+        ["bandit-router schema > experiments.schema.json"],
+        cmd_schema,
+    )
 
-    bench = commands.add_parser("bench", help="benchmark Route/Reward against an echo gRPC server")
+    completion = command(
+        "completion",
+        "print the shell completion script",
+        "Print the script that completes bandit-router's commands and options in your shell\n"
+        "(argcomplete). Load it from your shell's start-up file.",
+        [
+            "bandit-router completion bash > ~/.local/share/bash-completion/completions/"
+            "bandit-router",
+            'eval "$(bandit-router completion zsh)"',
+        ],
+        cmd_completion,
+    )
+    completion.add_argument("shell", choices=COMPLETION_SHELLS, help="your shell")
+
+    bench = command(
+        "bench",
+        "benchmark Route/Reward against an echo gRPC server",
+        "Measure Route and Reward throughput and latency of a server it starts, against an echo\n"
+        "gRPC server as the baseline.",
+        ["bandit-router bench --duration 10"],
+        cmd_bench,
+    )
     from bandit_router.bench.runner import add_arguments as add_bench_arguments
 
     add_bench_arguments(bench)
-    bench.set_defaults(func=cmd_bench)
 
     try:
         from simulations.cli import register
-    except ImportError:  # pragma: no cover - the distribution always ships simulations
-        pass
+    except ModuleNotFoundError as error:  # the sim extra is not installed
+        _register_missing_simulations(commands, error)
     else:
         register(commands)
+    _add_missing_examples(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+#: Examples for the subcommands registered by ``simulations.cli``.
+_SIMULATION_EXAMPLES = {
+    "simulate": ["bandit-router simulate study.yaml --runs 50 --out results/"],
+    "replay": ["bandit-router replay log.jsonl --target uniform --target thompson"],
+    "live": ["bandit-router live study.yaml --target 127.0.0.1:50051 --runs 2"],
+    "identify": ["bandit-router identify --means 0.6,0.4 --runs 400 --horizon 6000"],
+}
+
+
+def _register_missing_simulations(
+    commands: argparse._SubParsersAction[Any], error: ModuleNotFoundError
+) -> None:
+    """Without the sim extra the simulation commands still exist and say what to install."""
+
+    def missing(_: argparse.Namespace) -> int:
+        raise error
+
+    for name in _SIMULATION_EXAMPLES:
+        sub = commands.add_parser(
+            name,
+            help=f"{name} (needs the sim extra: pip install 'bandit-router[sim]')",
+            description="Needs the sim extra: pip install 'bandit-router[sim]'.",
+            prefix_chars="\0",
+        )
+        sub.add_argument("rest", nargs=argparse.REMAINDER, help="the command's arguments")
+        sub.set_defaults(func=missing)
+
+
+def _add_missing_examples(commands: argparse._SubParsersAction[Any]) -> None:
+    for name, examples in _SIMULATION_EXAMPLES.items():
+        sub = commands.choices.get(name)
+        if sub is not None and not sub.epilog:
+            sub.epilog = _examples(*examples)
+            sub.formatter_class = _Formatter
+
+
+def _missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The install hint for an import that a bare client install lacks, or None."""
+    top = (error.name or "").split(".")[0]
+    extra = _EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return (
+        f"this command needs the {extra} extra ({top} is not installed): "
+        f"pip install 'bandit-router[{extra}]'"
+    )
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``... | head``): stop quietly, as Unix tools do.
+    stdout now points at /dev/null, so the interpreter's final flush cannot complain."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # only when the shell asks: argcomplete exits itself
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return int(args.func(args))
+        code = _run(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except grpc.RpcError as error:
-        code = error.code() if hasattr(error, "code") else None
+        status = error.code() if hasattr(error, "code") else None
         details = error.details() if hasattr(error, "details") else str(error)
-        print(f"error: {code.name if code else 'RPC'}: {details}", file=sys.stderr)
+        print(f"error: {status.name if status else 'RPC'}: {details}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as error:
+        hint = _missing_extra(error)
+        if hint is None:
+            raise
+        print(f"error: {hint}", file=sys.stderr)
+        return 2
     except Exception as error:
         from bandit_router.errors import BanditRouterError
 

@@ -142,7 +142,6 @@ def register_identify(subparsers: argparse._SubParsersAction[Any]) -> None:
             "arm, the median and 95th percentile of Route-then-Reward pairs to the verdict, "
             "and (two arms) a fixed-horizon z-test's sample size for the same error rates."
         ),
-        epilog="example: bandit-router identify --means 0.6,0.4 --runs 400 --horizon 6000",
     )
     ide.add_argument("--means", required=True, help="arm means, comma-separated, e.g. 0.6,0.4")
     ide.add_argument("--policy", default="top_two_thompson", help="allocation policy")

@@ -60,7 +60,7 @@ BREAKS = {
     ),
     "a policy imports redis": ("policies/base.py", "import redis", "no I/O"),
     "the client imports the router": (
-        "bandit_router/client.py",
+        "bandit_router/client/sync.py",
         "import bandit_router.route.router",
         "public contract",
     ),

@@ -68,17 +68,22 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
 
 def test_bench_overload_from_the_cpp_driver_offers_four_times_capacity(tmp_path: Path) -> None:
     """The outside driver's three runs per server; the overload run offered exactly 4x the
-    server's own measured capacity over its window, every call ending OK, refused or failed."""
+    server's own measured capacity over its window, every call ending OK, refused or failed.
+    A --variant is offered the plain server's rates, so a small pending limit that refuses
+    part of the 64-deep capacity run cannot shrink its own yardstick."""
     out = tmp_path / "bench.json"
     duration = 1.0
     command = [sys.executable, "-m", "bandit_router", "bench", "--calls", "300", "--rounds", "1"]
     command += ["--duration", str(duration), "--rate", "200", "--concurrency", "16"]
     command += ["--overload-driver", "cpp", "--json", str(out)]
+    command += ["--variant=--max-pending-rpcs 48"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {(row["server"], row["mode"]): row for row in json.loads(out.read_text())}
-    for server in ("echo", "bandit-router"):
-        capacity = rows[(server, "outside route x64")]
+    variant = "bandit-router --max-pending-rpcs 48"
+    for server in ("echo", "bandit-router", variant):
+        yardstick = "bandit-router" if server == variant else server
+        capacity = rows[(yardstick, "outside route x64")]
         steady = rows[(server, "outside route @cap/3")]
         overload = rows[(server, "outside overload @4x")]
         assert capacity["calls"] > 0 and capacity["errors"] == 0
@@ -87,6 +92,7 @@ def test_bench_overload_from_the_cpp_driver_offers_four_times_capacity(tmp_path:
         due = 4 * capacity["calls_per_second"] * duration
         assert abs(offered - due) <= 1, (offered, due)
     assert "overload bandit-router (C++ driver): goodput" in result.stdout
+    assert f"overload {variant} (C++ driver): goodput" in result.stdout
 
 
 def test_the_table_leaves_a_ratio_to_a_server_that_answered_nothing_blank() -> None:

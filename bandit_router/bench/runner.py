@@ -403,9 +403,13 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
                 rounds += _run(_drive(address, name, args, rate, pid))
         driver = overload_driver(args.overload_driver)
         for _ in range(args.rounds):
+            baseline: Result | None = None
             for name, address, pid in servers:
                 if isinstance(driver, Path):
-                    rounds += outside_overload(driver, name, address, pid, args)
+                    runs = outside_overload(driver, name, address, pid, args, baseline)
+                    if name == "bandit-router":
+                        baseline = runs[0]
+                    rounds += runs
                 elif driver == "python" and args.overload_callers > 0:
                     rounds += _run(_drive(address, name, args, None, pid, overload=True))
     return median_results(rounds)
@@ -442,11 +446,21 @@ OUTSIDE_CAPACITY, OUTSIDE_STEADY, OUTSIDE_OVERLOAD = (
 
 
 def outside_overload(
-    binary: Path, server: str, target: str, pid: int, args: argparse.Namespace
+    binary: Path,
+    server: str,
+    target: str,
+    pid: int,
+    args: argparse.Namespace,
+    baseline: Result | None = None,
 ) -> list[Result]:
     """Three runs of the C++ driver against one server: its capacity (closed loop, 64 in
     flight), a steady third of that (the unloaded latency), and four times that capacity with
-    100 ms deadlines, open loop, so refusals are not retried and the offer never slows."""
+    100 ms deadlines, open loop, so refusals are not retried and the offer never slows.
+
+    A ``--variant`` gets the rates of ``baseline`` (the plain bandit-router's capacity run of
+    the same round): the variants run the same code, so their capacity is the same, and a
+    variant with a small pending limit refuses part of a 64-deep closed loop, which would
+    understate its capacity and inflate its goodput ratio."""
 
     def measured(label: str, **options: Any) -> Result:
         cpu = tree_cpu_seconds(pid)
@@ -470,8 +484,9 @@ def outside_overload(
     capacity = measured(OUTSIDE_CAPACITY, concurrency=64, deadline_ms=10_000)
     if capacity.calls == 0:  # a rate of 0 would mean closed loop to the driver
         raise RuntimeError(f"{server} answered no Route in the capacity run")
-    steady = measured(OUTSIDE_STEADY, rate=capacity.calls_per_second / 3, deadline_ms=10_000)
-    overload = measured(OUTSIDE_OVERLOAD, rate=capacity.calls_per_second * 4, deadline_ms=100)
+    offered = (baseline or capacity).calls_per_second
+    steady = measured(OUTSIDE_STEADY, rate=offered / 3, deadline_ms=10_000)
+    overload = measured(OUTSIDE_OVERLOAD, rate=offered * 4, deadline_ms=100)
     return [capacity, steady, overload]
 
 
@@ -529,9 +544,12 @@ def render(results: list[Result]) -> str:
 
 def overload_summary(results: list[Result]) -> list[str]:
     """Each server under overload against itself: goodput over its closed-loop Route rate
-    (its capacity), and accepted p99 over its p99 at the steady open-loop rate. Latencies
+    (its capacity; a variant's, the plain server's), and accepted p99 over its p99 at the
+    steady open-loop rate. Latencies
     are the client's: on a shared machine they include the load generator's own queue."""
     lines = []
+    # Variants were offered the plain server's rates (``outside_overload``): same yardstick.
+    capacities = {r.server: r for r in results if r.mode == OUTSIDE_CAPACITY}
     for server in dict.fromkeys(r.server for r in results):
         own = {r.mode: r for r in results if r.server == server}
         python_runs = (
@@ -544,6 +562,8 @@ def overload_summary(results: list[Result]) -> list[str]:
             own.get(OUTSIDE_CAPACITY),
             own.get(OUTSIDE_STEADY),
         )
+        if server.startswith("bandit-router ") and "bandit-router" in capacities:
+            outside_runs = (outside_runs[0], capacities["bandit-router"], outside_runs[2])
         for driver, (over, capacity, steady) in (
             ("python callers", python_runs),
             ("C++ driver", outside_runs),

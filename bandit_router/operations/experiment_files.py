@@ -34,6 +34,9 @@ _KNOWN = {
     "holdout",
     "sticky",
     "drift_discount",
+    # What `get` writes of the live state (read-only): accepted so that `get -o yaml` output
+    # applies as it is, and never read.
+    "status",
 }
 _ARM_KEYS = {"name", "state", "prior_n", "prior_sum", "prior_sum_sq"}
 _POLICY_KEYS = {"name", "params"}
@@ -167,17 +170,93 @@ def load_experiments(path: str | Path) -> list[Experiment]:
         text = path.read_text()
     except OSError as error:
         raise InvalidArgument(f"cannot read: {error.strerror}", str(path)) from error
-    if path.suffix == ".toml":
+    return experiments_from_text(text, str(path), toml=path.suffix == ".toml")
+
+
+def experiments_from_text(text: str, source: str, *, toml: bool = False) -> list[Experiment]:
+    """The experiments of a document already read (a file, or standard input for ``-f -``);
+    ``source`` names it in errors. YAML unless ``toml`` (JSON is YAML)."""
+    if toml:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
-            raise InvalidArgument(f"not valid TOML: {error}", str(path)) from None
+            raise InvalidArgument(f"not valid TOML: {error}", source) from None
     else:
-        data = load_yaml(text, str(path))
+        data = load_yaml(text, source)
     if not isinstance(data, Mapping) or not isinstance(data.get("experiments"), list):
-        raise InvalidArgument("expected a top-level 'experiments' list", str(path))
-    refuse_unknown_keys(data, {"experiments"}, f"{path}: ")
+        raise InvalidArgument("expected a top-level 'experiments' list", source)
+    refuse_unknown_keys(data, {"experiments"}, f"{source}: ")
     return [
-        experiment_from_mapping(item, f"{path}: experiments[{index}]")
+        experiment_from_mapping(item, f"{source}: experiments[{index}]")
         for index, item in enumerate(data["experiments"])
     ]
+
+
+def format_duration(seconds: float) -> str | float:
+    """``seconds`` as a file writes it: the largest unit that divides it exactly (``10m``,
+    ``36h``, ``250ms``), else plain seconds; ``parse_duration`` reads it back unchanged."""
+    for unit in ("d", "h", "m", "s"):
+        count = seconds / _UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    milliseconds = seconds * 1000
+    if seconds > 0 and milliseconds == int(milliseconds):
+        return f"{int(milliseconds)}ms"
+    return seconds
+
+
+def experiment_to_mapping(experiment: Experiment) -> dict[str, Any]:
+    """The experiment as a file declares it: the inverse of ``experiment_from_mapping``, so
+    ``get ... -o yaml | apply -f -`` changes nothing. Defaults are left out; operator state
+    (pin, pause, version) is not configuration and is not written here."""
+    arms: list[Any] = []
+    for arm in experiment.arms:
+        extra = {
+            key: value
+            for key, value in (
+                ("prior_n", arm.prior_n),
+                ("prior_sum", arm.prior_sum),
+                ("prior_sum_sq", arm.prior_sum_sq),
+            )
+            if value
+        }
+        if arm.state is ArmState.ACTIVE and not extra:
+            arms.append(arm.name)
+        else:
+            arms.append({"name": arm.name, "state": arm.state.value, **extra})
+    data: dict[str, Any] = {"name": experiment.name}
+    if experiment.description:
+        data["description"] = experiment.description
+    data["arms"] = arms
+    policy = experiment.policy
+    data["policy"] = (
+        {"name": policy.name, "params": dict(policy.params)} if policy.params else policy.name
+    )
+    data["reward_window"] = format_duration(experiment.reward_window)
+    for key in ("default_reward", "reward_min", "reward_max", "drift_discount"):
+        if getattr(experiment, key) is not None:
+            data[key] = getattr(experiment, key)
+    if experiment.late_rewards is not LateRewardRule.IGNORE:
+        data["late_rewards"] = experiment.late_rewards.value
+    if experiment.late_reward_grace != 86400:
+        data["late_reward_grace"] = format_duration(experiment.late_reward_grace)
+    exploration = {
+        key: value
+        for key, value in (
+            ("floor", experiment.exploration_floor),
+            ("burn_in", experiment.burn_in),
+        )
+        if value
+    }
+    if exploration:
+        data["exploration"] = exploration
+    if experiment.holdout_share or experiment.holdout_control_arm:
+        data["holdout"] = {
+            "share": experiment.holdout_share,
+            "control_arm": experiment.holdout_control_arm,
+        }
+    if experiment.sticky or experiment.sticky_ttl:
+        data["sticky"] = {"enabled": experiment.sticky}
+        if experiment.sticky_ttl:
+            data["sticky"]["ttl"] = format_duration(experiment.sticky_ttl)
+    return data

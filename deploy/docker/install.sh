@@ -19,9 +19,10 @@ tools=$(mktemp -d)
 trap 'rm -rf "$tools"' EXIT
 "$PYTHON" -m venv "$tools/uv"
 "$tools/uv/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir "uv==$UV_VERSION"
-# --frozen: uv.lock as it is, never re-resolved; no extra: the service's dependencies only.
+# --frozen: uv.lock as it is, never re-resolved; the server extra (the base distribution is
+# only the Python client) and no other: no simulations, no test tools.
 # --link-mode copy: the files must live in PREFIX itself, which the image copies on.
 UV_PROJECT_ENVIRONMENT="$PREFIX" UV_PYTHON_DOWNLOADS=never \
-  "$tools/uv/bin/uv" sync --quiet --frozen --no-dev --no-editable --compile-bytecode \
+  "$tools/uv/bin/uv" sync --quiet --frozen --no-dev --no-editable --compile-bytecode --extra server \
   --link-mode copy --python "$PYTHON"
 cp deploy/docker/healthcheck.py "$PREFIX/healthcheck.py"

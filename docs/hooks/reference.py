@@ -158,7 +158,7 @@ def command_section(command: Command) -> list[str]:
         lines += [escape_prose(command.summary[0].upper() + command.summary[1:]) + ".", ""]
     lines += ["```text", parser.format_usage().strip(), "```", ""]
     if parser.description and command.words:
-        lines += [escape_prose(parser.description.strip()), ""]
+        lines += [escape_prose(" ".join(parser.description.split())), ""]
     arguments = [
         a
         for a in parser._actions
@@ -172,6 +172,8 @@ def command_section(command: Command) -> list[str]:
             *(option_row(a, parser.prog) for a in arguments),
             "",
         ]
+    if parser.epilog:  # the examples `--help` ends with
+        lines += ["```text", parser.epilog.strip(), "```", ""]
     return lines + subcommand_table(command)
 
 
@@ -203,11 +205,13 @@ def cli_page(parser: argparse.ArgumentParser) -> str:
         "",
     ]
     if parser.description:
-        lines += [escape_prose(parser.description.strip()), ""]
+        lines += [escape_prose(" ".join(parser.description.split())), ""]
     for command in walk_commands(parser):
         if not command.words:
             parser.formatter_class = _FixedWidthFormatter
             lines += ["```text", parser.format_usage().strip(), "```", ""]
+            if parser.epilog:
+                lines += ["```text", parser.epilog.strip(), "```", ""]
             lines += subcommand_table(command)
             continue
         lines += command_section(command)

@@ -1,0 +1,117 @@
+"""The request messages of every call, built once for both clients (blocking and asyncio)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from bandit_router.client.results import ArmState
+from bandit_router.v1 import admin_pb2, experiment_pb2, router_pb2
+
+
+def duration(seconds: float) -> Duration:
+    """A protobuf Duration of ``seconds`` (nanosecond precision)."""
+    value = Duration()
+    value.FromNanoseconds(round(seconds * 1e9))
+    return value
+
+
+def route(
+    experiment: str, unit_id: str, excluded_arms: Sequence[str], context: Mapping[str, float] | None
+) -> router_pb2.RouteRequest:
+    return router_pb2.RouteRequest(
+        experiment=experiment,
+        unit_id=unit_id,
+        excluded_arms=list(excluded_arms),
+        context=dict(context or {}),
+    )
+
+
+def reward(decision_id: str, value: float) -> router_pb2.RewardRequest:
+    return router_pb2.RewardRequest(decision_id=decision_id, value=value)
+
+
+def create_experiment(
+    name: str | experiment_pb2.Experiment,
+    arms: Sequence[str],
+    *,
+    policy: str,
+    params: Mapping[str, float] | None,
+    reward_window: float,
+    default_reward: float | None,
+    reason: str,
+    fields: Mapping[str, Any],
+) -> admin_pb2.CreateExperimentRequest:
+    """From a whole ``Experiment`` message as is, or from a name, arms and settings."""
+    if isinstance(name, experiment_pb2.Experiment):
+        return admin_pb2.CreateExperimentRequest(experiment=name, reason=reason)
+    experiment = experiment_pb2.Experiment(
+        name=name,
+        arms=[experiment_pb2.Arm(name=arm) for arm in arms],
+        policy=experiment_pb2.PolicySpec(name=policy, params=dict(params or {})),
+        **fields,
+    )
+    experiment.reward_window.CopyFrom(duration(reward_window))
+    if default_reward is not None:
+        experiment.default_reward = default_reward
+    return admin_pb2.CreateExperimentRequest(experiment=experiment, reason=reason)
+
+
+def update_experiment(
+    experiment: experiment_pb2.Experiment,
+    *,
+    expected_version: int,
+    update_mask: Sequence[str],
+    reason: str,
+) -> admin_pb2.UpdateExperimentRequest:
+    return admin_pb2.UpdateExperimentRequest(
+        experiment=experiment,
+        update_mask=FieldMask(paths=list(update_mask)),
+        expected_version=expected_version,
+        reason=reason,
+    )
+
+
+def add_arm(
+    experiment: str,
+    arm: str,
+    *,
+    prior_n: float,
+    prior_sum: float,
+    prior_sum_sq: float,
+    reason: str,
+) -> admin_pb2.AddArmRequest:
+    return admin_pb2.AddArmRequest(
+        experiment=experiment,
+        arm=experiment_pb2.Arm(
+            name=arm, prior_n=prior_n, prior_sum=prior_sum, prior_sum_sq=prior_sum_sq
+        ),
+        reason=reason,
+    )
+
+
+def set_arm_state(
+    experiment: str, arm: str, state: ArmState | str, reason: str
+) -> admin_pb2.SetArmStateRequest:
+    """``state`` is an ``ArmState`` or its name (``"disabled"`` or ``"DISABLED"``)."""
+    return admin_pb2.SetArmStateRequest(
+        experiment=experiment,
+        arm=arm,
+        state=ArmState(str(state).upper()).to_pb(),
+        reason=reason,
+    )
+
+
+def pin_arm(
+    experiment: str, arm: str, *, unit_id: str, ttl: float, reason: str
+) -> admin_pb2.PinArmRequest:
+    return admin_pb2.PinArmRequest(
+        experiment=experiment, arm=arm, unit_id=unit_id, ttl=duration(ttl), reason=reason
+    )
+
+
+def get_report(experiment: str, window: float) -> admin_pb2.GetReportRequest:
+    return admin_pb2.GetReportRequest(experiment=experiment, window=duration(window))
