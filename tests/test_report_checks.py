@@ -78,6 +78,7 @@ def test_segments_flag_a_reversal_and_unknown_keys_list_the_keys_seen(
             ({"by": "country"}, "by", "keys seen: mobile, x"),
             ({"covariate": "pre"}, "covariate", "keys seen: mobile, x"),
             ({"by": "unit:1"}, "by", "unit:N with N from 2"),
+            ({"by": "unit:\u00b2"}, "by", "unit:N with N from 2"),  # a digit int() refuses
             ({"control": "zzz"}, "control", "no arm 'zzz'"),
             ({"first_exposures": -2}, "first_exposures", "must not be negative"),
         ]

@@ -72,7 +72,7 @@ class CheckOptions:
         if not self.by.startswith("unit:"):
             return 0
         text = self.by.removeprefix("unit:")
-        if not text.isdigit() or not 2 <= int(text) <= MAX_SEGMENTS:
+        if not (text.isascii() and text.isdigit()) or not 2 <= int(text) <= MAX_SEGMENTS:
             raise InvalidArgument(
                 f"unit-id buckets are written unit:N with N from 2 to {MAX_SEGMENTS}, "
                 f"got {self.by!r}",
