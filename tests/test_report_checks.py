@@ -147,6 +147,8 @@ def test_cuped_and_sample_ratio_equal_the_maths_on_the_exported_log(
     assert cuped.theta == pytest.approx(expected.theta, rel=1e-9)
     assert cuped.variance_reduction == pytest.approx(expected.variance_reduction, rel=1e-9)
     assert cuped.variance_reduction > 0.5  # rho ~ 0.89 by construction: r^2 ~ 0.8
+    # 300 randomised decisions over 3 arms: the test needs two arms expected >= 5 times.
+    assert response.sample_ratio.applicable
     for got, want in zip(cuped.comparisons, expected.comparisons, strict=True):
         assert got.arm == want.arm
         assert got.adjusted_difference == pytest.approx(want.adjusted_difference, rel=1e-9)
@@ -158,3 +160,8 @@ def test_cuped_and_sample_ratio_equal_the_maths_on_the_exported_log(
     assert ratio.chi_square == pytest.approx(check.statistic, rel=1e-9, abs=1e-12)
     assert math.isclose(ratio.p_value, check.p_value, rel_tol=1e-9, abs_tol=1e-15)
     assert dict(ratio.observed) == dict(zip(names, check.observed, strict=True))
+    # The gauge holds the p-value of the last report that ran the test.
+    gauge = embedded_server.app.metrics.registry.get_sample_value(
+        "bandit_router_sample_ratio_p_value", {"experiment": "cup"}
+    )
+    assert gauge == ratio.p_value

@@ -38,8 +38,8 @@ from policies.report import RewardModel, build_report
 from policies.segments import simpson_warnings
 from policies.srm import SampleRatioAccumulator, sample_ratio_test
 
-#: Decisions one report analyses (about 40 bytes each in the arrays, plus the nonce index
-#: while a decision waits for its reward: some 30 MB at the limit).
+#: Decisions one report analyses (about 30 bytes each in the arrays, plus the nonce index of
+#: the reward join: 40 MB at the limit, scripts/report_scan_memory.py).
 ANALYSIS_LIMIT = 200_000
 #: Decisions counted for the recent share (counting costs no memory per decision).
 RECENT_LIMIT = 1_000_000
@@ -268,8 +268,9 @@ async def scan_log(
                     scanner.add_decision(decision)
                 since_yield += len(decisions)
                 if since_yield >= YIELD_EVERY:
-                    # The scan shares the event loop with Route: ~10 µs a decision, so a
-                    # chunk of busy flushes would otherwise hold Route back for 100 ms.
+                    # The scan shares the event loop with Route: a chunk of 1000 busy
+                    # flushes holds tens of thousands of decisions, which would otherwise
+                    # hold Route back for their whole scan.
                     since_yield = 0
                     await asyncio.sleep(0)
             elif kind in ("reward", "default"):
