@@ -385,7 +385,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.call_admin(
             "GetReport",
-            admin_pb2.GetReportRequest(experiment=args.experiment, window=_duration(args.window)),
+            admin_pb2.GetReportRequest(
+                experiment=args.experiment,
+                window=_duration(args.window),
+                by=args.by,
+                covariate=args.covariate,
+                control=args.control,
+                first_exposures=args.first_exposures,
+            ),
         )
     if args.json or args.output == "json":
         emit(response, "json")
@@ -898,15 +905,47 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         "per-arm posterior, probability of being best, advice",
         "Per arm: decisions, rewards, posterior mean with its interval, probability of being\n"
-        "best, expected loss, recent traffic share and drift; then a recommendation.",
-        ["bandit-router report homepage", "bandit-router report homepage --window 15m -o json"],
+        "best, expected loss, recent traffic share and drift; then a recommendation. Then\n"
+        "checks over the window's decision log: sample ratio, novelty and, on request,\n"
+        "per-segment reports (--by) and CUPED (--covariate).",
+        [
+            "bandit-router report homepage",
+            "bandit-router report homepage --window 15m -o json",
+            "bandit-router report homepage --by country",
+            "bandit-router report homepage --covariate pre_metric --control current",
+        ],
         cmd_report,
     )
     report.add_argument("experiment", help="the experiment")
     report.add_argument(
-        "--window", type=_parse_duration, default=3600.0, help="recent-share window"
+        "--window",
+        type=_parse_duration,
+        default=3600.0,
+        help="window of the decision log read for the recent share and the checks",
     )
     report.add_argument("--json", action="store_true", help="the same as -o json")
+    report.add_argument(
+        "--by",
+        default="",
+        metavar="KEY",
+        help="report per segment: a context key, or unit:N for N buckets of unit ids",
+    )
+    report.add_argument(
+        "--covariate",
+        default="",
+        metavar="KEY",
+        help="context key with each unit's pre-period metric: adds CUPED-adjusted differences",
+    )
+    report.add_argument(
+        "--control", default="", metavar="ARM", help="CUPED's reference arm (default: the first)"
+    )
+    report.add_argument(
+        "--first-exposures",
+        type=int,
+        default=1,
+        metavar="N",
+        help="a unit's first N exposures to an arm count as first in the novelty check",
+    )
 
     export = client_command(
         "export",

@@ -1,4 +1,4 @@
-"""Reading what the service learned: reports, drift detection and decision exports.
+"""Reading what the service learned: reports and their checks, drift detection, exports.
 
 These read the cache and the store and never change a decision or a statistic themselves
 (the drift detector's opt-in policy switch goes through the store's audited update, as an

@@ -2,24 +2,24 @@
 
 The maths is ``policies.report`` (pure); this module gathers its inputs (statistics from the
 store, recent traffic from the decision log, drift from this replica's monitor) and renders
-the answer as protobuf or as a terminal table.
+the answer as protobuf or as a terminal table. The checks over the window's decision log
+(sample ratio, novelty, segments, CUPED) are ``log_checks``'s, from the same single scan.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bandit_router.analysis.log_checks import CheckOptions, fill_checks, scan_log
 from bandit_router.analysis.stopping import StoppingStatus, stopping_status
 from bandit_router.model.convert import timestamp_of
 from bandit_router.model.experiments import Experiment, check_name
 from bandit_router.route.cache import CachedExperiment, ExperimentCache
-from bandit_router.route.decision_log import decode
 from bandit_router.store.redis_store import ExperimentState, Store
 from bandit_router.v1 import admin_pb2, experiment_pb2
 from policies import Stats
@@ -28,9 +28,7 @@ from policies.report import MIN_REWARDS_PER_ARM, build_report, model_for_policy
 
 if TYPE_CHECKING:
     from bandit_router.analysis.drift import DriftMonitor
-
-RECENT_LIMIT = 1_000_000
-RECENT_CHUNK = 1000
+    from bandit_router.telemetry.metrics import Metrics
 
 
 def _stats_of(state: ExperimentState) -> Stats:
@@ -44,53 +42,57 @@ def _stats_of(state: ExperimentState) -> Stats:
 
 class ReportBuilder:
     def __init__(
-        self, store: Store, cache: ExperimentCache, drift: DriftMonitor | None = None
+        self,
+        store: Store,
+        cache: ExperimentCache,
+        drift: DriftMonitor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.drift = drift
+        self.metrics = metrics
 
-    async def recent_counts(self, name: str, window: float) -> Counter[str]:
-        since_ms = int((time.time() - window) * 1000)
-        counts: Counter[str] = Counter()
-        start = f"{since_ms}-0"
-        while True:
-            entries = await self.store.read_decision_log(name, start, RECENT_CHUNK)
-            for _, fields in entries:
-                if fields.get("type") == "decisions":
-                    for decision in decode(fields.get("data", "")):
-                        counts[str(decision.get("arm", ""))] += 1
-            if len(entries) < RECENT_CHUNK or sum(counts.values()) >= RECENT_LIMIT:
-                return counts
-            start = "(" + entries[-1][0]
-
-    async def report(self, name: str, window: float) -> admin_pb2.GetReportResponse:
-        """GetReport: the recent share is counted from the decision log of the last ``window``."""
-        response, _ = await self.report_with_config(name, window)
+    async def report(
+        self, name: str, window: float, options: CheckOptions | None = None
+    ) -> admin_pb2.GetReportResponse:
+        """GetReport: the recent share and the checks (sample ratio, novelty, and with
+        ``options`` segments and CUPED) read the decision log of the last ``window``."""
+        response, _ = await self.report_with_config(name, window, options=options)
         return response
 
     async def report_with_config(
-        self, name: str, window: float, recent_shares: Mapping[str, float] | None = None
+        self,
+        name: str,
+        window: float,
+        recent_shares: Mapping[str, float] | None = None,
+        options: CheckOptions | None = None,
     ) -> tuple[admin_pb2.GetReportResponse, Experiment]:
         """The report and the configuration it was computed from (one read of the store).
 
-        ``recent_shares`` replaces the decision-log count (the dashboard samples the shared
-        decision counters instead: reading minutes of a busy log on every refresh would cost
-        the event loop far more than the report itself).
+        ``recent_shares`` replaces the decision-log scan, and so the checks over it (the
+        dashboard samples the shared decision counters instead: reading minutes of a busy log
+        on every refresh would cost the event loop far more than the report itself).
         """
         check_name(name, "experiment")
         state = await self.store.read_state(name)
         experiment = state.experiment
         policy = experiment.policy.build()
+        options = options or CheckOptions()
+        control = options.validate(experiment)
+        model = model_for_policy(policy, experiment.reward_bounds())
+        min_rewards = max(MIN_REWARDS_PER_ARM, experiment.burn_in)
         summary = build_report(
             experiment.arm_names,
             _stats_of(state),
-            model_for_policy(policy, experiment.reward_bounds()),
+            model,
             eligible=[arm.active for arm in experiment.arms],
-            min_rewards=max(MIN_REWARDS_PER_ARM, experiment.burn_in),
+            min_rewards=min_rewards,
         )
+        scan = None
         if recent_shares is None:
-            recent = await self.recent_counts(name, window)
+            scan = await scan_log(self.store, experiment, window, options)
+            recent = scan.recent
             total_recent = sum(recent.values())
             recent_shares = {
                 arm: count / total_recent for arm, count in recent.items() if total_recent
@@ -132,6 +134,19 @@ class ReportBuilder:
         )
         if stopping is not None:
             response.stopping.CopyFrom(stopping_report(experiment, stopping))
+        if scan is not None:
+            fill_checks(
+                response,
+                scan,
+                experiment,
+                model,
+                options,
+                window=window,
+                min_rewards=min_rewards,
+                control=control,
+            )
+            if self.metrics is not None and response.sample_ratio.applicable:
+                self.metrics.set_sample_ratio(name, response.sample_ratio.p_value)
         return response, experiment
 
 
@@ -246,6 +261,7 @@ def render_report_table(response: admin_pb2.GetReportResponse) -> None:
     console.print(response.recommendation)
     if has_rule:
         console.print(stopping_line(response.stopping))
+    _render_checks(console, response)
 
 
 def stopping_line(report: admin_pb2.StoppingReport) -> str:
@@ -264,3 +280,68 @@ def stopping_line(report: admin_pb2.StoppingReport) -> str:
             f"({report.samples_needed} more rewards on the least-served arm)"
         )
     return "stopping rule: no winner yet (the arms are not separated at this confidence)"
+
+
+def _render_checks(console: Any, response: admin_pb2.GetReportResponse) -> None:
+    """The checks over the window's decision log, below the main table."""
+    from rich.table import Table
+
+    srm = response.sample_ratio
+    truncated = " (truncated)" if response.log_truncated else ""
+    console.print(
+        f"log: {response.log_decisions} decisions, {response.log_rewards} rewarded{truncated}; "
+        f"sample ratio: {srm.note}"
+    )
+    for check in response.novelty:
+        console.print(
+            f"novelty {check.arm}: first {check.first_mean:.4f}, later {check.later_mean:.4f}, "
+            f"decay {check.decay:.4f} [{check.ci_low:.4f}, {check.ci_high:.4f}], "
+            f"p = {check.p_value:.3g} over {check.units} units"
+            + (" DETECTED" if check.detected else "")
+        )
+    for segment in response.segments:
+        table = Table(
+            title=f"{response.segment_key} = {segment.value} ({segment.decisions} decisions)"
+        )
+        for column in ("arm", "decisions", "rewards", "mean", "95% interval", "P(best)"):
+            table.add_column(column, justify="left" if column == "arm" else "right")
+        for arm in segment.arms:
+            table.add_row(
+                arm.arm,
+                str(arm.decisions),
+                f"{arm.rewards:g}",
+                f"{arm.mean:.4f}",
+                f"[{arm.ci_low:.4f}, {arm.ci_high:.4f}]",
+                f"{arm.prob_best:.3f}",
+            )
+        console.print(table)
+        console.print(segment.recommendation)
+    if response.HasField("cuped"):
+        cuped = response.cuped
+        table = Table(
+            title=f"CUPED on {cuped.covariate} against {cuped.control} (theta {cuped.theta:.4g}, "
+            f"variance reduction {cuped.variance_reduction:.1%}, {cuped.missing} without it)"
+        )
+        for column in (
+            "arm",
+            "n",
+            "difference",
+            "95% interval",
+            "adjusted",
+            "95% interval",
+            "var. red.",
+        ):
+            table.add_column(column, justify="left" if column == "arm" else "right")
+        for c in cuped.comparisons:
+            table.add_row(
+                c.arm,
+                str(c.n),
+                f"{c.difference:.4g}",
+                f"[{c.ci_low:.4g}, {c.ci_high:.4g}]",
+                f"{c.adjusted_difference:.4g}",
+                f"[{c.adjusted_ci_low:.4g}, {c.adjusted_ci_high:.4g}]",
+                f"{c.variance_reduction:.1%}",
+            )
+        console.print(table)
+    for warning in response.warnings:
+        console.print(f"WARNING: {warning}", markup=False)

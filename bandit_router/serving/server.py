@@ -276,7 +276,7 @@ async def build_app(
     cache.on_refresh(sticky.observe)
     sweeper = DefaultRewardSweeper(store, cache, interval=config.sweep_interval, metrics=metrics)
     operations = AdminOperations(store)
-    reports = ReportBuilder(store, cache, drift)
+    reports = ReportBuilder(store, cache, drift, metrics)
 
     server = grpc.aio.server(
         options=[

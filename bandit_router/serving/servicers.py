@@ -17,6 +17,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from bandit_router.analysis.exports import decision_records
+from bandit_router.analysis.log_checks import CheckOptions
 from bandit_router.analysis.reports import ReportBuilder
 from bandit_router.errors import BanditRouterError, InvalidArgument
 from bandit_router.model.convert import (
@@ -376,7 +377,13 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     ) -> admin_pb2.GetReportResponse:
         self._principal(context)
         window = seconds_of(request.window, "window", 3600.0)
-        return await self.reports.report(request.experiment, window)
+        options = CheckOptions(
+            by=request.by,
+            covariate=request.covariate,
+            control=request.control,
+            first_exposures=request.first_exposures or 1,
+        )
+        return await self.reports.report(request.experiment, window, options)
 
     @handles_errors
     async def ListAudit(

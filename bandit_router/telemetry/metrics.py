@@ -266,6 +266,14 @@ class Metrics:
             ("experiment",),
             "livemostrecent",
         )
+        # Set when a report reads the decision log (GetReport, `bandit-router report`): the
+        # check needs the log, which the hot path never reads. Same value on every worker.
+        self.sample_ratio_p = gauge(
+            "bandit_router_sample_ratio_p_value",
+            "p-value of the last report's sample-ratio-mismatch test (below 0.001: mismatch).",
+            ("experiment",),
+            "livemostrecent",
+        )
         # Per-worker quantities: the worst live worker is what matters.
         self.cache_age = gauge(
             "bandit_router_cache_age_seconds",
@@ -320,6 +328,7 @@ class Metrics:
         self._drift_state: dict[tuple[str, str], bool] = {}
         self._exploration_children: dict[str, Any] = {}
         self._committed_children: dict[str, Any] = {}
+        self._sample_ratio_children: dict[str, Any] = {}
         self._cache_age_children: dict[str, Any] = {}
         self._store_children: dict[str, tuple[Any, Any]] = {}
         self._rpc_children: dict[tuple[str, str, str], RpcInstruments] = {}
@@ -453,6 +462,14 @@ class Metrics:
         )
         child.set(share)
 
+    def set_sample_ratio(self, experiment: str, p_value: float) -> None:
+        child = self._child(
+            self._sample_ratio_children,
+            experiment,
+            lambda: self.sample_ratio_p.labels(experiment),
+        )
+        child.set(p_value)
+
     def set_cache_age(self, experiment: str, seconds: float) -> None:
         child = self._child(
             self._cache_age_children, experiment, lambda: self.cache_age.labels(experiment)
@@ -532,6 +549,7 @@ class Metrics:
                 for key in [k for k in cache if k[0] == experiment]:
                     del cache[key]
             self._exploration_children.pop(experiment, None)
+            self._sample_ratio_children.pop(experiment, None)
             self._cache_age_children.pop(experiment, None)
             self._committed_children.pop(experiment, None)
 
@@ -543,6 +561,7 @@ class Metrics:
             self.posterior_mean,
             self.prob_best,
             self.exploration_share,
+            self.sample_ratio_p,
             self.cache_age,
             self.committed,
             self.drift_statistic,

@@ -251,21 +251,38 @@ class ListSnapshotsResponse(_message.Message):
     def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
 
 class GetReportRequest(_message.Message):
-    __slots__ = ("experiment", "window")
+    __slots__ = ("experiment", "window", "by", "covariate", "control", "first_exposures")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    COVARIATE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    FIRST_EXPOSURES_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     window: _duration_pb2.Duration
-    def __init__(self, experiment: _Optional[str] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    by: str
+    covariate: str
+    control: str
+    first_exposures: int
+    def __init__(self, experiment: _Optional[str] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., by: _Optional[str] = ..., covariate: _Optional[str] = ..., control: _Optional[str] = ..., first_exposures: _Optional[int] = ...) -> None: ...
 
 class GetReportResponse(_message.Message):
-    __slots__ = ("experiment", "arms", "recommendation", "policy", "state_version", "generated_at", "stopping")
+    __slots__ = ("experiment", "arms", "recommendation", "policy", "state_version", "generated_at", "log_decisions", "log_rewards", "log_truncated", "sample_ratio", "novelty", "segment_key", "segments", "cuped", "warnings", "stopping")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     STATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LOG_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    LOG_REWARDS_FIELD_NUMBER: _ClassVar[int]
+    LOG_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    NOVELTY_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_KEY_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    CUPED_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     STOPPING_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     arms: _containers.RepeatedCompositeFieldContainer[ArmReport]
@@ -273,8 +290,129 @@ class GetReportResponse(_message.Message):
     policy: str
     state_version: int
     generated_at: _timestamp_pb2.Timestamp
+    log_decisions: int
+    log_rewards: int
+    log_truncated: bool
+    sample_ratio: SampleRatioCheck
+    novelty: _containers.RepeatedCompositeFieldContainer[NoveltyCheck]
+    segment_key: str
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentReport]
+    cuped: CupedReport
+    warnings: _containers.RepeatedScalarFieldContainer[str]
     stopping: StoppingReport
-    def __init__(self, experiment: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmReport, _Mapping]]] = ..., recommendation: _Optional[str] = ..., policy: _Optional[str] = ..., state_version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stopping: _Optional[_Union[StoppingReport, _Mapping]] = ...) -> None: ...
+    def __init__(self, experiment: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmReport, _Mapping]]] = ..., recommendation: _Optional[str] = ..., policy: _Optional[str] = ..., state_version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., log_decisions: _Optional[int] = ..., log_rewards: _Optional[int] = ..., log_truncated: _Optional[bool] = ..., sample_ratio: _Optional[_Union[SampleRatioCheck, _Mapping]] = ..., novelty: _Optional[_Iterable[_Union[NoveltyCheck, _Mapping]]] = ..., segment_key: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[SegmentReport, _Mapping]]] = ..., cuped: _Optional[_Union[CupedReport, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., stopping: _Optional[_Union[StoppingReport, _Mapping]] = ...) -> None: ...
+
+class SampleRatioCheck(_message.Message):
+    __slots__ = ("applicable", "mismatch", "p_value", "chi_square", "degrees_of_freedom", "observed", "expected", "deterministic", "skipped", "note")
+    class ObservedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ExpectedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    APPLICABLE_FIELD_NUMBER: _ClassVar[int]
+    MISMATCH_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    CHI_SQUARE_FIELD_NUMBER: _ClassVar[int]
+    DEGREES_OF_FREEDOM_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    applicable: bool
+    mismatch: bool
+    p_value: float
+    chi_square: float
+    degrees_of_freedom: int
+    observed: _containers.ScalarMap[str, float]
+    expected: _containers.ScalarMap[str, float]
+    deterministic: int
+    skipped: int
+    note: str
+    def __init__(self, applicable: _Optional[bool] = ..., mismatch: _Optional[bool] = ..., p_value: _Optional[float] = ..., chi_square: _Optional[float] = ..., degrees_of_freedom: _Optional[int] = ..., observed: _Optional[_Mapping[str, float]] = ..., expected: _Optional[_Mapping[str, float]] = ..., deterministic: _Optional[int] = ..., skipped: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
+
+class NoveltyCheck(_message.Message):
+    __slots__ = ("arm", "units", "first_mean", "later_mean", "decay", "ci_low", "ci_high", "p_value", "detected")
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_MEAN_FIELD_NUMBER: _ClassVar[int]
+    LATER_MEAN_FIELD_NUMBER: _ClassVar[int]
+    DECAY_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DETECTED_FIELD_NUMBER: _ClassVar[int]
+    arm: str
+    units: int
+    first_mean: float
+    later_mean: float
+    decay: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    detected: bool
+    def __init__(self, arm: _Optional[str] = ..., units: _Optional[int] = ..., first_mean: _Optional[float] = ..., later_mean: _Optional[float] = ..., decay: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., p_value: _Optional[float] = ..., detected: _Optional[bool] = ...) -> None: ...
+
+class SegmentReport(_message.Message):
+    __slots__ = ("value", "decisions", "arms", "recommendation")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    ARMS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    decisions: int
+    arms: _containers.RepeatedCompositeFieldContainer[ArmReport]
+    recommendation: str
+    def __init__(self, value: _Optional[str] = ..., decisions: _Optional[int] = ..., arms: _Optional[_Iterable[_Union[ArmReport, _Mapping]]] = ..., recommendation: _Optional[str] = ...) -> None: ...
+
+class CupedReport(_message.Message):
+    __slots__ = ("covariate", "control", "theta", "variance_reduction", "missing", "comparisons")
+    COVARIATE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    THETA_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    COMPARISONS_FIELD_NUMBER: _ClassVar[int]
+    covariate: str
+    control: str
+    theta: float
+    variance_reduction: float
+    missing: int
+    comparisons: _containers.RepeatedCompositeFieldContainer[CupedComparison]
+    def __init__(self, covariate: _Optional[str] = ..., control: _Optional[str] = ..., theta: _Optional[float] = ..., variance_reduction: _Optional[float] = ..., missing: _Optional[int] = ..., comparisons: _Optional[_Iterable[_Union[CupedComparison, _Mapping]]] = ...) -> None: ...
+
+class CupedComparison(_message.Message):
+    __slots__ = ("arm", "n", "control_n", "difference", "ci_low", "ci_high", "adjusted_difference", "adjusted_ci_low", "adjusted_ci_high", "variance_reduction")
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_N_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    arm: str
+    n: int
+    control_n: int
+    difference: float
+    ci_low: float
+    ci_high: float
+    adjusted_difference: float
+    adjusted_ci_low: float
+    adjusted_ci_high: float
+    variance_reduction: float
+    def __init__(self, arm: _Optional[str] = ..., n: _Optional[int] = ..., control_n: _Optional[int] = ..., difference: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., adjusted_difference: _Optional[float] = ..., adjusted_ci_low: _Optional[float] = ..., adjusted_ci_high: _Optional[float] = ..., variance_reduction: _Optional[float] = ...) -> None: ...
 
 class StoppingReport(_message.Message):
     __slots__ = ("winner", "guarantee", "committed_arm", "committed_at", "committed_by", "samples_needed")
