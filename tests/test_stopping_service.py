@@ -161,7 +161,10 @@ def test_a_clear_winner_is_committed_once_audited_and_reopened(
         decisions = [c.route("checkout") for c in (on_a, on_b) for _ in range(20)]
         assert {(d.arm, d.reason, d.propensity) for d in decisions} == {("good", "COMMITTED", 1.0)}
         report = on_b.call_admin("GetReport", admin_pb2.GetReportRequest(experiment="checkout"))
-        assert report.stopping.winner == "good"
+        # The verdict is recomputed from the statistics the report reads; rewards that landed
+        # after the committing replica's refresh may have narrowed the gap again, so the rule
+        # may no longer hold even though the commit stands (it never names the other arm).
+        assert report.stopping.winner in ("good", "")
         assert report.stopping.committed_arm == "good"
         assert report.stopping.committed_by == "stopping-rule"
         for row in report.arms:  # per-arm projections of the region (wider than the gap test)
