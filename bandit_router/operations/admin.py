@@ -15,7 +15,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bandit_router.errors import FailedPrecondition, InvalidArgument, NotFound
+from bandit_router.errors import (
+    ErrorReason,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Resource,
+)
 from bandit_router.model.experiments import (
     MAX_REASON_LENGTH,
     Arm,
@@ -39,7 +45,12 @@ def _require_arm(experiment: Experiment, arm: str, field: str = "arm") -> Arm:
     check_name(arm, field)
     found = experiment.arm(arm)
     if found is None:
-        raise NotFound(f"experiment {experiment.name!r} has no arm {arm!r}", field)
+        raise NotFound(
+            f"experiment {experiment.name!r} has no arm {arm!r}",
+            field,
+            reason=ErrorReason.ARM_NOT_FOUND,
+            resource=Resource.arm(experiment.name, arm),
+        )
     return found
 
 
@@ -123,7 +134,11 @@ class AdminOperations:
     async def add_arm(self, name: str, arm: Arm, principal: str, reason: str = "") -> Experiment:
         def change(experiment: Experiment) -> Experiment:
             if experiment.arm(arm.name) is not None:
-                raise InvalidArgument(f"arm {arm.name!r} already exists", "arm.name")
+                raise InvalidArgument(
+                    f"arm {arm.name!r} already exists",
+                    "arm.name",
+                    reason=ErrorReason.DUPLICATE_ARM,
+                )
             return experiment.with_changes(arms=(*experiment.arms, arm))
 
         arguments = {"arm": arm.name, "prior_n": arm.prior_n, "prior_sum": arm.prior_sum}
@@ -134,7 +149,9 @@ class AdminOperations:
             _require_arm(experiment, arm)
             remaining = tuple(a for a in experiment.arms if a.name != arm)
             if not any(a.active for a in remaining):
-                raise FailedPrecondition("cannot remove the last active arm", "arm")
+                raise FailedPrecondition(
+                    "cannot remove the last active arm", "arm", reason=ErrorReason.LAST_ACTIVE_ARM
+                )
             pin = experiment.pin
             units = {unit: a for unit, a in pin.units.items() if a != arm}
             return experiment.with_changes(
@@ -157,7 +174,9 @@ class AdminOperations:
                 dataclasses.replace(a, state=state) if a.name == arm else a for a in experiment.arms
             )
             if not any(a.active for a in arms):
-                raise FailedPrecondition("cannot disable the last active arm", "arm")
+                raise FailedPrecondition(
+                    "cannot disable the last active arm", "arm", reason=ErrorReason.LAST_ACTIVE_ARM
+                )
             return experiment.with_changes(arms=arms)
 
         action = "enable_arm" if state is ArmState.ACTIVE else "disable_arm"
@@ -184,7 +203,9 @@ class AdminOperations:
             found = _require_arm(experiment, arm)
             if not found.active:
                 raise FailedPrecondition(
-                    f"arm {arm!r} is disabled; enable it before pinning", "arm"
+                    f"arm {arm!r} is disabled; enable it before pinning",
+                    "arm",
+                    reason=ErrorReason.ARM_DISABLED,
                 )
             pin = experiment.pin
             if unit_id:
@@ -204,7 +225,12 @@ class AdminOperations:
             pin = experiment.pin
             if unit_id:
                 if unit_id not in pin.units:
-                    raise NotFound(f"unit {unit_id!r} is not pinned", "unit_id")
+                    raise NotFound(
+                        f"unit {unit_id!r} is not pinned",
+                        "unit_id",
+                        reason=ErrorReason.PIN_NOT_FOUND,
+                        resource=Resource.pin(experiment.name, unit_id),
+                    )
                 units = {u: a for u, a in pin.units.items() if u != unit_id}
                 return experiment.with_changes(pin=dataclasses.replace(pin, units=units))
             return experiment.with_changes(pin=Pin(units=dict(pin.units)))
