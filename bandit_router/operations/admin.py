@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,9 +31,13 @@ from bandit_router.model.experiments import (
     Pin,
     check_name,
 )
+from bandit_router.operations.paging import Listing, audit_page_size, page_size
 from bandit_router.store.redis_store import ExperimentState, Store
 
 log = logging.getLogger(__name__)
+
+#: A Redis stream entry id (the audit log's keys): milliseconds-sequence.
+STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 def check_reason(reason: str) -> str:
@@ -103,6 +108,17 @@ class AdminOperations:
 
     async def list_all(self) -> list[Experiment]:
         return await self.store.list_experiments()
+
+    async def list_page(self, size: int, token: str) -> tuple[list[Experiment], str]:
+        """One page of experiments in name order, and the next page's token ("" at the end)."""
+        listing = Listing("ListExperiments")
+        count, after = page_size(size), listing.cursor(token)
+        names = [n for n in await self.store.list_names() if after is None or n > after]
+        page = await self.store.read_states(names[:count])
+        # A name deleted between the two reads is skipped; the cursor still moves past it.
+        experiments = [page[name].experiment for name in names[:count] if name in page]
+        more = len(names) > count
+        return experiments, listing.token(names[count - 1]) if more else ""
 
     async def update(
         self,
@@ -269,13 +285,29 @@ class AdminOperations:
         snapshots = await self.store.list_snapshots(name)
         return snapshots[0] if snapshots else header
 
-    async def snapshots(self, name: str) -> list[dict[str, Any]]:
+    async def snapshots(
+        self, name: str, size: int = 0, token: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One page of snapshots, newest first, and the next page's token ("" at the end)."""
         check_name(name, "experiment")
+        listing = Listing("ListSnapshots", name)
+        count, after = page_size(size), listing.cursor(token)
         await self.store.require_experiment(name)
-        return await self.store.list_snapshots(name)
+        snapshots = await self.store.list_snapshots(name)
+        if after is not None:
+            ids = [str(s.get("id", "")) for s in snapshots]
+            # Gone from the capped list: so is everything older, the rest of this listing.
+            snapshots = snapshots[ids.index(after) + 1 :] if after in ids else []
+        more = len(snapshots) > count
+        return snapshots[:count], listing.token(str(snapshots[count - 1]["id"])) if more else ""
 
-    async def audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+    async def audit(
+        self, name: str, limit: int, size: int = 0, token: str = ""
+    ) -> tuple[list[tuple[str, dict[str, str]]], str]:
+        """One page of audit entries, newest first, and the next page's token."""
         check_name(name, "experiment")
-        if limit < 0:
-            raise InvalidArgument("must not be negative", "limit")
-        return await self.store.list_audit(name, min(limit or 100, 10_000))
+        listing = Listing("ListAudit", name)
+        count, before = audit_page_size(size, limit), listing.cursor(token, STREAM_ID)
+        entries = await self.store.list_audit(name, count + 1, before=before)
+        more = len(entries) > count
+        return entries[:count], listing.token(entries[count - 1][0]) if more else ""

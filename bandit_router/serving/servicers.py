@@ -223,9 +223,9 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.ListExperimentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ListExperimentsResponse:
         self._principal(context)
-        experiments = await self.ops.list_all()
+        experiments, next_token = await self.ops.list_page(request.page_size, request.page_token)
         return admin_pb2.ListExperimentsResponse(
-            experiments=[experiment_to_pb(e) for e in experiments]
+            experiments=[experiment_to_pb(e) for e in experiments], next_page_token=next_token
         )
 
     @handles_errors
@@ -348,8 +348,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.ListSnapshotsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ListSnapshotsResponse:
         self._principal(context)
-        snapshots = await self.ops.snapshots(request.experiment)
-        return admin_pb2.ListSnapshotsResponse(snapshots=[snapshot_to_pb(s) for s in snapshots])
+        snapshots, next_token = await self.ops.snapshots(
+            request.experiment, request.page_size, request.page_token
+        )
+        return admin_pb2.ListSnapshotsResponse(
+            snapshots=[snapshot_to_pb(s) for s in snapshots], next_page_token=next_token
+        )
 
     @handles_errors
     async def GetReport(
@@ -364,8 +368,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.ListAuditRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ListAuditResponse:
         self._principal(context)
-        entries = await self.ops.audit(request.experiment, request.limit)
+        entries, next_token = await self.ops.audit(
+            request.experiment, request.limit, request.page_size, request.page_token
+        )
         return admin_pb2.ListAuditResponse(
+            next_page_token=next_token,
             entries=[
                 admin_pb2.AuditEntry(
                     id=entry_id,
@@ -376,7 +383,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                     reason=fields.get("reason", ""),
                 )
                 for entry_id, fields in entries
-            ]
+            ],
         )
 
     async def ExportDecisions(

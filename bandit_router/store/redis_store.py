@@ -905,8 +905,12 @@ class Store:
             )
         )
 
-    async def list_audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
-        entries = await self.client.xrevrange(ExperimentKeys(name).audit, "+", "-", count=limit)
+    async def list_audit(
+        self, name: str, limit: int, *, before: str | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        """At most ``limit`` entries, newest first, older than the entry id ``before``."""
+        newest = "+" if before is None else f"({before}"
+        entries = await self.client.xrevrange(ExperimentKeys(name).audit, newest, "-", count=limit)
         return cast(list[tuple[str, dict[str, str]]], list(entries or []))
 
 
