@@ -154,8 +154,9 @@ def test_admin_refusals_name_reason_field_and_resource(client: BanditClient) -> 
     for call, code, reason, field, resource in cases:
         error = refusal(call)
         assert (error.code(), error.reason, error.field) == (code, reason, field), error
-        if resource:
-            assert error.resource == ResourceInfo(error.resource.type, resource, error.message)
+        if resource:  # the type is the path's last collection: experiments/x/arms/y -> arm
+            kind = resource.split("/")[-2].removesuffix("s")
+            assert error.resource == ResourceInfo(kind, resource, error.message)
         else:
             assert error.resource is None
         assert error.retry_delay is None
