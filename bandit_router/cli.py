@@ -203,6 +203,8 @@ def experiment_document(
             status["pause_arm"] = message.pause_arm
         if message.HasField("pin"):
             status["pin"] = _to_data(message.pin)
+        if message.HasField("commit"):
+            status["commit"] = _to_data(message.commit)
         for stamp in ("created_at", "updated_at"):
             if message.HasField(stamp):
                 status[stamp] = getattr(message, stamp).ToJsonString()
@@ -724,6 +726,36 @@ def build_parser() -> argparse.ArgumentParser:
     unpin.add_argument("--unit", default="", help="remove only this unit's pin")
     _dry_run(unpin)
     _reason(unpin)
+
+    reopen = client_command(
+        "reopen",
+        "undo a commit: the experiment learns and allocates again",
+        "Clear the winner an experiment committed to (its stopping rule held): Route uses the\n"
+        "policy again. Unless --keep-committing, the rule's commit is also turned off, so the\n"
+        "report keeps naming the winner but the experiment does not commit again until an\n"
+        "operator sets stopping.commit. Audited as an update of commit and stopping.commit.",
+        ["bandit-router reopen checkout --reason 'check the new pricing first'"],
+        _admin(
+            "UpdateExperiment",
+            lambda a: admin_pb2.UpdateExperimentRequest(
+                experiment=experiment_pb2.Experiment(
+                    name=a.experiment, stopping=experiment_pb2.StoppingRule(commit=False)
+                ),
+                update_mask={
+                    "paths": ["commit"] if a.keep_committing else ["commit", "stopping.commit"]
+                },
+                reason=a.reason,
+            ),
+        ),
+    )
+    reopen.add_argument("experiment", help="the experiment")
+    reopen.add_argument(
+        "--keep-committing",
+        action="store_true",
+        help="leave stopping.commit on: the rule commits again as soon as it holds",
+    )
+    _dry_run(reopen)
+    _reason(reopen)
 
     for verb, state in (
         ("disable", experiment_pb2.ARM_STATE_DISABLED),

@@ -187,6 +187,7 @@ def registered_series_names() -> set[str]:
     m.set_cache_age("e", 1.0)
     m.observe_store("op", 0.001, False)
     m.set_drift("e", "a", 1.0, True)
+    m.set_committed("e", True)
     names: set[str] = set()
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         names.update(sample.name for sample in family.samples)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bandit_router.analysis.stopping import StoppingStatus, stopping_status
 from bandit_router.model.convert import timestamp_of
 from bandit_router.model.experiments import Experiment, check_name
 from bandit_router.route.cache import CachedExperiment, ExperimentCache
@@ -95,8 +96,9 @@ class ReportBuilder:
                 arm: count / total_recent for arm, count in recent.items() if total_recent
             }
         drift = self.drift.status(name) if self.drift is not None else {}
+        stopping = stopping_status(experiment, _stats_of(state))
         arms = []
-        for arm, row in zip(experiment.arms, summary.arms, strict=True):
+        for index, (arm, row) in enumerate(zip(experiment.arms, summary.arms, strict=True)):
             statistic, detected = drift.get(arm.name, (0.0, False))
             arms.append(
                 admin_pb2.ArmReport(
@@ -116,6 +118,8 @@ class ReportBuilder:
                     recent_share=recent_shares.get(arm.name, 0.0),
                     drift_detected=detected,
                     drift_statistic=statistic,
+                    anytime_low=float(stopping.verdict.lower[index]) if stopping else 0.0,
+                    anytime_high=float(stopping.verdict.upper[index]) if stopping else 0.0,
                 )
             )
         response = admin_pb2.GetReportResponse(
@@ -126,7 +130,22 @@ class ReportBuilder:
             state_version=state.state_version,
             generated_at=timestamp_of(time.time()),
         )
+        if stopping is not None:
+            response.stopping.CopyFrom(stopping_report(experiment, stopping))
         return response, experiment
+
+
+def stopping_report(experiment: Experiment, status: StoppingStatus) -> admin_pb2.StoppingReport:
+    report = admin_pb2.StoppingReport(
+        winner=status.winner,
+        guarantee=status.guarantee(experiment),
+        committed_arm=experiment.commit.arm,
+        committed_by=experiment.commit.by,
+        samples_needed=status.samples_needed,
+    )
+    if experiment.commit.arm:
+        report.committed_at.CopyFrom(timestamp_of(experiment.commit.committed_at))
+    return report
 
 
 def posterior_summary(entry: CachedExperiment) -> dict[str, tuple[float, float]]:
@@ -202,7 +221,11 @@ def render_report_table(response: admin_pb2.GetReportResponse) -> None:
         "drift",
     ):
         table.add_column(column, justify="left" if column in ("arm", "state") else "right")
+    has_rule = response.HasField("stopping")
+    if has_rule:
+        table.add_column("anytime bounds", justify="right")
     for arm in response.arms:
+        anytime = [f"[{arm.anytime_low:.4f}, {arm.anytime_high:.4f}]"] if has_rule else []
         table.add_row(
             arm.arm,
             "active" if arm.state == experiment_pb2.ARM_STATE_ACTIVE else "disabled",
@@ -216,7 +239,28 @@ def render_report_table(response: admin_pb2.GetReportResponse) -> None:
             f"ALARM {arm.drift_statistic:.1f}"
             if arm.drift_detected
             else f"{arm.drift_statistic:.1f}",
+            *anytime,
         )
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     console.print(response.recommendation)
+    if has_rule:
+        console.print(stopping_line(response.stopping))
+
+
+def stopping_line(report: admin_pb2.StoppingReport) -> str:
+    """The stopping rule's verdict in one line, for the terminal."""
+    if report.committed_arm:
+        return (
+            f"committed to {report.committed_arm} by {report.committed_by or 'an operator'}: "
+            f"it serves all traffic (bandit-router reopen to undo)"
+            + (f"; {report.guarantee}" if report.guarantee else "")
+        )
+    if report.winner:
+        return f"stopping rule holds: {report.guarantee}"
+    if report.samples_needed:
+        return (
+            f"stopping rule: no verdict before every active arm has its minimum "
+            f"({report.samples_needed} more rewards on the least-served arm)"
+        )
+    return "stopping rule: no winner yet (the arms are not separated at this confidence)"

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     STICKY = "STICKY"
     PAUSED = "PAUSED"
     BURN_IN = "BURN_IN"
+    COMMITTED = "COMMITTED"
 
     @classmethod
     def from_pb(cls, value: int) -> Reason:

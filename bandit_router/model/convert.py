@@ -15,10 +15,12 @@ from bandit_router.model.experiments import (
     DEFAULT_REWARD_WINDOW,
     Arm,
     ArmState,
+    Commit,
     Experiment,
     LateRewardRule,
     Pin,
     PolicySpec,
+    Stopping,
 )
 from bandit_router.v1 import experiment_pb2 as pb
 
@@ -110,6 +112,24 @@ def experiment_of(message: pb.Experiment) -> Experiment:
         sticky=message.sticky.enabled,
         sticky_ttl=seconds_of(message.sticky.ttl, "experiment.sticky.ttl", 0.0),
         drift_discount=message.drift_discount if message.HasField("drift_discount") else None,
+        stopping=stopping_of(message.stopping) if message.HasField("stopping") else None,
+        commit=Commit(
+            arm=message.commit.arm,
+            committed_at=unix_of(message.commit.committed_at),
+            by=message.commit.by,
+            summary=message.commit.summary,
+        ),
+    )
+
+
+def stopping_of(message: pb.StoppingRule) -> Stopping:
+    """Unset optional fields take their defaults; an explicit 0 delta stays 0 (and is refused)."""
+    default = Stopping()
+    return Stopping(
+        delta=message.delta if message.HasField("delta") else default.delta,
+        epsilon=message.epsilon,
+        min_samples=message.min_samples if message.HasField("min_samples") else default.min_samples,
+        commit=message.commit,
     )
 
 
@@ -151,6 +171,24 @@ def experiment_to_pb(experiment: Experiment) -> pb.Experiment:
     )
     if experiment.pin.expires_at:
         message.pin.expires_at.CopyFrom(timestamp_of(experiment.pin.expires_at))
+    if experiment.stopping is not None:
+        message.stopping.CopyFrom(
+            pb.StoppingRule(
+                delta=experiment.stopping.delta,
+                epsilon=experiment.stopping.epsilon,
+                min_samples=experiment.stopping.min_samples,
+                commit=experiment.stopping.commit,
+            )
+        )
+    if experiment.commit.arm:
+        message.commit.CopyFrom(
+            pb.Commit(
+                arm=experiment.commit.arm,
+                committed_at=timestamp_of(experiment.commit.committed_at),
+                by=experiment.commit.by,
+                summary=experiment.commit.summary,
+            )
+        )
     for attr in ("default_reward", "reward_min", "reward_max", "drift_discount"):
         value = getattr(experiment, attr)
         if value is not None:
@@ -164,12 +202,19 @@ def merge_update(current: Experiment, update: pb.Experiment, mask: FieldMask) ->
         merged = pb.Experiment()
         merged.CopyFrom(update)
         merged.name = current.name
-        return experiment_of(merged)
+        # The commit is the service's state, not configuration: a full replace (re-applying
+        # a file) keeps it; only a mask naming "commit" clears it (reopen).
+        return experiment_of(merged).with_changes(commit=current.commit)
     if not mask.IsValidForDescriptor(cast(Any, pb.Experiment.DESCRIPTOR)):
         raise InvalidArgument(f"unknown field path in {list(mask.paths)}", "update_mask")
     for path in mask.paths:
         if path.split(".")[0] in {"name", "version", "created_at", "updated_at"}:
             raise InvalidArgument(f"{path} cannot be updated", "update_mask")
+    for path in mask.paths:
+        if path.split(".")[0] == "commit" and update.commit.arm not in ("", current.commit.arm):
+            raise InvalidArgument(
+                "a commit can only be cleared (reopen); to serve one arm, pin it", "commit.arm"
+            )
     target = experiment_to_pb(current)
     mask.MergeMessage(update, target, replace_message_field=True, replace_repeated_field=True)
     return experiment_of(target)

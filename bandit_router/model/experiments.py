@@ -20,6 +20,7 @@ from typing import Any
 from bandit_router.errors import ErrorReason, InvalidArgument
 from policies import Policy, PolicyConfigError, create_policy
 from policies.base import PRIOR_MAGNITUDE_LIMIT
+from policies.stopping import StoppingRule
 
 #: Used with ``fullmatch``: ``$`` in ``re.match`` also matches before a final newline.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -98,6 +99,34 @@ class Pin:
         return ""
 
 
+#: Policies a stopping rule may run with, and the allocation each uses meanwhile: plain
+#: Thompson sampling starves the runner-up, so it allocates as top-two while the rule runs.
+IDENTIFICATION_ALLOCATION = {"thompson": "top_two_thompson", "top_two_thompson": "top_two_thompson"}
+#: The agent named in the audit log and in ``Commit.by`` when the rule commits.
+STOPPING_RULE_AGENT = "stopping-rule"
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """Best-arm identification (``policies.stopping``): when the rule holds the report names
+    the winner, and with ``commit`` the experiment commits to it."""
+
+    delta: float = 0.05
+    epsilon: float = 0.0
+    min_samples: int = 100
+    commit: bool = False
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The winner an experiment committed to ('' when it has not), by whom, and why."""
+
+    arm: str = ""
+    committed_at: float = 0.0
+    by: str = ""
+    summary: str = ""
+
+
 @dataclass(frozen=True)
 class Experiment:
     """An experiment's configuration. ``version`` and ``incarnation`` are owned by the store."""
@@ -126,6 +155,8 @@ class Experiment:
     sticky: bool = False
     sticky_ttl: float = 0.0
     drift_discount: float | None = None
+    stopping: Stopping | None = None
+    commit: Commit = field(default_factory=Commit)
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -145,6 +176,29 @@ class Experiment:
         return (
             low if self.reward_min is None else self.reward_min,
             high if self.reward_max is None else self.reward_max,
+        )
+
+    @cached_property
+    def decision_policy(self) -> PolicySpec:
+        """The policy Route draws from: the configured one, except that a stopping rule makes
+        ``thompson`` allocate as ``top_two_thompson`` (same priors, half the plays to the
+        runner-up) until the rule is removed. Learning is unchanged: both are Beta-Bernoulli."""
+        if self.stopping is None:
+            return self.policy
+        allocation = IDENTIFICATION_ALLOCATION.get(self.policy.name, self.policy.name)
+        return PolicySpec(allocation, dict(self.policy.params))
+
+    def stopping_rule(self) -> StoppingRule | None:
+        """The rule of ``policies.stopping`` for this experiment, over its reward range."""
+        if self.stopping is None:
+            return None
+        low, high = self.reward_bounds()
+        return StoppingRule(
+            delta=self.stopping.delta,
+            epsilon=self.stopping.epsilon,
+            min_samples=self.stopping.min_samples,
+            reward_min=low,
+            reward_max=high,
         )
 
     def with_changes(self, **changes: Any) -> Experiment:
@@ -212,7 +266,35 @@ class Experiment:
         if len(self.description) > 4096:
             raise InvalidArgument("at most 4096 characters", "experiment.description")
         self._validate_controls(seen)
+        self._validate_stopping(seen)
         return self
+
+    def _validate_stopping(self, arm_names: set[str]) -> None:
+        if self.commit.arm and self.commit.arm not in arm_names:
+            raise InvalidArgument(f"unknown arm {self.commit.arm!r}", "experiment.commit.arm")
+        if self.stopping is None:
+            if self.commit.arm:
+                raise InvalidArgument("a commit needs a stopping rule", "experiment.commit")
+            return
+        for attr in ("delta", "epsilon"):
+            check_finite(getattr(self.stopping, attr), f"experiment.stopping.{attr}")
+        if self.policy.name not in IDENTIFICATION_ALLOCATION:
+            raise InvalidArgument(
+                f"a stopping rule needs an allocation that identifies the best arm; policy "
+                f"{self.policy.name!r} has none: use thompson (allocated as top_two_thompson "
+                f"while the rule runs) or top_two_thompson",
+                "experiment.stopping",
+            )
+        if self.policy.params.get("gamma", 1.0) != 1.0 or self.drift_discount is not None:
+            raise InvalidArgument(
+                "the stopping rule's guarantee assumes arms whose means do not change; it "
+                "cannot be combined with a discounted policy (gamma) or drift_discount",
+                "experiment.stopping",
+            )
+        try:
+            self.stopping_rule()
+        except PolicyConfigError as error:
+            raise InvalidArgument(error.message, f"experiment.{error.field}") from error
 
     @staticmethod
     def _check_duration(value: float, where: str, *, allow_zero: bool) -> None:
@@ -260,6 +342,8 @@ class Experiment:
         data["policy"] = {"name": self.policy.name, "params": dict(self.policy.params)}
         data["late_rewards"] = self.late_rewards.value
         data["pin"] = {**dataclasses.asdict(self.pin), "units": dict(self.pin.units)}
+        data["stopping"] = None if self.stopping is None else dataclasses.asdict(self.stopping)
+        data["commit"] = dataclasses.asdict(self.commit)
         return data
 
     @classmethod
@@ -275,5 +359,8 @@ class Experiment:
         values["late_rewards"] = LateRewardRule(data.get("late_rewards", "ignore"))
         pin = data.get("pin") or {}
         values["pin"] = Pin(**{**pin, "units": dict(pin.get("units", {}))})
+        stopping = data.get("stopping")
+        values["stopping"] = None if stopping is None else Stopping(**stopping)
+        values["commit"] = Commit(**(data.get("commit") or {}))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})

@@ -27,6 +27,7 @@ from bandit_router.model.experiments import (
     MAX_REASON_LENGTH,
     Arm,
     ArmState,
+    Commit,
     Experiment,
     Pin,
     check_name,
@@ -155,9 +156,17 @@ class AdminOperations:
                     "arm.name",
                     reason=ErrorReason.DUPLICATE_ARM,
                 )
-            return experiment.with_changes(arms=(*experiment.arms, arm))
+            # A new arm reopens a committed experiment: the winner was only the best of the
+            # arms it was compared with (the audit entry records the commit it cleared).
+            if experiment.commit.arm:
+                arguments["reopened_commit"] = experiment.commit.arm
+            return experiment.with_changes(arms=(*experiment.arms, arm), commit=Commit())
 
-        arguments = {"arm": arm.name, "prior_n": arm.prior_n, "prior_sum": arm.prior_sum}
+        arguments: dict[str, Any] = {
+            "arm": arm.name,
+            "prior_n": arm.prior_n,
+            "prior_sum": arm.prior_sum,
+        }
         return await self._change(name, principal, "add_arm", arguments, reason, change)
 
     async def remove_arm(self, name: str, arm: str, principal: str, reason: str = "") -> Experiment:

@@ -7,6 +7,7 @@ and a typo should not cost anyone a debugging session.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
@@ -14,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from bandit_router.errors import InvalidArgument
-from bandit_router.model.experiments import Arm, ArmState, Experiment, LateRewardRule, PolicySpec
+from bandit_router.model.experiments import (
+    Arm,
+    ArmState,
+    Experiment,
+    LateRewardRule,
+    PolicySpec,
+    Stopping,
+)
 from bandit_router.operations.yaml_files import load_yaml
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*$")
@@ -34,6 +42,7 @@ _KNOWN = {
     "holdout",
     "sticky",
     "drift_discount",
+    "stopping",
     # What `get` writes of the live state (read-only): accepted so that `get -o yaml` output
     # applies as it is, and never read.
     "status",
@@ -44,6 +53,7 @@ _SECTION_KEYS = {
     "exploration": {"floor", "burn_in"},
     "holdout": {"share", "control_arm"},
     "sticky": {"enabled", "ttl"},
+    "stopping": {"delta", "epsilon", "min_samples", "commit"},
 }
 
 
@@ -84,6 +94,24 @@ def _section(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]
         raise InvalidArgument(f"expected a mapping, got {value!r}", f"{where}.{key}")
     refuse_unknown_keys(value, _SECTION_KEYS[key], f"{where}.{key}.")
     return value
+
+
+def _stopping(section: Mapping[str, Any], where: str) -> Stopping:
+    default = Stopping()
+    min_samples = section.get("min_samples", default.min_samples)
+    if isinstance(min_samples, bool) or not isinstance(min_samples, int):
+        raise InvalidArgument(
+            f"expected a whole number, got {min_samples!r}", f"{where}.min_samples"
+        )
+    commit = section.get("commit", default.commit)
+    if not isinstance(commit, bool):
+        raise InvalidArgument(f"expected true or false, got {commit!r}", f"{where}.commit")
+    return Stopping(
+        delta=_number(section.get("delta", default.delta), f"{where}.delta"),
+        epsilon=_number(section.get("epsilon", default.epsilon), f"{where}.epsilon"),
+        min_samples=min_samples,
+        commit=commit,
+    )
 
 
 def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
@@ -133,7 +161,10 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
     exploration = _section(data, "exploration", where)
     holdout = _section(data, "holdout", where)
     sticky = _section(data, "sticky", where)
-    optional: dict[str, Any] = {
+    optional: dict[str, Any] = {}
+    if data.get("stopping") is not None:
+        optional["stopping"] = _stopping(_section(data, "stopping", where), f"{where}.stopping")
+    optional |= {
         key: _number(data[key], f"{where}.{key}")
         for key in ("default_reward", "reward_min", "reward_max", "drift_discount")
         if data.get(key) is not None
@@ -259,4 +290,6 @@ def experiment_to_mapping(experiment: Experiment) -> dict[str, Any]:
         data["sticky"] = {"enabled": experiment.sticky}
         if experiment.sticky_ttl:
             data["sticky"]["ttl"] = format_duration(experiment.sticky_ttl)
+    if experiment.stopping is not None:
+        data["stopping"] = dataclasses.asdict(experiment.stopping)
     return data

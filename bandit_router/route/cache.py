@@ -64,7 +64,7 @@ class CachedExperiment:
     def build(cls, state: ExperimentState, policy: Policy | None = None) -> CachedExperiment:
         experiment = state.experiment
         names = experiment.arm_names
-        policy = policy or experiment.policy.build()
+        policy = policy or experiment.decision_policy.build()
 
         def column(suffix: str) -> tuple[float, ...]:
             return tuple(state.arm_stat(arm, suffix) for arm in names)
@@ -271,7 +271,7 @@ class ExperimentCache:
                     continue
                 same_policy = (
                     old is not None
-                    and old.experiment.policy == state.experiment.policy
+                    and old.experiment.decision_policy == state.experiment.decision_policy
                     and old.experiment.arm_names == state.experiment.arm_names
                 )
                 try:

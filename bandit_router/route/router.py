@@ -2,8 +2,9 @@
 
 Everything here runs without awaiting the store (except a first look-up of an experiment this
 replica has never seen). The order of precedence is the one operators expect: a unit's QA pin,
-the experiment's pin, pause, sticky assignment (a held-out unit stays held out), holdout,
-burn-in, and only then the policy (with the exploration floor mixed in). The propensity Route
+the experiment's pin, pause, the winner it committed to, sticky assignment (a held-out unit
+stays held out), holdout, burn-in, and only then the policy (with the exploration floor mixed
+in). The propensity Route
 answers is the probability of the chosen arm within the rule named by the reason; the decision
 log records, for every decision, the probability of every arm under the whole procedure
 (``CachedExperiment.decision_law``, ``certain``), which is what unbiased replay needs.
@@ -59,6 +60,7 @@ class Reason(StrEnum):
     STICKY = "STICKY"
     PAUSED = "PAUSED"
     BURN_IN = "BURN_IN"
+    COMMITTED = "COMMITTED"
 
 
 class RouteDecision(NamedTuple):
@@ -233,6 +235,7 @@ class Router:
             experiment.paused
             or experiment.pin.arm
             or experiment.pin.units
+            or experiment.commit.arm
             or experiment.holdout_share > 0.0
             or experiment.sticky
             or not entry.active
@@ -270,7 +273,7 @@ class Router:
         return PlainRoute(
             name=experiment.name,
             incarnation=experiment.incarnation,
-            policy=experiment.policy.name,
+            policy=experiment.decision_policy.name,
             state_version=entry.state_version,
             active=entry.active,
             arms=tuple(arms),
@@ -331,6 +334,9 @@ class Router:
             if arm is None or arm not in eligible:
                 arm = eligible[0]
             return _Choice(arm, 1.0, Reason.PAUSED, False, certain(arm))
+        committed = index.get(experiment.commit.arm)
+        if committed is not None and committed in eligible:
+            return _Choice(committed, 1.0, Reason.COMMITTED, True, certain(committed))
         rng = self.rng
         if experiment.sticky and unit_id and self.sticky is not None:
             held = self.sticky.get(experiment.name, experiment.incarnation, unit_id, now)
@@ -439,7 +445,7 @@ class Router:
             arm=arm,
             propensity=choice.propensity,
             reason=choice.reason,
-            policy=experiment.policy.name,
+            policy=experiment.decision_policy.name,
             state_version=entry.state_version,
             reward_deadline_ms=deadline_ms,
         )

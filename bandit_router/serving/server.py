@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from bandit_router.analysis.drift import DriftMonitor
 from bandit_router.analysis.reports import PosteriorGauges, ReportBuilder
+from bandit_router.analysis.stopping import StoppingMonitor
 from bandit_router.dashboard.document import DashboardData
 from bandit_router.dashboard.traffic import TrafficHistory, sample_forever
 from bandit_router.dashboard.web import DashboardServer, start_dashboard_server
@@ -268,6 +269,9 @@ async def build_app(
     )
     drift = DriftMonitor(store, metrics, delta=config.drift_delta, threshold=config.drift_threshold)
     cache.on_refresh(drift.observe)
+    stopping = StoppingMonitor(store, metrics)
+    cache.on_refresh(stopping.observe)
+    cache.on_removal(stopping.forget)
     cache.on_removal(metrics.remove_experiment)
     cache.on_refresh(sticky.observe)
     sweeper = DefaultRewardSweeper(store, cache, interval=config.sweep_interval, metrics=metrics)

@@ -54,6 +54,7 @@ _REASON_TO_PB: dict[str, experiment_pb2.Reason] = {
     "STICKY": experiment_pb2.REASON_STICKY,
     "PAUSED": experiment_pb2.REASON_PAUSED,
     "BURN_IN": experiment_pb2.REASON_BURN_IN,
+    "COMMITTED": experiment_pb2.REASON_COMMITTED,
 }
 _OUTCOME_TO_PB: dict[str, router_pb2.RewardOutcome] = {
     "APPLIED": router_pb2.REWARD_OUTCOME_APPLIED,

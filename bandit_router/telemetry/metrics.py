@@ -285,6 +285,12 @@ class Metrics:
             ("experiment", "arm"),
             "livemax",
         )
+        self.committed = gauge(
+            "bandit_router_experiment_committed",
+            "1 while the experiment serves the winner its stopping rule committed to, else 0.",
+            ("experiment",),
+            "livemax",
+        )
         self.drift_alarms = Counter(
             "bandit_router_drift_alarms_total",
             "Drift alarms raised (rising edges of drift_detected), counted per detecting worker.",
@@ -313,6 +319,7 @@ class Metrics:
         self._drift_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._drift_state: dict[tuple[str, str], bool] = {}
         self._exploration_children: dict[str, Any] = {}
+        self._committed_children: dict[str, Any] = {}
         self._cache_age_children: dict[str, Any] = {}
         self._store_children: dict[str, tuple[Any, Any]] = {}
         self._rpc_children: dict[tuple[str, str, str], RpcInstruments] = {}
@@ -452,6 +459,12 @@ class Metrics:
         )
         child.set(seconds)
 
+    def set_committed(self, experiment: str, committed: bool) -> None:
+        child = self._child(
+            self._committed_children, experiment, lambda: self.committed.labels(experiment)
+        )
+        child.set(1.0 if committed else 0.0)
+
     def set_drift(self, experiment: str, arm: str, statistic: float, detected: bool) -> None:
         """Export the detector state; a False->True transition counts one alarm."""
         key = (experiment, arm)
@@ -520,6 +533,7 @@ class Metrics:
                     del cache[key]
             self._exploration_children.pop(experiment, None)
             self._cache_age_children.pop(experiment, None)
+            self._committed_children.pop(experiment, None)
 
         labelled: tuple[Counter | Gauge, ...] = (
             self.decisions,
@@ -530,6 +544,7 @@ class Metrics:
             self.prob_best,
             self.exploration_share,
             self.cache_age,
+            self.committed,
             self.drift_statistic,
             self.drift_detected,
             self.drift_alarms,

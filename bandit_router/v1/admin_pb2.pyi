@@ -271,23 +271,41 @@ class GetReportRequest(_message.Message):
     def __init__(self, experiment: _Optional[str] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GetReportResponse(_message.Message):
-    __slots__ = ("experiment", "arms", "recommendation", "policy", "state_version", "generated_at")
+    __slots__ = ("experiment", "arms", "recommendation", "policy", "state_version", "generated_at", "stopping")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     STATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STOPPING_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     arms: _containers.RepeatedCompositeFieldContainer[ArmReport]
     recommendation: str
     policy: str
     state_version: int
     generated_at: _timestamp_pb2.Timestamp
-    def __init__(self, experiment: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmReport, _Mapping]]] = ..., recommendation: _Optional[str] = ..., policy: _Optional[str] = ..., state_version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    stopping: StoppingReport
+    def __init__(self, experiment: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmReport, _Mapping]]] = ..., recommendation: _Optional[str] = ..., policy: _Optional[str] = ..., state_version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stopping: _Optional[_Union[StoppingReport, _Mapping]] = ...) -> None: ...
+
+class StoppingReport(_message.Message):
+    __slots__ = ("winner", "guarantee", "committed_arm", "committed_at", "committed_by", "samples_needed")
+    WINNER_FIELD_NUMBER: _ClassVar[int]
+    GUARANTEE_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_ARM_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    winner: str
+    guarantee: str
+    committed_arm: str
+    committed_at: _timestamp_pb2.Timestamp
+    committed_by: str
+    samples_needed: int
+    def __init__(self, winner: _Optional[str] = ..., guarantee: _Optional[str] = ..., committed_arm: _Optional[str] = ..., committed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_by: _Optional[str] = ..., samples_needed: _Optional[int] = ...) -> None: ...
 
 class ArmReport(_message.Message):
-    __slots__ = ("arm", "state", "decisions", "rewards", "mean", "ci_low", "ci_high", "prob_best", "expected_loss", "recent_share", "drift_detected", "drift_statistic")
+    __slots__ = ("arm", "state", "decisions", "rewards", "mean", "ci_low", "ci_high", "prob_best", "expected_loss", "recent_share", "drift_detected", "drift_statistic", "anytime_low", "anytime_high")
     ARM_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +318,8 @@ class ArmReport(_message.Message):
     RECENT_SHARE_FIELD_NUMBER: _ClassVar[int]
     DRIFT_DETECTED_FIELD_NUMBER: _ClassVar[int]
     DRIFT_STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    ANYTIME_LOW_FIELD_NUMBER: _ClassVar[int]
+    ANYTIME_HIGH_FIELD_NUMBER: _ClassVar[int]
     arm: str
     state: _experiment_pb2.ArmState
     decisions: int
@@ -312,7 +332,9 @@ class ArmReport(_message.Message):
     recent_share: float
     drift_detected: bool
     drift_statistic: float
-    def __init__(self, arm: _Optional[str] = ..., state: _Optional[_Union[_experiment_pb2.ArmState, str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[float] = ..., mean: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., prob_best: _Optional[float] = ..., expected_loss: _Optional[float] = ..., recent_share: _Optional[float] = ..., drift_detected: _Optional[bool] = ..., drift_statistic: _Optional[float] = ...) -> None: ...
+    anytime_low: float
+    anytime_high: float
+    def __init__(self, arm: _Optional[str] = ..., state: _Optional[_Union[_experiment_pb2.ArmState, str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[float] = ..., mean: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., prob_best: _Optional[float] = ..., expected_loss: _Optional[float] = ..., recent_share: _Optional[float] = ..., drift_detected: _Optional[bool] = ..., drift_statistic: _Optional[float] = ..., anytime_low: _Optional[float] = ..., anytime_high: _Optional[float] = ...) -> None: ...
 
 class ListAuditRequest(_message.Message):
     __slots__ = ("experiment", "limit", "page_size", "page_token")

@@ -34,6 +34,7 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_STICKY: _ClassVar[Reason]
     REASON_PAUSED: _ClassVar[Reason]
     REASON_BURN_IN: _ClassVar[Reason]
+    REASON_COMMITTED: _ClassVar[Reason]
 ARM_STATE_UNSPECIFIED: ArmState
 ARM_STATE_ACTIVE: ArmState
 ARM_STATE_DISABLED: ArmState
@@ -49,9 +50,10 @@ REASON_FALLBACK: Reason
 REASON_STICKY: Reason
 REASON_PAUSED: Reason
 REASON_BURN_IN: Reason
+REASON_COMMITTED: Reason
 
 class Experiment(_message.Message):
-    __slots__ = ("name", "arms", "policy", "reward_window", "default_reward", "late_rewards", "late_reward_grace", "reward_min", "reward_max", "version", "created_at", "updated_at", "pin", "paused", "pause_arm", "exploration", "holdout", "sticky", "description", "drift_discount")
+    __slots__ = ("name", "arms", "policy", "reward_window", "default_reward", "late_rewards", "late_reward_grace", "reward_min", "reward_max", "version", "created_at", "updated_at", "pin", "paused", "pause_arm", "exploration", "holdout", "sticky", "description", "drift_discount", "stopping", "commit")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +74,8 @@ class Experiment(_message.Message):
     STICKY_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     DRIFT_DISCOUNT_FIELD_NUMBER: _ClassVar[int]
+    STOPPING_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
     name: str
     arms: _containers.RepeatedCompositeFieldContainer[Arm]
     policy: PolicySpec
@@ -92,7 +96,33 @@ class Experiment(_message.Message):
     sticky: Sticky
     description: str
     drift_discount: float
-    def __init__(self, name: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., policy: _Optional[_Union[PolicySpec, _Mapping]] = ..., reward_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_reward: _Optional[float] = ..., late_rewards: _Optional[_Union[LateRewardRule, str]] = ..., late_reward_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pin: _Optional[_Union[Pin, _Mapping]] = ..., paused: _Optional[bool] = ..., pause_arm: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationControls, _Mapping]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., sticky: _Optional[_Union[Sticky, _Mapping]] = ..., description: _Optional[str] = ..., drift_discount: _Optional[float] = ...) -> None: ...
+    stopping: StoppingRule
+    commit: Commit
+    def __init__(self, name: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., policy: _Optional[_Union[PolicySpec, _Mapping]] = ..., reward_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_reward: _Optional[float] = ..., late_rewards: _Optional[_Union[LateRewardRule, str]] = ..., late_reward_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pin: _Optional[_Union[Pin, _Mapping]] = ..., paused: _Optional[bool] = ..., pause_arm: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationControls, _Mapping]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., sticky: _Optional[_Union[Sticky, _Mapping]] = ..., description: _Optional[str] = ..., drift_discount: _Optional[float] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ...) -> None: ...
+
+class StoppingRule(_message.Message):
+    __slots__ = ("delta", "epsilon", "min_samples", "commit")
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    delta: float
+    epsilon: float
+    min_samples: int
+    commit: bool
+    def __init__(self, delta: _Optional[float] = ..., epsilon: _Optional[float] = ..., min_samples: _Optional[int] = ..., commit: _Optional[bool] = ...) -> None: ...
+
+class Commit(_message.Message):
+    __slots__ = ("arm", "committed_at", "by", "summary")
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    arm: str
+    committed_at: _timestamp_pb2.Timestamp
+    by: str
+    summary: str
+    def __init__(self, arm: _Optional[str] = ..., committed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., by: _Optional[str] = ..., summary: _Optional[str] = ...) -> None: ...
 
 class Arm(_message.Message):
     __slots__ = ("name", "state", "prior_n", "prior_sum", "prior_sum_sq")
