@@ -13,7 +13,7 @@ The packages are the architecture; a layer imports only the layers below it (che
     telemetry | model | errors | tasks      leaves every layer may use
 
 ``client`` (the public Python clients) and ``v1`` (generated from ``proto/``) stand apart:
-the client imports only ``v1``.
+the client imports only ``v1`` and ``errors`` (the contract's ``ErrorReason``).
 """
 
 __version__ = "0.1.0"

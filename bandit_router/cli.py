@@ -334,10 +334,11 @@ def _destructive(
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        response = client.call_admin(
-            "ListAudit", admin_pb2.ListAuditRequest(experiment=args.experiment, limit=args.limit)
-        )
+    if args.limit < 0:
+        raise UsageError("--limit must not be negative")
+    with _client(args) as client:  # follows the pages up to --limit
+        entries = client.list_audit(args.experiment, limit=args.limit or None)
+    response = admin_pb2.ListAuditResponse(entries=entries)
 
     def rows(data: Any) -> list[list[str]]:
         table = [["TIME", "PRINCIPAL", "ACTION", "ARGUMENTS", "REASON"]]
@@ -371,10 +372,8 @@ def _shorten_arguments(text: str) -> str:
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        response = client.call_admin(
-            "ListSnapshots", admin_pb2.ListSnapshotsRequest(experiment=args.experiment)
-        )
+    with _client(args) as client:  # every page
+        response = admin_pb2.ListSnapshotsResponse(snapshots=client.list_snapshots(args.experiment))
     emit(response, "yaml" if args.output == "table" else args.output)
     return 0
 
@@ -899,7 +898,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_audit,
     )
     audit.add_argument("experiment", help="the experiment")
-    audit.add_argument("--limit", type=int, default=100, help="newest entries to show")
+    audit.add_argument(
+        "--limit", type=int, default=100, help="newest entries to show (0: all the log keeps)"
+    )
 
     report = client_command(
         "report",

@@ -11,7 +11,8 @@ from collections import Counter
 import grpc
 import pytest
 
-from bandit_router.client import AsyncBanditClient, BanditClient
+from bandit_router.client import AsyncBanditClient, BanditClient, ClientError, ErrorReason
+from bandit_router.errors import OVERLOAD_RETRY_DELAY, STORE_RETRY_DELAY
 from bandit_router.serving.admission import Admission
 
 from .servers import RedisServer, ServerThread
@@ -52,10 +53,16 @@ def test_calls_beyond_the_limit_are_refused_at_once_while_rewards_wait() -> None
                     try:
                         await c.reward(decision_id, 1.0)
                         return "OK"
-                    except grpc.aio.AioRpcError as error:
+                    except ClientError as error:
                         took = time.monotonic() - started
                         if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                             assert took < 1.0, took  # at once, not after a wait
+                            # What a client acts on: the reason and when to come back.
+                            assert error.reason is ErrorReason.OVERLOADED
+                            assert error.retry_delay == OVERLOAD_RETRY_DELAY
+                        elif error.code() == grpc.StatusCode.UNAVAILABLE:
+                            assert error.reason is ErrorReason.STORE_UNAVAILABLE
+                            assert error.retry_delay == STORE_RETRY_DELAY
                         return error.code().name
 
                 return list(
@@ -95,7 +102,7 @@ def test_overload_is_refused_and_nothing_answered_is_lost(redis_url: str) -> Non
                         try:
                             await c.route("busy")
                             codes["OK"] += 1
-                        except grpc.aio.AioRpcError as error:
+                        except ClientError as error:
                             codes[error.code().name] += 1
 
                 await asyncio.gather(*(caller() for _ in range(256)))

@@ -17,7 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bandit_router.client import BanditClient
+from bandit_router.client import BanditClient, ClientError, ErrorReason
 from bandit_router.v1 import admin_pb2, experiment_pb2, router_pb2, router_pb2_grpc
 
 from .servers import ServerThread
@@ -42,7 +42,11 @@ def snapshot(client: BanditClient) -> Any:
 
 
 def expect(
-    client: BanditClient, call: Callable[[], Any], code: grpc.StatusCode, field: str
+    client: BanditClient,
+    call: Callable[[], Any],
+    code: grpc.StatusCode,
+    field: str,
+    reason: ErrorReason = ErrorReason.INVALID_FIELD,
 ) -> grpc.RpcError:
     before = snapshot(client)
     with pytest.raises(grpc.RpcError) as raised:
@@ -53,6 +57,9 @@ def expect(
     assert details is not None, f"{field!r} not named in {details!r}"
     assert field in details, f"{field!r} not named in {details!r}"
     assert "Traceback" not in details
+    assert isinstance(error, ClientError)
+    assert error.reason is reason, error.error_info
+    assert field in error.field, error.field
     assert snapshot(client) == before
     return error
 
@@ -75,7 +82,8 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 
 def test_route_bad_input(setup: tuple[BanditClient, str]) -> None:
     client, _ = setup
-    expect(client, lambda: client.route("nope"), NOT_FOUND, "experiment")
+    missing = ErrorReason.EXPERIMENT_NOT_FOUND
+    expect(client, lambda: client.route("nope"), NOT_FOUND, "experiment", missing)
     expect(client, lambda: client.route(""), INVALID, "experiment")
     expect(client, lambda: client.route("x" * 65), INVALID, "experiment")
     expect(client, lambda: client.route("shop", excluded_arms=["zzz"]), INVALID, "excluded_arms[0]")
@@ -90,7 +98,6 @@ def test_create_bad_input(setup: tuple[BanditClient, str]) -> None:
         (experiment(name="n" * 65), "experiment.name"),
         (experiment(name="bad name"), "experiment.name"),
         (experiment(arms=[]), "experiment.arms"),
-        (experiment(arms=[{"name": "x"}, {"name": "x"}]), "experiment.arms[1].name"),
         (experiment(arms=[{"name": ""}]), "experiment.arms[0].name"),
         (experiment(arms=[{"name": "a" * 65}]), "experiment.arms[0].name"),
         (experiment(policy={"name": "magic"}), "policy.name"),
@@ -113,11 +120,15 @@ def test_create_bad_input(setup: tuple[BanditClient, str]) -> None:
     ]
     for exp, field in cases:
         expect(client, create(client, exp), INVALID, field)
+    twice = experiment(arms=[{"name": "x"}, {"name": "x"}])
+    field = "experiment.arms[1].name"
+    expect(client, create(client, twice), INVALID, field, ErrorReason.DUPLICATE_ARM)
     expect(
         client,
         create(client, experiment(name="shop")),
         grpc.StatusCode.ALREADY_EXISTS,
         "experiment.name",
+        ErrorReason.DUPLICATE_EXPERIMENT,
     )
 
 
@@ -196,7 +207,15 @@ def test_reward_expired_decision(any_server: ServerThread) -> None:
         client.call_admin("CreateExperiment", admin_pb2.CreateExperimentRequest(experiment=exp))
         decision = client.route("fast")
         time.sleep(0.4)
-        expect(client, lambda: client.reward(decision.decision_id, 1.0), NOT_FOUND, "decision_id")
+        error = expect(
+            client,
+            lambda: client.reward(decision.decision_id, 1.0),
+            NOT_FOUND,
+            "decision_id",
+            ErrorReason.DECISION_EXPIRED,
+        )
+        assert isinstance(error, ClientError) and error.resource is not None
+        assert error.resource.name == f"decisions/{decision.decision_id}"
 
 
 def test_reward_for_deleted_or_recreated_experiment(any_server: ServerThread) -> None:
@@ -204,9 +223,10 @@ def test_reward_for_deleted_or_recreated_experiment(any_server: ServerThread) ->
         client.create_experiment("gone", ["a", "b"])
         old = client.route("gone")
         client.delete_experiment("gone")
-        expect(client, lambda: client.reward(old.decision_id, 1.0), NOT_FOUND, "decision_id")
+        reward = partial(client.reward, old.decision_id, 1.0)
+        expect(client, reward, NOT_FOUND, "decision_id", ErrorReason.EXPERIMENT_NOT_FOUND)
         client.create_experiment("gone", ["a", "b"])
-        expect(client, lambda: client.reward(old.decision_id, 1.0), NOT_FOUND, "decision_id")
+        expect(client, reward, NOT_FOUND, "decision_id", ErrorReason.DECISION_NOT_FOUND)
 
 
 def test_reward_for_removed_arm(any_server: ServerThread) -> None:
@@ -222,7 +242,15 @@ def test_reward_for_removed_arm(any_server: ServerThread) -> None:
                 client.route("arms").arm == "b" for _ in range(5)
             ):
                 break
-        expect(client, lambda: client.reward(decision.decision_id, 1.0), NOT_FOUND, "decision_id")
+        error = expect(
+            client,
+            lambda: client.reward(decision.decision_id, 1.0),
+            NOT_FOUND,
+            "decision_id",
+            ErrorReason.ARM_NOT_FOUND,
+        )
+        assert isinstance(error, ClientError) and error.resource is not None
+        assert error.resource.name == "experiments/arms/arms/a"
 
 
 names = st.text(min_size=0, max_size=80)

@@ -19,10 +19,12 @@ from bandit_router.client import (
     AsyncBanditClient,
     BanditClient,
     ClientError,
+    ErrorReason,
     InvalidArgument,
     NotFound,
     Outcome,
     Reason,
+    ResourceInfo,
 )
 from bandit_router.v1 import experiment_pb2
 
@@ -61,14 +63,23 @@ def test_typed_errors_carry_status_details(client: BanditClient) -> None:
         client.route("nowhere")
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND
     assert missing.value.field == "experiment"  # from the ErrorInfo detail
+    assert missing.value.reason == "EXPERIMENT_NOT_FOUND"  # a StrEnum: strings compare equal
+    assert missing.value.resource is not None
+    assert missing.value.resource.name == "experiments/nowhere"
+    assert missing.value.retry_delay is None
     assert isinstance(missing.value, grpc.RpcError)  # code catching RpcError still works
     with pytest.raises(InvalidArgument) as bad:
         client.create_experiment("bad", ["a", "a"])
     assert [v.field for v in bad.value.field_violations] == ["experiment.arms[1].name"]
     assert "duplicate arm name" in bad.value.field_violations[0].description
+    assert bad.value.reason is ErrorReason.DUPLICATE_ARM
     client.create_experiment("twice", ["a"])
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(AlreadyExists) as exists:
         client.create_experiment("twice", ["a"])
+    assert exists.value.reason is ErrorReason.DUPLICATE_EXPERIMENT
+    assert exists.value.field == "experiment.name"
+    assert exists.value.resource is not None
+    assert exists.value.resource.name == "experiments/twice"
 
 
 class Recorder(grpc.UnaryUnaryClientInterceptor):
@@ -145,7 +156,12 @@ def test_async_client_typed_methods_errors_and_interceptors(
             assert [e.name for e in await client.list_experiments()] == ["aio"]
             with pytest.raises(NotFound) as missing:
                 await client.get_experiment("nowhere")
-            assert missing.value.field == "experiment"  # from the ErrorInfo detail
+            # GetExperimentRequest names its experiment `name`: the field path a client sent.
+            assert missing.value.field == "name"  # from the ErrorInfo detail
+            assert missing.value.reason is ErrorReason.EXPERIMENT_NOT_FOUND
+            assert missing.value.resource == ResourceInfo(
+                "experiment", "experiments/nowhere", missing.value.message
+            )
             with pytest.raises(InvalidArgument) as bad:
                 await client.route("aio", excluded_arms=["zzz"])
             assert bad.value.field_violations[0].field == "excluded_arms[0]"

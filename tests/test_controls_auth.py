@@ -21,7 +21,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.cli import main as cli_main
-from bandit_router.client import BanditClient
+from bandit_router.client import BanditClient, ClientError, ErrorReason
 from bandit_router.operations.auth import hash_token, new_token
 from bandit_router.v1 import admin_pb2, admin_pb2_grpc, router_pb2, router_pb2_grpc
 
@@ -152,18 +152,23 @@ def test_auth_matrix(secured: ServerThread, tokens: Tokens) -> None:
 
 
 def test_error_messages_say_what_is_wrong(secured: ServerThread, tokens: Tokens) -> None:
-    def details(token: str | None, method: str = "ListExperiments") -> str:
+    def refusal(token: str | None) -> tuple[str, ErrorReason | str | None]:
         with (
             BanditClient(secured.target, token=token, timeout=5, max_attempts=1) as client,
-            pytest.raises(grpc.RpcError) as raised,
+            pytest.raises(ClientError) as raised,
         ):
-            client.call_admin(method, admin_pb2.ListExperimentsRequest())
-        return str(raised.value.details())
+            client.call_admin("ListExperiments", admin_pb2.ListExperimentsRequest())
+        assert raised.value.field == "authorization"
+        return str(raised.value.details()), raised.value.reason
 
-    assert "missing" in details(None)
-    assert "expired" in details(tokens.expired)
-    assert "unknown token" in details("not-a-token")
-    assert "'svc-checkout'" in details(tokens.router) and "operator" in details(tokens.router)
+    missing, expired, unknown, role = (
+        refusal(token) for token in (None, tokens.expired, "not-a-token", tokens.router)
+    )
+    assert "missing" in missing[0] and missing[1] is ErrorReason.TOKEN_MISSING
+    assert "expired" in expired[0] and expired[1] is ErrorReason.TOKEN_EXPIRED
+    assert "unknown token" in unknown[0] and unknown[1] is ErrorReason.TOKEN_INVALID
+    assert "'svc-checkout'" in role[0] and "operator" in role[0]
+    assert role[1] is ErrorReason.ROLE_NOT_GRANTED
 
 
 def test_env_tokens_and_no_router_auth(redis_url: str) -> None:

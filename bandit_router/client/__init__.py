@@ -23,12 +23,14 @@ from bandit_router.client.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    ResourceInfo,
     Unauthenticated,
     Unavailable,
     from_rpc_error,
 )
 from bandit_router.client.results import ArmState, Outcome, Reason, RouteResult, outcome_name
 from bandit_router.client.sync import ADMIN_TIMEOUT, DEFAULT_TIMEOUT, BanditClient
+from bandit_router.errors import ErrorReason
 
 __all__ = [
     "ADMIN_TIMEOUT",
@@ -43,6 +45,7 @@ __all__ = [
     "ClientError",
     "DeadlineExceeded",
     "ErrorInfo",
+    "ErrorReason",
     "FailedPrecondition",
     "FieldViolation",
     "InvalidArgument",
@@ -51,6 +54,7 @@ __all__ = [
     "PermissionDenied",
     "Reason",
     "ResourceExhausted",
+    "ResourceInfo",
     "RouteResult",
     "Unauthenticated",
     "Unavailable",

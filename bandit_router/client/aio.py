@@ -156,11 +156,24 @@ class AsyncBanditClient:
         )
         return response
 
-    async def list_experiments(self) -> list[experiment_pb2.Experiment]:
-        response: admin_pb2.ListExperimentsResponse = await self.call_admin(
-            "ListExperiments", admin_pb2.ListExperimentsRequest()
-        )
-        return list(response.experiments)
+    async def list_all(
+        self, method: str, request: Any, items: str, *, limit: int | None = None
+    ) -> list[Any]:
+        """Every item of a paginated List* call, following ``next_page_token`` (at most
+        ``limit`` of them when given): ``items`` names the response's repeated field."""
+        found: list[Any] = []
+        while True:
+            response = await self.call_admin(method, request)
+            found += getattr(response, items)
+            if not response.next_page_token or (limit is not None and len(found) >= limit):
+                return found if limit is None else found[:limit]
+            request.page_token = response.next_page_token
+
+    async def list_experiments(self, *, page_size: int = 0) -> list[experiment_pb2.Experiment]:
+        """Every experiment, in name order, fetched ``page_size`` at a time (0: the server's
+        default, 100)."""
+        request = admin_pb2.ListExperimentsRequest(page_size=page_size)
+        return await self.list_all("ListExperiments", request, "experiments")
 
     async def update_experiment(
         self,
@@ -250,9 +263,9 @@ class AsyncBanditClient:
         return response.snapshot
 
     async def list_snapshots(self, experiment: str) -> list[admin_pb2.Snapshot]:
+        """Every snapshot the experiment keeps, newest first."""
         request = admin_pb2.ListSnapshotsRequest(experiment=experiment)
-        response: admin_pb2.ListSnapshotsResponse = await self.call_admin("ListSnapshots", request)
-        return list(response.snapshots)
+        return await self.list_all("ListSnapshots", request, "snapshots")
 
     async def get_report(
         self, experiment: str, *, window: float = 3600.0
@@ -262,10 +275,12 @@ class AsyncBanditClient:
         )
         return response
 
-    async def list_audit(self, experiment: str, *, limit: int = 100) -> list[admin_pb2.AuditEntry]:
-        request = admin_pb2.ListAuditRequest(experiment=experiment, limit=limit)
-        response: admin_pb2.ListAuditResponse = await self.call_admin("ListAudit", request)
-        return list(response.entries)
+    async def list_audit(
+        self, experiment: str, *, limit: int | None = 100
+    ) -> list[admin_pb2.AuditEntry]:
+        """The newest ``limit`` audit entries (None: all the log keeps), newest first."""
+        request = requests.list_audit(experiment, limit)
+        return await self.list_all("ListAudit", request, "entries", limit=limit)
 
     async def export_decisions(
         self, experiment: str, limit: int = 0

@@ -2,10 +2,12 @@
 
 A failed call raises a subclass of ``ClientError`` chosen by the status code (``NotFound``,
 ``InvalidArgument``, ...), so callers catch what they can act on instead of inspecting a raw
-``grpc.RpcError``. The server's ``google.rpc.Status`` details are decoded: ``BadRequest``
-field violations (INVALID_ARGUMENT) and ``ErrorInfo`` (which names the field for NOT_FOUND and
-FAILED_PRECONDITION). ``ClientError`` still is a ``grpc.RpcError`` with ``code()`` and
-``details()``, so code written against raw gRPC errors keeps working.
+``grpc.RpcError``. The server's ``google.rpc.Status`` details are decoded: ``ErrorInfo``
+(``reason``, one of ``ErrorReason``, and the field it is about), ``BadRequest`` field
+violations (INVALID_ARGUMENT), ``ResourceInfo`` (``resource``: what was not found or already
+exists) and ``RetryInfo`` (``retry_delay``: how long to wait before a retry may succeed).
+``ClientError`` still is a ``grpc.RpcError`` with ``code()`` and ``details()``, so code
+written against raw gRPC errors keeps working.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+
+from bandit_router.errors import ERROR_DOMAIN, ErrorReason
 
 #: The trailing metadata key gRPC uses for a serialized ``google.rpc.Status``.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -40,6 +44,18 @@ class ErrorInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ResourceInfo:
+    """``google.rpc.ResourceInfo``: the resource not found (or already existing).
+
+    ``type`` is ``experiment``, ``arm``, ``pin`` or ``decision``; ``name`` its path, e.g.
+    ``experiments/checkout/arms/b``."""
+
+    type: str
+    name: str
+    description: str = ""
+
+
 class ClientError(grpc.RpcError):
     """A call that failed; ``status_code``, ``message`` and the decoded details.
 
@@ -54,6 +70,8 @@ class ClientError(grpc.RpcError):
         *,
         field_violations: tuple[FieldViolation, ...] = (),
         error_info: ErrorInfo | None = None,
+        resource: ResourceInfo | None = None,
+        retry_delay: float | None = None,
         trailing_metadata: Any = None,
     ) -> None:
         super().__init__(f"{status_code.name}: {message}")
@@ -62,6 +80,23 @@ class ClientError(grpc.RpcError):
         self.message = message
         self.field_violations = field_violations
         self.error_info = error_info
+        #: ``ResourceInfo`` of NOT_FOUND and ALREADY_EXISTS, else None.
+        self.resource = resource
+        #: Seconds to wait before retrying (``RetryInfo``), or None when a retry of the same
+        #: call is not expected to succeed (or the server did not say).
+        self.retry_delay = retry_delay
+
+    @property
+    def reason(self) -> ErrorReason | str | None:
+        """The server's ``ErrorInfo`` reason: an ``ErrorReason`` (a ``StrEnum``, so it also
+        compares equal to its name), the raw string for a reason this client does not know
+        (a newer server's), or None without an ErrorInfo of domain ``bandit-router``."""
+        if self.error_info is None or self.error_info.domain != ERROR_DOMAIN:
+            return None
+        try:
+            return ErrorReason(self.error_info.reason)
+        except ValueError:
+            return self.error_info.reason
 
     @property
     def field(self) -> str:
@@ -166,6 +201,8 @@ def from_rpc_error(error: grpc.RpcError) -> ClientError:
     )
     violations: list[FieldViolation] = []
     info: ErrorInfo | None = None
+    resource: ResourceInfo | None = None
+    retry_delay: float | None = None
     status = _status_details(trailing)
     if status is not None:
         for detail in status.details:
@@ -179,12 +216,22 @@ def from_rpc_error(error: grpc.RpcError) -> ClientError:
                 unpacked = error_details_pb2.ErrorInfo()
                 detail.Unpack(unpacked)
                 info = ErrorInfo(unpacked.reason, unpacked.domain, dict(unpacked.metadata))
+            elif detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR) and resource is None:
+                found = error_details_pb2.ResourceInfo()
+                detail.Unpack(found)
+                resource = ResourceInfo(found.resource_type, found.resource_name, found.description)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR) and retry_delay is None:
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
     kind = _BY_CODE.get(code, ClientError)
     return kind(
         code,
         message or "",
         field_violations=tuple(violations),
         error_info=info,
+        resource=resource,
+        retry_delay=retry_delay,
         trailing_metadata=trailing,
     )
 

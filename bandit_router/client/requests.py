@@ -115,3 +115,15 @@ def pin_arm(
 
 def get_report(experiment: str, window: float) -> admin_pb2.GetReportRequest:
     return admin_pb2.GetReportRequest(experiment=experiment, window=duration(window))
+
+
+#: The server's largest page (ListAudit's page_size is reduced to it).
+MAX_PAGE_SIZE = 1000
+
+
+def list_audit(experiment: str, limit: int | None) -> admin_pb2.ListAuditRequest:
+    """Pages of ``limit`` entries (the server's largest when more, or all: None)."""
+    if limit is not None and limit <= 0:
+        raise ValueError(f"limit must be positive or None, got {limit}")
+    size = MAX_PAGE_SIZE if limit is None else min(limit, MAX_PAGE_SIZE)
+    return admin_pb2.ListAuditRequest(experiment=experiment, page_size=size)

@@ -17,7 +17,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from bandit_router.errors import InvalidArgument
+from bandit_router.errors import ErrorReason, InvalidArgument
 from policies import Policy, PolicyConfigError, create_policy
 from policies.base import PRIOR_MAGNITUDE_LIMIT
 from policies.stopping import StoppingRule
@@ -218,7 +218,11 @@ class Experiment:
             where = f"experiment.arms[{index}]"
             check_name(arm.name, f"{where}.name")
             if arm.name in seen:
-                raise InvalidArgument(f"duplicate arm name {arm.name!r}", f"{where}.name")
+                raise InvalidArgument(
+                    f"duplicate arm name {arm.name!r}",
+                    f"{where}.name",
+                    reason=ErrorReason.DUPLICATE_ARM,
+                )
             seen.add(arm.name)
             for attr in ("prior_n", "prior_sum", "prior_sum_sq"):
                 value = check_finite(getattr(arm, attr), f"{where}.{attr}")

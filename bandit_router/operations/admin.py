@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bandit_router.errors import FailedPrecondition, InvalidArgument, NotFound
+from bandit_router.errors import (
+    ErrorReason,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Resource,
+)
 from bandit_router.model.experiments import (
     MAX_REASON_LENGTH,
     Arm,
@@ -25,9 +32,13 @@ from bandit_router.model.experiments import (
     Pin,
     check_name,
 )
+from bandit_router.operations.paging import Listing, audit_page_size, page_size
 from bandit_router.store.redis_store import ExperimentState, Store
 
 log = logging.getLogger(__name__)
+
+#: A Redis stream entry id (the audit log's keys): milliseconds-sequence.
+STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 def check_reason(reason: str) -> str:
@@ -40,7 +51,12 @@ def _require_arm(experiment: Experiment, arm: str, field: str = "arm") -> Arm:
     check_name(arm, field)
     found = experiment.arm(arm)
     if found is None:
-        raise NotFound(f"experiment {experiment.name!r} has no arm {arm!r}", field)
+        raise NotFound(
+            f"experiment {experiment.name!r} has no arm {arm!r}",
+            field,
+            reason=ErrorReason.ARM_NOT_FOUND,
+            resource=Resource.arm(experiment.name, arm),
+        )
     return found
 
 
@@ -94,6 +110,17 @@ class AdminOperations:
     async def list_all(self) -> list[Experiment]:
         return await self.store.list_experiments()
 
+    async def list_page(self, size: int, token: str) -> tuple[list[Experiment], str]:
+        """One page of experiments in name order, and the next page's token ("" at the end)."""
+        listing = Listing("ListExperiments")
+        count, after = page_size(size), listing.cursor(token)
+        names = [n for n in await self.store.list_names() if after is None or n > after]
+        page = await self.store.read_states(names[:count])
+        # A name deleted between the two reads is skipped; the cursor still moves past it.
+        experiments = [page[name].experiment for name in names[:count] if name in page]
+        more = len(names) > count
+        return experiments, listing.token(names[count - 1]) if more else ""
+
     async def update(
         self,
         name: str,
@@ -124,7 +151,11 @@ class AdminOperations:
     async def add_arm(self, name: str, arm: Arm, principal: str, reason: str = "") -> Experiment:
         def change(experiment: Experiment) -> Experiment:
             if experiment.arm(arm.name) is not None:
-                raise InvalidArgument(f"arm {arm.name!r} already exists", "arm.name")
+                raise InvalidArgument(
+                    f"arm {arm.name!r} already exists",
+                    "arm.name",
+                    reason=ErrorReason.DUPLICATE_ARM,
+                )
             # A new arm reopens a committed experiment: the winner was only the best of the
             # arms it was compared with (the audit entry records the commit it cleared).
             if experiment.commit.arm:
@@ -143,7 +174,9 @@ class AdminOperations:
             _require_arm(experiment, arm)
             remaining = tuple(a for a in experiment.arms if a.name != arm)
             if not any(a.active for a in remaining):
-                raise FailedPrecondition("cannot remove the last active arm", "arm")
+                raise FailedPrecondition(
+                    "cannot remove the last active arm", "arm", reason=ErrorReason.LAST_ACTIVE_ARM
+                )
             pin = experiment.pin
             units = {unit: a for unit, a in pin.units.items() if a != arm}
             return experiment.with_changes(
@@ -166,7 +199,9 @@ class AdminOperations:
                 dataclasses.replace(a, state=state) if a.name == arm else a for a in experiment.arms
             )
             if not any(a.active for a in arms):
-                raise FailedPrecondition("cannot disable the last active arm", "arm")
+                raise FailedPrecondition(
+                    "cannot disable the last active arm", "arm", reason=ErrorReason.LAST_ACTIVE_ARM
+                )
             return experiment.with_changes(arms=arms)
 
         action = "enable_arm" if state is ArmState.ACTIVE else "disable_arm"
@@ -193,7 +228,9 @@ class AdminOperations:
             found = _require_arm(experiment, arm)
             if not found.active:
                 raise FailedPrecondition(
-                    f"arm {arm!r} is disabled; enable it before pinning", "arm"
+                    f"arm {arm!r} is disabled; enable it before pinning",
+                    "arm",
+                    reason=ErrorReason.ARM_DISABLED,
                 )
             pin = experiment.pin
             if unit_id:
@@ -213,7 +250,12 @@ class AdminOperations:
             pin = experiment.pin
             if unit_id:
                 if unit_id not in pin.units:
-                    raise NotFound(f"unit {unit_id!r} is not pinned", "unit_id")
+                    raise NotFound(
+                        f"unit {unit_id!r} is not pinned",
+                        "unit_id",
+                        reason=ErrorReason.PIN_NOT_FOUND,
+                        resource=Resource.pin(experiment.name, unit_id),
+                    )
                 units = {u: a for u, a in pin.units.items() if u != unit_id}
                 return experiment.with_changes(pin=dataclasses.replace(pin, units=units))
             return experiment.with_changes(pin=Pin(units=dict(pin.units)))
@@ -252,13 +294,29 @@ class AdminOperations:
         snapshots = await self.store.list_snapshots(name)
         return snapshots[0] if snapshots else header
 
-    async def snapshots(self, name: str) -> list[dict[str, Any]]:
+    async def snapshots(
+        self, name: str, size: int = 0, token: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One page of snapshots, newest first, and the next page's token ("" at the end)."""
         check_name(name, "experiment")
+        listing = Listing("ListSnapshots", name)
+        count, after = page_size(size), listing.cursor(token)
         await self.store.require_experiment(name)
-        return await self.store.list_snapshots(name)
+        snapshots = await self.store.list_snapshots(name)
+        if after is not None:
+            ids = [str(s.get("id", "")) for s in snapshots]
+            # Gone from the capped list: so is everything older, the rest of this listing.
+            snapshots = snapshots[ids.index(after) + 1 :] if after in ids else []
+        more = len(snapshots) > count
+        return snapshots[:count], listing.token(str(snapshots[count - 1]["id"])) if more else ""
 
-    async def audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+    async def audit(
+        self, name: str, limit: int, size: int = 0, token: str = ""
+    ) -> tuple[list[tuple[str, dict[str, str]]], str]:
+        """One page of audit entries, newest first, and the next page's token."""
         check_name(name, "experiment")
-        if limit < 0:
-            raise InvalidArgument("must not be negative", "limit")
-        return await self.store.list_audit(name, min(limit or 100, 10_000))
+        listing = Listing("ListAudit", name)
+        count, before = audit_page_size(size, limit), listing.cursor(token, STREAM_ID)
+        entries = await self.store.list_audit(name, count + 1, before=before)
+        more = len(entries) > count
+        return entries[:count], listing.token(entries[count - 1][0]) if more else ""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bandit_router.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from bandit_router.errors import ErrorReason, InvalidArgument, PermissionDenied, Unauthenticated
 from bandit_router.operations.yaml_files import load_json, load_yaml
 
 ROUTER = "router"
@@ -154,19 +154,31 @@ class Authenticator:
         if not self.enabled:
             return ANONYMOUS
         if header is None:
-            raise Unauthenticated("missing; send 'authorization: Bearer <token>'", "authorization")
+            raise Unauthenticated(
+                "missing; send 'authorization: Bearer <token>'",
+                "authorization",
+                reason=ErrorReason.TOKEN_MISSING,
+            )
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("malformed; expected 'Bearer <token>'", "authorization")
+            raise Unauthenticated(
+                "malformed; expected 'Bearer <token>'",
+                "authorization",
+                reason=ErrorReason.TOKEN_INVALID,
+            )
         presented = hash_token(token.strip())
         found: TokenEntry | None = None
         for entry in self.entries:  # no early exit: time independent of which entry matches
             if hmac.compare_digest(presented, entry.sha256):
                 found = entry
         if found is None:
-            raise Unauthenticated("unknown token", "authorization")
+            raise Unauthenticated(
+                "unknown token", "authorization", reason=ErrorReason.TOKEN_INVALID
+            )
         if found.expires_at and time.time() > found.expires_at:
-            raise Unauthenticated("token expired", "authorization")
+            raise Unauthenticated(
+                "token expired", "authorization", reason=ErrorReason.TOKEN_EXPIRED
+            )
         if not found.grants(role):
             raise PermissionDenied(
                 f"principal {found.principal!r} has role {found.role!r}; this call needs {role!r}",

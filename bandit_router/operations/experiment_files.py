@@ -191,7 +191,7 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
         return experiment.validated()
     except InvalidArgument as error:
         field = error.field.replace("experiment.", f"{where}.", 1)
-        raise InvalidArgument(error.message, field) from error
+        raise error.at(field) from error
 
 
 def load_experiments(path: str | Path) -> list[Experiment]:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from bandit_router.errors import InvalidArgument, NotFound
+from bandit_router.errors import ErrorReason, InvalidArgument, NotFound, Resource
 from bandit_router.reward.batching import GroupCommit
 from bandit_router.route.cache import ExperimentCache
 from bandit_router.route.tokens import DecisionSigner
@@ -45,6 +45,24 @@ _SCRIPT_OUTCOMES = {
     "late_applied": RewardOutcome.LATE_APPLIED,
     "recorded": RewardOutcome.RECORDED,
 }
+
+
+def _experiment_gone(experiment: str) -> NotFound:
+    return NotFound(
+        f"experiment {experiment!r} no longer exists",
+        "decision_id",
+        reason=ErrorReason.EXPERIMENT_NOT_FOUND,
+        resource=Resource.experiment(experiment),
+    )
+
+
+def _arm_gone(experiment: str, arm: str) -> NotFound:
+    return NotFound(
+        f"arm {arm!r} was removed from the experiment",
+        "decision_id",
+        reason=ErrorReason.ARM_NOT_FOUND,
+        resource=Resource.arm(experiment, arm),
+    )
 
 
 class RewardProcessor:
@@ -81,12 +99,14 @@ class RewardProcessor:
             decision.experiment
         )
         if entry is None:
-            raise NotFound(f"experiment {decision.experiment!r} no longer exists", "decision_id")
+            raise _experiment_gone(decision.experiment)
         experiment = entry.experiment
         if experiment.incarnation != decision.incarnation:
             raise NotFound(
                 f"experiment {decision.experiment!r} was deleted and re-created since",
                 "decision_id",
+                reason=ErrorReason.DECISION_NOT_FOUND,
+                resource=Resource.decision(decision_id),
             )
         now_ms = int(time.time() * 1000)
         expires_ms = decision.deadline_ms + int(experiment.late_reward_grace * 1000)
@@ -95,6 +115,8 @@ class RewardProcessor:
             raise NotFound(
                 f"decision expired at {expired} (reward window plus late grace)",
                 "decision_id",
+                reason=ErrorReason.DECISION_EXPIRED,
+                resource=Resource.decision(decision_id),
             )
         if not math.isfinite(value):
             raise InvalidArgument(f"must be a finite number, got {value!r}", "value")
@@ -104,7 +126,7 @@ class RewardProcessor:
                 f"{value!r} is outside the experiment's range [{low:g}, {high:g}]", "value"
             )
         if decision.arm not in entry.arm_index:
-            raise NotFound(f"arm {decision.arm!r} was removed from the experiment", "decision_id")
+            raise _arm_gone(decision.experiment, decision.arm)
         command = RewardCommand(
             experiment=decision.experiment,
             incarnation=decision.incarnation,
@@ -130,11 +152,11 @@ class RewardProcessor:
         if self.metrics is not None:
             self.metrics.observe_store("reward", time.perf_counter() - started, ok=True)
         if result == "gone":
-            raise NotFound(f"experiment {decision.experiment!r} no longer exists", "decision_id")
+            raise _experiment_gone(decision.experiment)
         if result == "invalid":
             raise InvalidArgument(f"{value!r} is not a reward the store accepts", "value")
         if result == "no_arm":
-            raise NotFound(f"arm {decision.arm!r} was removed from the experiment", "decision_id")
+            raise _arm_gone(decision.experiment, decision.arm)
         outcome = _SCRIPT_OUTCOMES[result]
         if self.metrics is not None:
             self.metrics.observe_reward(decision.experiment, decision.arm, outcome.value, value)

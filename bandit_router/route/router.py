@@ -19,7 +19,12 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from bandit_router.errors import FailedPrecondition, InvalidArgument, NotFound
+from bandit_router.errors import (
+    ErrorReason,
+    FailedPrecondition,
+    InvalidArgument,
+    experiment_not_found,
+)
 from bandit_router.model.experiments import check_name
 from bandit_router.route.cache import CachedExperiment, ExperimentCache
 from bandit_router.route.recorder import DecisionRecorder
@@ -291,7 +296,7 @@ class Router:
             check_name(experiment, "experiment")
             entry = await self.cache.refresh_one(experiment)
             if entry is None:
-                raise NotFound(f"no experiment named {experiment!r}", "experiment")
+                raise experiment_not_found(experiment)
         if context is None:
             context = {}
         if excluded_arms or context or len(unit_id) > MAX_UNIT_ID_LENGTH:
@@ -311,7 +316,9 @@ class Router:
         eligible = tuple(i for i in entry.active if i not in excluded) if excluded else entry.active
         if not eligible:
             raise FailedPrecondition(
-                "every active arm is excluded or disabled; nothing can be routed", "excluded_arms"
+                "every active arm is excluded or disabled; nothing can be routed",
+                "excluded_arms",
+                reason=ErrorReason.NO_ELIGIBLE_ARM,
             )
         index = entry.arm_index
         certain = entry.certain

@@ -21,7 +21,7 @@ import grpc
 import grpc.aio
 
 from bandit_router.errors import InvalidArgument
-from bandit_router.serving.servicers import abort_with
+from bandit_router.serving.statuses import abort_with
 from bandit_router.telemetry.logs import clip
 
 if TYPE_CHECKING:

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from bandit_router.errors import ResourceExhausted
 from bandit_router.serving.admission import Admission
 from bandit_router.serving.decoding import guard_decoding, stream_results
 from bandit_router.serving.grpc_logs import quiet_cancellations
+from bandit_router.serving.statuses import abort_with
 from bandit_router.telemetry.metrics import Metrics, RpcInstruments
 
 if TYPE_CHECKING:
@@ -181,10 +183,12 @@ async def _shed(
     RESOURCE_EXHAUSTED (retry with backoff, or on another replica)."""
     if refusal == "expired":
         await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before handling")
-    await context.abort(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        f"server overloaded ({admission.max_concurrent} calls in progress); retry with "
-        "backoff or on another replica",
+    await abort_with(
+        context,
+        ResourceExhausted(
+            f"server overloaded ({admission.max_concurrent} calls in progress); retry with "
+            "backoff or on another replica"
+        ),
     )
 
 

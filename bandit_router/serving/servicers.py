@@ -1,20 +1,21 @@
 """gRPC servicers: translate messages, check the caller's role, map domain errors to statuses.
 
 No logic lives here. A domain error becomes its canonical status with a message naming the
-field and, for INVALID_ARGUMENT, a google.rpc.BadRequest detail a client can act on; anything
-unexpected is logged and answered INTERNAL without a stack trace.
+field and the rich details a client can act on (serving.statuses: ErrorInfo with a specific
+reason, BadRequest, ResourceInfo, RetryInfo); anything unexpected is logged and answered
+INTERNAL without a stack trace. A field is named as the request spells it: the store says
+``experiment``, GetExperiment's request says ``name``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from bandit_router.analysis.exports import decision_records
 from bandit_router.analysis.log_checks import CheckOptions
@@ -34,14 +35,12 @@ from bandit_router.operations.admin import AdminOperations
 from bandit_router.operations.auth import OPERATOR, ROUTER, Authenticator
 from bandit_router.reward.rewards import RewardProcessor
 from bandit_router.route.router import Router
+from bandit_router.serving.statuses import abort_with
 from bandit_router.store.errors import is_store_error, unavailable
 from bandit_router.telemetry.logs import clip
 from bandit_router.v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2, router_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-#: A status message is cut to this many characters: some echo what the client sent.
-MAX_STATUS_MESSAGE = 1024
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -67,37 +66,16 @@ _OUTCOME_TO_PB: dict[str, router_pb2.RewardOutcome] = {
 }
 
 
-async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: BanditRouterError) -> None:
-    code = grpc.StatusCode[error.code]
-    message = clip(str(error), MAX_STATUS_MESSAGE)
-    status = status_pb2.Status(code=getattr(code_pb2, error.code), message=message)
-    if error.field and error.code in {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "NOT_FOUND"}:
-        detail = any_pb2.Any()
-        if error.code == "INVALID_ARGUMENT":
-            detail.Pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=clip(error.field, MAX_STATUS_MESSAGE),
-                            description=clip(error.message, MAX_STATUS_MESSAGE),
-                        )
-                    ]
-                )
-            )
-        else:
-            detail.Pack(
-                error_details_pb2.ErrorInfo(
-                    reason=error.code,
-                    domain="bandit-router",
-                    metadata={"field": clip(error.field, MAX_STATUS_MESSAGE)},
-                )
-            )
-        status.details.append(detail)
-    await context.abort(
-        code,
-        message,
-        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
-    )
+@contextmanager
+def request_field(said: str, named: str) -> Iterator[None]:
+    """Errors about the field ``said`` (as the store and the operations name it) are about
+    the request's field ``named``: GetExperiment's experiment is its ``name``."""
+    try:
+        yield
+    except BanditRouterError as error:
+        if error.field != said:
+            raise
+        raise error.at(named) from error
 
 
 def _logged(request: Any, name: str) -> str | None:
@@ -226,7 +204,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.GetExperimentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.GetExperimentResponse:
         self._principal(context)
-        state = await self.ops.get(request.name)
+        with request_field("experiment", "name"):
+            state = await self.ops.get(request.name)
         statistics = [
             admin_pb2.ArmStatistics(
                 arm=arm,
@@ -246,9 +225,9 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.ListExperimentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ListExperimentsResponse:
         self._principal(context)
-        experiments = await self.ops.list_all()
+        experiments, next_token = await self.ops.list_page(request.page_size, request.page_token)
         return admin_pb2.ListExperimentsResponse(
-            experiments=[experiment_to_pb(e) for e in experiments]
+            experiments=[experiment_to_pb(e) for e in experiments], next_page_token=next_token
         )
 
     @handles_errors
@@ -260,14 +239,15 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         principal = self._principal(context)
         if not request.HasField("experiment"):
             raise InvalidArgument("is required", "experiment")
-        updated = await self.ops.update(
-            request.experiment.name,
-            lambda current: merge_update(current, request.experiment, request.update_mask),
-            principal,
-            request.reason,
-            request.expected_version,
-            list(request.update_mask.paths),
-        )
+        with request_field("experiment", "experiment.name"):
+            updated = await self.ops.update(
+                request.experiment.name,
+                lambda current: merge_update(current, request.experiment, request.update_mask),
+                principal,
+                request.reason,
+                request.expected_version,
+                list(request.update_mask.paths),
+            )
         return admin_pb2.UpdateExperimentResponse(experiment=experiment_to_pb(updated))
 
     @handles_errors
@@ -276,7 +256,9 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         request: admin_pb2.DeleteExperimentRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_pb2.DeleteExperimentResponse:
-        await self.ops.delete(request.name, self._principal(context), request.reason)
+        principal = self._principal(context)
+        with request_field("experiment", "name"):
+            await self.ops.delete(request.name, principal, request.reason)
         return admin_pb2.DeleteExperimentResponse()
 
     @handles_errors
@@ -368,8 +350,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.ListSnapshotsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ListSnapshotsResponse:
         self._principal(context)
-        snapshots = await self.ops.snapshots(request.experiment)
-        return admin_pb2.ListSnapshotsResponse(snapshots=[snapshot_to_pb(s) for s in snapshots])
+        snapshots, next_token = await self.ops.snapshots(
+            request.experiment, request.page_size, request.page_token
+        )
+        return admin_pb2.ListSnapshotsResponse(
+            snapshots=[snapshot_to_pb(s) for s in snapshots], next_page_token=next_token
+        )
 
     @handles_errors
     async def GetReport(
@@ -390,8 +376,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.ListAuditRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.ListAuditResponse:
         self._principal(context)
-        entries = await self.ops.audit(request.experiment, request.limit)
+        entries, next_token = await self.ops.audit(
+            request.experiment, request.limit, request.page_size, request.page_token
+        )
         return admin_pb2.ListAuditResponse(
+            next_page_token=next_token,
             entries=[
                 admin_pb2.AuditEntry(
                     id=entry_id,
@@ -402,7 +391,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                     reason=fields.get("reason", ""),
                 )
                 for entry_id, fields in entries
-            ]
+            ],
         )
 
     async def ExportDecisions(

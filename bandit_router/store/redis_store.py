@@ -27,7 +27,15 @@ from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from bandit_router.errors import Aborted, AlreadyExists, NotFound, Unavailable
+from bandit_router.errors import (
+    CONFLICT_RETRY_DELAY,
+    Aborted,
+    AlreadyExists,
+    ErrorReason,
+    Resource,
+    Unavailable,
+    experiment_not_found,
+)
 from bandit_router.model.experiments import Experiment
 from bandit_router.store.errors import STORE_ERRORS, error_code, is_store_error
 from bandit_router.store.keys import (
@@ -387,7 +395,11 @@ class Store:
             ],
         )
         if result == "exists":
-            raise AlreadyExists(f"experiment {created.name!r} already exists", "experiment.name")
+            raise AlreadyExists(
+                f"experiment {created.name!r} already exists",
+                "experiment.name",
+                resource=Resource.experiment(created.name),
+            )
         await self.client.sadd(EXPERIMENTS, created.name)
         await self.publish_change(created.name)
         return created
@@ -399,7 +411,7 @@ class Store:
     async def require_experiment(self, name: str) -> Experiment:
         experiment = await self.get_experiment(name)
         if experiment is None:
-            raise NotFound(f"no experiment named {name!r}", "experiment")
+            raise experiment_not_found(name)
         return experiment
 
     async def list_names(self) -> list[str]:
@@ -461,7 +473,7 @@ class Store:
     async def read_state(self, name: str) -> ExperimentState:
         states = await self.read_states([name])
         if name not in states:
-            raise NotFound(f"no experiment named {name!r}", "experiment")
+            raise experiment_not_found(name)
         return states[name]
 
     async def list_experiments(self) -> list[Experiment]:
@@ -514,13 +526,18 @@ class Store:
                 ],
             )
             if result == "gone":
-                raise NotFound(f"no experiment named {name!r}", "experiment")
+                raise experiment_not_found(name)
             if result == "ok":
                 await self.publish_change(name)
                 return before, after
             if expected_version:
                 raise Aborted("experiment changed concurrently; read it again", "expected_version")
-        raise Aborted("too many concurrent updates; try again", "experiment")
+        raise Aborted(
+            "too many concurrent updates; try again",
+            "experiment",
+            reason=ErrorReason.CONCURRENT_UPDATE,
+            retry_delay=CONFLICT_RETRY_DELAY,
+        )
 
     async def delete_experiment(self, name: str) -> Experiment:
         experiment = await self.require_experiment(name)
@@ -536,7 +553,7 @@ class Store:
             args=[json.dumps(dict(header)), MAX_SNAPSHOTS, *initial_arm_fields(experiment)],
         )
         if result == "gone":
-            raise NotFound(f"no experiment named {experiment.name!r}", "experiment")
+            raise experiment_not_found(experiment.name)
         await self.publish_change(experiment.name)
 
     async def list_snapshots(self, name: str) -> list[dict[str, Any]]:
@@ -888,8 +905,12 @@ class Store:
             )
         )
 
-    async def list_audit(self, name: str, limit: int) -> list[tuple[str, dict[str, str]]]:
-        entries = await self.client.xrevrange(ExperimentKeys(name).audit, "+", "-", count=limit)
+    async def list_audit(
+        self, name: str, limit: int, *, before: str | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        """At most ``limit`` entries, newest first, older than the entry id ``before``."""
+        newest = "+" if before is None else f"({before}"
+        entries = await self.client.xrevrange(ExperimentKeys(name).audit, newest, "-", count=limit)
         return cast(list[tuple[str, dict[str, str]]], list(entries or []))
 
 
