@@ -112,13 +112,18 @@ def _metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
 
 
 def _request_route(
-    experiment: str, unit_id: str, excluded_arms: Sequence[str], context: Mapping[str, float] | None
+    experiment: str,
+    unit_id: str,
+    excluded_arms: Sequence[str],
+    context: Mapping[str, float] | None,
+    attributes: Mapping[str, str] | None = None,
 ) -> router_pb2.RouteRequest:
     return router_pb2.RouteRequest(
         experiment=experiment,
         unit_id=unit_id,
         excluded_arms=list(excluded_arms),
         context=dict(context or {}),
+        attributes=dict(attributes or {}),
     )
 
 
@@ -161,10 +166,11 @@ class BanditClient:
         excluded_arms: Sequence[str] = (),
         context: Mapping[str, float] | None = None,
         *,
+        attributes: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> RouteResult:
         response = self.router.Route(
-            _request_route(experiment, unit_id, excluded_arms, context),
+            _request_route(experiment, unit_id, excluded_arms, context, attributes),
             timeout=timeout or self.timeout,
             metadata=self.metadata,
         )
@@ -282,10 +288,11 @@ class AsyncBanditClient:
         excluded_arms: Sequence[str] = (),
         context: Mapping[str, float] | None = None,
         *,
+        attributes: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> RouteResult:
         response = await self._router().Route(
-            _request_route(experiment, unit_id, excluded_arms, context),
+            _request_route(experiment, unit_id, excluded_arms, context, attributes),
             timeout=timeout or self.timeout,
             metadata=self.metadata,
         )

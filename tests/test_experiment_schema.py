@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 
 from bandit_router.errors import InvalidArgument
 from bandit_router.operations.experiment_files import load_experiments
-from policies import POLICY_NAMES
+from policies import CONTEXTUAL_POLICY_NAMES, POLICY_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "bandit_router" / "schema" / "experiments.schema.json"
@@ -51,7 +51,9 @@ def test_bundled_and_documented_files_are_valid(
 
 def test_policy_names_match_the_registry(validator: Draft202012Validator) -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
-    assert sorted(schema["$defs"]["policy_name"]["enum"]) == sorted(POLICY_NAMES)
+    assert sorted(schema["$defs"]["policy_name"]["enum"]) == sorted(
+        (*POLICY_NAMES, *CONTEXTUAL_POLICY_NAMES)
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,6 +66,10 @@ def test_policy_names_match_the_registry(validator: Draft202012Validator) -> Non
         {"name": "x", "arms": ["a"], "reward_window": "soon"},
         {"name": "x", "arms": ["a"], "late_rewards": "maybe"},
         {"name": "x", "arms": [{"name": "a", "state": "sleeping"}]},
+        {"name": "x", "arms": ["a"], "context_features": [{"name": "t", "colour": "red"}]},
+        {"name": "x", "arms": ["a"], "context_features": [{"name": "t", "scale": 0}]},
+        {"name": "x", "arms": ["a"], "context_features": [{"name": "t", "values": ["a", "a"]}]},
+        {"name": "x", "arms": ["a"], "context_features": ["bad name"]},
     ],
 )
 def test_schema_and_loader_refuse_the_same_files(

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from bandit_router.errors import InvalidArgument
-from bandit_router.model.experiments import Arm, ArmState, Experiment, LateRewardRule, PolicySpec
+from bandit_router.model.experiments import (
+    Arm,
+    ArmState,
+    ContextFeature,
+    Experiment,
+    LateRewardRule,
+    PolicySpec,
+)
 from bandit_router.operations.yaml_files import load_yaml
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*$")
@@ -34,7 +41,9 @@ _KNOWN = {
     "holdout",
     "sticky",
     "drift_discount",
+    "context_features",
 }
+_FEATURE_KEYS = {"name", "scale", "values", "required"}
 _ARM_KEYS = {"name", "state", "prior_n", "prior_sum", "prior_sum_sq"}
 _POLICY_KEYS = {"name", "params"}
 _SECTION_KEYS = {
@@ -81,6 +90,37 @@ def _section(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]
         raise InvalidArgument(f"expected a mapping, got {value!r}", f"{where}.{key}")
     refuse_unknown_keys(value, _SECTION_KEYS[key], f"{where}.{key}.")
     return value
+
+
+def _context_features(data: Mapping[str, Any], where: str) -> tuple[ContextFeature, ...]:
+    """``context_features:`` entries: a name (numeric), or {name, scale | values, required}."""
+    raw = data.get("context_features") or []
+    if not isinstance(raw, list):
+        raise InvalidArgument("expected a list of features", f"{where}.context_features")
+    features = []
+    for index, item in enumerate(raw):
+        at = f"{where}.context_features[{index}]"
+        if isinstance(item, str):
+            features.append(ContextFeature(item))
+            continue
+        if not isinstance(item, Mapping):
+            raise InvalidArgument("a feature is a name or a mapping", at)
+        refuse_unknown_keys(item, _FEATURE_KEYS, f"{at}.")
+        values = item.get("values") or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InvalidArgument("expected a list of strings", f"{at}.values")
+        required = item.get("required", False)
+        if not isinstance(required, bool):
+            raise InvalidArgument(f"expected true or false, got {required!r}", f"{at}.required")
+        features.append(
+            ContextFeature(
+                str(item.get("name", "")),
+                _number(item.get("scale", 1.0), f"{at}.scale"),
+                tuple(values),
+                required,
+            )
+        )
+    return tuple(features)
 
 
 def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
@@ -151,6 +191,7 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
         holdout_control_arm=str(holdout.get("control_arm", "")),
         sticky=bool(sticky.get("enabled", bool(sticky))),
         sticky_ttl=parse_duration(sticky.get("ttl", 0), f"{where}.sticky.ttl"),
+        context_features=_context_features(data, where),
         **optional,
     )
     try:

@@ -47,6 +47,14 @@ _SCRIPT_OUTCOMES = {
 }
 
 
+def _stale(experiment: str) -> NotFound:
+    return NotFound(
+        f"the decision was made before experiment {experiment!r} changed its context_features "
+        "or kind of policy (with a reset); its features no longer fit the statistics",
+        "decision_id",
+    )
+
+
 class RewardProcessor:
     def __init__(
         self,
@@ -105,6 +113,14 @@ class RewardProcessor:
             )
         if decision.arm not in entry.arm_index:
             raise NotFound(f"arm {decision.arm!r} was removed from the experiment", "decision_id")
+        contextual = entry.contextual
+        kind = space = ""
+        dim = 0
+        if contextual is not None:
+            # The store checks the same atomically ('stale'); refusing here saves the trip.
+            if not decision.features.startswith(f"{contextual.space_id}/"):
+                raise _stale(decision.experiment)
+            kind, space, dim = contextual.kind, contextual.space_id, contextual.space.dim
         command = RewardCommand(
             experiment=decision.experiment,
             incarnation=decision.incarnation,
@@ -116,6 +132,10 @@ class RewardProcessor:
             learn=decision.learn,
             marker_ttl_ms=max(expires_ms - now_ms, 0) + MARKER_MARGIN_MS,
             gamma=entry.policy.gamma,
+            features=decision.features,
+            kind=kind,
+            space=space,
+            dim=dim,
         )
         started = time.perf_counter()
         try:
@@ -133,6 +153,8 @@ class RewardProcessor:
             raise NotFound(f"experiment {decision.experiment!r} no longer exists", "decision_id")
         if result == "invalid":
             raise InvalidArgument(f"{value!r} is not a reward the store accepts", "value")
+        if result == "stale":
+            raise _stale(decision.experiment)
         if result == "no_arm":
             raise NotFound(f"arm {decision.arm!r} was removed from the experiment", "decision_id")
         outcome = _SCRIPT_OUTCOMES[result]
