@@ -18,8 +18,10 @@ import redis
 from bandit_router.client import BanditClient
 from bandit_router.v1 import admin_pb2
 from bandit_router.v1 import experiment_pb2 as pb
+from policies import ContextualStats, create_policy
 
 from .servers import ServerThread
+from .test_policies_laws import _check_counts
 
 pytestmark = pytest.mark.integration
 
@@ -279,3 +281,56 @@ def test_changing_features_needs_a_reset_and_old_decisions_go_stale(
     assert client.reward(fresh.decision_id, 1.0) == "APPLIED"
     n, gram, _ = arm_statistics(store, "ctx")[fresh.arm]
     assert n == 1.0 and gram[0, 0] == 1.0 and gram[1, 1] == 0.25
+
+
+def test_routes_draw_the_law_they_log_which_is_the_policys_for_the_stored_state(
+    client: BanditClient, store: redis.Redis
+) -> None:
+    """Train a little, then freeze the state (no more rewards): every Route at one feature
+    vector logs the same law, which is the policy's exact law (vectorised path, from the
+    statistics in Redis), and the arms routed follow it (chi-square, as the policy tests)."""
+    create(client)
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        seg = float(rng.integers(0, 3))
+        decision = client.route("ctx", context={"seg": seg})
+        client.reward(decision.decision_id, float(ARMS.index(decision.arm) == seg))
+    time.sleep(0.2)  # every replica's cache has the final state
+    x = vector(1.0, "premium")
+    counts = dict.fromkeys(ARMS, 0)
+    routed = 1500
+    for _ in range(routed):
+        counts[client.route("ctx", context={"seg": 1.0}, attributes={"tier": "premium"}).arm] += 1
+    time.sleep(0.2)
+    records = [r for r in client.export_decisions("ctx") if list(r.features) == x]
+    assert len(records) == routed
+    law = dict(records[0].probabilities)
+    assert all(dict(r.probabilities) == law for r in records)
+    raw = arm_statistics(store, "ctx")
+    stats = ContextualStats(
+        np.array([raw[a][0] for a in ARMS]),
+        np.array([raw[a][1] for a in ARMS]),
+        np.array([raw[a][2] for a in ARMS]),
+    )
+    exact = create_policy("lin_ts", {}, contextual=True).probabilities(stats, np.array(x))
+    assert np.allclose([law[a] for a in ARMS], exact, atol=1e-6, rtol=0)  # quadrature error
+    _check_counts(np.array([counts[a] for a in ARMS]), np.array([law[a] for a in ARMS]))
+
+
+def test_plain_policies_log_features_and_attributes_without_learning_from_them(
+    client: BanditClient, store: redis.Redis
+) -> None:
+    create(client, name="plain", policy="thompson")
+    client.create_experiment("bare", ARMS)
+    time.sleep(0.15)
+    logged = client.route("plain", context={"seg": 2.0}, attributes={"tier": "free"})
+    bare = client.route("bare", attributes={"device": "mobile"})
+    assert logged.decision_id.startswith("2~") and bare.decision_id.startswith("2~")
+    assert client.reward(logged.decision_id, 1.0) == "APPLIED"
+    time.sleep(0.2)
+    (record,) = client.export_decisions("plain")
+    assert list(record.features) == vector(2.0, "free")
+    assert dict(record.attributes) == {"tier": "free"}
+    (record,) = client.export_decisions("bare")
+    assert not record.features and dict(record.attributes) == {"device": "mobile"}
+    assert not [f for f in store.hgetall("br:{plain}:stats") if ":A:" in f or ":b:" in f]
