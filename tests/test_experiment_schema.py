@@ -28,13 +28,12 @@ def validator() -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
-def readme_experiment_example() -> str:
-    """The YAML block of the "Experiments" section of docs/concepts.md: documentation must
-    stay valid."""
+def readme_experiment_example(title: str = "Experiments") -> str:
+    """The YAML block of a section of docs/concepts.md: documentation must stay valid."""
     page = (ROOT / "docs" / "concepts.md").read_text()
-    section = page.split("\n## Experiments\n", 1)[1].split("\n## ", 1)[0]
+    section = page.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"```yaml\n(.*?)```", section, re.S)
-    assert match, "docs/concepts.md lost its experiment example"
+    assert match, f"docs/concepts.md lost its example in {title!r}"
     return match.group(1)
 
 
@@ -43,7 +42,9 @@ def test_bundled_and_documented_files_are_valid(
 ) -> None:
     documented = tmp_path / "readme.yaml"
     documented.write_text(readme_experiment_example())
-    for path in (ROOT / "bandit_router" / "examples" / "experiments.yaml", documented):
+    contextual = tmp_path / "contextual.yaml"
+    contextual.write_text(readme_experiment_example("Contextual experiments"))
+    for path in (ROOT / "bandit_router" / "examples" / "experiments.yaml", documented, contextual):
         data = yaml.safe_load(path.read_text())
         assert list(validator.iter_errors(data)) == [], path
         assert load_experiments(path)  # and the server accepts it
