@@ -83,6 +83,28 @@ class RewardProcessor:
             commands, wait_replicas=self.wait_replicas, wait_timeout_ms=self.wait_timeout_ms
         )
 
+    async def _contextual(self, command: RewardCommand, features: str) -> RewardCommand:
+        """``command`` with what the contextual script needs: the features its decision id
+        carries and the kind, feature space and dimension of the experiment's statistics.
+
+        A decision made in another feature space than this replica's copy is refused here
+        (the store refuses it atomically too, as 'stale'), after one refresh: the copy may
+        be the one that is behind, just after a change with a reset.
+        """
+        entry = self.cache.get(command.experiment)
+        contextual = entry.contextual if entry is not None else None
+        if contextual is None or not features.startswith(f"{contextual.space_id}/"):
+            entry = await self.cache.refresh_one(command.experiment)
+            contextual = entry.contextual if entry is not None else None
+            if contextual is None or not features.startswith(f"{contextual.space_id}/"):
+                raise _stale(command.experiment)
+        return command._replace(
+            features=features,
+            kind=contextual.kind,
+            space=contextual.space_id,
+            dim=contextual.space.dim,
+        )
+
     async def reward(self, decision_id: str, value: float, timeout: float | None) -> RewardOutcome:
         decision = self.signer.verify(decision_id)
         entry = self.cache.get(decision.experiment) or await self.cache.refresh_one(
@@ -113,14 +135,6 @@ class RewardProcessor:
             )
         if decision.arm not in entry.arm_index:
             raise NotFound(f"arm {decision.arm!r} was removed from the experiment", "decision_id")
-        contextual = entry.contextual
-        kind = space = ""
-        dim = 0
-        if contextual is not None:
-            # The store checks the same atomically ('stale'); refusing here saves the trip.
-            if not decision.features.startswith(f"{contextual.space_id}/"):
-                raise _stale(decision.experiment)
-            kind, space, dim = contextual.kind, contextual.space_id, contextual.space.dim
         command = RewardCommand(
             experiment=decision.experiment,
             incarnation=decision.incarnation,
@@ -132,11 +146,9 @@ class RewardProcessor:
             learn=decision.learn,
             marker_ttl_ms=max(expires_ms - now_ms, 0) + MARKER_MARGIN_MS,
             gamma=entry.policy.gamma,
-            features=decision.features,
-            kind=kind,
-            space=space,
-            dim=dim,
         )
+        if entry.contextual is not None or decision.features:
+            command = await self._contextual(command, decision.features)
         started = time.perf_counter()
         try:
             result = await self._commit.submit(command, timeout)

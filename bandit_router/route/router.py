@@ -492,6 +492,8 @@ class Router:
             z = 0.0
             if contextual.policy.linearised:
                 z = float(contextual.model.theta[choice.arm] @ features.x)
+                # sigmoid saturates long before: clipping changes no update, keeps it finite
+                z = min(max(z, -1e300), 1e300) if z == z else 0.0
             encoded = encode_features(contextual.space_id, z, features.x)
         decision_id = self.signer.issue(
             Decision(
