@@ -334,3 +334,43 @@ def test_plain_policies_log_features_and_attributes_without_learning_from_them(
     (record,) = client.export_decisions("bare")
     assert not record.features and dict(record.attributes) == {"device": "mobile"}
     assert not [f for f in store.hgetall("br:{plain}:stats") if ":A:" in f or ":b:" in f]
+
+
+def test_a_late_reward_replaces_the_default_in_b_only(
+    client: BanditClient, store: redis.Redis
+) -> None:
+    """With the APPLY rule a late reward replaces the default credited at the deadline: the
+    decision's term in b becomes r x, and its count and its term in A stay."""
+    create(client, reward_window=0.3, default_reward=0.0, late_rewards=pb.LATE_REWARD_RULE_APPLY)
+    decision = client.route("ctx", context={"seg": 2.0}, attributes={"tier": "premium"})
+    time.sleep(1.5)  # the sweeper credited the default
+    x = np.array(vector(2.0, "premium"))
+    n, gram, b = arm_statistics(store, "ctx")[decision.arm]
+    assert (n, np.array_equal(gram, np.outer(x, x)), b.any()) == (1.0, True, False)
+    assert client.reward(decision.decision_id, 1.0) == "LATE_APPLIED"
+    assert client.reward(decision.decision_id, 1.0) == "DUPLICATE"
+    n, gram, b = arm_statistics(store, "ctx")[decision.arm]
+    assert n == 1.0
+    assert np.array_equal(gram, np.outer(x, x))
+    assert np.array_equal(b, x)
+
+
+def test_a_discount_decays_every_arms_statistics_before_each_reward(
+    client: BanditClient, store: redis.Redis
+) -> None:
+    create(client, params={"gamma": 0.5})
+    rewarded = []
+    for seg in (0.0, 2.0, 4.0):
+        decision = client.route("ctx", context={"seg": seg})
+        assert client.reward(decision.decision_id, 1.0) == "APPLIED"
+        rewarded.append((decision.arm, np.array(vector(seg, None))))
+    expected = {arm: (0.0, np.zeros((DIM, DIM)), np.zeros(DIM)) for arm in ARMS}
+    for arm, x in rewarded:  # the policy's rule: every arm decays, then the reward is added
+        expected = {a: (0.5 * n, 0.5 * g, 0.5 * b) for a, (n, g, b) in expected.items()}
+        n, gram, b = expected[arm]
+        expected[arm] = (n + 1, gram + np.outer(x, x), b + x)
+    stored = arm_statistics(store, "ctx")
+    for arm in ARMS:  # powers of two: exact
+        assert stored[arm][0] == expected[arm][0]
+        assert np.array_equal(stored[arm][1], expected[arm][1])
+        assert np.array_equal(stored[arm][2], expected[arm][2])

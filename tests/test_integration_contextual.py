@@ -5,7 +5,8 @@ arm s pays 1 with probability 0.7 and the others with 0.3, so every arm has the 
 marginal mean (0.7 / 3 + 2 * 0.3 / 3) and only the request's features tell them apart.
 4,000 Route then Reward pairs go through both replicas (the Reward through the replica
 that did not decide for half of them, so a reward often reaches Redis before its
-decision's record was flushed).
+decision's record was flushed); one reward in ten is sent again through the other replica,
+as a client's retry would be, and must change nothing.
 
 * ``lin_ts`` and ``lin_ucb`` learn the segments: at least 85% of the last 1,000 decisions
   pick their segment's best arm (the issue's bar; the defaults clear it by a wide margin).
@@ -77,7 +78,7 @@ def stored_statistics(url: str, name: str) -> dict[str, tuple[float, np.ndarray,
 def run_segments(servers: list[ServerProcess], name: str) -> tuple[list[bool], Record]:
     """Drive PAIRS Route+Reward pairs; (hit per decision in plan order, per-arm record)."""
     rng = random.Random(20_141)
-    plan = [(rng.randrange(SEGMENTS), rng.random()) for _ in range(PAIRS)]
+    plan = [(rng.randrange(SEGMENTS), rng.random(), rng.random() < 0.1) for _ in range(PAIRS)]
     hits = [False] * PAIRS
     record: Record = {arm: [] for arm in ARMS}
 
@@ -86,14 +87,18 @@ def run_segments(servers: list[ServerProcess], name: str) -> tuple[list[bool], R
         semaphore = asyncio.Semaphore(16)
 
         async def one(index: int) -> None:
-            segment, draw = plan[index]
+            segment, draw, again = plan[index]
             context = {f"seg{s}": 1.0 if s == segment else 0.0 for s in range(SEGMENTS)}
             async with semaphore:
                 decision = await clients[index % 2].route(name, context=context)
                 chosen = ARMS.index(decision.arm)
                 value = 1.0 if draw < (GOOD if chosen == segment else BAD) else 0.0
-                outcome = await clients[(index // 2) % 2].reward(decision.decision_id, value)
+                rewarding = (index // 2) % 2
+                outcome = await clients[rewarding].reward(decision.decision_id, value)
                 assert outcome == "APPLIED", outcome
+                if again:
+                    retry = await clients[1 - rewarding].reward(decision.decision_id, value)
+                    assert retry == "DUPLICATE", retry
             hits[index] = chosen == segment
             x = [1.0] + [context[f"seg{s}"] for s in range(SEGMENTS)]
             record[decision.arm].append((x, value))
