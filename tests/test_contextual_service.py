@@ -283,13 +283,19 @@ def test_changing_features_needs_a_reset_and_old_decisions_go_stale(
     assert n == 1.0 and gram[0, 0] == 1.0 and gram[1, 1] == 0.25
 
 
+@pytest.mark.parametrize(("floor", "holdout"), [(0.0, 0.0), (0.1, 0.2)])
 def test_routes_draw_the_law_they_log_which_is_the_policys_for_the_stored_state(
-    client: BanditClient, store: redis.Redis
+    client: BanditClient, store: redis.Redis, floor: float, holdout: float
 ) -> None:
     """Train a little, then freeze the state (no more rewards): every Route at one feature
     vector logs the same law, which is the policy's exact law (vectorised path, from the
-    statistics in Redis), and the arms routed follow it (chi-square, as the policy tests)."""
-    create(client)
+    statistics in Redis) with the floor and holdout mixed in (h / K + (1 - h)(f + (1 - K f)
+    p)), and the arms routed follow it (chi-square, as the policy tests)."""
+    create(
+        client,
+        exploration=pb.ExplorationControls(floor=floor),
+        holdout=pb.Holdout(share=holdout),
+    )
     rng = np.random.default_rng(11)
     for _ in range(60):
         seg = float(rng.integers(0, 3))
@@ -312,7 +318,9 @@ def test_routes_draw_the_law_they_log_which_is_the_policys_for_the_stored_state(
         np.array([raw[a][1] for a in ARMS]),
         np.array([raw[a][2] for a in ARMS]),
     )
-    exact = create_policy("lin_ts", {}, contextual=True).probabilities(stats, np.array(x))
+    policy = create_policy("lin_ts", {}, contextual=True).probabilities(stats, np.array(x))
+    k = len(ARMS)
+    exact = holdout / k + (1 - holdout) * (floor + (1 - k * floor) * policy)
     assert np.allclose([law[a] for a in ARMS], exact, atol=1e-6, rtol=0)  # quadrature error
     _check_counts(np.array([counts[a] for a in ARMS]), np.array([law[a] for a in ARMS]))
 

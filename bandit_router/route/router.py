@@ -20,12 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from bandit_router.errors import FailedPrecondition, InvalidArgument, NotFound
 from bandit_router.model.experiments import check_name
-from bandit_router.route.cache import (
-    CachedExperiment,
-    ContextualState,
-    ExperimentCache,
-    whole_law,
-)
+from bandit_router.route.cache import CachedExperiment, ExperimentCache, whole_law
 from bandit_router.route.decision_log import LogRow
 from bandit_router.route.features import check_attributes, encode_features
 from bandit_router.route.recorder import DecisionRecorder
@@ -375,13 +370,22 @@ class Router:
         burning = experiment.burn_in > 0 and in_burn_in_one(
             entry.decisions, eligible, experiment.burn_in
         )
-        if entry.contextual is not None:
+        contextual = entry.contextual
+        mixed: dict[int, float] | None = None  # plain: the state's, computed once per refresh
+        if contextual is not None:
+            # The policy's law for this feature vector (exact, from the prepared model) takes
+            # the place of the state's; holdout, burn-in and floor are the same.
             if features is None:
                 raise ValueError("a contextual experiment's Route needs its features")
-            return self._choose_contextual(
-                entry, entry.contextual, unit_id, eligible, now, burning, features.x
+            floored = floor_probabilities_one(
+                contextual.policy.probabilities_one(contextual.model, features.x, eligible),
+                eligible,
+                experiment.exploration_floor,
             )
-        law = entry.decision_law(eligible, burning)
+            mixed = {i: floored[i] for i in eligible}
+            law = whole_law(experiment, index, eligible, burning, mixed)
+        else:
+            law = entry.decision_law(eligible, burning)
         if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
             control = index.get(experiment.holdout_control_arm)
             if control is not None and control in eligible:
@@ -397,60 +401,19 @@ class Router:
                 now,
                 _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True, law),
             )
-        probabilities = entry.mixed_propensities(eligible)
+        probabilities = entry.mixed_propensities(eligible) if mixed is None else mixed
         floor = experiment.exploration_floor
         if floor > 0.0 and rng.random() < floor * len(eligible):
             arm, explored = rng.choice(eligible), True
+        elif contextual is not None and features is not None:
+            arm, explored = contextual.policy.select_one(
+                contextual.model, features.x, rng, eligible
+            )
         else:
             arm, explored = entry.draw(eligible, rng)
         reason = Reason.EXPLORE if explored else Reason.EXPLOIT
         choice = _Choice(arm, probabilities[arm], reason, True, law)
         return self._remember(entry, unit_id, now, choice)
-
-    def _choose_contextual(
-        self,
-        entry: CachedExperiment,
-        contextual: ContextualState,
-        unit_id: str,
-        eligible: tuple[int, ...],
-        now: float,
-        burning: bool,
-        x: list[float],
-    ) -> _Choice:
-        """``choose``'s random part for a contextual policy: the same holdout, burn-in and
-        floor as a plain one, with the policy's law for this feature vector (exact, by the
-        prepared model: ``ContextualPolicy.probabilities_one``) in place of the state's."""
-        experiment = entry.experiment
-        rng = self.rng
-        mixed_all = floor_probabilities_one(
-            contextual.policy.probabilities_one(contextual.model, x, eligible),
-            eligible,
-            experiment.exploration_floor,
-        )
-        mixed = {i: mixed_all[i] for i in eligible}
-        law = whole_law(experiment, entry.arm_index, eligible, burning, mixed)
-        if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
-            control = entry.arm_index.get(experiment.holdout_control_arm)
-            if control is not None and control in eligible:
-                return self._remember(
-                    entry, unit_id, now, _Choice(control, 1.0, Reason.HOLDOUT, False, law)
-                )
-            holdout = _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, law)
-            return self._remember(entry, unit_id, now, holdout)
-        if burning:
-            return self._remember(
-                entry,
-                unit_id,
-                now,
-                _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True, law),
-            )
-        floor = experiment.exploration_floor
-        if floor > 0.0 and rng.random() < floor * len(eligible):
-            arm, explored = rng.choice(eligible), True
-        else:
-            arm, explored = contextual.policy.select_one(contextual.model, x, rng, eligible)
-        reason = Reason.EXPLORE if explored else Reason.EXPLOIT
-        return self._remember(entry, unit_id, now, _Choice(arm, mixed[arm], reason, True, law))
 
     def _remember(
         self, entry: CachedExperiment, unit_id: str, now: float, choice: _Choice
