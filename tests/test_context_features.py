@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bandit_router.errors import InvalidArgument
@@ -18,6 +19,7 @@ from bandit_router.model.experiments import (
     PolicySpec,
 )
 from bandit_router.operations.experiment_files import load_experiments
+from bandit_router.route.cache import ContextualState
 from bandit_router.route.features import (
     MAX_ATTRIBUTES,
     FeatureSpace,
@@ -26,6 +28,8 @@ from bandit_router.route.features import (
     encode_features,
 )
 from bandit_router.route.tokens import Decision, DecisionSigner, parse_unverified
+from bandit_router.store.redis_store import ExperimentState
+from policies import ContextualStats
 from policies.contextual import FEATURE_MAGNITUDE_LIMIT
 
 TIER = ContextFeature("tier", values=("free", "premium"))
@@ -223,3 +227,36 @@ def test_plain_ids_are_unchanged() -> None:
     token = signer.issue(Decision("e", "inc", "a", 0.25, 1, 2, 3, True, "n" * 24))
     assert token.startswith("2~") and token.count("~") == 10
     assert signer.verify(token).features == ""
+
+
+# -- the replica's prepared state ------------------------------------------------------------
+
+
+def test_cached_state_reads_the_hash_and_keeps_laws_per_vector() -> None:
+    """The cache's contextual state is the policy prepared on (n, A, b) read from the hash
+    layout the Lua scripts write (A as its upper triangle), and its per-vector laws are the
+    policy's exact ones, kept per state."""
+    experiment = contextual().validated().with_changes(incarnation="i")
+    x = [1.0, 0.5, 0.0, 1.0, 0.0]
+    y = [1.0, 0.0, 1.0, 0.0, 0.0]
+    increment = np.outer(x, x)
+    raw = {"_inc": "i", "_space": experiment.feature_space, "a:n": "2", "b:n": "1"}
+    for i in range(5):
+        raw[f"a:b:{i}"] = repr(2 * x[i])
+        raw[f"b:b:{i}"] = repr(-y[i])
+        for j in range(i, 5):
+            raw[f"a:A:{i}:{j}"] = repr(float(2 * increment[i, j]))
+            if y[i] * y[j]:
+                raw[f"b:A:{i}:{j}"] = repr(y[i] * y[j])
+    state = ContextualState.build(ExperimentState(experiment, raw))
+    expected = ContextualStats(
+        np.array([2.0, 1.0]),
+        np.array([2 * increment, np.outer(y, y)]),
+        np.array([2 * np.array(x), -np.array(y)]),
+    )
+    assert np.array_equal(state.stats.gram, expected.gram)
+    assert np.array_equal(state.stats.b, expected.b)
+    law = state.probabilities(x, (0, 1))
+    assert law == state.policy.probabilities_one(state.policy.prepare(expected), x, (0, 1))
+    assert state.probabilities(list(x), (0, 1)) is law  # kept for this state
+    assert state.probabilities(x, (1,)) == (0.0, 1.0)

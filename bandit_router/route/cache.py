@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROPENSITY_CACHE_SIZE = 64
+#: Feature vectors whose contextual law one state keeps (categorical and one-hot features
+#: repeat: a quadrature per distinct vector and state, not per request).
+CONTEXTUAL_LAW_CACHE_SIZE = 1024
 
 
 def contextual_stats(state: ExperimentState, dim: int) -> ContextualStats:
@@ -80,6 +83,23 @@ class ContextualState:
     #: ``Experiment.feature_space`` and ``PolicySpec.statistics_kind`` of this config.
     space_id: str
     kind: str
+    _laws: OrderedDict[tuple[tuple[float, ...], tuple[int, ...]], tuple[float, ...]] = field(
+        default_factory=OrderedDict
+    )
+
+    def probabilities(self, x: list[float], eligible: tuple[int, ...]) -> tuple[float, ...]:
+        """The policy's exact law for ``x`` in this state (``probabilities_one``); the most
+        recent distinct vectors are kept, since a state's law for a vector never changes."""
+        key = (tuple(x), eligible)
+        cached = self._laws.get(key)
+        if cached is not None:
+            self._laws.move_to_end(key)
+            return cached
+        law = self.policy.probabilities_one(self.model, x, eligible)
+        self._laws[key] = law
+        if len(self._laws) > CONTEXTUAL_LAW_CACHE_SIZE:
+            self._laws.popitem(last=False)
+        return law
 
     @classmethod
     def build(cls, state: ExperimentState) -> ContextualState:

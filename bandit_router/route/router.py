@@ -378,7 +378,7 @@ class Router:
             if features is None:
                 raise ValueError("a contextual experiment's Route needs its features")
             floored = floor_probabilities_one(
-                contextual.policy.probabilities_one(contextual.model, features.x, eligible),
+                contextual.probabilities(features.x, eligible),
                 eligible,
                 experiment.exploration_floor,
             )
