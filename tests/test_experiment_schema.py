@@ -71,6 +71,8 @@ def test_policy_names_match_the_registry(validator: Draft202012Validator) -> Non
         {"name": "x", "arms": ["a"], "context_features": [{"name": "t", "scale": 0}]},
         {"name": "x", "arms": ["a"], "context_features": [{"name": "t", "values": ["a", "a"]}]},
         {"name": "x", "arms": ["a"], "context_features": ["bad name"]},
+        {"name": "x", "arms": ["a"], "policy": "lin_ts"},
+        {"name": "x", "arms": ["a"], "policy": {"name": "logistic_ts"}, "context_features": []},
     ],
 )
 def test_schema_and_loader_refuse_the_same_files(
