@@ -382,3 +382,15 @@ def test_a_discount_decays_every_arms_statistics_before_each_reward(
         assert stored[arm][0] == expected[arm][0]
         assert np.array_equal(stored[arm][1], expected[arm][1])
         assert np.array_equal(stored[arm][2], expected[arm][2])
+
+
+def test_reports_read_the_arms_marginal_rewards(client: BanditClient) -> None:
+    create(client)
+    for seg in (0.0, 1.0, 2.0, 1.0):
+        decision = client.route("ctx", context={"seg": seg})
+        assert client.reward(decision.decision_id, 1.0) == "APPLIED"
+    report = client.call_admin("GetReport", admin_pb2.GetReportRequest(experiment="ctx"))
+    assert report.policy == "lin_ts"
+    assert sorted(row.arm for row in report.arms) == list(ARMS)
+    assert sum(row.rewards for row in report.arms) == 4
+    assert math.isclose(sum(row.prob_best for row in report.arms), 1.0, abs_tol=1e-6)
