@@ -294,7 +294,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 experiment.paused = current.paused
                 experiment.pause_arm = current.pause_arm
                 request = admin_pb2.UpdateExperimentRequest(
-                    experiment=experiment, expected_version=current.version, reason=args.reason
+                    experiment=experiment,
+                    expected_version=current.version,
+                    reason=args.reason,
+                    reset_statistics=args.reset_statistics,
                 )
             print(f"{action} {experiment.name}", file=sys.stderr)
             if args.dry_run:
@@ -412,9 +415,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
+    """``key=value`` arguments as a mapping; a malformed one stops with its flag named."""
+    pairs: dict[str, str] = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag}: expected key=value, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
 def cmd_route(args: argparse.Namespace) -> int:
+    context: dict[str, float] = {}
+    for key, value in _pairs(args.context, "--context").items():
+        try:
+            context[key] = float(value)
+        except ValueError:
+            raise SystemExit(f"--context: {key}={value!r} is not a number") from None
     with _client(args) as client:
-        result = client.route(args.experiment, args.unit, args.exclude or ())
+        result = client.route(
+            args.experiment,
+            args.unit,
+            args.exclude or (),
+            context,
+            attributes=_pairs(args.attribute, "--attribute"),
+        )
     emit({**result.__dict__, "reward_deadline": result.reward_deadline.isoformat()}, args.output)
     return 0
 
@@ -675,6 +701,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _file(apply)
     _dry_run(apply)
+    apply.add_argument(
+        "--reset-statistics",
+        action="store_true",
+        help="also reset the statistics of the experiments updated (snapshots kept); needed "
+        "when context_features or the kind of policy change",
+    )
     _reason(apply)
 
     delete = client_command(
@@ -975,6 +1007,10 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("experiment", help="the experiment")
     route.add_argument("--unit", default="", help="unit id (sticky routing, per-unit pins)")
     route.add_argument("--exclude", action="append", help="an arm not to choose")
+    route.add_argument("--context", action="append", metavar="KEY=NUMBER", help="a numeric feature")
+    route.add_argument(
+        "--attribute", action="append", metavar="KEY=VALUE", help="a categorical feature"
+    )
 
     reward = client_command(
         "reward",

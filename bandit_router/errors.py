@@ -42,11 +42,13 @@ class ErrorReason(StrEnum):
     ARM_NOT_FOUND = "ARM_NOT_FOUND"
     DECISION_NOT_FOUND = "DECISION_NOT_FOUND"
     DECISION_EXPIRED = "DECISION_EXPIRED"
+    DECISION_STALE = "DECISION_STALE"
     PIN_NOT_FOUND = "PIN_NOT_FOUND"
     DUPLICATE_EXPERIMENT = "DUPLICATE_EXPERIMENT"
     LAST_ACTIVE_ARM = "LAST_ACTIVE_ARM"
     ARM_DISABLED = "ARM_DISABLED"
     NO_ELIGIBLE_ARM = "NO_ELIGIBLE_ARM"
+    RESET_REQUIRED = "RESET_REQUIRED"
     VERSION_MISMATCH = "VERSION_MISMATCH"
     CONCURRENT_UPDATE = "CONCURRENT_UPDATE"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
@@ -115,6 +117,13 @@ REASONS: dict[ErrorReason, ReasonDoc] = {
         "Drop the reward, or lengthen the experiment's reward window",
         _RESOURCE,
     ),
+    ErrorReason.DECISION_STALE: ReasonDoc(
+        "NOT_FOUND",
+        "The decision was made before its experiment changed its context features or kind "
+        "of policy (with a reset): its features no longer fit the statistics",
+        "Drop the reward",
+        _RESOURCE,
+    ),
     ErrorReason.PIN_NOT_FOUND: ReasonDoc(
         "NOT_FOUND",
         "The unit is not pinned",
@@ -143,6 +152,13 @@ REASONS: dict[ErrorReason, ReasonDoc] = {
         "FAILED_PRECONDITION",
         "Every active arm is excluded by `excluded_arms` or disabled",
         "Exclude fewer arms, or serve your own default",
+        "",
+    ),
+    ErrorReason.RESET_REQUIRED: ReasonDoc(
+        "FAILED_PRECONDITION",
+        "The change (context features, or a contextual policy for a plain one or back) would "
+        "leave statistics that no longer mean anything",
+        "Repeat the update with `reset_statistics` (`apply --reset-statistics`)",
         "",
     ),
     ErrorReason.VERSION_MISMATCH: ReasonDoc(

@@ -80,8 +80,17 @@ class DecisionRecord:
     #: ``probabilities`` is the law of the whole decision procedure (an arm not listed had
     #: probability 0), so replay can check a target's support; False for older logs.
     probabilities_complete: bool = False
+    #: Experiments with context_features: the feature vector the decision used (intercept
+    #: first) and the request's categorical attributes; empty otherwise.
+    features: list[float] = field(default_factory=list)
+    attributes: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.features:
+            extra["features"] = list(self.features)
+        if self.attributes:
+            extra["attributes"] = dict(self.attributes)
         return {
             "decision_id": self.decision_id,
             "experiment": self.experiment,
@@ -96,6 +105,7 @@ class DecisionRecord:
             "default_reward_applied": self.default_reward_applied,
             "probabilities": dict(self.probabilities),
             "probabilities_complete": self.probabilities_complete,
+            **extra,
         }
 
 
@@ -187,7 +197,27 @@ def parse_decision(obj: Any, line: int = 1, source: str = "log") -> DecisionReco
         default_reward_applied=applied,
         probabilities=probabilities,
         probabilities_complete=complete,
+        features=_float_list(obj.get("features"), line, source, "features"),
+        attributes=_str_map(obj.get("attributes"), line, source, "attributes"),
     )
+
+
+def _float_list(value: Any, line: int, source: str, name: str) -> list[float]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise LogError(
+            f"expected a list of numbers, got {value!r}", line=line, field=name, source=source
+        )
+    return [_float(v, line, source, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+def _str_map(value: Any, line: int, source: str, name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise LogError(f"expected a mapping, got {value!r}", line=line, field=name, source=source)
+    return {str(k): _str(v, line, source, f"{name}.{k}") for k, v in value.items()}
 
 
 def _bool(value: Any, line: int, source: str, name: str) -> bool:
@@ -439,7 +469,12 @@ def dsjson_event(record: DecisionRecord, arm_names: Sequence[str]) -> dict[str, 
             "Version": "1",
             "EventId": record.decision_id,
             "a": [i + 1 for i in order],
-            "c": {**record.context, "_multi": [{"arm": name} for name in arm_names]},
+            "c": {
+                **record.context,
+                **({"_features": list(record.features)} if record.features else {}),
+                **record.attributes,
+                "_multi": [{"arm": name} for name in arm_names],
+            },
             "p": [probabilities[i] for i in order],
         }
     )

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 
 from bandit_router.errors import InvalidArgument
 from bandit_router.operations.experiment_files import load_experiments
-from policies import POLICY_NAMES
+from policies import CONTEXTUAL_POLICY_NAMES, POLICY_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "bandit_router" / "schema" / "experiments.schema.json"
@@ -28,13 +28,12 @@ def validator() -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
-def readme_experiment_example() -> str:
-    """The YAML block of the "Experiments" section of docs/concepts.md: documentation must
-    stay valid."""
+def readme_experiment_example(title: str = "Experiments") -> str:
+    """The YAML block of a section of docs/concepts.md: documentation must stay valid."""
     page = (ROOT / "docs" / "concepts.md").read_text()
-    section = page.split("\n## Experiments\n", 1)[1].split("\n## ", 1)[0]
+    section = page.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"```yaml\n(.*?)```", section, re.S)
-    assert match, "docs/concepts.md lost its experiment example"
+    assert match, f"docs/concepts.md lost its example in {title!r}"
     return match.group(1)
 
 
@@ -43,7 +42,9 @@ def test_bundled_and_documented_files_are_valid(
 ) -> None:
     documented = tmp_path / "readme.yaml"
     documented.write_text(readme_experiment_example())
-    for path in (ROOT / "bandit_router" / "examples" / "experiments.yaml", documented):
+    contextual = tmp_path / "contextual.yaml"
+    contextual.write_text(readme_experiment_example("Contextual experiments"))
+    for path in (ROOT / "bandit_router" / "examples" / "experiments.yaml", documented, contextual):
         data = yaml.safe_load(path.read_text())
         assert list(validator.iter_errors(data)) == [], path
         assert load_experiments(path)  # and the server accepts it
@@ -51,7 +52,9 @@ def test_bundled_and_documented_files_are_valid(
 
 def test_policy_names_match_the_registry(validator: Draft202012Validator) -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
-    assert sorted(schema["$defs"]["policy_name"]["enum"]) == sorted(POLICY_NAMES)
+    assert sorted(schema["$defs"]["policy_name"]["enum"]) == sorted(
+        (*POLICY_NAMES, *CONTEXTUAL_POLICY_NAMES)
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,12 @@ def test_policy_names_match_the_registry(validator: Draft202012Validator) -> Non
         {"name": "x", "arms": ["a"], "reward_window": "soon"},
         {"name": "x", "arms": ["a"], "late_rewards": "maybe"},
         {"name": "x", "arms": [{"name": "a", "state": "sleeping"}]},
+        {"name": "x", "arms": ["a"], "context_features": [{"name": "t", "colour": "red"}]},
+        {"name": "x", "arms": ["a"], "context_features": [{"name": "t", "scale": 0}]},
+        {"name": "x", "arms": ["a"], "context_features": [{"name": "t", "values": ["a", "a"]}]},
+        {"name": "x", "arms": ["a"], "context_features": ["bad name"]},
+        {"name": "x", "arms": ["a"], "policy": "lin_ts"},
+        {"name": "x", "arms": ["a"], "policy": {"name": "logistic_ts"}, "context_features": []},
     ],
 )
 def test_schema_and_loader_refuse_the_same_files(

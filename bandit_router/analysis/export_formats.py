@@ -29,6 +29,8 @@ def record_of(message: admin_pb2.DecisionRecord) -> DecisionRecord:
         default_reward_applied=message.default_reward_applied,
         probabilities=dict(message.probabilities),
         probabilities_complete=message.probabilities_complete,
+        features=list(message.features),
+        attributes=dict(message.attributes),
     )
 
 

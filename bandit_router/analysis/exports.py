@@ -46,6 +46,8 @@ def record_of(experiment: str, decision: dict[str, Any]) -> admin_pb2.DecisionRe
         context={str(k): float(v) for k, v in (decision.get("context") or {}).items()},
         probabilities=probabilities,
         probabilities_complete=complete,
+        features=[float(v) for v in decision.get("features") or ()],
+        attributes={str(k): str(v) for k, v in (decision.get("attributes") or {}).items()},
     )
 
 

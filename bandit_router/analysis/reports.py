@@ -212,7 +212,10 @@ class PosteriorGauges:
             self._seen[name] = key
             for arm, (mean, prob_best) in posterior_summary(entry).items():
                 self.metrics.set_arm_posterior(name, arm, mean, prob_best)
-            self.metrics.set_exploration_share(name, exploration_share(entry))
+            if entry.contextual is None:
+                # A contextual policy explores per feature vector; its state alone has no
+                # exploration share (the gauges above are the arms' marginal rewards).
+                self.metrics.set_exploration_share(name, exploration_share(entry))
 
 
 def render_report_table(response: admin_pb2.GetReportResponse) -> None:

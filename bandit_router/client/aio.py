@@ -94,11 +94,12 @@ class AsyncBanditClient:
         excluded_arms: Sequence[str] = (),
         context: Mapping[str, float] | None = None,
         *,
+        attributes: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> RouteResult:
         with typed_errors():
             response = await self._router().Route(
-                requests.route(experiment, unit_id, excluded_arms, context),
+                requests.route(experiment, unit_id, excluded_arms, context, attributes),
                 timeout=timeout or self.timeout,
                 metadata=self.metadata,
             )

@@ -20,13 +20,18 @@ def duration(seconds: float) -> Duration:
 
 
 def route(
-    experiment: str, unit_id: str, excluded_arms: Sequence[str], context: Mapping[str, float] | None
+    experiment: str,
+    unit_id: str,
+    excluded_arms: Sequence[str],
+    context: Mapping[str, float] | None,
+    attributes: Mapping[str, str] | None = None,
 ) -> router_pb2.RouteRequest:
     return router_pb2.RouteRequest(
         experiment=experiment,
         unit_id=unit_id,
         excluded_arms=list(excluded_arms),
         context=dict(context or {}),
+        attributes=dict(attributes or {}),
     )
 
 

@@ -90,12 +90,13 @@ class BanditClient:
         excluded_arms: Sequence[str] = (),
         context: Mapping[str, float] | None = None,
         *,
+        attributes: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> RouteResult:
         """Ask which arm to serve; credit it later with ``reward(result.decision_id, ...)``."""
         with typed_errors():
             response = self.router.Route(
-                requests.route(experiment, unit_id, excluded_arms, context),
+                requests.route(experiment, unit_id, excluded_arms, context, attributes),
                 timeout=timeout or self.timeout,
                 metadata=self.metadata,
             )

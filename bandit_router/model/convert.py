@@ -16,6 +16,7 @@ from bandit_router.model.experiments import (
     Arm,
     ArmState,
     Commit,
+    ContextFeature,
     Experiment,
     LateRewardRule,
     Pin,
@@ -70,6 +71,25 @@ def arm_of(message: pb.Arm, field: str) -> Arm:
     )
 
 
+def context_feature_of(message: pb.ContextFeature) -> ContextFeature:
+    """Domain feature; scale 0 (unset) is 1, the documented default (validated later)."""
+    return ContextFeature(
+        name=message.name,
+        scale=message.scale if message.scale != 0.0 else 1.0,
+        values=tuple(message.values),
+        required=message.required,
+    )
+
+
+def context_feature_to_pb(feature: ContextFeature) -> pb.ContextFeature:
+    return pb.ContextFeature(
+        name=feature.name,
+        scale=0.0 if feature.values else feature.scale,
+        values=list(feature.values),
+        required=feature.required,
+    )
+
+
 def experiment_of(message: pb.Experiment) -> Experiment:
     """Domain experiment from its protobuf form (not yet validated)."""
     if message.late_rewards not in (
@@ -112,6 +132,7 @@ def experiment_of(message: pb.Experiment) -> Experiment:
         sticky=message.sticky.enabled,
         sticky_ttl=seconds_of(message.sticky.ttl, "experiment.sticky.ttl", 0.0),
         drift_discount=message.drift_discount if message.HasField("drift_discount") else None,
+        context_features=tuple(context_feature_of(f) for f in message.context_features),
         stopping=stopping_of(message.stopping) if message.HasField("stopping") else None,
         commit=Commit(
             arm=message.commit.arm,
@@ -168,6 +189,7 @@ def experiment_to_pb(experiment: Experiment) -> pb.Experiment:
         ),
         sticky=pb.Sticky(enabled=experiment.sticky, ttl=duration_of(experiment.sticky_ttl)),
         description=experiment.description,
+        context_features=[context_feature_to_pb(f) for f in experiment.context_features],
     )
     if experiment.pin.expires_at:
         message.pin.expires_at.CopyFrom(timestamp_of(experiment.pin.expires_at))

@@ -9,6 +9,8 @@ the spelling of the protobuf message, so a client can find it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -18,7 +20,15 @@ from functools import cached_property
 from typing import Any
 
 from bandit_router.errors import ErrorReason, InvalidArgument
-from policies import Policy, PolicyConfigError, create_policy
+from policies import (
+    ContextualPolicy,
+    GaussianThompsonSampling,
+    Policy,
+    PolicyConfigError,
+    ThompsonSampling,
+    create_policy,
+    is_contextual,
+)
 from policies.base import PRIOR_MAGNITUDE_LIMIT
 from policies.stopping import StoppingRule
 
@@ -29,6 +39,12 @@ MAX_DURATION_SECONDS = 90 * 24 * 3600.0
 MAX_REASON_LENGTH = 1024
 DEFAULT_REWARD_WINDOW = 3600.0
 DEFAULT_LATE_GRACE = 24 * 3600.0
+#: Columns of a contextual feature vector, the intercept and every one-hot column included.
+#: A reward adds d (d + 1) / 2 + d fields to its arm's statistics in one Lua script, and a
+#: decision id carries the vector: 64 keeps both small (2,144 fields, ids under 2 kB).
+MAX_FEATURES = 64
+#: Longest categorical attribute value accepted on Route (the name limit).
+MAX_ATTRIBUTE_LENGTH = 64
 
 
 class ArmState(StrEnum):
@@ -71,19 +87,99 @@ class Arm:
         return self.state is ArmState.ACTIVE
 
 
+def _policy_error(error: PolicyConfigError) -> InvalidArgument:
+    name = error.field
+    where = "policy.name" if name in {"name", "policy.name"} else f"policy.params[{name}]"
+    return InvalidArgument(error.message, where)
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     name: str = "thompson"
     params: Mapping[str, float] = field(default_factory=dict)
 
+    @property
+    def contextual(self) -> bool:
+        """True for lin_ts, lin_ucb and logistic_ts: they decide from request features."""
+        return is_contextual(self.name)
+
+    @property
+    def statistics_kind(self) -> str:
+        """What the per-arm statistics mean: 'plain' (n, sum, sum_sq), 'linear' (lin_ts,
+        lin_ucb: A = sum x x^T, b = sum r x) or 'logistic' (linearised terms). Policies of
+        the same kind can replace each other on a live experiment; others need a reset."""
+        if not self.contextual:
+            return "plain"
+        return "logistic" if self.name == "logistic_ts" else "linear"
+
     def build(self) -> Policy:
-        """The policy object; raises InvalidArgument naming the bad parameter."""
+        """The plain policy; raises InvalidArgument naming the bad parameter.
+
+        For a contextual name this is the context-free model of the per-arm (n, sum, sum_sq)
+        that contextual experiments keep too (Beta for logistic_ts's 0/1 rewards, Normal
+        otherwise, same gamma): reports, gauges and drift read arms' marginal rewards with
+        it. Decisions use ``build_contextual``.
+        """
+        if self.contextual:
+            gamma = self.build_contextual().gamma
+            if self.name == "logistic_ts":
+                return ThompsonSampling(gamma=gamma)
+            return GaussianThompsonSampling(gamma=gamma)
         try:
             return create_policy(self.name, dict(self.params))
         except PolicyConfigError as error:
-            name = error.field
-            where = "policy.name" if name in {"name", "policy.name"} else f"policy.params[{name}]"
-            raise InvalidArgument(error.message, where) from error
+            raise _policy_error(error) from error
+
+    def build_contextual(self) -> ContextualPolicy:
+        """The contextual policy; InvalidArgument naming the bad field (also for a plain name)."""
+        try:
+            return create_policy(self.name, dict(self.params), contextual=True)
+        except PolicyConfigError as error:
+            raise _policy_error(error) from error
+
+
+@dataclass(frozen=True)
+class ContextFeature:
+    """One declared request feature (proto ``ContextFeature``).
+
+    Numeric when ``values`` is empty: ``RouteRequest.context[name] / scale``. Categorical
+    otherwise: ``RouteRequest.attributes[name]`` one-hot over ``values`` plus "other".
+    """
+
+    name: str
+    scale: float = 1.0
+    values: tuple[str, ...] = ()
+    required: bool = False
+
+    @property
+    def categorical(self) -> bool:
+        return bool(self.values)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Names of the feature's columns in the feature vector."""
+        if not self.values:
+            return (self.name,)
+        return (*(f"{self.name}={value}" for value in self.values), f"{self.name}=(other)")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name}
+        if self.values:
+            data["values"] = list(self.values)
+        elif self.scale != 1.0:
+            data["scale"] = self.scale
+        if self.required:
+            data["required"] = True
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> ContextFeature:
+        return cls(
+            str(data["name"]),
+            float(data.get("scale", 1.0)),
+            tuple(str(v) for v in data.get("values", ())),
+            bool(data.get("required", False)),
+        )
 
 
 @dataclass(frozen=True)
@@ -157,6 +253,7 @@ class Experiment:
     drift_discount: float | None = None
     stopping: Stopping | None = None
     commit: Commit = field(default_factory=Commit)
+    context_features: tuple[ContextFeature, ...] = ()
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -170,9 +267,37 @@ class Experiment:
                 return arm
         return None
 
+    @cached_property
+    def feature_columns(self) -> tuple[str, ...]:
+        """Names of the feature vector's columns: "(intercept)", then each feature's."""
+        columns = ["(intercept)"]
+        for feature in self.context_features:
+            columns += feature.columns
+        return tuple(columns)
+
+    @cached_property
+    def feature_space(self) -> str:
+        """Fingerprint of what a contextual experiment's statistics mean (kind of policy and
+        feature columns), kept in the statistics hash (``_space``) and in every contextual
+        decision id: a reward whose decision was made in another space is refused by the
+        store, atomically, rather than folded into statistics it does not fit. '' for a
+        plain policy."""
+        if not self.policy.contextual:
+            return ""
+        spec = [self.policy.statistics_kind, [f.to_json_dict() for f in self.context_features]]
+        text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+    def needs_reset_to_become(self, after: Experiment) -> bool:
+        """True when ``after``'s statistics would not mean what this one's do (another kind
+        of policy, or other context features under a contextual policy)."""
+        if self.policy.statistics_kind != after.policy.statistics_kind:
+            return True
+        return self.policy.contextual and self.context_features != after.context_features
+
     def reward_bounds(self) -> tuple[float, float]:
         """Configured bounds, within what the policy's model accepts."""
-        low, high = self.policy.build().reward_bounds
+        low, high = self._policy_bounds()
         return (
             low if self.reward_min is None else self.reward_min,
             high if self.reward_max is None else self.reward_max,
@@ -235,12 +360,13 @@ class Experiment:
                 raise InvalidArgument("must be >= 0", f"{where}.prior_n")
         if not any(arm.active for arm in self.arms) and not self.paused:
             raise InvalidArgument("at least one arm must be active", "experiment.arms")
-        policy = self.policy.build()
+        self.policy.build()
+        self._validate_context_features()
         self._check_duration(self.reward_window, "experiment.reward_window", allow_zero=False)
         self._check_duration(
             self.late_reward_grace, "experiment.late_reward_grace", allow_zero=True
         )
-        low, high = policy.reward_bounds
+        low, high = self._policy_bounds()
         for attr in ("reward_min", "reward_max"):
             value = getattr(self, attr)
             if value is None:
@@ -296,6 +422,42 @@ class Experiment:
         except PolicyConfigError as error:
             raise InvalidArgument(error.message, f"experiment.{error.field}") from error
 
+    def _policy_bounds(self) -> tuple[float, float]:
+        if self.policy.contextual:
+            return self.policy.build_contextual().reward_bounds
+        return self.policy.build().reward_bounds
+
+    def _validate_context_features(self) -> None:
+        where = "experiment.context_features"
+        if self.policy.contextual and not self.context_features:
+            raise InvalidArgument(
+                f"policy {self.policy.name!r} decides from request features: declare at least "
+                "one context feature",
+                where,
+            )
+        names: set[str] = set()
+        for index, feature in enumerate(self.context_features):
+            at = f"{where}[{index}]"
+            check_name(feature.name, f"{at}.name")
+            if feature.name in names:
+                raise InvalidArgument(f"duplicate feature name {feature.name!r}", f"{at}.name")
+            names.add(feature.name)
+            check_finite(feature.scale, f"{at}.scale")
+            if not feature.scale > 0.0:
+                raise InvalidArgument("must be > 0", f"{at}.scale")
+            if feature.values and feature.scale != 1.0:
+                raise InvalidArgument("a categorical feature (values) has no scale", f"{at}.scale")
+            if len(set(feature.values)) != len(feature.values):
+                raise InvalidArgument("duplicate value", f"{at}.values")
+            for position, value in enumerate(feature.values):
+                check_name(value, f"{at}.values[{position}]")
+        if len(self.feature_columns) > MAX_FEATURES:
+            raise InvalidArgument(
+                f"{len(self.feature_columns)} columns (the intercept, one per numeric feature, "
+                f"values + 1 per categorical one); at most {MAX_FEATURES}",
+                where,
+            )
+
     @staticmethod
     def _check_duration(value: float, where: str, *, allow_zero: bool) -> None:
         check_finite(value, where)
@@ -344,6 +506,7 @@ class Experiment:
         data["pin"] = {**dataclasses.asdict(self.pin), "units": dict(self.pin.units)}
         data["stopping"] = None if self.stopping is None else dataclasses.asdict(self.stopping)
         data["commit"] = dataclasses.asdict(self.commit)
+        data["context_features"] = [f.to_json_dict() for f in self.context_features]
         return data
 
     @classmethod
@@ -362,5 +525,8 @@ class Experiment:
         stopping = data.get("stopping")
         values["stopping"] = None if stopping is None else Stopping(**stopping)
         values["commit"] = Commit(**(data.get("commit") or {}))
+        values["context_features"] = tuple(
+            ContextFeature.from_json_dict(f) for f in data.get("context_features", ())
+        )
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})

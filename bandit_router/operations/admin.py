@@ -86,11 +86,12 @@ class AdminOperations:
         change: Callable[[Experiment], Experiment],
         *,
         expected_version: int = 0,
+        reset_header: Mapping[str, Any] | None = None,
     ) -> Experiment:
         check_name(name, "experiment")
         check_reason(reason)
         _, after = await self.store.update_experiment(
-            name, change, expected_version=expected_version
+            name, change, expected_version=expected_version, reset_header=reset_header
         )
         await self._audit(name, principal, action, {**arguments, "version": after.version}, reason)
         return after
@@ -129,15 +130,26 @@ class AdminOperations:
         reason: str = "",
         expected_version: int = 0,
         fields: list[str] | None = None,
+        *,
+        reset_statistics: bool = False,
     ) -> Experiment:
+        """Apply ``build`` to the config. A change of what the statistics mean
+        (context_features, or the kind of policy) needs ``reset_statistics``: the config
+        and reset statistics are then written together, the old ones kept as a snapshot."""
+        arguments: dict[str, Any] = {"fields": fields or ["*"]}
+        header = None
+        if reset_statistics:
+            header = self._snapshot_header(principal, reason)
+            arguments["snapshot"] = header["id"]
         return await self._change(
             name,
             principal,
             "update",
-            {"fields": fields or ["*"]},
+            arguments,
             reason,
             build,
             expected_version=expected_version,
+            reset_header=header,
         )
 
     async def delete(self, name: str, principal: str, reason: str = "") -> None:
@@ -283,16 +295,20 @@ class AdminOperations:
         check_name(name, "experiment")
         check_reason(reason)
         experiment = await self.store.require_experiment(name)
-        header = {
+        header = self._snapshot_header(principal, reason)
+        await self.store.reset_statistics(experiment, header)
+        await self._audit(name, principal, "reset", {"snapshot": header["id"]}, reason)
+        snapshots = await self.store.list_snapshots(name)
+        return snapshots[0] if snapshots else header
+
+    @staticmethod
+    def _snapshot_header(principal: str, reason: str) -> dict[str, Any]:
+        return {
             "id": uuid.uuid4().hex[:12],
             "taken_at": time.time(),
             "reason": reason,
             "principal": principal,
         }
-        await self.store.reset_statistics(experiment, header)
-        await self._audit(name, principal, "reset", {"snapshot": header["id"]}, reason)
-        snapshots = await self.store.list_snapshots(name)
-        return snapshots[0] if snapshots else header
 
     async def snapshots(
         self, name: str, size: int = 0, token: str = ""

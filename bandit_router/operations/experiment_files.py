@@ -18,6 +18,7 @@ from bandit_router.errors import InvalidArgument
 from bandit_router.model.experiments import (
     Arm,
     ArmState,
+    ContextFeature,
     Experiment,
     LateRewardRule,
     PolicySpec,
@@ -42,11 +43,13 @@ _KNOWN = {
     "holdout",
     "sticky",
     "drift_discount",
+    "context_features",
     "stopping",
     # What `get` writes of the live state (read-only): accepted so that `get -o yaml` output
     # applies as it is, and never read.
     "status",
 }
+_FEATURE_KEYS = {"name", "scale", "values", "required"}
 _ARM_KEYS = {"name", "state", "prior_n", "prior_sum", "prior_sum_sq"}
 _POLICY_KEYS = {"name", "params"}
 _SECTION_KEYS = {
@@ -112,6 +115,37 @@ def _stopping(section: Mapping[str, Any], where: str) -> Stopping:
         min_samples=min_samples,
         commit=commit,
     )
+
+
+def _context_features(data: Mapping[str, Any], where: str) -> tuple[ContextFeature, ...]:
+    """``context_features:`` entries: a name (numeric), or {name, scale | values, required}."""
+    raw = data.get("context_features") or []
+    if not isinstance(raw, list):
+        raise InvalidArgument("expected a list of features", f"{where}.context_features")
+    features = []
+    for index, item in enumerate(raw):
+        at = f"{where}.context_features[{index}]"
+        if isinstance(item, str):
+            features.append(ContextFeature(item))
+            continue
+        if not isinstance(item, Mapping):
+            raise InvalidArgument("a feature is a name or a mapping", at)
+        refuse_unknown_keys(item, _FEATURE_KEYS, f"{at}.")
+        values = item.get("values") or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InvalidArgument("expected a list of strings", f"{at}.values")
+        required = item.get("required", False)
+        if not isinstance(required, bool):
+            raise InvalidArgument(f"expected true or false, got {required!r}", f"{at}.required")
+        features.append(
+            ContextFeature(
+                str(item.get("name", "")),
+                _number(item.get("scale", 1.0), f"{at}.scale"),
+                tuple(values),
+                required,
+            )
+        )
+    return tuple(features)
 
 
 def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
@@ -185,6 +219,7 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
         holdout_control_arm=str(holdout.get("control_arm", "")),
         sticky=bool(sticky.get("enabled", bool(sticky))),
         sticky_ttl=parse_duration(sticky.get("ttl", 0), f"{where}.sticky.ttl"),
+        context_features=_context_features(data, where),
         **optional,
     )
     try:

@@ -65,6 +65,16 @@ def _arm_gone(experiment: str, arm: str) -> NotFound:
     )
 
 
+def _stale(experiment: str) -> NotFound:
+    return NotFound(
+        f"the decision was made before experiment {experiment!r} changed its context_features "
+        "or kind of policy (with a reset); its features no longer fit the statistics",
+        "decision_id",
+        reason=ErrorReason.DECISION_STALE,
+        resource=Resource.experiment(experiment),
+    )
+
+
 class RewardProcessor:
     def __init__(
         self,
@@ -91,6 +101,28 @@ class RewardProcessor:
         # replicas of that connection's writes, not necessarily of these.
         return await self.store.apply_rewards(
             commands, wait_replicas=self.wait_replicas, wait_timeout_ms=self.wait_timeout_ms
+        )
+
+    async def _contextual(self, command: RewardCommand, features: str) -> RewardCommand:
+        """``command`` with what the contextual script needs: the features its decision id
+        carries and the kind, feature space and dimension of the experiment's statistics.
+
+        A decision made in another feature space than this replica's copy is refused here
+        (the store refuses it atomically too, as 'stale'), after one refresh: the copy may
+        be the one that is behind, just after a change with a reset.
+        """
+        entry = self.cache.get(command.experiment)
+        contextual = entry.contextual if entry is not None else None
+        if contextual is None or not features.startswith(f"{contextual.space_id}/"):
+            entry = await self.cache.refresh_one(command.experiment)
+            contextual = entry.contextual if entry is not None else None
+            if contextual is None or not features.startswith(f"{contextual.space_id}/"):
+                raise _stale(command.experiment)
+        return command._replace(
+            features=features,
+            kind=contextual.kind,
+            space=contextual.space_id,
+            dim=contextual.space.dim,
         )
 
     async def reward(self, decision_id: str, value: float, timeout: float | None) -> RewardOutcome:
@@ -139,6 +171,8 @@ class RewardProcessor:
             marker_ttl_ms=max(expires_ms - now_ms, 0) + MARKER_MARGIN_MS,
             gamma=entry.policy.gamma,
         )
+        if entry.contextual is not None or decision.features:
+            command = await self._contextual(command, decision.features)
         started = time.perf_counter()
         try:
             result = await self._commit.submit(command, timeout)
@@ -155,6 +189,8 @@ class RewardProcessor:
             raise _experiment_gone(decision.experiment)
         if result == "invalid":
             raise InvalidArgument(f"{value!r} is not a reward the store accepts", "value")
+        if result == "stale":
+            raise _stale(decision.experiment)
         if result == "no_arm":
             raise _arm_gone(decision.experiment, decision.arm)
         outcome = _SCRIPT_OUTCOMES[result]

@@ -21,10 +21,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bandit_router.model.experiments import Experiment
+from bandit_router.route.features import FeatureSpace
 from bandit_router.store.errors import STORE_ERRORS
+from bandit_router.store.keys import context_fields
 from bandit_router.store.redis_store import ExperimentState, Store
 from bandit_router.tasks import cancel_and_wait
-from policies import Policy, PredrawnDecisions, ScalarStats, Stats
+from policies import (
+    ContextualPolicy,
+    ContextualStats,
+    Policy,
+    PredrawnDecisions,
+    PreparedModel,
+    ScalarStats,
+    Stats,
+)
 from policies.controls import floor_probabilities_one
 
 if TYPE_CHECKING:
@@ -33,6 +43,100 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROPENSITY_CACHE_SIZE = 64
+#: Feature vectors whose contextual law one state keeps (categorical and one-hot features
+#: repeat: a quadrature per distinct vector and state, not per request).
+CONTEXTUAL_LAW_CACHE_SIZE = 1024
+
+
+def contextual_stats(state: ExperimentState, dim: int) -> ContextualStats:
+    """Per-arm (n, A, b) of a contextual experiment from its statistics hash (absent = 0;
+    A is stored as its upper triangle: ``store.keys.context_fields``)."""
+    names = state.experiment.arm_names
+    stats = ContextualStats.zeros(len(names), dim)
+    raw = state.stats
+    for k, arm in enumerate(names):
+        stats.n[k] = float(raw.get(f"{arm}:n", 0.0))
+        fields = context_fields(arm, dim)
+        position = 0
+        for i in range(dim):
+            for j in range(i, dim):
+                value = raw.get(fields[position])
+                position += 1
+                if value is not None:
+                    stats.gram[k, i, j] = stats.gram[k, j, i] = float(value)
+        for i in range(dim):
+            value = raw.get(fields[position + i])
+            if value is not None:
+                stats.b[k, i] = float(value)
+    return stats
+
+
+@dataclass(frozen=True)
+class ContextualState:
+    """What a contextual Route needs from one state, prepared in the background refresh
+    (``policy.prepare``: each arm's mean and inverse Cholesky factor), never per request."""
+
+    policy: ContextualPolicy
+    stats: ContextualStats
+    model: PreparedModel
+    space: FeatureSpace
+    #: ``Experiment.feature_space`` and ``PolicySpec.statistics_kind`` of this config.
+    space_id: str
+    kind: str
+    _laws: OrderedDict[tuple[tuple[float, ...], tuple[int, ...]], tuple[float, ...]] = field(
+        default_factory=OrderedDict
+    )
+
+    def probabilities(self, x: list[float], eligible: tuple[int, ...]) -> tuple[float, ...]:
+        """The policy's exact law for ``x`` in this state (``probabilities_one``); the most
+        recent distinct vectors are kept, since a state's law for a vector never changes."""
+        key = (tuple(x), eligible)
+        cached = self._laws.get(key)
+        if cached is not None:
+            self._laws.move_to_end(key)
+            return cached
+        law = self.policy.probabilities_one(self.model, x, eligible)
+        self._laws[key] = law
+        if len(self._laws) > CONTEXTUAL_LAW_CACHE_SIZE:
+            self._laws.popitem(last=False)
+        return law
+
+    @classmethod
+    def build(cls, state: ExperimentState) -> ContextualState:
+        experiment = state.experiment
+        policy = experiment.policy.build_contextual()
+        space = FeatureSpace(experiment.context_features)
+        stats = contextual_stats(state, space.dim)
+        return cls(
+            policy,
+            stats,
+            policy.prepare(stats),
+            space,
+            experiment.feature_space,
+            experiment.policy.statistics_kind,
+        )
+
+
+def whole_law(
+    experiment: Experiment,
+    arm_index: dict[str, int],
+    eligible: tuple[int, ...],
+    burning: bool,
+    mixed: dict[int, float],
+) -> dict[str, float]:
+    """P(arm) under the whole random part of Route (see ``CachedExperiment.decision_law``):
+    h q(arm) + (1 - h) r(arm), with r uniform in burn-in and ``mixed`` (the floored
+    policy's law) otherwise."""
+    share = experiment.holdout_share
+    uniform = 1.0 / len(eligible)
+    after = dict.fromkeys(eligible, uniform) if burning else mixed
+    control = arm_index.get(experiment.holdout_control_arm)
+    if control is not None and control in eligible:
+        held = {i: 1.0 if i == control else 0.0 for i in eligible}
+    else:
+        held = dict.fromkeys(eligible, uniform)
+    names = experiment.arm_names
+    return {names[i]: share * held[i] + (1.0 - share) * after[i] for i in eligible}
 
 
 @dataclass
@@ -59,12 +163,24 @@ class CachedExperiment:
     #: None until built; reset whenever something it was built from changes.
     route_plan: object | None = None
     _block: PredrawnDecisions | None = None
+    #: Contextual experiments: the prepared model the policy decides from. ``policy`` is
+    #: then the context-free model of the arms' marginal rewards (``PolicySpec.build``),
+    #: which reports and gauges read; Route decides with this.
+    contextual: ContextualState | None = None
+    #: Experiments that declare context_features: builds their feature vectors.
+    space: FeatureSpace | None = None
 
     @classmethod
     def build(cls, state: ExperimentState, policy: Policy | None = None) -> CachedExperiment:
         experiment = state.experiment
         names = experiment.arm_names
         policy = policy or experiment.decision_policy.build()
+        contextual = ContextualState.build(state) if experiment.policy.contextual else None
+        space = None
+        if contextual is not None:
+            space = contextual.space
+        elif experiment.context_features:
+            space = FeatureSpace(experiment.context_features)
 
         def column(suffix: str) -> tuple[float, ...]:
             return tuple(state.arm_stat(arm, suffix) for arm in names)
@@ -79,6 +195,8 @@ class CachedExperiment:
             arm_index={arm: index for index, arm in enumerate(names)},
             active=tuple(i for i, arm in enumerate(experiment.arms) if arm.active),
             reward_bounds=experiment.reward_bounds(),
+            contextual=contextual,
+            space=space,
         )
 
     def propensities(self, eligible: tuple[int, ...]) -> tuple[float, ...]:
@@ -145,17 +263,8 @@ class CachedExperiment:
         key = (eligible, burning)
         cached = self._laws.get(key)
         if cached is None:
-            uniform = 1.0 / len(eligible)
-            after = (
-                dict.fromkeys(eligible, uniform) if burning else self.mixed_propensities(eligible)
-            )
-            control = self.arm_index.get(self.experiment.holdout_control_arm)
-            if control is not None and control in eligible:
-                held = {i: 1.0 if i == control else 0.0 for i in eligible}
-            else:
-                held = dict.fromkeys(eligible, uniform)
-            names = self.experiment.arm_names
-            cached = {names[i]: share * held[i] + (1.0 - share) * after[i] for i in eligible}
+            mixed = {} if burning else self.mixed_propensities(eligible)
+            cached = whole_law(self.experiment, self.arm_index, eligible, burning, mixed)
             if len(self._laws) >= PROPENSITY_CACHE_SIZE:
                 self._laws.clear()
             self._laws[key] = cached

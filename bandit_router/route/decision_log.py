@@ -3,7 +3,8 @@
 A flush of decisions is one stream entry whose ``data`` is a compact JSON document:
 
     {"v": 3, "probabilities": [{"a": 0.7, "b": 0.3}, ...],
-     "decisions": [[decision_id, reason, unit_id, probabilities_index(, context)], ...]}
+     "decisions": [[decision_id, reason, unit_id, probabilities_index(, context
+                    (, features, attributes))], ...]}
 
 Why this shape: encoding the log was the largest single cost of recording a decision. A
 decision id already carries the arm, propensity, time, state version and nonce (signed), so a
@@ -17,6 +18,11 @@ units, holdout, burn-in, floor and policy together; ``router``): an arm it does 
 probability 0, so replay can tell where a target lacks support. Records of version 3 say so
 with ``probabilities_complete``; version 2 tables held the law within the decision's rule
 (e.g. only the held arm of a sticky unit), so replay cannot check support on them.
+
+A decision of an experiment that declares ``context_features`` adds the feature vector it
+used (``[1, ...]``, ``Experiment.feature_columns``) and its categorical attributes; its
+table is its own (a contextual policy's law depends on the features), and still names the
+probability of every eligible arm, so replay can evaluate any contextual target.
 """
 
 from __future__ import annotations
@@ -32,8 +38,13 @@ FORMAT_VERSION = 3
 COMPLETE_SINCE = 3
 
 #: One decision as Route hands it to the recorder:
-#: (decision id, reason, unit id, P(arm) under the whole procedure, context or None).
-LogRow = tuple[str, str, str, Mapping[str, float], Mapping[str, float] | None]
+#: (decision id, reason, unit id, P(arm) under the whole procedure, context or None), and
+#: for experiments that declare context_features also (feature vector, attributes).
+PlainRow = tuple[str, str, str, Mapping[str, float], Mapping[str, float] | None]
+FeatureRow = tuple[
+    str, str, str, Mapping[str, float], Mapping[str, float] | None, list[float], dict[str, str]
+]
+LogRow = PlainRow | FeatureRow
 
 
 def encode(rows: Sequence[LogRow]) -> str:
@@ -45,12 +56,15 @@ def encode(rows: Sequence[LogRow]) -> str:
     table_of: dict[int, int] = {}
     tables: list[Mapping[str, float]] = []
     decisions: list[list[Any]] = []
-    for decision_id, reason, unit_id, probabilities, context in rows:
+    for row in rows:
+        decision_id, reason, unit_id, probabilities, context = row[:5]
         index = table_of.get(id(probabilities))
         if index is None:
             index = table_of[id(probabilities)] = len(tables)
             tables.append(probabilities)
-        if context:
+        if len(row) > 5:
+            decisions.append([decision_id, reason, unit_id, index, context or {}, *row[5:]])
+        elif context:
             decisions.append([decision_id, reason, unit_id, index, context])
         else:
             decisions.append([decision_id, reason, unit_id, index])
@@ -63,7 +77,7 @@ def encode(rows: Sequence[LogRow]) -> str:
 def decode(data: str) -> list[dict[str, Any]]:
     """The full records of one flush: decision_id, nonce, arm, propensity (the rule's, as
     Route answered), reason, ts (unix seconds), unit_id, state_version, probabilities,
-    probabilities_complete and, when given, context."""
+    probabilities_complete and, when given, context, features and attributes."""
     if not data:
         return []
     document = json.loads(data)
@@ -89,5 +103,10 @@ def decode(data: str) -> list[dict[str, Any]]:
         }
         if len(row) > 4 and row[4]:
             record["context"] = dict(row[4])
+        if len(row) > 6:
+            if row[5]:
+                record["features"] = [float(v) for v in row[5]]
+            if row[6]:
+                record["attributes"] = {str(k): str(v) for k, v in row[6].items()}
         records.append(record)
     return records

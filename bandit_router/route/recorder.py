@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from bandit_router.route.decision_log import LogRow, encode
 from bandit_router.store.errors import STORE_ERRORS
-from bandit_router.store.redis_store import PendingDecision, Store
+from bandit_router.store.redis_store import ContextualPending, PendingDecision, Store
 
 if TYPE_CHECKING:
     from bandit_router.telemetry.metrics import Metrics
@@ -39,7 +39,7 @@ LINGER_SECONDS = 0.025
 @dataclass
 class _Batch:
     incarnation: str
-    pending: list[PendingDecision] = field(default_factory=list)
+    pending: list[PendingDecision | ContextualPending] = field(default_factory=list)
     rows: list[LogRow] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -62,7 +62,7 @@ class DecisionRecorder:
         incarnation: str,
         arm: str,
         row: LogRow,
-        pending: PendingDecision | None,
+        pending: PendingDecision | ContextualPending | None,
     ) -> None:
         batch = self._batches.get(experiment)
         if batch is None or batch.incarnation != incarnation:

@@ -26,7 +26,9 @@ from bandit_router.errors import (
     experiment_not_found,
 )
 from bandit_router.model.experiments import check_name
-from bandit_router.route.cache import CachedExperiment, ExperimentCache
+from bandit_router.route.cache import CachedExperiment, ExperimentCache, whole_law
+from bandit_router.route.decision_log import LogRow
+from bandit_router.route.features import check_attributes, encode_features
 from bandit_router.route.recorder import DecisionRecorder
 from bandit_router.route.tokens import (
     Decision,
@@ -35,9 +37,9 @@ from bandit_router.route.tokens import (
     new_nonce,
     nonce_bits,
 )
-from bandit_router.store.redis_store import PendingDecision
+from bandit_router.store.redis_store import ContextualPending, PendingDecision
 from policies import PredrawnDecisions
-from policies.controls import in_burn_in_one
+from policies.controls import floor_probabilities_one, in_burn_in_one
 
 if TYPE_CHECKING:
     from bandit_router.telemetry.buffered_metrics import BufferedCounter
@@ -86,6 +88,13 @@ class _Choice(NamedTuple):
     #: P(arm) of every arm the whole procedure could have chosen (pins, pause, sticky units,
     #: holdout, burn-in, floor and policy together): what the decision log records.
     law: Mapping[str, float]
+
+
+class _Features(NamedTuple):
+    """A Route's feature vector (experiments that declare context_features)."""
+
+    x: list[float]
+    attributes: Mapping[str, str]
 
 
 class _PlainArm(NamedTuple):
@@ -180,10 +189,17 @@ class Router:
         unit_id: str,
         excluded_arms: Sequence[str],
         context: Mapping[str, float],
+        attributes: Mapping[str, str] | None = None,
     ) -> RouteDecision | None:
         """The decision for a plain Route (see ``PlainRoute``), or None: then call ``route``."""
         entry = self.cache.get(experiment)
-        if entry is None or excluded_arms or context or len(unit_id) > MAX_UNIT_ID_LENGTH:
+        if (
+            entry is None
+            or excluded_arms
+            or context
+            or attributes
+            or len(unit_id) > MAX_UNIT_ID_LENGTH
+        ):
             return None
         plan = entry.route_plan
         if plan is None:
@@ -232,7 +248,8 @@ class Router:
     def _plain_route(self, entry: CachedExperiment) -> PlainRoute | object:
         experiment = entry.experiment
         if (
-            experiment.paused
+            entry.space is not None  # context_features: every Route builds its features
+            or experiment.paused
             or experiment.pin.arm
             or experiment.pin.units
             or experiment.commit.arm
@@ -290,6 +307,7 @@ class Router:
         unit_id: str = "",
         excluded_arms: Sequence[str] = (),
         context: Mapping[str, float] | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> RouteDecision:
         entry = self.cache.get(experiment)
         if entry is None:  # not the steady state: validate, then one look-up in the store
@@ -303,14 +321,26 @@ class Router:
             excluded = validate_route_request(entry, unit_id, excluded_arms, context)
         else:  # the common request: nothing to check
             excluded = NO_EXCLUSIONS
+        if attributes:
+            check_attributes(attributes)
+        else:
+            attributes = {}
+        features = None
+        if entry.space is not None:  # before any decision: a refused Route writes nothing
+            features = _Features(entry.space.build(context, attributes), attributes)
         now = time.time()
         if entry.experiment.sticky and unit_id and self.sticky is not None:
             await self.sticky.lookup(experiment, entry.experiment.incarnation, unit_id, now)
-        choice = self.choose(entry, unit_id, excluded, now)
-        return self._issue(entry, choice, unit_id, context, now)
+        choice = self.choose(entry, unit_id, excluded, now, features)
+        return self._issue(entry, choice, unit_id, context, now, features, attributes)
 
     def choose(
-        self, entry: CachedExperiment, unit_id: str, excluded: frozenset[int], now: float
+        self,
+        entry: CachedExperiment,
+        unit_id: str,
+        excluded: frozenset[int],
+        now: float,
+        features: _Features | None = None,
     ) -> _Choice:
         experiment = entry.experiment
         eligible = tuple(i for i in entry.active if i not in excluded) if excluded else entry.active
@@ -353,7 +383,22 @@ class Router:
         burning = experiment.burn_in > 0 and in_burn_in_one(
             entry.decisions, eligible, experiment.burn_in
         )
-        law = entry.decision_law(eligible, burning)
+        contextual = entry.contextual
+        mixed: dict[int, float] | None = None  # plain: the state's, computed once per refresh
+        if contextual is not None:
+            # The policy's law for this feature vector (exact, from the prepared model) takes
+            # the place of the state's; holdout, burn-in and floor are the same.
+            if features is None:
+                raise ValueError("a contextual experiment's Route needs its features")
+            floored = floor_probabilities_one(
+                contextual.probabilities(features.x, eligible),
+                eligible,
+                experiment.exploration_floor,
+            )
+            mixed = {i: floored[i] for i in eligible}
+            law = whole_law(experiment, index, eligible, burning, mixed)
+        else:
+            law = entry.decision_law(eligible, burning)
         if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
             control = index.get(experiment.holdout_control_arm)
             if control is not None and control in eligible:
@@ -369,10 +414,14 @@ class Router:
                 now,
                 _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True, law),
             )
-        probabilities = entry.mixed_propensities(eligible)
+        probabilities = entry.mixed_propensities(eligible) if mixed is None else mixed
         floor = experiment.exploration_floor
         if floor > 0.0 and rng.random() < floor * len(eligible):
             arm, explored = rng.choice(eligible), True
+        elif contextual is not None and features is not None:
+            arm, explored = contextual.policy.select_one(
+                contextual.model, features.x, rng, eligible
+            )
         else:
             arm, explored = entry.draw(eligible, rng)
         reason = Reason.EXPLORE if explored else Reason.EXPLOIT
@@ -403,12 +452,25 @@ class Router:
         unit_id: str,
         context: Mapping[str, float],
         now: float,
+        features: _Features | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> RouteDecision:
         experiment = entry.experiment
         arm = experiment.arm_names[choice.arm]
         issued_ms = int(now * 1000)
         deadline_ms = issued_ms + int(experiment.reward_window * 1000)
         nonce = new_nonce()
+        contextual = entry.contextual
+        encoded = ""
+        if contextual is not None and features is not None:
+            # The linearisation point of logistic_ts's update (policies.logistic_ts): the
+            # chosen arm's x.theta under the model that decided. Linear policies ignore it.
+            z = 0.0
+            if contextual.policy.linearised:
+                z = float(contextual.model.theta[choice.arm] @ features.x)
+                # sigmoid saturates long before: clipping changes no update, keeps it finite
+                z = min(max(z, -1e300), 1e300) if z == z else 0.0
+            encoded = encode_features(contextual.space_id, z, features.x)
         decision_id = self.signer.issue(
             Decision(
                 experiment=experiment.name,
@@ -420,24 +482,27 @@ class Router:
                 state_version=entry.state_version,
                 learn=choice.learn,
                 nonce=nonce,
+                features=encoded,
             )
         )
-        pending = None
+        pending: PendingDecision | ContextualPending | None = None
         if choice.learn and experiment.default_reward is not None:
-            pending = PendingDecision(nonce, arm, deadline_ms)
-        self.recorder.record(
-            experiment.name,
-            experiment.incarnation,
-            arm,
-            (
-                decision_id,
-                choice.reason.value,
-                unit_id,
-                choice.law,
-                dict(context) if context else None,
-            ),
-            pending,
+            if encoded:
+                pending = ContextualPending(nonce, arm, deadline_ms, encoded)
+            else:
+                pending = PendingDecision(nonce, arm, deadline_ms)
+        row: LogRow = (
+            decision_id,
+            choice.reason.value,
+            unit_id,
+            choice.law,
+            dict(context) if context else None,
         )
+        if features is not None:
+            row = (*row, features.x, dict(features.attributes))
+        elif attributes:  # logged (not learned from) by every experiment
+            row = (*row, [], dict(attributes))
+        self.recorder.record(experiment.name, experiment.incarnation, arm, row, pending)
         if self.metrics is not None:
             self.metrics.observe_decision(experiment.name, arm, choice.reason.value)
         return RouteDecision(

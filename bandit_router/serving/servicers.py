@@ -145,10 +145,15 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.RouteResponse:
         if self.auth.router_required:
             self.auth.authorize(context, ROUTER)
+        attributes = request.attributes
         decision = self.router.route_plain(
-            request.experiment, request.unit_id, request.excluded_arms, request.context
+            request.experiment, request.unit_id, request.excluded_arms, request.context, attributes
         ) or await self.router.route(
-            request.experiment, request.unit_id, request.excluded_arms, request.context
+            request.experiment,
+            request.unit_id,
+            request.excluded_arms,
+            request.context,
+            attributes,
         )
         response = router_pb2.RouteResponse(
             decision_id=decision.decision_id,
@@ -247,6 +252,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 request.reason,
                 request.expected_version,
                 list(request.update_mask.paths),
+                reset_statistics=request.reset_statistics,
             )
         return admin_pb2.UpdateExperimentResponse(experiment=experiment_to_pb(updated))
 

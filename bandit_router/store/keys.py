@@ -45,6 +45,12 @@ class ExperimentKeys:
         return f"{self.tag}:pending"
 
     @property
+    def features(self) -> str:
+        """Hash ``nonce`` -> features string of a pending decision of a contextual experiment
+        (``lua/context_statistics.lua``), written and removed with its pending member."""
+        return f"{self.tag}:features"
+
+    @property
     def decisions(self) -> str:
         """Capped stream: flushes of decisions (a JSON array each) and reward events."""
         return f"{self.tag}:decisions"
@@ -81,11 +87,20 @@ class ExperimentKeys:
             self.config,
             self.stats,
             self.pending,
+            self.features,
             self.decisions,
             self.snapshots,
             self.sticky,
             self.replicated,
         ]
+
+
+def context_fields(arm: str, dim: int) -> list[str]:
+    """The statistics-hash fields of one arm's contextual statistics: the upper triangle of
+    its Gram matrix A (``<arm>:A:<i>:<j>``, i <= j; A is symmetric) and its vector b
+    (``<arm>:b:<i>``). Absent fields are 0."""
+    gram = [f"{arm}:A:{i}:{j}" for i in range(dim) for j in range(i, dim)]
+    return gram + [f"{arm}:b:{i}" for i in range(dim)]
 
 
 def keys_of(key: str) -> ExperimentKeys:

@@ -53,6 +53,7 @@ _PROBES: dict[str, tuple[str, ...]] = {
     "HGETALL": ("HGETALL", _PROBE_KEY),
     "HINCRBY": ("HINCRBY", _PROBE_KEY, "f", "0"),
     "HINCRBYFLOAT": ("HINCRBYFLOAT", _PROBE_KEY, "f", "0"),
+    "HMGET": ("HMGET", _PROBE_KEY, "f"),
     "HSET": ("HSET", _PROBE_KEY, "f", "0"),
     "HSETNX": ("HSETNX", _PROBE_KEY, "f", "0"),
     "LPUSH": ("LPUSH", _PROBE_KEY, "0"),

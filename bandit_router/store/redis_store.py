@@ -32,6 +32,7 @@ from bandit_router.errors import (
     Aborted,
     AlreadyExists,
     ErrorReason,
+    FailedPrecondition,
     Resource,
     Unavailable,
     experiment_not_found,
@@ -44,6 +45,7 @@ from bandit_router.store.keys import (
     HEALTH_PROBE,
     SECRET,
     ExperimentKeys,
+    context_fields,
     keys_of,
 )
 from bandit_router.store.packing import use_hiredis_packing
@@ -57,6 +59,7 @@ from bandit_router.store.topology import (
     sentinel_client,
 )
 from policies.base import REWARD_MAGNITUDE_LIMIT
+from policies.contextual import FEATURE_MAGNITUDE_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +74,24 @@ HEALTH_PROBE_TTL_MS = 10_000
 REPLICATED_MARK_TTL_MS = 60_000
 
 
-#: Scripts that start with the shared statistics functions (``lua/statistics.lua``).
-_USES_STATISTICS = ("apply_rewards", "apply_defaults")
+FEATURE_LIMIT_ARG = repr(FEATURE_MAGNITUDE_LIMIT)
+
+#: Scripts that start with shared functions: the plain statistics (``lua/statistics.lua``)
+#: or the contextual ones (``lua/context_statistics.lua``).
+_PRELUDES = {
+    "apply_rewards": "statistics",
+    "apply_defaults": "statistics",
+    "apply_context_rewards": "context_statistics",
+    "apply_context_defaults": "context_statistics",
+}
 
 
 def _script_text(name: str) -> str:
     lua = resources.files("bandit_router.store").joinpath("lua")
     text = lua.joinpath(f"{name}.lua").read_text()
-    if name in _USES_STATISTICS:
-        text = lua.joinpath("statistics.lua").read_text() + text
+    prelude = _PRELUDES.get(name)
+    if prelude is not None:
+        text = lua.joinpath(f"{prelude}.lua").read_text() + text
     return text
 
 
@@ -96,6 +108,14 @@ class RewardCommand(NamedTuple):
     learn: bool
     marker_ttl_ms: int
     gamma: float
+    #: Contextual decisions: the features string their signed id carries
+    #: (``route.features.encode_features``); '' for plain ones.
+    features: str = ""
+    #: Contextual decisions: 'linear' | 'logistic' (``PolicySpec.statistics_kind``), the
+    #: feature space and its dimension, from the experiment's current config.
+    kind: str = ""
+    space: str = ""
+    dim: int = 0
 
 
 class PendingDecision(NamedTuple):
@@ -106,6 +126,27 @@ class PendingDecision(NamedTuple):
     @property
     def member(self) -> str:
         return f"{self.nonce}|{self.arm}"
+
+
+class ContextualPending(NamedTuple):
+    """A pending decision of a contextual experiment: its features wait beside it for the
+    default reward (``lua/record_decisions.lua``)."""
+
+    nonce: str
+    arm: str
+    deadline_ms: int
+    features: str
+
+    @property
+    def member(self) -> str:
+        return f"{self.nonce}|{self.arm}"
+
+
+def _pending_entry(decision: PendingDecision | ContextualPending) -> str:
+    # Plain Routes build PendingDecision with tuple.__new__ (three fields), hence len().
+    if len(decision) > 3:
+        return f"{decision[0]}|{decision[1]},{decision[2]},{decision[3]};"
+    return f"{decision[0]}|{decision[1]},{decision[2]};"
 
 
 @dataclass(frozen=True)
@@ -139,9 +180,13 @@ PipelineCall = ScriptCall
 
 
 def initial_arm_fields(experiment: Experiment, arm_names: Sequence[str] | None = None) -> list[str]:
-    """Flat field/value pairs for the prior (warm start) statistics of the named arms."""
+    """Flat field/value pairs for the prior (warm start) statistics of the named arms (and,
+    for all arms of a contextual experiment, its feature space ``_space``). A contextual
+    arm's A and b start absent, that is 0: priors are the policy's lambda, never stored."""
     wanted = set(arm_names) if arm_names is not None else None
     pairs: list[str] = []
+    if wanted is None and experiment.feature_space:
+        pairs += ["_space", experiment.feature_space]
     for arm in experiment.arms:
         if wanted is not None and arm.name not in wanted:
             continue
@@ -209,11 +254,17 @@ class Store:
         self._update = client.register_script(_script_text("update_experiment"))
         self._reset = client.register_script(_script_text("reset_statistics"))
         self._sticky_assign = client.register_script(_script_text("sticky_assign"))
+        self._apply_context_rewards = client.register_script(_script_text("apply_context_rewards"))
+        self._apply_context_defaults = client.register_script(
+            _script_text("apply_context_defaults")
+        )
+        self._update_and_reset = client.register_script(_script_text("update_and_reset"))
         self._scripts = [
             self._apply_rewards,
             self._record_decisions,
             self._apply_defaults,
             self._sticky_assign,
+            self._apply_context_rewards,
         ]
 
     @classmethod
@@ -487,11 +538,17 @@ class Store:
         *,
         expected_version: int = 0,
         attempts: int = 20,
+        reset_header: Mapping[str, Any] | None = None,
     ) -> tuple[Experiment, Experiment]:
         """Apply ``change`` to the current config with compare-and-set; (before, after).
 
         Without ``expected_version`` a conflicting concurrent update is retried against the
         new version; with it, a conflict is ABORTED so the operator can look again.
+
+        A change that alters what the statistics mean (``Experiment.needs_reset_to_become``)
+        is FAILED_PRECONDITION unless ``reset_header`` is given: then the config and fresh
+        statistics are written in one script (``lua/update_and_reset.lua``) and the old
+        statistics kept as a snapshot with this header.
         """
         keys = ExperimentKeys(name)
         for _ in range(attempts):
@@ -509,12 +566,44 @@ class Store:
                 created_at=before.created_at,
                 updated_at=time.time(),
             )
+            if before.needs_reset_to_become(after) or reset_header is not None:
+                if reset_header is None:
+                    raise FailedPrecondition(
+                        "this change alters what the statistics mean (context_features or "
+                        "the kind of policy); ask for reset_statistics to apply it with a "
+                        "reset (the old statistics are kept as a snapshot)",
+                        "reset_statistics",
+                        reason=ErrorReason.RESET_REQUIRED,
+                    )
+                result = await self._update_and_reset(
+                    keys=[keys.config, keys.stats, keys.snapshots, keys.pending, keys.features],
+                    args=[
+                        str(before.version),
+                        json.dumps(after.to_json_dict()),
+                        json.dumps(dict(reset_header)),
+                        MAX_SNAPSHOTS,
+                        *initial_arm_fields(after),
+                    ],
+                )
+                if result == "gone":
+                    raise experiment_not_found(name)
+                if result == "ok":
+                    await self.publish_change(name)
+                    return before, after
+                if expected_version:
+                    raise Aborted(
+                        "experiment changed concurrently; read it again", "expected_version"
+                    )
+                continue
             added = [arm for arm in after.arm_names if arm not in before.arm_names]
             removed = [arm for arm in before.arm_names if arm not in after.arm_names]
             init = initial_arm_fields(after, added)
             drop = [
                 f"{arm}:{suffix}" for arm in removed for suffix in (*STAT_SUFFIXES, "decisions")
             ]
+            dim = len(before.feature_columns)
+            if before.policy.contextual:
+                drop += [field for arm in removed for field in context_fields(arm, dim)]
             result = await self._update(
                 keys=[keys.config, keys.stats],
                 args=[
@@ -599,14 +688,32 @@ class Store:
         this connection's writes, nothing else); a group whose master heard from fewer
         replicas gets UNAVAILABLE instead of its outcome: it may be lost on failover, and a
         retry is safe (the dedupe marker makes it DUPLICATE if it survived)."""
-        groups: dict[tuple[str, str, str, float], list[int]] = {}
+        groups: dict[tuple[str, str, str, float, str, str, int], list[int]] = {}
         for index, command in enumerate(commands):
-            group = (command.experiment, command.incarnation, command.late_rule, command.gamma)
+            group = (
+                command.experiment,
+                command.incarnation,
+                command.late_rule,
+                command.gamma,
+                command.kind,
+                command.space,
+                command.dim,
+            )
             groups.setdefault(group, []).append(index)
         calls: list[PipelineCall] = []
-        for (name, incarnation, late_rule, gamma), indices in groups.items():
+        for (name, incarnation, late_rule, gamma, kind, space, dim), indices in groups.items():
             keys = ExperimentKeys(name)
             group_commands = [commands[i] for i in indices]
+            if kind:
+                calls.append(
+                    _context_reward_call(
+                        self._apply_context_rewards,
+                        keys,
+                        (incarnation, late_rule, gamma, kind, space, dim),
+                        group_commands,
+                    )
+                )
+                continue
             calls.append(
                 ScriptCall(
                     self._apply_rewards,
@@ -789,7 +896,7 @@ class Store:
         self,
         batches: Mapping[
             str,
-            tuple[str, Sequence[PendingDecision], str, Mapping[str, int]],
+            tuple[str, Sequence[PendingDecision | ContextualPending], str, Mapping[str, int]],
         ],
     ) -> None:
         """Write a flush of decisions: pending records, log entries and decision counters.
@@ -811,7 +918,7 @@ class Store:
             ]
             for arm, count in counts.items():
                 args += [arm, count]
-            args.append("".join(f"{d.nonce}|{d.arm},{d.deadline_ms};" for d in pending))
+            args.append("".join(map(_pending_entry, pending)))
             calls.append(
                 ScriptCall(
                     self._record_decisions,
@@ -819,6 +926,7 @@ class Store:
                         keys.stats,
                         keys.pending,
                         keys.decisions,
+                        keys.features,
                         *(keys.rewarded(d.nonce) for d in pending),
                     ],
                     args,
@@ -874,6 +982,28 @@ class Store:
             return []
         keys = ExperimentKeys(experiment.name)
         nonces = [member.split("|", 1)[0] for member in members]
+        if experiment.policy.contextual:
+            credited = await self._apply_context_defaults(
+                keys=[
+                    keys.stats,
+                    keys.pending,
+                    keys.decisions,
+                    keys.features,
+                    *(keys.rewarded(n) for n in nonces),
+                ],
+                args=[
+                    experiment.incarnation,
+                    repr(experiment.default_reward),
+                    marker_ttl_ms,
+                    repr(gamma),
+                    DECISION_LOG_MAXLEN,
+                    experiment.policy.statistics_kind,
+                    len(experiment.feature_columns),
+                    FEATURE_LIMIT_ARG,
+                    *members,
+                ],
+            )
+            return [str(arm) for arm in credited]
         credited = await self._apply_defaults(
             keys=[keys.stats, keys.pending, keys.decisions, *(keys.rewarded(n) for n in nonces)],
             args=[
@@ -917,7 +1047,43 @@ class Store:
 #: apply_rewards outcomes that wrote nothing (the script checks before its first write): a
 #: caller gets them even when the WAIT fell short, rather than UNAVAILABLE and a retry that
 #: can only hear them again.
-_REFUSALS = frozenset({"gone", "no_arm", "invalid"})
+_REFUSALS = frozenset({"gone", "no_arm", "invalid", "stale"})
+
+
+def _context_reward_call(
+    script: AsyncScript,
+    keys: ExperimentKeys,
+    group: tuple[str, str, float, str, str, int],
+    commands: Sequence[RewardCommand],
+) -> ScriptCall:
+    """The ``apply_context_rewards`` call of one group of contextual rewards."""
+    incarnation, late_rule, gamma, kind, space, dim = group
+    return ScriptCall(
+        script,
+        [
+            keys.stats,
+            keys.pending,
+            keys.decisions,
+            keys.features,
+            *(keys.rewarded(c.nonce) for c in commands),
+        ],
+        [
+            incarnation,
+            late_rule,
+            repr(gamma),
+            DECISION_LOG_MAXLEN,
+            "".join(
+                f"{c.arm}|{float(c.value)!r}|{c.deadline_ms}|{1 if c.learn else 0}|"
+                f"{c.marker_ttl_ms}|{c.nonce}|{c.features};"
+                for c in commands
+            ),
+            REWARD_LIMIT_ARG,
+            space,
+            kind,
+            dim,
+            FEATURE_LIMIT_ARG,
+        ],
+    )
 
 
 def _is_refusal(reply: Any) -> bool:

@@ -71,16 +71,18 @@ class ListExperimentsResponse(_message.Message):
     def __init__(self, experiments: _Optional[_Iterable[_Union[_experiment_pb2.Experiment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateExperimentRequest(_message.Message):
-    __slots__ = ("experiment", "update_mask", "expected_version", "reason")
+    __slots__ = ("experiment", "update_mask", "expected_version", "reason", "reset_statistics")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RESET_STATISTICS_FIELD_NUMBER: _ClassVar[int]
     experiment: _experiment_pb2.Experiment
     update_mask: _field_mask_pb2.FieldMask
     expected_version: int
     reason: str
-    def __init__(self, experiment: _Optional[_Union[_experiment_pb2.Experiment, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    reset_statistics: bool
+    def __init__(self, experiment: _Optional[_Union[_experiment_pb2.Experiment, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ..., reset_statistics: _Optional[bool] = ...) -> None: ...
 
 class UpdateExperimentResponse(_message.Message):
     __slots__ = ("experiment",)
@@ -527,7 +529,7 @@ class ExportDecisionsResponse(_message.Message):
     def __init__(self, record: _Optional[_Union[DecisionRecord, _Mapping]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("decision_id", "experiment", "arm", "propensity", "reason", "time", "unit_id", "context", "state_version", "reward", "default_reward_applied", "probabilities", "probabilities_complete")
+    __slots__ = ("decision_id", "experiment", "arm", "propensity", "reason", "time", "unit_id", "context", "state_version", "reward", "default_reward_applied", "probabilities", "probabilities_complete", "features", "attributes")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -542,6 +544,13 @@ class DecisionRecord(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     ARM_FIELD_NUMBER: _ClassVar[int]
@@ -555,6 +564,8 @@ class DecisionRecord(_message.Message):
     DEFAULT_REWARD_APPLIED_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     experiment: str
     arm: str
@@ -568,4 +579,6 @@ class DecisionRecord(_message.Message):
     default_reward_applied: bool
     probabilities: _containers.ScalarMap[str, float]
     probabilities_complete: bool
-    def __init__(self, decision_id: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ..., propensity: _Optional[float] = ..., reason: _Optional[_Union[_experiment_pb2.Reason, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unit_id: _Optional[str] = ..., context: _Optional[_Mapping[str, float]] = ..., state_version: _Optional[int] = ..., reward: _Optional[float] = ..., default_reward_applied: _Optional[bool] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., probabilities_complete: _Optional[bool] = ...) -> None: ...
+    features: _containers.RepeatedScalarFieldContainer[float]
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, decision_id: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ..., propensity: _Optional[float] = ..., reason: _Optional[_Union[_experiment_pb2.Reason, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unit_id: _Optional[str] = ..., context: _Optional[_Mapping[str, float]] = ..., state_version: _Optional[int] = ..., reward: _Optional[float] = ..., default_reward_applied: _Optional[bool] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., probabilities_complete: _Optional[bool] = ..., features: _Optional[_Iterable[float]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!bandit_router/v1/experiment.proto\x12\x10\x62\x61ndit_router.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x06\n\nExperiment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04\x61rms\x18\x02 \x03(\x0b\x32\x15.bandit_router.v1.Arm\x12,\n\x06policy\x18\x03 \x01(\x0b\x32\x1c.bandit_router.v1.PolicySpec\x12\x30\n\rreward_window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x0e\x64\x65\x66\x61ult_reward\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x36\n\x0clate_rewards\x18\x06 \x01(\x0e\x32 .bandit_router.v1.LateRewardRule\x12\x34\n\x11late_reward_grace\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\nreward_min\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nreward_max\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x0f\n\x07version\x18\n \x01(\x03\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x03pin\x18\r \x01(\x0b\x32\x15.bandit_router.v1.Pin\x12\x0e\n\x06paused\x18\x0e \x01(\x08\x12\x11\n\tpause_arm\x18\x0f \x01(\t\x12:\n\x0b\x65xploration\x18\x10 \x01(\x0b\x32%.bandit_router.v1.ExplorationControls\x12*\n\x07holdout\x18\x11 \x01(\x0b\x32\x19.bandit_router.v1.Holdout\x12(\n\x06sticky\x18\x12 \x01(\x0b\x32\x18.bandit_router.v1.Sticky\x12\x13\n\x0b\x64\x65scription\x18\x13 \x01(\t\x12\x1b\n\x0e\x64rift_discount\x18\x14 \x01(\x01H\x03\x88\x01\x01\x12\x30\n\x08stopping\x18\x1e \x01(\x0b\x32\x1e.bandit_router.v1.StoppingRule\x12(\n\x06\x63ommit\x18\x1f \x01(\x0b\x32\x18.bandit_router.v1.CommitB\x11\n\x0f_default_rewardB\r\n\x0b_reward_minB\r\n\x0b_reward_maxB\x11\n\x0f_drift_discount\"w\n\x0cStoppingRule\x12\x12\n\x05\x64\x65lta\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x01\x12\x18\n\x0bmin_samples\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x0e\n\x06\x63ommit\x18\x04 \x01(\x08\x42\x08\n\x06_deltaB\x0e\n\x0c_min_samples\"d\n\x06\x43ommit\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x30\n\x0c\x63ommitted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\"x\n\x03\x41rm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.bandit_router.v1.ArmState\x12\x0f\n\x07prior_n\x18\x03 \x01(\x01\x12\x11\n\tprior_sum\x18\x04 \x01(\x01\x12\x14\n\x0cprior_sum_sq\x18\x05 \x01(\x01\"\x83\x01\n\nPolicySpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x38\n\x06params\x18\x02 \x03(\x0b\x32(.bandit_router.v1.PolicySpec.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb1\x01\n\x03Pin\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05units\x18\x04 \x03(\x0b\x32 .bandit_router.v1.Pin.UnitsEntry\x1a,\n\nUnitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x13\x45xplorationControls\x12\r\n\x05\x66loor\x18\x01 \x01(\x01\x12\x0f\n\x07\x62urn_in\x18\x02 \x01(\x03\"-\n\x07Holdout\x12\r\n\x05share\x18\x01 \x01(\x01\x12\x13\n\x0b\x63ontrol_arm\x18\x02 \x01(\t\"A\n\x06Sticky\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*S\n\x08\x41rmState\x12\x19\n\x15\x41RM_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41RM_STATE_ACTIVE\x10\x01\x12\x16\n\x12\x41RM_STATE_DISABLED\x10\x02*k\n\x0eLateRewardRule\x12 \n\x1cLATE_REWARD_RULE_UNSPECIFIED\x10\x00\x12\x1b\n\x17LATE_REWARD_RULE_IGNORE\x10\x01\x12\x1a\n\x16LATE_REWARD_RULE_APPLY\x10\x02*\xd4\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x12\n\x0eREASON_EXPLOIT\x10\x01\x12\x12\n\x0eREASON_EXPLORE\x10\x02\x12\x11\n\rREASON_PINNED\x10\x03\x12\x12\n\x0eREASON_HOLDOUT\x10\x04\x12\x13\n\x0fREASON_FALLBACK\x10\x05\x12\x11\n\rREASON_STICKY\x10\x06\x12\x11\n\rREASON_PAUSED\x10\x07\x12\x12\n\x0eREASON_BURN_IN\x10\x08\x12\x14\n\x10REASON_COMMITTED\x10\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!bandit_router/v1/experiment.proto\x12\x10\x62\x61ndit_router.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x07\n\nExperiment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04\x61rms\x18\x02 \x03(\x0b\x32\x15.bandit_router.v1.Arm\x12,\n\x06policy\x18\x03 \x01(\x0b\x32\x1c.bandit_router.v1.PolicySpec\x12\x30\n\rreward_window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x0e\x64\x65\x66\x61ult_reward\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x36\n\x0clate_rewards\x18\x06 \x01(\x0e\x32 .bandit_router.v1.LateRewardRule\x12\x34\n\x11late_reward_grace\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\nreward_min\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nreward_max\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x0f\n\x07version\x18\n \x01(\x03\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x03pin\x18\r \x01(\x0b\x32\x15.bandit_router.v1.Pin\x12\x0e\n\x06paused\x18\x0e \x01(\x08\x12\x11\n\tpause_arm\x18\x0f \x01(\t\x12:\n\x0b\x65xploration\x18\x10 \x01(\x0b\x32%.bandit_router.v1.ExplorationControls\x12*\n\x07holdout\x18\x11 \x01(\x0b\x32\x19.bandit_router.v1.Holdout\x12(\n\x06sticky\x18\x12 \x01(\x0b\x32\x18.bandit_router.v1.Sticky\x12\x13\n\x0b\x64\x65scription\x18\x13 \x01(\t\x12\x1b\n\x0e\x64rift_discount\x18\x14 \x01(\x01H\x03\x88\x01\x01\x12:\n\x10\x63ontext_features\x18\x15 \x03(\x0b\x32 .bandit_router.v1.ContextFeature\x12\x30\n\x08stopping\x18\x1e \x01(\x0b\x32\x1e.bandit_router.v1.StoppingRule\x12(\n\x06\x63ommit\x18\x1f \x01(\x0b\x32\x18.bandit_router.v1.CommitB\x11\n\x0f_default_rewardB\r\n\x0b_reward_minB\r\n\x0b_reward_maxB\x11\n\x0f_drift_discount\"w\n\x0cStoppingRule\x12\x12\n\x05\x64\x65lta\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x01\x12\x18\n\x0bmin_samples\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x0e\n\x06\x63ommit\x18\x04 \x01(\x08\x42\x08\n\x06_deltaB\x0e\n\x0c_min_samples\"d\n\x06\x43ommit\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x30\n\x0c\x63ommitted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\"O\n\x0e\x43ontextFeature\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05scale\x18\x02 \x01(\x01\x12\x0e\n\x06values\x18\x03 \x03(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\"x\n\x03\x41rm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.bandit_router.v1.ArmState\x12\x0f\n\x07prior_n\x18\x03 \x01(\x01\x12\x11\n\tprior_sum\x18\x04 \x01(\x01\x12\x14\n\x0cprior_sum_sq\x18\x05 \x01(\x01\"\x83\x01\n\nPolicySpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x38\n\x06params\x18\x02 \x03(\x0b\x32(.bandit_router.v1.PolicySpec.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb1\x01\n\x03Pin\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05units\x18\x04 \x03(\x0b\x32 .bandit_router.v1.Pin.UnitsEntry\x1a,\n\nUnitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x13\x45xplorationControls\x12\r\n\x05\x66loor\x18\x01 \x01(\x01\x12\x0f\n\x07\x62urn_in\x18\x02 \x01(\x03\"-\n\x07Holdout\x12\r\n\x05share\x18\x01 \x01(\x01\x12\x13\n\x0b\x63ontrol_arm\x18\x02 \x01(\t\"A\n\x06Sticky\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*S\n\x08\x41rmState\x12\x19\n\x15\x41RM_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41RM_STATE_ACTIVE\x10\x01\x12\x16\n\x12\x41RM_STATE_DISABLED\x10\x02*k\n\x0eLateRewardRule\x12 \n\x1cLATE_REWARD_RULE_UNSPECIFIED\x10\x00\x12\x1b\n\x17LATE_REWARD_RULE_IGNORE\x10\x01\x12\x1a\n\x16LATE_REWARD_RULE_APPLY\x10\x02*\xd4\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x12\n\x0eREASON_EXPLOIT\x10\x01\x12\x12\n\x0eREASON_EXPLORE\x10\x02\x12\x11\n\rREASON_PINNED\x10\x03\x12\x12\n\x0eREASON_HOLDOUT\x10\x04\x12\x13\n\x0fREASON_FALLBACK\x10\x05\x12\x11\n\rREASON_STICKY\x10\x06\x12\x11\n\rREASON_PAUSED\x10\x07\x12\x12\n\x0eREASON_BURN_IN\x10\x08\x12\x14\n\x10REASON_COMMITTED\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,32 +37,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLICYSPEC_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_PIN_UNITSENTRY']._loaded_options = None
   _globals['_PIN_UNITSENTRY']._serialized_options = b'8\001'
-  _globals['_ARMSTATE']._serialized_start=1839
-  _globals['_ARMSTATE']._serialized_end=1922
-  _globals['_LATEREWARDRULE']._serialized_start=1924
-  _globals['_LATEREWARDRULE']._serialized_end=2031
-  _globals['_REASON']._serialized_start=2034
-  _globals['_REASON']._serialized_end=2246
+  _globals['_ARMSTATE']._serialized_start=1980
+  _globals['_ARMSTATE']._serialized_end=2063
+  _globals['_LATEREWARDRULE']._serialized_start=2065
+  _globals['_LATEREWARDRULE']._serialized_end=2172
+  _globals['_REASON']._serialized_start=2175
+  _globals['_REASON']._serialized_end=2387
   _globals['_EXPERIMENT']._serialized_start=121
-  _globals['_EXPERIMENT']._serialized_end=1009
-  _globals['_STOPPINGRULE']._serialized_start=1011
-  _globals['_STOPPINGRULE']._serialized_end=1130
-  _globals['_COMMIT']._serialized_start=1132
-  _globals['_COMMIT']._serialized_end=1232
-  _globals['_ARM']._serialized_start=1234
-  _globals['_ARM']._serialized_end=1354
-  _globals['_POLICYSPEC']._serialized_start=1357
-  _globals['_POLICYSPEC']._serialized_end=1488
-  _globals['_POLICYSPEC_PARAMSENTRY']._serialized_start=1443
-  _globals['_POLICYSPEC_PARAMSENTRY']._serialized_end=1488
-  _globals['_PIN']._serialized_start=1491
-  _globals['_PIN']._serialized_end=1668
-  _globals['_PIN_UNITSENTRY']._serialized_start=1624
-  _globals['_PIN_UNITSENTRY']._serialized_end=1668
-  _globals['_EXPLORATIONCONTROLS']._serialized_start=1670
-  _globals['_EXPLORATIONCONTROLS']._serialized_end=1723
-  _globals['_HOLDOUT']._serialized_start=1725
-  _globals['_HOLDOUT']._serialized_end=1770
-  _globals['_STICKY']._serialized_start=1772
-  _globals['_STICKY']._serialized_end=1837
+  _globals['_EXPERIMENT']._serialized_end=1069
+  _globals['_STOPPINGRULE']._serialized_start=1071
+  _globals['_STOPPINGRULE']._serialized_end=1190
+  _globals['_COMMIT']._serialized_start=1192
+  _globals['_COMMIT']._serialized_end=1292
+  _globals['_CONTEXTFEATURE']._serialized_start=1294
+  _globals['_CONTEXTFEATURE']._serialized_end=1373
+  _globals['_ARM']._serialized_start=1375
+  _globals['_ARM']._serialized_end=1495
+  _globals['_POLICYSPEC']._serialized_start=1498
+  _globals['_POLICYSPEC']._serialized_end=1629
+  _globals['_POLICYSPEC_PARAMSENTRY']._serialized_start=1584
+  _globals['_POLICYSPEC_PARAMSENTRY']._serialized_end=1629
+  _globals['_PIN']._serialized_start=1632
+  _globals['_PIN']._serialized_end=1809
+  _globals['_PIN_UNITSENTRY']._serialized_start=1765
+  _globals['_PIN_UNITSENTRY']._serialized_end=1809
+  _globals['_EXPLORATIONCONTROLS']._serialized_start=1811
+  _globals['_EXPLORATIONCONTROLS']._serialized_end=1864
+  _globals['_HOLDOUT']._serialized_start=1866
+  _globals['_HOLDOUT']._serialized_end=1911
+  _globals['_STICKY']._serialized_start=1913
+  _globals['_STICKY']._serialized_end=1978
 # @@protoc_insertion_point(module_scope)

@@ -53,7 +53,7 @@ REASON_BURN_IN: Reason
 REASON_COMMITTED: Reason
 
 class Experiment(_message.Message):
-    __slots__ = ("name", "arms", "policy", "reward_window", "default_reward", "late_rewards", "late_reward_grace", "reward_min", "reward_max", "version", "created_at", "updated_at", "pin", "paused", "pause_arm", "exploration", "holdout", "sticky", "description", "drift_discount", "stopping", "commit")
+    __slots__ = ("name", "arms", "policy", "reward_window", "default_reward", "late_rewards", "late_reward_grace", "reward_min", "reward_max", "version", "created_at", "updated_at", "pin", "paused", "pause_arm", "exploration", "holdout", "sticky", "description", "drift_discount", "context_features", "stopping", "commit")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class Experiment(_message.Message):
     STICKY_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     DRIFT_DISCOUNT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FEATURES_FIELD_NUMBER: _ClassVar[int]
     STOPPING_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     name: str
@@ -96,9 +97,10 @@ class Experiment(_message.Message):
     sticky: Sticky
     description: str
     drift_discount: float
+    context_features: _containers.RepeatedCompositeFieldContainer[ContextFeature]
     stopping: StoppingRule
     commit: Commit
-    def __init__(self, name: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., policy: _Optional[_Union[PolicySpec, _Mapping]] = ..., reward_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_reward: _Optional[float] = ..., late_rewards: _Optional[_Union[LateRewardRule, str]] = ..., late_reward_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pin: _Optional[_Union[Pin, _Mapping]] = ..., paused: _Optional[bool] = ..., pause_arm: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationControls, _Mapping]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., sticky: _Optional[_Union[Sticky, _Mapping]] = ..., description: _Optional[str] = ..., drift_discount: _Optional[float] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., policy: _Optional[_Union[PolicySpec, _Mapping]] = ..., reward_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_reward: _Optional[float] = ..., late_rewards: _Optional[_Union[LateRewardRule, str]] = ..., late_reward_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pin: _Optional[_Union[Pin, _Mapping]] = ..., paused: _Optional[bool] = ..., pause_arm: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationControls, _Mapping]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., sticky: _Optional[_Union[Sticky, _Mapping]] = ..., description: _Optional[str] = ..., drift_discount: _Optional[float] = ..., context_features: _Optional[_Iterable[_Union[ContextFeature, _Mapping]]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ...) -> None: ...
 
 class StoppingRule(_message.Message):
     __slots__ = ("delta", "epsilon", "min_samples", "commit")
@@ -123,6 +125,18 @@ class Commit(_message.Message):
     by: str
     summary: str
     def __init__(self, arm: _Optional[str] = ..., committed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., by: _Optional[str] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class ContextFeature(_message.Message):
+    __slots__ = ("name", "scale", "values", "required")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    scale: float
+    values: _containers.RepeatedScalarFieldContainer[str]
+    required: bool
+    def __init__(self, name: _Optional[str] = ..., scale: _Optional[float] = ..., values: _Optional[_Iterable[str]] = ..., required: _Optional[bool] = ...) -> None: ...
 
 class Arm(_message.Message):
     __slots__ = ("name", "state", "prior_n", "prior_sum", "prior_sum_sq")

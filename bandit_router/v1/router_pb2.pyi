@@ -27,7 +27,7 @@ REWARD_OUTCOME_LATE_APPLIED: RewardOutcome
 REWARD_OUTCOME_RECORDED: RewardOutcome
 
 class RouteRequest(_message.Message):
-    __slots__ = ("experiment", "unit_id", "excluded_arms", "context")
+    __slots__ = ("experiment", "unit_id", "excluded_arms", "context", "attributes")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,15 +35,24 @@ class RouteRequest(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     UNIT_ID_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_ARMS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     unit_id: str
     excluded_arms: _containers.RepeatedScalarFieldContainer[str]
     context: _containers.ScalarMap[str, float]
-    def __init__(self, experiment: _Optional[str] = ..., unit_id: _Optional[str] = ..., excluded_arms: _Optional[_Iterable[str]] = ..., context: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, experiment: _Optional[str] = ..., unit_id: _Optional[str] = ..., excluded_arms: _Optional[_Iterable[str]] = ..., context: _Optional[_Mapping[str, float]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
     __slots__ = ("decision_id", "arm", "propensity", "reason", "policy", "state_version", "reward_deadline")

@@ -2,13 +2,17 @@
 -- the pending records that await a reward (or the default reward at their deadline).
 -- Invariant: nothing is written for an experiment that was deleted or re-created since the
 -- decisions (no orphan keys), and a decision is never pending once it has a reward marker
--- (a reward that overtook this flush must not be followed by a default reward).
--- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream,
--- KEYS[4..] reward markers, one per pending decision
+-- (a reward that overtook this flush must not be followed by a default reward); a pending
+-- decision of a contextual experiment has its features beside it (the default reward folds
+-- them in: apply_context_defaults.lua), written and removed together with it.
+-- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream, KEYS[4] features
+-- hash (nonce -> features string, see context_statistics.lua),
+-- KEYS[5..] reward markers, one per pending decision
 -- ARGV[1] incarnation, ARGV[2] log max length, ARGV[3] the flush's decision log document (decision_log.py; '': none),
 -- ARGV[4] number C of arm/count pairs, then C pairs arm, count, then one string of
--- "member,deadline_ms;" per pending decision, in the order of KEYS[4..] (one argument
--- instead of two per decision: packing arguments is most of the caller's cost)
+-- "member,deadline_ms;" (contextual: "member,deadline_ms,features;") per pending decision,
+-- in the order of KEYS[5..] (one argument instead of two or three per decision: packing
+-- arguments is most of the caller's cost)
 local stats, pending, log = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('HGET', stats, '_inc') ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' then
@@ -17,10 +21,14 @@ end
 local c = tonumber(ARGV[4])
 for i = 5, 4 + 2 * c, 2 do redis.call('HINCRBY', stats, ARGV[i] .. ':decisions', ARGV[i + 1]) end
 local added = 0
-local k = 4
-for member, deadline in string.gmatch(ARGV[5 + 2 * c] or '', '([^,;]+),([^;]+);') do
+local k = 5
+for member, deadline, features in
+    string.gmatch(ARGV[5 + 2 * c] or '', '([^,;]+),([^,;]+),?([^,;]*);') do
   if redis.call('EXISTS', KEYS[k]) == 0 then
     redis.call('ZADD', pending, deadline, member)
+    if features ~= '' then
+      redis.call('HSET', KEYS[4], string.match(member, '^(.-)|'), features)
+    end
     added = added + 1
   end
   k = k + 1

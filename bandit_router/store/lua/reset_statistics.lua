@@ -1,6 +1,8 @@
 -- Return an experiment's statistics to its priors, keeping the old ones as a snapshot.
 -- Invariant: the snapshot and the reset happen together; rewards for decisions made before
 -- the reset still count (the incarnation is unchanged) but land on the fresh statistics.
+-- A contextual experiment's Gram matrices and vectors (<arm>:A:i:j, <arm>:b:i) go back to
+-- zero (absent); its feature space (_space) is kept, so pending decisions still count.
 -- KEYS[1] stats, KEYS[2] snapshots list; ARGV[1] snapshot JSON header (without statistics),
 -- ARGV[2] max snapshots kept, ARGV[3..] field, value pairs of the prior statistics
 local all = redis.call('HGETALL', KEYS[1])
@@ -11,6 +13,9 @@ for i = 1, #all, 2 do stats[all[i]] = all[i + 1] end
 header['statistics'] = stats
 redis.call('LPUSH', KEYS[2], cjson.encode(header))
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+for i = 1, #all, 2 do
+  if string.find(all[i], '^[^:]+:[Ab]:') then redis.call('HDEL', KEYS[1], all[i]) end
+end
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HINCRBY', KEYS[1], '_version', 1)
 return 'ok'
