@@ -115,3 +115,11 @@ def pin_arm(
 
 def get_report(experiment: str, window: float) -> admin_pb2.GetReportRequest:
     return admin_pb2.GetReportRequest(experiment=experiment, window=duration(window))
+
+
+def export_decisions(experiment: str, limit: int, since: float) -> admin_pb2.ExportDecisionsRequest:
+    """``since`` in unix seconds (0: the whole retained log); the server reads whole seconds."""
+    request = admin_pb2.ExportDecisionsRequest(experiment=experiment, limit=limit)
+    if since > 0:
+        request.since.FromNanoseconds(int(since * 1e9))
+    return request
