@@ -55,6 +55,7 @@ class Promote:
 
     def __init__(self, server: SeededServer, client: BanditClient, tmp: Path) -> None:
         self.server, self.client, self.tmp = server, client, tmp
+        self.logged_at = time.time()
 
     def __call__(self, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -272,3 +273,45 @@ def test_candidate_for_another_experiment_is_an_error(
     )
     assert code == 2 and out == ""
     assert "exactly one experiment named 'promo'; found 'other'" in err
+
+
+def test_server_errors_are_exit_status_2(
+    promote: Promote, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = promote(
+        capsys, "promote", "nowhere", "--candidate", promote.candidate(0.05, name="nowhere")
+    )
+    assert code == 2 and out == ""
+    assert err.startswith("error: NOT_FOUND: ")
+
+
+def test_window_and_exported_log(promote: Promote, capsys: pytest.CaptureFixture[str]) -> None:
+    """--log reads an export through the same evaluation; --window leaves older decisions out."""
+    promote.restore()
+    log = promote.tmp / "promo.jsonl"
+    assert promote(capsys, "export", "promo", "--out", str(log))[0] == 0
+    candidate = promote.candidate(0.05)
+    documents = []
+    for source in ([], ["--log", str(log)]):
+        code, out, err = promote(
+            capsys,
+            "promote",
+            "promo",
+            "--candidate",
+            candidate,
+            "--dry-run",
+            "-o",
+            "json",
+            *source,
+        )
+        assert code == 0, out + err
+        documents.append(json.loads(out))
+    assert documents[0]["candidate"] == documents[1]["candidate"]
+    assert documents[0]["current"] == documents[1]["current"]
+    time.sleep(max(0.0, promote.logged_at + 2.5 - time.time()))
+    for source in ([], ["--log", str(log)]):
+        code, out, _ = promote(
+            capsys, "promote", "promo", "--candidate", candidate, "--window", "1s", *source
+        )
+        assert code == 3
+        assert "too little log: 0 decisions with a reward in the window" in out
