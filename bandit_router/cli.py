@@ -540,7 +540,8 @@ def _print_promotion(args: argparse.Namespace, assessment: Any, action: str) -> 
     changed = [*assessment.changes.evaluated, *assessment.changes.unevaluated]
     print(f"\nchanges: {', '.join(changed) or 'none'}")
     verdict = "apply" if assessment.approved else "refuse"
-    print(f"verdict: {verdict}" + (" (overridden by --force)" if args.force else ""))
+    overridden = args.force and not assessment.approved and not assessment.incompatible
+    print(f"verdict: {verdict}" + (" (overridden by --force)" if overridden else ""))
     for refusal in assessment.refusals:
         print(f"  - {refusal}")
     print(f"action: {action}")

@@ -237,6 +237,7 @@ def test_changed_arms_are_refused_even_when_forced(
     code, out, _ = promote(capsys, "promote", "promo", "--candidate", str(path), "--force")
     assert code == 3
     assert "the candidate changes the arms (adds d)" in out
+    assert "verdict: refuse\n" in out and "action: refused" in out
     assert promote.live() == before
 
 

@@ -35,7 +35,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ from policies.base import REWARD_MAGNITUDE_LIMIT
 from policies.controls import controlled_probabilities
 from simulations import ope
 from simulations.environments import FloatArray
-from simulations.logs import DecisionRecord, LoggedData
+from simulations.logs import DecisionRecord, LogError, LoggedData
 from simulations.replay import (
     Evaluation,
     Support,
@@ -201,7 +201,8 @@ def logged_data(
     """The experiment's decisions since ``since`` (unix seconds) as arrays, and warnings.
 
     Decisions of arms the experiment no longer has cannot be scored against it and are left
-    out, with a warning that counts them.
+    out, with a warning that counts them. A decision without a time (a CSV log may have
+    none) cannot be placed in the window and is kept.
     """
     known = set(arm_names)
     kept: list[DecisionRecord] = []
@@ -222,7 +223,13 @@ def logged_data(
 
 
 def _seconds(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    try:
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        raise LogError(f"expected an ISO 8601 time, got {stamp!r}", field="time") from None
+    if when.tzinfo is None:  # the export writes UTC; a naive time is read as UTC too
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 # -- assessment ----------------------------------------------------------------------------
