@@ -243,18 +243,23 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_file_experiments(path: str) -> list[Any]:
-    """The experiments of a YAML/TOML file, or of standard input for ``-``."""
-    from bandit_router.model.convert import experiment_to_pb
+def _read_file_experiments(path: str) -> list[Any]:
+    """The validated experiments of a YAML/TOML file, or of standard input for ``-``: the one
+    reader (and so the one set of error messages) of ``create``, ``apply`` and ``promote``."""
     from bandit_router.operations.experiment_files import experiments_from_text, load_experiments
 
     if path == "-":
         if sys.stdin.isatty():
             print("reading experiments from standard input (end with Ctrl-D)", file=sys.stderr)
-        experiments = experiments_from_text(sys.stdin.read(), "<stdin>")
-    else:
-        experiments = load_experiments(path)
-    return [experiment_to_pb(experiment) for experiment in experiments]
+        return experiments_from_text(sys.stdin.read(), "<stdin>")
+    return load_experiments(path)
+
+
+def _load_file_experiments(path: str) -> list[Any]:
+    """The experiments of a YAML/TOML file (or ``-``) as protobuf messages."""
+    from bandit_router.model.convert import experiment_to_pb
+
+    return [experiment_to_pb(experiment) for experiment in _read_file_experiments(path)]
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -424,6 +429,144 @@ def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
             raise SystemExit(f"{flag}: expected key=value, got {item!r}")
         pairs[key] = value
     return pairs
+
+
+#: ``promote``'s exit statuses: applied (or, with --dry-run, would be), refused, error.
+PROMOTE_APPLIED, PROMOTE_REFUSED, PROMOTE_ERROR = 0, 3, 2
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Evaluate a candidate configuration on the recent decision log; apply it only if it is
+    better (``bandit_router.analysis.promotion``). Every error, the server's included, is
+    exit status 2, so a script can tell "refused" (3) from "could not decide"."""
+    from simulations.logs import LogError
+
+    try:
+        return _promote(args)
+    except grpc.RpcError as error:
+        status = error.code() if hasattr(error, "code") else None
+        details = error.details() if hasattr(error, "details") else str(error)
+        print(f"error: {status.name if status else 'RPC'}: {details}", file=sys.stderr)
+        return PROMOTE_ERROR
+    except LogError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return PROMOTE_ERROR
+
+
+def _promote(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from bandit_router.analysis import promotion
+    from bandit_router.analysis.export_formats import record_of
+    from bandit_router.model.convert import experiment_of, experiment_to_pb
+    from policies import Stats
+    from simulations.logs import read_log
+
+    candidates = _read_file_experiments(args.candidate)
+    if len(candidates) != 1 or candidates[0].name != args.experiment:
+        found = ", ".join(repr(c.name) for c in candidates) or "none"
+        raise UsageError(
+            f"{args.candidate}: a candidate file holds exactly one experiment named "
+            f"{args.experiment!r}; found {found}"
+        )
+    candidate = candidates[0]
+    since = promotion.window_start(time.time(), args.window)
+    with _client(args) as client:
+        response = client.get_experiment(args.experiment)
+        current = experiment_of(response.experiment)
+        names = current.arm_names
+        by_arm = {stat.arm: stat for stat in response.statistics}
+
+        def column(field: str) -> Any:
+            return np.asarray(
+                [float(getattr(by_arm[a], field)) if a in by_arm else 0.0 for a in names]
+            )
+
+        stats = Stats(column("n"), column("sum"), column("sum_sq"))
+        records = (
+            read_log(args.log)
+            if args.log
+            else (record_of(m) for m in client.export_decisions(args.experiment, since=since))
+        )
+        data, notes = promotion.logged_data(records, args.experiment, names, since)
+        assessment = promotion.assess(
+            current, candidate, stats, column("decisions"), data, warnings=notes
+        )
+        applying = assessment.approved or (args.force and not assessment.incompatible)
+        if not applying:
+            action = "refused"
+        elif args.dry_run:
+            action = "would apply (dry run)"
+        else:
+            client.update_experiment(
+                experiment_to_pb(candidate),
+                expected_version=response.experiment.version,
+                update_mask=list(assessment.changes.paths),
+                reason=_promotion_reason(args, assessment),
+            )
+            action = "applied"
+    _print_promotion(args, assessment, action)
+    return PROMOTE_APPLIED if applying else PROMOTE_REFUSED
+
+
+def _promotion_reason(args: argparse.Namespace, assessment: Any) -> str:
+    """The audit entry's reason: a promotion, forced or not, with the numbers that decided it
+    (the update itself is audited with the fields it changed)."""
+    from bandit_router.model.experiments import MAX_REASON_LENGTH
+
+    candidate, current = assessment.estimate("candidate"), assessment.estimate("current")
+    if candidate is not None and current is not None:
+        numbers = (
+            f"candidate DR {candidate.value:.4f} [{candidate.ci_low:.4f}, "
+            f"{candidate.ci_high:.4f}] vs current DR {current.value:.4f} on "
+            f"{assessment.scope} decisions"
+        )
+    else:
+        numbers = f"not evaluated ({assessment.refusals[0]})"
+    if args.force:
+        verdict = "gate refused" if assessment.refusals else "gate approved"
+        head = f"promote FORCED ({verdict})"
+    else:
+        head = "promote"
+    text = f"{head}: {numbers}" + (f"; {args.reason}" if args.reason else "")
+    return text[:MAX_REASON_LENGTH]
+
+
+def _print_promotion(args: argparse.Namespace, assessment: Any, action: str) -> None:
+    from bandit_router.analysis import promotion
+
+    document = promotion.to_document(
+        assessment,
+        experiment=args.experiment,
+        window=args.window,
+        action=action,
+        forced=bool(args.force),
+    )
+    for warning in assessment.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.output in ("json", "yaml"):
+        emit(document, args.output)
+        return
+    from bandit_router.operations.experiment_files import format_duration
+
+    window = f"the last {format_duration(args.window)}" if args.window else "the whole retained log"
+    print(
+        f"{args.experiment}: {assessment.decisions} decisions with a reward in {window} "
+        f"({assessment.skipped} without one left out), {assessment.scope} evaluated"
+    )
+    emit(promotion.table_rows(assessment), "table", lambda rows: rows)
+    print()
+    emit(promotion.law_rows(assessment), "table", lambda rows: rows)
+    changed = [*assessment.changes.evaluated, *assessment.changes.unevaluated]
+    print(f"\nchanges: {', '.join(changed) or 'none'}")
+    verdict = "apply" if assessment.approved else "refuse"
+    overridden = args.force and not assessment.approved and not assessment.incompatible
+    print(f"verdict: {verdict}" + (" (overridden by --force)" if overridden else ""))
+    for refusal in assessment.refusals:
+        print(f"  - {refusal}")
+    print(f"action: {action}")
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -996,6 +1139,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--out", default="-", help="file, or - for stdout")
     export.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
+
+    promote = client_command(
+        "promote",
+        "apply a candidate configuration only if the decision log says it is better",
+        "Evaluate a candidate configuration (a file with one experiment of the same name, as\n"
+        "create -f reads) and the live one on the experiment's recent decision log with the\n"
+        "doubly robust estimator, print both with their intervals and support, and apply the\n"
+        "candidate (an audited UpdateExperiment) only if its lower 95% bound beats the live\n"
+        "configuration's estimate. Exit status: 0 applied (with --dry-run: would apply),\n"
+        "3 refused, 2 error. See docs/operating.md, Promoting a configuration.",
+        [
+            "bandit-router promote homepage --candidate greedier.yaml --dry-run",
+            "bandit-router promote homepage --candidate greedier.yaml --window 6h",
+            "bandit-router promote homepage --candidate c.yaml --force --reason 'incident 42'",
+        ],
+        cmd_promote,
+    )
+    promote.add_argument("experiment", help="the experiment")
+    promote.add_argument(
+        "--candidate", required=True, help="experiment file (.yaml, .yml, .json, .toml), or -"
+    )
+    promote.add_argument(
+        "--window",
+        type=_parse_duration,
+        default=86400.0,
+        help="evaluate the decisions of this recent window, e.g. 6h (0: the whole retained "
+        "log; default 24h)",
+    )
+    promote.add_argument(
+        "--log",
+        help="evaluate this exported log (bandit-router export) instead of the server's",
+    )
+    promote.add_argument(
+        "--force",
+        action="store_true",
+        help="apply even if the evaluation refuses (audited as forced); never across changed arms",
+    )
+    promote.add_argument(
+        "--dry-run", action="store_true", help="evaluate and print the verdict, change nothing"
+    )
+    _reason(promote)
 
     route = client_command(
         "route",

@@ -96,6 +96,12 @@ def _normal_interval(method: str, terms: FloatArray, value: float | None = None)
     return Estimate(method, centre, centre - half, centre + half, n)
 
 
+def mean_estimate(method: str, values: FloatArray) -> Estimate:
+    """The plain mean of ``values`` with the same 95 % t-interval as the estimators: e.g. the
+    on-policy value of a log (its mean reward), printed beside the off-policy estimates."""
+    return _normal_interval(method, np.asarray(values, dtype=np.float64))
+
+
 def importance_weights(arms: IntArray, propensities: FloatArray, target: FloatArray) -> FloatArray:
     return np.asarray(target[np.arange(arms.shape[0]), arms] / propensities, dtype=np.float64)
 

@@ -1,8 +1,10 @@
 """Evaluating a target policy on a decision log: targets, the replay method, and the report.
 
-A target is a fixed arm, uniform, or any serving policy. For the importance-weighted
-estimators a serving policy decides at each logged decision on the statistics of every
-reward logged before it (the service's statistics, had it switched policy then). The replay
+A target is a fixed arm, uniform, a fixed law over the arms (e.g. a configuration's law at
+one state of its statistics, see ``bandit_router.analysis.promotion``), or any serving
+policy. For the importance-weighted estimators a serving policy decides at each logged
+decision on the statistics of every reward logged before it (the service's statistics, had
+it switched policy then). The replay
 method (Li et al. 2011) instead lets the policy learn from its own choices: walk the log,
 keep a decision only where the policy picks the logged arm, and feed the policy only those
 rewards. On a uniformly random log the kept decisions are distributed as an on-policy run.
@@ -42,12 +44,13 @@ FIXED_REASONS = ("PINNED", "PAUSED", "STICKY", "HOLDOUT")
 
 @dataclass(frozen=True)
 class Target:
-    """What to evaluate: ``kind`` is "arm", "uniform" or "policy"."""
+    """What to evaluate: ``kind`` is "arm", "uniform", "law" or "policy"."""
 
     kind: str
     label: str
     arm: str | None = None
     policy: Policy | None = None
+    law: tuple[float, ...] | None = None
 
     @classmethod
     def fixed_arm(cls, arm: str) -> Target:
@@ -56,6 +59,14 @@ class Target:
     @classmethod
     def uniform(cls) -> Target:
         return cls("uniform", "uniform")
+
+    @classmethod
+    def fixed_law(cls, law: Sequence[float], label: str) -> Target:
+        """The same probability of each arm (in the log's arm order) at every decision."""
+        values = tuple(float(p) for p in law)
+        if any(not 0.0 <= p <= 1.0 for p in values) or abs(sum(values) - 1.0) > 1e-9:
+            raise ValueError(f"law of {label!r} is not a probability vector: {values}")
+        return cls("law", label, law=values)
 
     @classmethod
     def serving(cls, policy: Policy, label: str | None = None) -> Target:
@@ -73,6 +84,11 @@ def target_probabilities(target: Target, data: LoggedData) -> FloatArray:
         probabilities = np.zeros((n, k))
         probabilities[:, data.arm_names.index(target.arm)] = 1.0
         return probabilities
+    if target.kind == "law":
+        assert target.law is not None
+        if len(target.law) != k:
+            raise ValueError(f"law of {target.label!r} has {len(target.law)} arms, the log {k}")
+        return np.tile(np.asarray(target.law, dtype=np.float64), (n, 1))
     policy = _policy(target)
     history = _stats_before_each(policy, data)
     out = np.empty((n, k))

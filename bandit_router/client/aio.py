@@ -284,11 +284,11 @@ class AsyncBanditClient:
         return await self.list_all("ListAudit", request, "entries", limit=limit)
 
     async def export_decisions(
-        self, experiment: str, limit: int = 0
+        self, experiment: str, limit: int = 0, since: float = 0.0
     ) -> AsyncIterator[admin_pb2.DecisionRecord]:
         with typed_errors():
             stream = self.admin.ExportDecisions(
-                admin_pb2.ExportDecisionsRequest(experiment=experiment, limit=limit),
+                requests.export_decisions(experiment, limit, since),
                 timeout=self.admin_timeout * 6,
                 metadata=self.metadata,
             )

@@ -132,3 +132,11 @@ def list_audit(experiment: str, limit: int | None) -> admin_pb2.ListAuditRequest
         raise ValueError(f"limit must be positive or None, got {limit}")
     size = MAX_PAGE_SIZE if limit is None else min(limit, MAX_PAGE_SIZE)
     return admin_pb2.ListAuditRequest(experiment=experiment, page_size=size)
+
+
+def export_decisions(experiment: str, limit: int, since: float) -> admin_pb2.ExportDecisionsRequest:
+    """``since`` in unix seconds (0: the whole retained log); the server reads whole seconds."""
+    request = admin_pb2.ExportDecisionsRequest(experiment=experiment, limit=limit)
+    if since > 0:
+        request.since.FromNanoseconds(int(since * 1e9))
+    return request

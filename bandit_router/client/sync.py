@@ -289,12 +289,13 @@ class BanditClient:
         return self.list_all("ListAudit", request, "entries", limit=limit)
 
     def export_decisions(
-        self, experiment: str, limit: int = 0
+        self, experiment: str, limit: int = 0, since: float = 0.0
     ) -> Iterator[admin_pb2.DecisionRecord]:
-        """Stream the decision log (0: every record kept)."""
+        """Stream the decision log (``limit`` 0: every record kept; ``since``: unix seconds,
+        0 for the whole retained log)."""
         with typed_errors():
             stream = self.admin.ExportDecisions(
-                admin_pb2.ExportDecisionsRequest(experiment=experiment, limit=limit),
+                requests.export_decisions(experiment, limit, since),
                 timeout=self.admin_timeout * 6,
                 metadata=self.metadata,
             )
