@@ -15,8 +15,6 @@ import time
 from collections import Counter, defaultdict
 from typing import cast
 
-import grpc
-import grpc.aio
 import pytest
 import redis
 
@@ -133,13 +131,15 @@ def test_sigterm_drains_in_flight_calls(redis_url: str) -> None:
 
     async def load() -> list[str | BaseException]:
         # 60 Rewards in flight at the SIGTERM: below --max-pending-rpcs (64), so every call is
-        # the server's to finish or refuse cleanly. (A burst far above that limit is refused
-        # in part by gRPC itself; tests/test_admission.py covers that.)
+        # the server's to finish. (A burst far above that limit is refused in part by gRPC
+        # itself; tests/test_admission.py covers that.)
         async with AsyncBanditClient(server.target, timeout=5) as c:
             decisions = []
             for _ in range(4):
                 decisions += await asyncio.gather(*(c.route("drain") for _ in range(50)))
-            rewards = [c.reward(d.decision_id, 1.0) for d in decisions[:60]]
+            # Started (not merely created) before the signal, so they are on the wire.
+            rewards = [asyncio.ensure_future(c.reward(d.decision_id, 1.0)) for d in decisions[:60]]
+            await asyncio.sleep(0.002)
             assert server.proc is not None
             server.proc.send_signal(signal.SIGTERM)
             return list(await asyncio.gather(*rewards, return_exceptions=True))
@@ -147,16 +147,12 @@ def test_sigterm_drains_in_flight_calls(redis_url: str) -> None:
     results = asyncio.run(load())
     assert server.proc is not None
     assert server.proc.wait(20) == 0
-    applied = sum(1 for r in results if r == "APPLIED")
+    # Every Reward on the wire at the signal completes: shutdown settles (takes the calls
+    # still queued inside gRPC, which server.stop would cancel: grpc/grpc#41785) before it
+    # stops listening, and the statistics hold each of them exactly once.
     refused = [r for r in results if r != "APPLIED"]
-    # Calls the server accepted completed; any refused ones were refused cleanly: UNAVAILABLE
-    # once it stopped listening, or CANCELLED for a call gRPC had received but not yet handed
-    # to a handler (grpc/grpc#41785), when the client's retry of it met the stopping server
-    # too. Either did nothing: the statistics below hold exactly the Rewards answered APPLIED.
-    errors = [r for r in refused if isinstance(r, grpc.aio.AioRpcError)]
-    assert len(errors) == len(refused), refused[:3]  # no other outcome than APPLIED
-    codes = {error.code() for error in errors}
-    assert codes <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, codes
+    assert not refused, refused[:3]
+    applied = len(results)
     check = ServerProcess("--redis-url", redis_url).start()
     try:
         with BanditClient(check.target, timeout=5) as client:

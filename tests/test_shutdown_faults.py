@@ -17,7 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bandit_router.client import AsyncBanditClient, BanditClient
+from bandit_router.client import AsyncBanditClient, BanditClient, ClientError
 
 from .servers import ServerProcess
 
@@ -36,7 +36,8 @@ async def _route_until_refused(
             while not stop_sending.is_set():
                 try:
                     decision = await client.route("term")
-                except grpc.aio.AioRpcError as error:
+                except grpc.RpcError as error:  # the client's typed errors are RpcErrors
+                    assert isinstance(error, ClientError)
                     codes[error.code().name] += 1
                     if error.code() == grpc.StatusCode.UNAVAILABLE:
                         return  # refused: the server no longer accepts calls

@@ -23,17 +23,24 @@ the same path as calls pending at shutdown); the clients here retry CANCELLED on
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+
+_monotonic = time.monotonic
 
 
 @dataclass
 class Admission:
     max_concurrent: int
     in_flight: int = 0
+    #: ``time.monotonic()`` when the last Route/Reward reached admission: shutdown waits for
+    #: a quiet moment, so calls already queued inside gRPC are taken, not cancelled.
+    last_arrival: float = 0.0
 
     def refusal(self, time_remaining: float | None) -> str | None:
         """Why this call must not start (``expired``, ``concurrency``), or None: then the
         caller must call ``release`` once the call is done."""
+        self.last_arrival = _monotonic()
         if time_remaining is not None and time_remaining <= 0:
             return "expired"
         if self.in_flight >= self.max_concurrent:

@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,10 @@ EXAMPLE_FILE = os.path.join(
 )
 HEALTH_INTERVAL = 0.5
 LEFTOVER_FINISH_SECONDS = 1.0
+#: Shutdown's settle (``App._settle``): this long without a new Route/Reward means gRPC's
+#: queue of received calls is empty; the wait never exceeds the limit.
+SETTLE_QUIET = 0.05
+SETTLE_LIMIT = 1.0
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
@@ -200,6 +205,7 @@ class App:
         if self.config.drain_delay > 0:
             log.info("draining: NOT_SERVING, still serving for %g s", self.config.drain_delay)
             await asyncio.sleep(self.config.drain_delay)
+        await self._settle()
         await self.health.close_watches()
         await self.server.stop(grace)
         await cancel_and_wait(self._tasks)
@@ -213,6 +219,20 @@ class App:
             self.dashboard.server_close()
         self.metrics.flush()
         await self.store.close()
+
+    async def _settle(self) -> None:
+        """Keep taking calls until none has arrived for ``SETTLE_QUIET`` (at most
+        ``SETTLE_LIMIT``): calls a client sent just before the signal may still wait in gRPC's
+        core queue, and ``server.stop`` cancels those instead of handing them over
+        (grpc/grpc#41785), so a burst in flight at SIGTERM would end CANCELLED. Once the loop
+        has been idle that long the queue is empty; under steady traffic (no balancer drain)
+        the limit bounds the wait."""
+        deadline = time.monotonic() + SETTLE_LIMIT
+        while (now := time.monotonic()) < deadline:
+            idle = now - self.admission.last_arrival
+            if idle >= SETTLE_QUIET:
+                return
+            await asyncio.sleep(min(SETTLE_QUIET - idle, deadline - now))
 
     async def wait_stopped(self) -> None:
         """Until a stop was requested and has finished."""
