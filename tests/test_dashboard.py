@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,9 +26,12 @@ from typing import Any
 
 import pytest
 
+from bandit_router.client import BanditClient
 from bandit_router.dashboard.traffic import TrafficHistory
+from bandit_router.operations.auth import hash_token, new_token
 from bandit_router.v1 import experiment_pb2
 from tests.live_traffic import LiveServer, live_server
+from tests.servers import RedisServer, ServerProcess, free_port
 
 SCREENSHOT_ENV = "BANDIT_ROUTER_DASHBOARD_SCREENSHOT"
 
@@ -235,3 +239,98 @@ def test_the_json_is_getreport_and_the_surface_is_read_only(live: LiveServer) ->
         status, headers, _ = http(method, live.dashboard_url + "api/v1/dashboard")
         assert status == 405 and headers["Allow"] == "GET, HEAD", method
     assert http("GET", live.dashboard_url + "metrics")[0] == 404
+    # Without tokens on the server there is no one to audit: every action is refused.
+    assert document["actions"] is False
+    pin = {"action": "pin", "experiment": "checkout", "arm": "blue", "reason": "x"}
+    status, _, body = post_action(live.dashboard_url, pin, token="anything")
+    assert status == 403 and "read-only" in json.loads(body)["error"]
+    assert live.reports()["checkout"].arms  # nothing changed: checkout has no pin
+    with BanditClient(live.target) as client:
+        assert not client.get_experiment("checkout").experiment.pin.arm
+
+
+def post_action(
+    base: str, action: dict[str, Any], token: str | None, kind: str = "application/json"
+) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Content-Type": kind}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(
+        base + "api/v1/actions", data=json.dumps(action).encode(), method="POST", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_operator_actions_need_an_operator_token_and_are_audited(tmp_path: Path) -> None:
+    """With tokens, the page offers actions and each is the Admin operation, audited under the
+    token's principal; no token, a router token or a bad request change nothing."""
+    operator, router = new_token(), new_token()
+    env = {
+        "BANDIT_ROUTER_TOKENS": f"ops-carol:operator:{hash_token(operator)},"
+        f"svc-web:router:{hash_token(router)}"
+    }
+    redis = RedisServer(appendonly=False).start()
+    dashboard_port = free_port()
+    server = ServerProcess(
+        "--redis-url", redis.url, "--dashboard-address", f"127.0.0.1:{dashboard_port}", env=env
+    )
+    base = f"http://127.0.0.1:{dashboard_port}/"
+    try:
+        server.start()
+        with BanditClient(server.target, token=operator) as client:
+            client.create_experiment("checkout", ["blue", "green"])
+        wait_for_dashboard(base)
+        assert json.loads(http("GET", base + "api/v1/dashboard")[2])["actions"] is True
+        pin = {"action": "pin", "experiment": "checkout", "arm": "green", "reason": "launch"}
+        refusals = [
+            (post_action(base, pin, None), 401),
+            (post_action(base, pin, "not-a-token"), 401),
+            (post_action(base, pin, router), 403),
+            (post_action(base, {**pin, "action": "drop"}, operator), 400),
+            (post_action(base, {**pin, "arm": "red"}, operator), 404),
+            (post_action(base, {**pin, "arm": 3}, operator), 400),
+            (post_action(base, pin, operator, kind="text/plain"), 415),
+        ]
+        for (status, _, body), expected in refusals:
+            assert status == expected, body
+        assert json.loads(refusals[3][0][2])["field"] == "action"
+        with BanditClient(server.target, token=operator) as client:
+            assert not client.get_experiment("checkout").experiment.pin.arm  # nothing applied
+            status, _, body = post_action(base, pin, operator)
+            assert status == 200, body
+            assert client.get_experiment("checkout").experiment.pin.arm == "green"
+            status, _, body = post_action(
+                base, {"action": "disable", "experiment": "checkout", "arm": "blue"}, operator
+            )
+            assert status == 200, body
+            current = client.get_experiment("checkout").experiment
+            assert [arm.state for arm in current.arms] == [
+                experiment_pb2.ARM_STATE_DISABLED,
+                experiment_pb2.ARM_STATE_ACTIVE,
+            ]
+            entries = client.list_audit("checkout")
+        actions = {(entry.action, entry.principal) for entry in entries}
+        assert {("pin", "ops-carol"), ("disable_arm", "ops-carol")} <= actions
+        assert not any(entry.principal == "svc-web" for entry in entries)
+
+        # The page offers the token form; without a token in the tab it shows no buttons.
+        html = chromium("--virtual-time-budget=3000", "--dump-dom", base, tmp=tmp_path)
+        assert '<form id="operator">' in html  # not hidden: this server has tokens
+        assert 'data-actions="off"' in html and 'class="action"' not in html
+    except BaseException:
+        print(server.output()[-3000:])
+        raise
+    finally:
+        server.stop()
+        redis.stop()
+
+
+def wait_for_dashboard(base: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while http("GET", base + "api/v1/dashboard")[0] != 200:
+        assert time.monotonic() < deadline, "the dashboard never answered"
+        time.sleep(0.1)

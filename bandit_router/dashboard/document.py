@@ -94,8 +94,14 @@ class DashboardData:
     """Computes the document on the event loop, at most once per ``MIN_RECOMPUTE`` seconds."""
 
     def __init__(
-        self, reports: ReportBuilder, cache: ExperimentCache, history: TrafficHistory
+        self,
+        reports: ReportBuilder,
+        cache: ExperimentCache,
+        history: TrafficHistory,
+        *,
+        actions: bool = False,
     ) -> None:
+        self.actions = actions
         self.reports = reports
         self.cache = cache
         self.history = history
@@ -130,5 +136,7 @@ class DashboardData:
             "generated_at": now,
             "share_window_seconds": SHARE_WINDOW,
             "sample_interval_seconds": self.history.interval,
+            # Whether the page may offer operator actions (the server has tokens).
+            "actions": self.actions,
             "experiments": experiments,
         }

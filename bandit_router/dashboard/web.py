@@ -5,9 +5,11 @@ A ``ThreadingHTTPServer`` of the standard library in a daemon thread, like prome
 by ``DashboardData`` (at most once a second) and awaited from the request's thread, bounded by
 ``JSON_TIMEOUT``. Under ``--workers N`` each worker binds the port with SO_REUSEPORT.
 
-Read-only by construction: GET and HEAD are the only methods (anything else is 405), and no
-path changes anything, so no token is asked for. The page carries a Content-Security-Policy
-that allows only its own origin: no CDN, no inline script, works on an isolated network.
+Read-only unless a request carries an operator token: GET and HEAD read, and the only thing
+that changes state is a POST of JSON to ``ACTIONS_PATH`` with ``authorization: Bearer
+<token>`` (``actions.DashboardActions``: the Admin service's checks, operations and audit).
+Every other method or path is 405/404. The page carries a Content-Security-Policy that
+allows only its own origin: no CDN, no inline script, works on an isolated network.
 """
 
 from __future__ import annotations
@@ -23,10 +25,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
+from bandit_router.errors import BanditRouterError
+
 log = logging.getLogger(__name__)
 
 JSON_PATH = "/api/v1/dashboard"
+ACTIONS_PATH = "/api/v1/actions"
 JSON_TIMEOUT = 10.0
+#: Largest action body read (an action is a few short strings).
+MAX_ACTION_BYTES = 4096
+#: gRPC status code name of a refusal -> the HTTP status the page gets.
+HTTP_STATUS_OF = {
+    "INVALID_ARGUMENT": HTTPStatus.BAD_REQUEST,
+    "UNAUTHENTICATED": HTTPStatus.UNAUTHORIZED,
+    "PERMISSION_DENIED": HTTPStatus.FORBIDDEN,
+    "NOT_FOUND": HTTPStatus.NOT_FOUND,
+    "FAILED_PRECONDITION": HTTPStatus.CONFLICT,
+    "ABORTED": HTTPStatus.CONFLICT,
+    "UNAVAILABLE": HTTPStatus.SERVICE_UNAVAILABLE,
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -43,6 +60,7 @@ STATIC = {
 }
 
 DocumentSource = Callable[[], Coroutine[Any, Any, dict[str, Any]]]
+ActionSink = Callable[[str | None, dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]
 
 
 def static_files() -> dict[str, tuple[bytes, str]]:
@@ -57,10 +75,15 @@ class DashboardServer(ThreadingHTTPServer):
     allow_reuse_port = True  # --workers N: every worker serves the same port
 
     def __init__(
-        self, address: tuple[str, int], loop: asyncio.AbstractEventLoop, source: DocumentSource
+        self,
+        address: tuple[str, int],
+        loop: asyncio.AbstractEventLoop,
+        source: DocumentSource,
+        act: ActionSink | None = None,
     ) -> None:
         self.loop = loop
         self.source = source
+        self.act = act
         self.files = static_files()
         super().__init__(address, _Handler)
 
@@ -80,7 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         if status == HTTPStatus.METHOD_NOT_ALLOWED:
-            self.send_header("Allow", "GET, HEAD")
+            allowed = "POST" if self.path.split("?", 1)[0] == ACTIONS_PATH else "GET, HEAD"
+            self.send_header("Allow", allowed)
         self.end_headers()
         if not head:
             self.wfile.write(body)
@@ -118,16 +142,68 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._get(head=True)
 
-    def _refuse(self) -> None:
-        self._error(HTTPStatus.METHOD_NOT_ALLOWED, "the dashboard is read-only (GET only)")
+    def do_POST(self) -> None:
+        """An operator action (``ACTIONS_PATH``): JSON body, bearer token, Admin's rules."""
+        if self.path.split("?", 1)[0] != ACTIONS_PATH or self.server.act is None:
+            self._refuse()
+            return
+        kind = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the action as application/json")
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._error(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+            return
+        if not 0 <= length <= MAX_ACTION_BYTES:
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"at most {MAX_ACTION_BYTES} bytes")
+            return
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+        except (ValueError, UnicodeDecodeError):
+            self._error(HTTPStatus.BAD_REQUEST, "the body is not JSON")
+            return
+        if not isinstance(body, dict):
+            self._error(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
+            return
+        future = asyncio.run_coroutine_threadsafe(
+            self.server.act(self.headers.get("Authorization"), body), self.server.loop
+        )
+        try:
+            result = future.result(JSON_TIMEOUT)
+        except FutureTimeout:
+            future.cancel()
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "the action took too long; check, retry")
+            return
+        except BanditRouterError as error:
+            status = HTTP_STATUS_OF.get(error.code, HTTPStatus.BAD_REQUEST)
+            body = {"error": str(error), "code": error.code, "field": error.field}
+            self._send(status, json.dumps(body).encode(), "application/json")
+            return
+        except Exception as error:  # the store is down, ...: say so, never a traceback
+            log.warning("dashboard action failed: %s", error)
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, f"cannot act now: {error}")
+            return
+        self._send(HTTPStatus.OK, json.dumps(result).encode(), "application/json")
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
+    def _refuse(self) -> None:
+        self._error(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            f"the dashboard is read-only (GET) except POST {ACTIONS_PATH} with an operator token",
+        )
+
+    do_PUT = do_DELETE = do_PATCH = _refuse
 
 
 def start_dashboard_server(
-    host: str, port: int, loop: asyncio.AbstractEventLoop, source: DocumentSource
+    host: str,
+    port: int,
+    loop: asyncio.AbstractEventLoop,
+    source: DocumentSource,
+    act: ActionSink | None = None,
 ) -> DashboardServer:
     """Serve in a daemon thread; ``port=0`` picks a free port (``server.server_port``)."""
-    server = DashboardServer((host, port), loop, source)
+    server = DashboardServer((host, port), loop, source, act)
     threading.Thread(target=server.serve_forever, name="dashboard-http", daemon=True).start()
     return server

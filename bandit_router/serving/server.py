@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from bandit_router.analysis.drift import DriftMonitor
 from bandit_router.analysis.reports import PosteriorGauges, ReportBuilder
 from bandit_router.analysis.stopping import StoppingMonitor
+from bandit_router.dashboard.actions import DashboardActions
 from bandit_router.dashboard.document import DashboardData
 from bandit_router.dashboard.traffic import TrafficHistory, sample_forever
 from bandit_router.dashboard.web import DashboardServer, start_dashboard_server
@@ -91,6 +92,7 @@ class App:
     port: int = 0
     reports: ReportBuilder | None = None
     dashboard: DashboardServer | None = None
+    actions: DashboardActions | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _stop_task: asyncio.Task[None] | None = None
@@ -106,18 +108,23 @@ class App:
         self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
 
     def _start_dashboard(self, address: str) -> None:
-        """The read-only dashboard: a sampler task on the loop and an HTTP thread. Route and
-        Reward do nothing for it; the page's JSON is computed at most once a second."""
+        """The dashboard: a sampler task on the loop and an HTTP thread. Route and Reward do
+        nothing for it; the page's JSON is computed at most once a second; operator actions
+        need a token (``dashboard.actions``)."""
         assert self.reports is not None
         host, _, port = address.rpartition(":")
         history = TrafficHistory()
-        data = DashboardData(self.reports, self.cache, history)
+        actions = self.actions
+        data = DashboardData(
+            self.reports, self.cache, history, actions=actions is not None and actions.enabled
+        )
         try:
             self.dashboard = start_dashboard_server(
                 host.strip("[]") or "127.0.0.1",
                 int(port),
                 asyncio.get_running_loop(),
                 data.document,
+                actions.perform if actions is not None else None,
             )
         except OSError as error:
             raise OSError(
@@ -345,6 +352,7 @@ async def build_app(
         admission,
         port,
         reports=reports,
+        actions=DashboardActions(operations, auth),
     )
     await app._set_health(False)
     await load_initial_experiments(config, operations)

@@ -8,6 +8,41 @@ const SVG = "http://www.w3.org/2000/svg";
 const COLORS = ["#3261c6", "#e8710a", "#1a7f37", "#c62828", "#8e44ad", "#00838f",
                 "#b8860b", "#d81b60", "#5d4037", "#546e7a"];
 let refreshes = 0;
+// The operator token lives in this tab's sessionStorage only; without it the page is read-only.
+const TOKEN_KEY = "bandit-router-token";
+let actionsOffered = false;
+
+function token() {
+  return actionsOffered ? sessionStorage.getItem(TOKEN_KEY) || "" : "";
+}
+
+async function act(action, experiment, arm) {
+  const what = action + " " + experiment + (arm ? "/" + arm : "");
+  const reason = window.prompt("Reason for " + what + " (goes to the audit log):", "");
+  if (reason === null) return;
+  const status = document.getElementById("status");
+  try {
+    const response = await fetch("api/v1/actions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token() },
+      body: JSON.stringify({ action: action, experiment: experiment, arm: arm || "",
+                             reason: reason }),
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    status.className = "";
+    status.textContent = what + ": done (version " + body.version + ")";
+  } catch (error) {
+    status.className = "error";
+    status.textContent = what + " refused: " + error.message;
+  }
+}
+
+function actionButton(label, action, experiment, arm) {
+  const button = el("button", { type: "button", class: "action", "data-action": action }, label);
+  button.addEventListener("click", () => act(action, experiment, arm));
+  return button;
+}
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -84,6 +119,17 @@ function armRow(experiment, arm, color, low, high) {
   } else {
     drift.append(fixed(arm.drift_statistic, 1));
   }
+  const cells = [];
+  if (token()) {
+    const actions = el("td", { class: "actions" });
+    if (arm.state === "active" && !arm.pinned) {
+      actions.append(actionButton("pin", "pin", experiment.name, arm.arm));
+    }
+    actions.append(arm.state === "active"
+      ? actionButton("disable", "disable", experiment.name, arm.arm)
+      : actionButton("enable", "enable", experiment.name, arm.arm));
+    cells.push(actions);
+  }
   return el("tr", { "data-experiment": experiment.name, "data-arm": arm.arm },
     el("td", { "data-field": "arm" }, swatch(color), arm.arm),
     state,
@@ -97,7 +143,7 @@ function armRow(experiment, arm, color, low, high) {
        "[" + fixed(arm.ci_low, 4) + ", " + fixed(arm.ci_high, 4) + "]",
        interval(arm, low, high, color)),
     numberCell("prob_best", arm.prob_best, fixed(arm.prob_best, 3), bar(arm.prob_best, color)),
-    drift);
+    drift, ...cells);
 }
 
 // Stacked areas of each arm's share per sampling interval over the history.
@@ -147,12 +193,21 @@ function experimentSection(experiment) {
   if (experiment.arms.some((arm) => arm.drift_detected)) {
     title.append(el("span", { class: "badge alarm" }, "drift alarm"));
   }
+  if (token()) {
+    if (experiment.pin && experiment.pin.arm) {
+      title.append(actionButton("unpin", "unpin", experiment.name, ""));
+    }
+    title.append(experiment.paused
+      ? actionButton("resume", "resume", experiment.name, "")
+      : actionButton("pause", "pause", experiment.name, ""));
+  }
   const lows = experiment.arms.map((a) => a.ci_low).filter((v) => v !== null);
   const highs = experiment.arms.map((a) => a.ci_high).filter((v) => v !== null);
   const low = Math.min(...lows), high = Math.max(...highs);
-  const head = el("tr", {}, ...["arm", "state", "share (5 min)", "decisions", "rewards",
-                                "posterior mean", "95% interval", "P(best)", "drift"]
-    .map((name) => el("th", { scope: "col" }, name)));
+  const columns = ["arm", "state", "share (5 min)", "decisions", "rewards", "posterior mean",
+                   "95% interval", "P(best)", "drift"];
+  if (token()) columns.push("actions");
+  const head = el("tr", {}, ...columns.map((name) => el("th", { scope: "col" }, name)));
   const table = el("table", {}, el("thead", {}, head),
     el("tbody", {}, ...experiment.arms.map((arm, i) =>
       armRow(experiment, arm, colors[i], low, high))));
@@ -161,7 +216,31 @@ function experimentSection(experiment) {
             table, history(experiment, colors));
 }
 
+function showOperatorForm() {
+  const form = document.getElementById("operator");
+  form.hidden = !actionsOffered;
+  document.getElementById("forget-token").hidden = !token();
+  document.body.setAttribute("data-actions", token() ? "on" : "off");
+}
+
+function setUpOperatorForm() {
+  const form = document.getElementById("operator");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = document.getElementById("token");
+    if (input.value) sessionStorage.setItem(TOKEN_KEY, input.value);
+    input.value = "";
+    showOperatorForm();
+  });
+  document.getElementById("forget-token").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showOperatorForm();
+  });
+}
+
 function render(document_) {
+  actionsOffered = Boolean(document_.actions);
+  showOperatorForm();
   const main = document.getElementById("experiments");
   const sections = document_.experiments.map(experimentSection);
   if (sections.length === 0) sections.push(el("p", {}, "No experiments yet."));
@@ -190,4 +269,5 @@ async function refresh() {
   }
 }
 
+setUpOperatorForm();
 refresh();
