@@ -142,3 +142,34 @@ def test_a_missing_valgrind_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "needs valgrind" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_profile_charges_each_sample_to_its_innermost_owner() -> None:
+    """py-spy's collapsed stacks (root first): a project frame nearest the leaf owns the
+    sample, unless a library frame is nearer, which then names the project caller."""
+    from bandit_router.bench.profile import OTHER, owner_of, shares
+
+    loop = "run (bandit_router/serving/server.py:458);run_forever (loop.c:33192)"
+    route = f"{loop};route (bandit_router/route/router.py:300)"
+    draw = f"{route};draw (policies/predrawn.py:50);0x7f (numpy/core/_multiarray.so)"
+    grpc_only = f"{loop};0x7fa5 (grpc/_cython/cygrpc.cpython-311-x86_64-linux-gnu.so)"
+    assert owner_of(route) == ("bandit_router/route/router.py", "")
+    assert owner_of(draw) == ("numpy", "policies/predrawn.py")
+    assert owner_of(grpc_only) == ("gRPC (Cython layer and C core)", "")
+    assert owner_of("0x1 (libc.so.6)") == (OTHER, "")
+    total, owners, callers = shares([f"{route} 3\n", f"{draw} 1\n", "garbage\n"])
+    assert total == 4
+    assert owners == [("bandit_router/route/router.py", 0.75), ("numpy", 0.25)]
+    assert callers == {"numpy": [("policies/predrawn.py", 0.25)]}
+
+
+def test_profile_samples_a_server_under_load() -> None:
+    """``bench --profile`` against a real server and Redis: py-spy (a locked test dependency)
+    samples it and the table charges gRPC and this project's modules."""
+    command = [sys.executable, "-m", "bandit_router", "bench", "--profile", "2"]
+    command += ["--concurrency", "4"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Route-then-Reward pairs" in result.stdout
+    assert "gRPC (Cython layer and C core)" in result.stdout
+    assert "bandit_router/" in result.stdout

@@ -98,6 +98,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "callgrind, one call at a time (repeatable on a noisy machine)",
     )
     parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="SECONDS",
+        help="instead of timing, sample one server with py-spy for SECONDS under Route-then-"
+        "Reward load (--concurrency loops) and print where its CPU goes, per owner (module or "
+        "library) in µs per pair; needs the profile extra and ptrace permission (root)",
+    )
+    parser.add_argument(
         "--instruction-calls", type=int, default=512, help="calls counted per mode (--instructions)"
     )
 
@@ -582,6 +590,10 @@ def overload_summary(results: list[Result]) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.profile:
+        from bandit_router.bench.profile import main as profile_main
+
+        return profile_main(args)
     if args.instructions:
         from bandit_router.bench.instructions import main as instructions_main
 
