@@ -431,11 +431,11 @@ def test_reports_give_coefficients_and_p_best_for_a_context(
             half = Z95 * v * math.sqrt(covariance[k, j, j])
             assert c.estimate == pytest.approx(theta[k, j], abs=1e-9)
             assert c.ci_high - c.estimate == pytest.approx(half, abs=1e-9)
-    x = vector(1.0, "premium")
-    assert list(section.features) == x
-    law = policy.probabilities_one(policy.prepare(expected), x, [0, 1, 2])
+    asked = vector(1.0, "premium")
+    assert list(section.features) == asked
+    law = policy.probabilities_one(policy.prepare(expected), asked, [0, 1, 2])
     for k, score in enumerate(section.scores):
-        assert score.mean == pytest.approx(float(theta[k] @ x), abs=1e-9)
+        assert score.mean == pytest.approx(float(theta[k] @ np.array(asked)), abs=1e-9)
         assert score.prob_best == pytest.approx(law[k], abs=1e-6)
     # bad input: INVALID_ARGUMENT naming the field
     for context, attributes, field in [
