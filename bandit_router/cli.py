@@ -399,6 +399,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 covariate=args.covariate,
                 control=args.control,
                 first_exposures=args.first_exposures,
+                context=_numeric_context(args.context),
+                attributes=_pairs(args.attribute, "--attribute"),
             ),
         )
     if args.json or args.output == "json":
@@ -569,13 +571,19 @@ def _print_promotion(args: argparse.Namespace, assessment: Any, action: str) -> 
     print(f"action: {action}")
 
 
-def cmd_route(args: argparse.Namespace) -> int:
+def _numeric_context(values: Sequence[str] | None) -> dict[str, float]:
+    """``--context key=number`` arguments; a non-number stops with the flag and key named."""
     context: dict[str, float] = {}
-    for key, value in _pairs(args.context, "--context").items():
+    for key, value in _pairs(values, "--context").items():
         try:
             context[key] = float(value)
         except ValueError:
             raise SystemExit(f"--context: {key}={value!r} is not a number") from None
+    return context
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    context = _numeric_context(args.context)
     with _client(args) as client:
         result = client.route(
             args.experiment,
@@ -1089,6 +1097,7 @@ def build_parser() -> argparse.ArgumentParser:
             "bandit-router report homepage --window 15m -o json",
             "bandit-router report homepage --by country",
             "bandit-router report homepage --covariate pre_metric --control current",
+            "bandit-router report router --context prompt_tokens=1200 --attribute tier=premium",
         ],
         cmd_report,
     )
@@ -1121,6 +1130,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="a unit's first N exposures to an arm count as first in the novelty check",
+    )
+    report.add_argument(
+        "--context",
+        action="append",
+        metavar="KEY=NUMBER",
+        help="contextual experiments: a numeric feature of the request to score (repeatable)",
+    )
+    report.add_argument(
+        "--attribute",
+        action="append",
+        metavar="KEY=VALUE",
+        help="contextual experiments: a categorical feature of the request (repeatable)",
     )
 
     export = client_command(

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from policies.base import PolicyConfigError
 from policies.stopping import StoppingRule
 from simulations import ope, report
+from simulations.contextual_environments import ContextualEnvironment
 from simulations.identification import identification_summary, run_identification
 from simulations.live import LiveConfig, run_live
 from simulations.logs import LogError, LoggedData, read_log
@@ -251,6 +252,11 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 def live_command(args: argparse.Namespace) -> int:
     study = _load_with_overrides(args)
+    environment = study.environment
+    if isinstance(environment, ContextualEnvironment):
+        raise StudyError(
+            "live runs plain environments only; simulate contextual studies", field="environment"
+        )
     if not args.reward_window > 0:
         raise StudyError("must be > 0", field="--reward-window")
     config = LiveConfig(
@@ -263,7 +269,7 @@ def live_command(args: argparse.Namespace) -> int:
     for spec in study.policies:
         live = asyncio.run(
             run_live(
-                study.environment,
+                environment,
                 policy=spec.name,
                 params=spec.params,
                 horizon=study.horizon,

@@ -64,6 +64,18 @@ def summarize(study_result: StudyResult) -> dict[str, Any]:
         "lai_robbins": None,
         "policies": [summarize_run(r, arm_names) for r in study_result.results],
     }
+    summary["reference"] = None
+    rates = study_result.reference_rates
+    if rates is not None:
+        oracle, fixed = rates
+        summary["reference"] = {
+            "oracle_reward_per_decision": oracle,
+            "best_fixed_arm_reward_per_decision": fixed,
+            "best_fixed_arm_regret_per_decision": oracle - fixed,
+            "note": "regret is against the oracle (best arm for each context), whose regret "
+            "is 0; the best fixed arm's regret grows linearly, and no context-free policy "
+            "does better in expectation",
+        }
     if constant is not None:
         summary["lai_robbins"] = {
             "constant": constant,
@@ -119,11 +131,17 @@ def regret_table(summary: dict[str, Any]) -> Table:
         if has_latency:
             row.append(_fmt_interval(policy["latency_per_decision"], digits=2))
         table.add_row(*row)
+    reference = summary.get("reference")
+    if reference is not None:
+        slope = reference["best_fixed_arm_regret_per_decision"]
+        for label, value in (("oracle", 0.0), ("best fixed arm", slope * summary["horizon"])):
+            table.add_row(label, f"{value:.1f}", *([""] * (len(table.columns) - 2)))
     return table
 
 
 def plot_regret(summary: dict[str, Any], path: str | Path) -> None:
-    """Mean cumulative regret with 95 % confidence bands, and the Lai-Robbins asymptote."""
+    """Mean cumulative regret with 95 % confidence bands, and the Lai-Robbins asymptote (plain
+    studies) or the oracle and best fixed arm lines (contextual studies)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,6 +165,12 @@ def plot_regret(summary: dict[str, Any], path: str | Path) -> None:
                 "k--",
                 label="Lai-Robbins C(μ)·ln t",
             )
+        reference = summary.get("reference")
+        if reference is not None and summary["policies"]:
+            steps = np.asarray(summary["policies"][0]["curve"]["steps"], dtype=np.float64)
+            slope = reference["best_fixed_arm_regret_per_decision"]
+            ax.plot(steps, slope * steps, "k:", label="best fixed arm (no context)")
+            ax.plot(steps, np.zeros_like(steps), "k--", label="oracle")
         ax.set_xlabel("step")
         ax.set_ylabel("cumulative regret")
         ax.set_title(f"{summary['study']} ({summary['runs']} runs, 95% CI bands)")

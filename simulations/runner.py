@@ -15,6 +15,8 @@ import numpy as np
 from scipy import special
 
 from policies.base import BoolArray, Policy, Stats
+from policies.contextual import ContextualPolicy, ContextualStats
+from simulations.contextual_environments import ContextualEnvironment
 from simulations.environments import Environment, FloatArray, IntArray
 from simulations.study import Study
 from simulations.theory import lai_robbins_constant
@@ -190,6 +192,50 @@ def simulate(
     return ledger.result(label or policy.name, policy.name, policy.describe())
 
 
+def simulate_contextual(
+    policy: Policy | ContextualPolicy,
+    environment: ContextualEnvironment,
+    *,
+    horizon: int,
+    runs: int,
+    seed: int,
+    label: str | None = None,
+    checkpoints: int = 200,
+    final_window: float = 0.1,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Run ``policy`` ``runs`` times for ``horizon`` steps, every run advanced together.
+
+    The environment stream (contexts, rewards) is the same for every policy of a study: it
+    does not depend on the decisions (common random numbers), so differences in regret
+    between policies have less noise than either regret.
+    """
+    if horizon < 1 or runs < 1:
+        raise ValueError("horizon and runs must be >= 1")
+    streams = Streams.from_seed(seed)
+    ledger = Ledger(environment, horizon, runs, checkpoints, final_window)
+    k = environment.n_arms
+    cstats = ContextualStats.zeros(k, environment.dim, (runs,))
+    stats = Stats.zeros(k, (runs,))
+    for step in range(horizon):
+        x, p = environment.draw(runs, streams.env)
+        if isinstance(policy, ContextualPolicy):
+            arms = policy.select(cstats, x, streams.policy).arms
+        else:
+            arms = policy.select(stats, streams.policy).arms
+        ledger.record(step, environment.means(p), arms)
+        rewards = environment.rewards(p, arms, streams.env)
+        if isinstance(policy, ContextualPolicy):
+            policy.update_inplace(cstats, arms, x, rewards)
+        else:
+            policy.update_inplace(stats, arms, rewards)
+        if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
+    if progress is not None and horizon % PROGRESS_EVERY:
+        progress(horizon % PROGRESS_EVERY)
+    return ledger.result(label or policy.name, policy.name, policy.describe())
+
+
 def _copy(stats: Stats) -> Stats:
     return Stats(stats.n.copy(), stats.total.copy(), stats.total_sq.copy())
 
@@ -220,7 +266,7 @@ class Ledger:
 
     def __init__(
         self,
-        environment: Environment,
+        environment: Environment | ContextualEnvironment,
         horizon: int,
         runs: int,
         checkpoints: int,
@@ -282,17 +328,42 @@ class StudyResult:
     def lai_robbins_constant(self) -> float | None:
         """C(mu) when the study is in the bound's setting (stationary Bernoulli), else None."""
         env = self.study.environment
-        return lai_robbins_constant(env.means.initial) if env.is_stationary_bernoulli else None
+        if isinstance(env, ContextualEnvironment) or not env.is_stationary_bernoulli:
+            return None
+        return lai_robbins_constant(env.means.initial)
+
+    @property
+    def reference_rates(self) -> tuple[float, float] | None:
+        """Contextual studies: (oracle, best fixed arm) mean reward per decision, else None."""
+        env = self.study.environment
+        return env.reference_rates() if isinstance(env, ContextualEnvironment) else None
 
 
 def run_study(study: Study, progress: ProgressCallback | None = None) -> StudyResult:
     """Simulate every policy of the study; all share the study's seed (common random numbers)."""
     results = []
+    environment = study.environment
     for spec, policy in zip(study.policies, study.build_policies(), strict=True):
+        if isinstance(environment, ContextualEnvironment):
+            results.append(
+                simulate_contextual(
+                    policy,
+                    environment,
+                    horizon=study.horizon,
+                    runs=study.runs,
+                    seed=study.seed,
+                    label=spec.label,
+                    checkpoints=study.checkpoints,
+                    progress=progress,
+                )
+            )
+            continue
+        if not isinstance(policy, Policy):
+            raise ValueError(f"{spec.label}: a contextual policy needs a contextual environment")
         results.append(
             simulate(
                 policy,
-                study.environment,
+                environment,
                 horizon=study.horizon,
                 runs=study.runs,
                 seed=study.seed,

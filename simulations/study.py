@@ -19,6 +19,8 @@ import numpy as np
 import yaml
 
 from policies.base import REWARD_MAGNITUDE_LIMIT, Policy, PolicyConfigError
+from policies.contextual import ContextualPolicy
+from simulations.contextual_environments import ContextualEnvironment
 from simulations.environments import (
     Bernoulli,
     DelayModel,
@@ -73,7 +75,7 @@ class PolicySpec:
 @dataclass(frozen=True)
 class Study:
     name: str
-    environment: Environment
+    environment: Environment | ContextualEnvironment
     horizon: int
     runs: int
     seed: int
@@ -83,15 +85,30 @@ class Study:
     source: str | None = None
     env_summary: dict[str, Any] = field(default_factory=dict)
 
-    def build_policies(self) -> list[Policy]:
-        """Fresh policy objects from the serving registry, one per spec."""
-        return [make_policy(spec.name, spec.params) for spec in self.policies]
+    def build_policies(self) -> list[Policy | ContextualPolicy]:
+        """Fresh policy objects from the serving registry, one per spec (contextual ones
+        only in a contextual study)."""
+        contextual = isinstance(self.environment, ContextualEnvironment)
+        return [make_any_policy(s.name, s.params, contextual) for s in self.policies]
 
 
 def make_policy(name: str, params: Mapping[str, float]) -> Policy:
     """The serving code's own policy; imported late so the registry is the single source."""
     from policies import create_policy
 
+    return create_policy(name, params)
+
+
+def make_any_policy(
+    name: str, params: Mapping[str, float], contextual: bool
+) -> Policy | ContextualPolicy:
+    """A plain policy, or with ``contextual`` (a contextual study) a policy of either kind:
+    the context-free baseline runs next to the contextual ones."""
+    from policies import create_policy
+    from policies.registry import is_contextual
+
+    if contextual and is_contextual(name):
+        return create_policy(name, params, contextual=True)
     return create_policy(name, params)
 
 
@@ -277,9 +294,15 @@ def parse_study(data: Any, *, source: str | None = None, lines: LineMap | None =
     )
 
 
-def _environment(f: _Fields, env: Mapping[str, Any]) -> tuple[Environment, dict[str, Any]]:
-    f.only(env, "environment", ENV_FIELDS)
+def _environment(
+    f: _Fields, env: Mapping[str, Any]
+) -> tuple[Environment | ContextualEnvironment, dict[str, Any]]:
     kind = f.text(env.get("type", "bernoulli"), "environment.type")
+    from simulations.contextual_study import FIELDS, contextual_environment
+
+    if kind in FIELDS:
+        return contextual_environment(f, env, kind)
+    f.only(env, "environment", ENV_FIELDS)
     bounded = kind == "bernoulli"
     bounds = {"low": 0.0, "high": 1.0} if bounded else {}
     means = np.asarray(
@@ -297,7 +320,8 @@ def _environment(f: _Fields, env: Mapping[str, Any]) -> tuple[Environment, dict[
         sigma = f.per_arm(env.get("sigma", 1.0), "environment.sigma", k, low=1e-12)
         rewards = Gaussian(sigma)
     else:
-        raise f.error("environment.type", f"unknown type {kind!r}; allowed: bernoulli, gaussian")
+        allowed = ", ".join(("bernoulli", "gaussian", *FIELDS))
+        raise f.error("environment.type", f"unknown type {kind!r}; allowed: {allowed}")
 
     arms = env.get("arms")
     if arms is None:
@@ -436,7 +460,9 @@ def _feedback(f: _Fields, env: Mapping[str, Any]) -> Feedback:
     )
 
 
-def _policy(f: _Fields, raw: Any, path: str, environment: Environment) -> PolicySpec:
+def _policy(
+    f: _Fields, raw: Any, path: str, environment: Environment | ContextualEnvironment
+) -> PolicySpec:
     if isinstance(raw, str):
         raw = {"name": raw}
     spec = f.mapping(raw, path)
@@ -445,7 +471,7 @@ def _policy(f: _Fields, raw: Any, path: str, environment: Environment) -> Policy
     params_raw = f.mapping(spec.get("params") or {}, f"{path}.params")
     params = {str(k): f.number(v, f"{path}.params.{k}") for k, v in params_raw.items()}
     try:
-        policy = make_policy(name, params)
+        policy = make_any_policy(name, params, isinstance(environment, ContextualEnvironment))
     except PolicyConfigError as exc:
         where = (
             f"{path}.name" if exc.field in ("name", "policy.name") else f"{path}.params.{exc.field}"

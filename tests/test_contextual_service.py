@@ -394,3 +394,61 @@ def test_reports_read_the_arms_marginal_rewards(client: BanditClient) -> None:
     assert sorted(row.arm for row in report.arms) == list(ARMS)
     assert sum(row.rewards for row in report.arms) == 4
     assert math.isclose(sum(row.prob_best for row in report.arms), 1.0, abs_tol=1e-6)
+
+
+def test_reports_give_coefficients_and_p_best_for_a_context(
+    client: BanditClient, server: ServerThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Coefficients and P(best) equal the posterior computed from the clients' own record:
+    theta = P^-1 b, P = I + A (lambda 1), interval theta +- 1.96 v sqrt((P^-1)_jj), and
+    P(best) the live law for x (lin_ts: the same scalar normals)."""
+    from bandit_router.cli import main as cli_main
+    from policies.contextual_report import Z95
+
+    create(client)
+    expected = ContextualStats.zeros(len(ARMS), DIM)
+    for seg, tier, reward in [(0.0, "free", 1.0), (2.0, "premium", 0.0), (1.0, None, 1.0)] * 3:
+        attributes = {"tier": tier} if tier else {}
+        decision = client.route("ctx", context={"seg": seg}, attributes=attributes)
+        assert client.reward(decision.decision_id, reward) == "APPLIED"
+        arm = ARMS.index(decision.arm)
+        x = np.array(vector(seg, tier))
+        expected.n[arm] += 1
+        expected.gram[arm] += np.outer(x, x)
+        expected.b[arm] += reward * x
+    policy = create_policy("lin_ts", {}, contextual=True)
+    v = policy.params["v"]
+    covariance = np.linalg.inv(expected.gram + np.eye(DIM))
+    theta = (covariance @ expected.b[..., None])[..., 0]
+    request = admin_pb2.GetReportRequest(
+        experiment="ctx", context={"seg": 1.0}, attributes={"tier": "premium"}
+    )
+    section = client.call_admin("GetReport", request).contextual
+    assert list(section.columns) == ["intercept", "seg", "tier=free", "tier=premium", "tier=other"]
+    for k, row in enumerate(section.arms):
+        assert row.arm == ARMS[k]
+        for j, c in enumerate(row.coefficients):
+            half = Z95 * v * math.sqrt(covariance[k, j, j])
+            assert c.estimate == pytest.approx(theta[k, j], abs=1e-9)
+            assert c.ci_high - c.estimate == pytest.approx(half, abs=1e-9)
+    asked = vector(1.0, "premium")
+    assert list(section.features) == asked
+    law = policy.probabilities_one(policy.prepare(expected), asked, [0, 1, 2])
+    for k, score in enumerate(section.scores):
+        assert score.mean == pytest.approx(float(theta[k] @ np.array(asked)), abs=1e-9)
+        assert score.prob_best == pytest.approx(law[k], abs=1e-6)
+    # bad input: INVALID_ARGUMENT naming the field
+    for context, attributes, field in [
+        ({"zzz": 1.0}, {}, "context[zzz]"),
+        ({"seg": math.nan}, {}, "context[seg]"),
+        ({}, {"colour": "red"}, "attributes[colour]"),
+    ]:
+        bad = admin_pb2.GetReportRequest(experiment="ctx", context=context, attributes=attributes)
+        with pytest.raises(grpc.RpcError) as raised:
+            client.call_admin("GetReport", bad)
+        assert raised.value.code() == INVALID, raised.value.details()
+        assert field in (raised.value.details() or "")
+    argv = ["report", "ctx", "--target", server.target, "--context", "seg=1"]
+    assert cli_main([*argv, "--attribute", "tier=premium"]) == 0
+    out = capsys.readouterr().out
+    assert "tier=premium" in out and "P(best)" in out

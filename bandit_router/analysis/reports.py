@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bandit_router.analysis.contextual_report import contextual_section
 from bandit_router.analysis.log_checks import CheckOptions, fill_checks, scan_log
 from bandit_router.analysis.stopping import StoppingStatus, stopping_status
 from bandit_router.model.convert import timestamp_of
@@ -54,11 +55,21 @@ class ReportBuilder:
         self.metrics = metrics
 
     async def report(
-        self, name: str, window: float, options: CheckOptions | None = None
+        self,
+        name: str,
+        window: float,
+        options: CheckOptions | None = None,
+        *,
+        context: Mapping[str, float] | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> admin_pb2.GetReportResponse:
         """GetReport: the recent share and the checks (sample ratio, novelty, and with
-        ``options`` segments and CUPED) read the decision log of the last ``window``."""
-        response, _ = await self.report_with_config(name, window, options=options)
+        ``options`` segments and CUPED) read the decision log of the last ``window``; a
+        contextual experiment adds its coefficients, and P(best) for ``context`` and
+        ``attributes`` when given (``contextual_report``)."""
+        response, _ = await self.report_with_config(
+            name, window, options=options, context=context, attributes=attributes
+        )
         return response
 
     async def report_with_config(
@@ -67,6 +78,8 @@ class ReportBuilder:
         window: float,
         recent_shares: Mapping[str, float] | None = None,
         options: CheckOptions | None = None,
+        context: Mapping[str, float] | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> tuple[admin_pb2.GetReportResponse, Experiment]:
         """The report and the configuration it was computed from (one read of the store).
 
@@ -80,6 +93,7 @@ class ReportBuilder:
         policy = experiment.policy.build()
         options = options or CheckOptions()
         control = options.validate(experiment)
+        contextual = contextual_section(state, context or {}, attributes or {})
         model = model_for_policy(policy, experiment.reward_bounds())
         min_rewards = max(MIN_REWARDS_PER_ARM, experiment.burn_in)
         summary = build_report(
@@ -134,6 +148,8 @@ class ReportBuilder:
         )
         if stopping is not None:
             response.stopping.CopyFrom(stopping_report(experiment, stopping))
+        if contextual is not None:
+            response.contextual.CopyFrom(contextual)
         if scan is not None:
             fill_checks(
                 response,
@@ -265,6 +281,8 @@ def render_report_table(response: admin_pb2.GetReportResponse) -> None:
     if has_rule:
         console.print(stopping_line(response.stopping))
     _render_checks(console, response)
+    if response.HasField("contextual"):
+        _render_contextual(console, response.contextual)
 
 
 def stopping_line(report: admin_pb2.StoppingReport) -> str:
@@ -348,3 +366,34 @@ def _render_checks(console: Any, response: admin_pb2.GetReportResponse) -> None:
         console.print(table)
     for warning in response.warnings:
         console.print(f"WARNING: {warning}", markup=False)
+
+
+def _render_contextual(console: Any, section: admin_pb2.ContextualModelReport) -> None:
+    """Coefficients per arm (estimate [95 % interval]) and, with a context, P(best)."""
+    from rich.table import Table
+
+    table = Table(title="coefficients: theta = P^-1 b [95% posterior interval]")
+    table.add_column("column")
+    for arm in section.arms:
+        table.add_column(arm.arm, justify="right")
+    for j, column in enumerate(section.columns):
+        table.add_row(
+            column,
+            *(
+                f"{c.estimate:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]"
+                for c in (arm.coefficients[j] for arm in section.arms)
+            ),
+        )
+    console.print(table)
+    if section.scores:
+        vector = ", ".join(f"{v:g}" for v in section.features)
+        scores = Table(title=f"for x = [{vector}]")
+        for column in ("arm", "x.theta [95% CI]", "P(best)"):
+            scores.add_column(column, justify="left" if column == "arm" else "right")
+        for score in section.scores:
+            scores.add_row(
+                score.arm,
+                f"{score.mean:.3f} [{score.ci_low:.3f}, {score.ci_high:.3f}]",
+                f"{score.prob_best:.3f}",
+            )
+        console.print(scores)

@@ -375,7 +375,13 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             control=request.control,
             first_exposures=request.first_exposures or 1,
         )
-        return await self.reports.report(request.experiment, window, options)
+        return await self.reports.report(
+            request.experiment,
+            window,
+            options,
+            context=dict(request.context),
+            attributes=dict(request.attributes),
+        )
 
     @handles_errors
     async def ListAudit(

@@ -265,23 +265,41 @@ class ListSnapshotsResponse(_message.Message):
     def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetReportRequest(_message.Message):
-    __slots__ = ("experiment", "window", "by", "covariate", "control", "first_exposures")
+    __slots__ = ("experiment", "window", "by", "covariate", "control", "first_exposures", "context", "attributes")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     BY_FIELD_NUMBER: _ClassVar[int]
     COVARIATE_FIELD_NUMBER: _ClassVar[int]
     CONTROL_FIELD_NUMBER: _ClassVar[int]
     FIRST_EXPOSURES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     window: _duration_pb2.Duration
     by: str
     covariate: str
     control: str
     first_exposures: int
-    def __init__(self, experiment: _Optional[str] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., by: _Optional[str] = ..., covariate: _Optional[str] = ..., control: _Optional[str] = ..., first_exposures: _Optional[int] = ...) -> None: ...
+    context: _containers.ScalarMap[str, float]
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, experiment: _Optional[str] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., by: _Optional[str] = ..., covariate: _Optional[str] = ..., control: _Optional[str] = ..., first_exposures: _Optional[int] = ..., context: _Optional[_Mapping[str, float]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GetReportResponse(_message.Message):
-    __slots__ = ("experiment", "arms", "recommendation", "policy", "state_version", "generated_at", "log_decisions", "log_rewards", "log_truncated", "sample_ratio", "novelty", "segment_key", "segments", "cuped", "warnings", "stopping")
+    __slots__ = ("experiment", "arms", "recommendation", "policy", "state_version", "generated_at", "log_decisions", "log_rewards", "log_truncated", "sample_ratio", "novelty", "segment_key", "segments", "cuped", "warnings", "stopping", "contextual")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +316,7 @@ class GetReportResponse(_message.Message):
     CUPED_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     STOPPING_FIELD_NUMBER: _ClassVar[int]
+    CONTEXTUAL_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     arms: _containers.RepeatedCompositeFieldContainer[ArmReport]
     recommendation: str
@@ -314,7 +333,54 @@ class GetReportResponse(_message.Message):
     cuped: CupedReport
     warnings: _containers.RepeatedScalarFieldContainer[str]
     stopping: StoppingReport
-    def __init__(self, experiment: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmReport, _Mapping]]] = ..., recommendation: _Optional[str] = ..., policy: _Optional[str] = ..., state_version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., log_decisions: _Optional[int] = ..., log_rewards: _Optional[int] = ..., log_truncated: _Optional[bool] = ..., sample_ratio: _Optional[_Union[SampleRatioCheck, _Mapping]] = ..., novelty: _Optional[_Iterable[_Union[NoveltyCheck, _Mapping]]] = ..., segment_key: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[SegmentReport, _Mapping]]] = ..., cuped: _Optional[_Union[CupedReport, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., stopping: _Optional[_Union[StoppingReport, _Mapping]] = ...) -> None: ...
+    contextual: ContextualModelReport
+    def __init__(self, experiment: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmReport, _Mapping]]] = ..., recommendation: _Optional[str] = ..., policy: _Optional[str] = ..., state_version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., log_decisions: _Optional[int] = ..., log_rewards: _Optional[int] = ..., log_truncated: _Optional[bool] = ..., sample_ratio: _Optional[_Union[SampleRatioCheck, _Mapping]] = ..., novelty: _Optional[_Iterable[_Union[NoveltyCheck, _Mapping]]] = ..., segment_key: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[SegmentReport, _Mapping]]] = ..., cuped: _Optional[_Union[CupedReport, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., stopping: _Optional[_Union[StoppingReport, _Mapping]] = ..., contextual: _Optional[_Union[ContextualModelReport, _Mapping]] = ...) -> None: ...
+
+class ContextualModelReport(_message.Message):
+    __slots__ = ("columns", "arms", "features", "scores")
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ARMS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    arms: _containers.RepeatedCompositeFieldContainer[ArmCoefficients]
+    features: _containers.RepeatedScalarFieldContainer[float]
+    scores: _containers.RepeatedCompositeFieldContainer[ArmContextScore]
+    def __init__(self, columns: _Optional[_Iterable[str]] = ..., arms: _Optional[_Iterable[_Union[ArmCoefficients, _Mapping]]] = ..., features: _Optional[_Iterable[float]] = ..., scores: _Optional[_Iterable[_Union[ArmContextScore, _Mapping]]] = ...) -> None: ...
+
+class ArmCoefficients(_message.Message):
+    __slots__ = ("arm", "coefficients")
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    COEFFICIENTS_FIELD_NUMBER: _ClassVar[int]
+    arm: str
+    coefficients: _containers.RepeatedCompositeFieldContainer[CoefficientEstimate]
+    def __init__(self, arm: _Optional[str] = ..., coefficients: _Optional[_Iterable[_Union[CoefficientEstimate, _Mapping]]] = ...) -> None: ...
+
+class CoefficientEstimate(_message.Message):
+    __slots__ = ("column", "estimate", "ci_low", "ci_high")
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    estimate: float
+    ci_low: float
+    ci_high: float
+    def __init__(self, column: _Optional[str] = ..., estimate: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ...) -> None: ...
+
+class ArmContextScore(_message.Message):
+    __slots__ = ("arm", "mean", "ci_low", "ci_high", "prob_best")
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    PROB_BEST_FIELD_NUMBER: _ClassVar[int]
+    arm: str
+    mean: float
+    ci_low: float
+    ci_high: float
+    prob_best: float
+    def __init__(self, arm: _Optional[str] = ..., mean: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., prob_best: _Optional[float] = ...) -> None: ...
 
 class SampleRatioCheck(_message.Message):
     __slots__ = ("applicable", "mismatch", "p_value", "chi_square", "degrees_of_freedom", "observed", "expected", "deterministic", "skipped", "note")
