@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bandit_router.client import BanditClient
+from bandit_router.client import BanditClient, Reason
 from bandit_router.v1 import admin_pb2, experiment_pb2
 
 from .servers import ServerThread
@@ -25,7 +25,7 @@ def test_sticky_units_keep_their_arm_and_their_holdout_status(
         first = {unit: client.route("sticky-holdout", unit_id=unit) for unit in map(str, range(40))}
         reasons = {d.reason for d in first.values()}
         # P(all 40 units on one side) = 2 * 0.5^40: both sides occur.
-        assert "HOLDOUT" in reasons and reasons - {"HOLDOUT"}
+        assert Reason.HOLDOUT in reasons and reasons - {Reason.HOLDOUT}
         for _ in range(5):
             for unit, original in first.items():
                 again = client.route("sticky-holdout", unit_id=unit)
