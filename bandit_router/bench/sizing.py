@@ -279,7 +279,7 @@ def sizing_experiment(name: str) -> admin_pb2.CreateExperimentRequest:
 
 
 #: How long after a run the background decision flush (25 ms linger) surely has written.
-SETTLE_SECONDS = 0.5
+SETTLE_SECONDS = 0.25
 
 
 async def measure(
@@ -407,7 +407,7 @@ def run_sizing(args: argparse.Namespace) -> tuple[Costs, str]:
 
 def main(args: argparse.Namespace) -> int:
     if args.quick:
-        args.calls, args.sizing_experiments = 300, 10
+        args.calls, args.sizing_experiments = 1000, 10
     assumptions = Assumptions(
         reward_window_seconds=args.sizing_window,
         log_retention_seconds=args.sizing_log_retention,
