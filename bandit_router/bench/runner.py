@@ -36,6 +36,7 @@ from bandit_router.bench.fixtures import (
     bench_reward,
     free_port,
     process,
+    redis_cluster,
     redis_server,
 )
 from bandit_router.client import channel_options
@@ -88,6 +89,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per open-loop run")
     parser.add_argument("--connections", type=int, default=1, help="HTTP/2 connections")
     parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
+    parser.add_argument(
+        "--redis-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start an N-master loopback Redis Cluster (no replicas) instead of one redis-server",
+    )
+    parser.add_argument(
+        "--sizing",
+        action="store_true",
+        help="instead of timing, measure the Redis and server CPU per Route and per Reward "
+        "and the Redis memory per decision and per experiment, and print the deployment "
+        "1k, 10k and 100k decisions/s need (uses --calls, --concurrency)",
+    )
+    parser.add_argument(
+        "--sizing-experiments",
+        type=int,
+        default=200,
+        help="experiments created to measure the memory of one (--sizing)",
+    )
+    parser.add_argument(
+        "--sizing-window",
+        type=float,
+        default=600.0,
+        help="reward window in seconds the sizing table assumes (--sizing)",
+    )
+    parser.add_argument(
+        "--sizing-log-retention",
+        type=float,
+        default=3600.0,
+        help="seconds of decision log the sizing table keeps in Redis (--sizing)",
+    )
+    parser.add_argument(
+        "--sizing-experiment-count",
+        type=int,
+        default=100,
+        help="live experiments the sizing table assumes (--sizing)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--json", dest="json_out", help="also write the results to this file")
     parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
@@ -388,7 +427,9 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
         echo = stack.enter_context(
             process([python, "-m", "bandit_router.bench.echo", "--listen", echo_target], echo_port)
         )
-        redis_url = args.redis_url or stack.enter_context(redis_server())
+        redis_url = args.redis_url or stack.enter_context(
+            redis_cluster(args.redis_cluster) if args.redis_cluster else redis_server()
+        )
         servers = [("echo", echo_target, echo.pid)]
         for label, extra in (("bandit-router", []), *variant_servers(args.variant)):
             port = free_port()
@@ -598,6 +639,10 @@ def main(args: argparse.Namespace) -> int:
         from bandit_router.bench.instructions import main as instructions_main
 
         return instructions_main(args)
+    if args.sizing:
+        from bandit_router.bench.sizing import main as sizing_main
+
+        return sizing_main(args)
     results = run_benchmark(args)
     print(render(results))
     if args.json_out:
