@@ -17,6 +17,11 @@ tests call it without gRPC, and the command line only reads, prints and applies.
    burn-in (against the current decision counts) and holdout mixed in, exactly as the router
    mixes them, held fixed over the log. This prices the next decisions, not the long run: a
    learning policy's future updates are not replayed (``simulate`` studies those).
+   A contextual configuration's law differs per request: it is computed for each logged
+   decision from the vector its own context_features give that decision's logged context
+   and attributes, at the service's current (n, A, b) where they apply, else (a change
+   that resets the statistics) at statistics fitted on the log's first half, both
+   configurations then being scored on the second half (``_contextual_targets``).
 3. **Evaluation.** Both laws are scored with the doubly robust estimator (``simulations``)
    on the same decisions: those with a reward, in the window, where both laws have support
    under the logged whole-procedure law. The current configuration is evaluated the same
