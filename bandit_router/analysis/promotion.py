@@ -506,6 +506,19 @@ def _contextual_targets(
         "candidate": None if reset or not current.policy.contextual else live,
     }
     context_stats: dict[str, ContextualStats] = {}
+    counts = {"current": decisions, "candidate": decisions}
+    plain = {"current": stats, "candidate": stats}
+    if reset:  # the candidate's own decision counts restart too
+        fitted_on = contextual_ope.split_point(data.size, contextual_ope.FIT_SHARE)
+        head = np.arange(data.size) < fitted_on
+        counts["candidate"] = np.bincount(data.arms[head], minlength=len(names)).astype(float)
+        if not candidate.policy.contextual:
+            plain["candidate"] = _plain_fitted(candidate, data.subset(head), len(names))
+            notes.append(
+                f"candidate: applying resets the statistics; evaluated at the statistics of "
+                f"the log's first {fitted_on} decisions, both configurations scored on the "
+                f"other {data.size - fitted_on} only"
+            )
     for which, experiment in configurations.items():
         if not experiment.policy.contextual:
             continue
@@ -539,13 +552,36 @@ def _contextual_targets(
         label = f"{which} ({experiment.policy.name})"
         if experiment.policy.contextual:
             laws = contextual_configuration_laws(
-                experiment, names, context_stats[which], vectors[which], decisions
+                experiment, names, context_stats[which], vectors[which], counts[which]
             )
         else:
-            law = configuration_law(experiment, names, stats, decisions)
+            law = configuration_law(experiment, names, plain[which], counts[which])
             laws = np.tile(law, (data.size, 1))
         targets[which] = Target.per_decision(laws, model, label)
     return data, targets, fitted_on, notes
+
+
+def _plain_fitted(experiment: Experiment, head: LoggedData, n_arms: int) -> Stats:
+    """Plain (n, sum, sum_sq) after a reset (the arms' priors) and ``head``'s rewards, each
+    discounted by gamma per later reward as the policy's update does (every arm decays on
+    every reward)."""
+    gamma = experiment.policy.build().gamma
+    age = np.arange(head.size)[::-1].astype(np.float64)
+    weight = np.asarray(gamma**age, dtype=np.float64)
+    rewards = head.rewards
+    decay = float(gamma**head.size)
+    priors = {arm.name: arm for arm in experiment.arms}
+
+    def column(values: FloatArray, field: str) -> FloatArray:
+        prior = [getattr(priors[name], field) if name in priors else 0.0 for name in head.arm_names]
+        sums = np.bincount(head.arms, weights=values, minlength=n_arms)
+        return np.asarray(sums + decay * np.asarray(prior, dtype=np.float64), dtype=np.float64)
+
+    return Stats(
+        column(weight, "prior_n"),
+        column(weight * rewards, "prior_sum"),
+        column(weight * rewards * rewards, "prior_sum_sq"),
+    )
 
 
 def _mean_law(target: Target, data: LoggedData) -> FloatArray:
