@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.json_format import MessageToDict
 
 from bandit_router import __version__
@@ -487,6 +488,7 @@ def _promote(args: argparse.Namespace) -> int:
             )
 
         stats = Stats(column("n"), column("sum"), column("sum_sq"))
+        contextual = _contextual_statistics(current, by_arm)
         records = (
             read_log(args.log)
             if args.log
@@ -494,7 +496,13 @@ def _promote(args: argparse.Namespace) -> int:
         )
         data, notes = promotion.logged_data(records, args.experiment, names, since)
         assessment = promotion.assess(
-            current, candidate, stats, column("decisions"), data, warnings=notes
+            current,
+            candidate,
+            stats,
+            column("decisions"),
+            data,
+            warnings=notes,
+            contextual=contextual,
         )
         applying = assessment.approved or (args.force and not assessment.incompatible)
         if not applying:
@@ -502,15 +510,45 @@ def _promote(args: argparse.Namespace) -> int:
         elif args.dry_run:
             action = "would apply (dry run)"
         else:
-            client.update_experiment(
-                experiment_to_pb(candidate),
-                expected_version=response.experiment.version,
-                update_mask=list(assessment.changes.paths),
-                reason=_promotion_reason(args, assessment),
+            # A change of the statistics' meaning (plain -> contextual, other features)
+            # is refused by the service unless the same update resets them.
+            client.call_admin(
+                "UpdateExperiment",
+                admin_pb2.UpdateExperimentRequest(
+                    experiment=experiment_to_pb(candidate),
+                    expected_version=response.experiment.version,
+                    update_mask=FieldMask(paths=list(assessment.changes.paths)),
+                    reason=_promotion_reason(args, assessment),
+                    reset_statistics=assessment.reset,
+                ),
             )
-            action = "applied"
+            action = "applied with a statistics reset" if assessment.reset else "applied"
     _print_promotion(args, assessment, action)
     return PROMOTE_APPLIED if applying else PROMOTE_REFUSED
+
+
+def _contextual_statistics(experiment: Any, by_arm: dict[str, Any]) -> Any:
+    """The live (n, A, b) of a contextual experiment from GetExperiment (None otherwise, or
+    from a server that does not return them: promote then fits statistics on the log)."""
+    import numpy as np
+
+    from policies.contextual import ContextualStats
+
+    if not experiment.policy.contextual:
+        return None
+    dim = len(experiment.feature_columns)
+    names = experiment.arm_names
+    stats = ContextualStats.zeros(len(names), dim)
+    for k, arm in enumerate(names):
+        entry = by_arm.get(arm)
+        if entry is None:
+            continue
+        if len(entry.gram) != dim * dim or len(entry.b) != dim:
+            return None
+        stats.n[k] = entry.n
+        stats.gram[k] = np.asarray(entry.gram).reshape(dim, dim)
+        stats.b[k] = np.asarray(entry.b)
+    return stats
 
 
 def _promotion_reason(args: argparse.Namespace, assessment: Any) -> str:
@@ -532,6 +570,8 @@ def _promotion_reason(args: argparse.Namespace, assessment: Any) -> str:
         head = f"promote FORCED ({verdict})"
     else:
         head = "promote"
+    if assessment.reset:
+        numbers += "; statistics reset (the candidate's statistics mean something else)"
     text = f"{head}: {numbers}" + (f"; {args.reason}" if args.reason else "")
     return text[:MAX_REASON_LENGTH]
 
@@ -568,6 +608,11 @@ def _print_promotion(args: argparse.Namespace, assessment: Any, action: str) -> 
     print(f"verdict: {verdict}" + (" (overridden by --force)" if overridden else ""))
     for refusal in assessment.refusals:
         print(f"  - {refusal}")
+    if assessment.reset:
+        print(
+            "statistics: applying resets them (UpdateExperiment reset_statistics; a snapshot "
+            "is kept): the candidate's policy kind or features differ from the live ones"
+        )
     print(f"action: {action}")
 
 

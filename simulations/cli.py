@@ -26,12 +26,14 @@ from policies.base import PolicyConfigError
 from policies.stopping import StoppingRule
 from simulations import ope, report
 from simulations.contextual_environments import ContextualEnvironment
+from simulations.contextual_ope import FIT_SHARE
 from simulations.identification import identification_summary, run_identification
 from simulations.live import LiveConfig, run_live
 from simulations.logs import LogError, LoggedData, read_log
-from simulations.replay import MIN_SUPPORT, Evaluation, Target, evaluate
+from simulations.replay import MIN_SUPPORT, Evaluation, Target, evaluate, fitted_target
 from simulations.runner import RunResult, StudyResult, run_study
 from simulations.study import Study, StudyError, load_study, make_policy
+from simulations.target_files import ContextualSpec, is_target_file, load_target
 
 EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
@@ -76,7 +78,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         action="append",
         required=True,
         metavar="SPEC",
-        help="uniform | arm:NAME | POLICY[:k=v,...] e.g. thompson, kl_ucb:c=0 (repeatable)",
+        help="uniform | arm:NAME | POLICY[:k=v,...] e.g. thompson, kl_ucb:c=0 | FILE.yaml: an "
+        "experiments-file entry or a policy spec, contextual ones with context_features "
+        "(repeatable)",
+    )
+    rep.add_argument(
+        "--fit-share",
+        type=float,
+        default=FIT_SHARE,
+        help="contextual targets: share of the log (its first decisions) that fits their "
+        f"statistics; they are scored on the rest (default {FIT_SHARE})",
     )
     rep.add_argument("--experiment", help="only decisions of this experiment")
     rep.add_argument("--arms", help="comma-separated arm order (default: from the log)")
@@ -340,7 +351,10 @@ def parse_reward_range(spec: str | None, data: LoggedData) -> tuple[float, float
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    targets = [parse_target(spec) for spec in args.target]
+    specs = [
+        load_target(spec, args.experiment) if is_target_file(spec) else parse_target(spec)
+        for spec in args.target
+    ]
     records = read_log(args.log)
     if args.experiment is not None:
         records = [r for r in records if r.experiment == args.experiment]
@@ -348,6 +362,19 @@ def replay_command(args: argparse.Namespace) -> int:
     data = LoggedData.from_records(records, arm_names)
     if data.size == 0:
         raise LogError("no decision with an observed reward to evaluate", source=str(args.log))
+    if not 0.0 <= args.fit_share < 1.0:
+        raise LogError(f"{args.fit_share!r} is outside [0, 1)", field="--fit-share")
+    scored: list[tuple[Target, LoggedData]] = []
+    for spec in specs:
+        if isinstance(spec, ContextualSpec):
+            scored.append(
+                fitted_target(
+                    spec.policy, spec.features, data, share=args.fit_share, label=spec.label
+                )
+            )
+        else:
+            scored.append((spec, data))
+    targets = [target for target, _ in scored]
     for target in targets:
         if target.arm is not None and target.arm not in data.arm_names:
             raise LogError(
@@ -359,13 +386,13 @@ def replay_command(args: argparse.Namespace) -> int:
     evaluations = [
         evaluate(
             t,
-            data,
+            part,
             seed=args.seed,
             replays=args.replays,
             reward_range=reward_range,
             min_support=args.min_support,
         )
-        for t in targets
+        for t, part in scored
     ]
     _console().print(_evaluation_table(evaluations, data, str(args.log)))
     for evaluation in evaluations:

@@ -354,6 +354,11 @@ class LoggedData:
     skipped: int
     laws: FloatArray | None = None  # (n, arms); None: no decision has a complete law
     reasons: tuple[str, ...] = ()
+    #: Per decision, the request's whole ``context`` and ``attributes`` as logged (declared
+    #: or not): a contextual target rebuilds its own feature vector from them. Empty
+    #: tuples when the data did not come from records.
+    context_maps: tuple[Mapping[str, float], ...] = ()
+    attribute_maps: tuple[Mapping[str, str], ...] = ()
 
     @property
     def complete(self) -> BoolArray:
@@ -374,6 +379,8 @@ class LoggedData:
             skipped=self.skipped,
             laws=None if self.laws is None else self.laws[rows],
             reasons=tuple(r for r, keep in zip(self.reasons, rows, strict=True) if keep),
+            context_maps=_kept(self.context_maps, rows),
+            attribute_maps=_kept(self.attribute_maps, rows),
         )
 
     @property
@@ -419,7 +426,15 @@ class LoggedData:
             skipped=len(records) - len(scored),
             laws=laws,
             reasons=tuple(r.reason for r in scored),
+            context_maps=tuple(r.context for r in scored),
+            attribute_maps=tuple(r.attributes for r in scored),
         )
+
+
+def _kept(values: tuple[Any, ...], rows: BoolArray) -> tuple[Any, ...]:
+    if not values:
+        return values
+    return tuple(v for v, keep in zip(values, rows, strict=True) if keep)
 
 
 def _arm_order(records: Sequence[DecisionRecord]) -> list[str]:

@@ -136,12 +136,25 @@ def per_arm_means(arms: IntArray, rewards: FloatArray, n_arms: int) -> FloatArra
 
 
 def doubly_robust(
-    arms: IntArray, rewards: FloatArray, propensities: FloatArray, target: FloatArray
+    arms: IntArray,
+    rewards: FloatArray,
+    propensities: FloatArray,
+    target: FloatArray,
+    model: FloatArray | None = None,
 ) -> Estimate:
-    model = per_arm_means(arms, rewards, target.shape[1])
+    """DR with a reward model: per-arm means (default), or ``model`` (n, arms), the
+    predicted reward of every arm at every decision (a contextual model, cross-fitted so
+    that no decision's own reward enters its prediction)."""
+    if model is None:
+        means = per_arm_means(arms, rewards, target.shape[1])
+        terms = target @ means + importance_weights(arms, propensities, target) * (
+            rewards - means[arms]
+        )
+        return _normal_interval("dr", terms)
+    rows = np.arange(arms.shape[0])
     weights = importance_weights(arms, propensities, target)
-    terms = target @ model + weights * (rewards - model[arms])
-    return _normal_interval("dr", terms)
+    terms = (target * model).sum(axis=1) + weights * (rewards - model[rows, arms])
+    return _normal_interval("dr", np.asarray(terms, dtype=np.float64))
 
 
 def diagnose_weights(

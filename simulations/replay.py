@@ -1,13 +1,20 @@
 """Evaluating a target policy on a decision log: targets, the replay method, and the report.
 
 A target is a fixed arm, uniform, a fixed law over the arms (e.g. a configuration's law at
-one state of its statistics, see ``bandit_router.analysis.promotion``), or any serving
-policy. For the importance-weighted estimators a serving policy decides at each logged
-decision on the statistics of every reward logged before it (the service's statistics, had
-it switched policy then). The replay
-method (Li et al. 2011) instead lets the policy learn from its own choices: walk the log,
-keep a decision only where the policy picks the logged arm, and feed the policy only those
-rewards. On a uniformly random log the kept decisions are distributed as an on-policy run.
+one state of its statistics, see ``bandit_router.analysis.promotion``), any serving
+policy, a contextual policy at fixed statistics (its law computed from each decision's own
+feature vector, rebuilt with the target's declared features: ``simulations.contextual_ope``),
+or a per-decision law given outright (``Target.per_decision``: what ``promote`` computes for
+a contextual configuration). Contextual and per-decision targets carry feature vectors, and
+their doubly robust estimate uses the cross-fitted per-arm ridge reward model on them
+instead of per-arm means.
+
+For the importance-weighted estimators a serving policy decides at each logged decision on
+the statistics of every reward logged before it (the service's statistics, had it switched
+policy then). The replay method (Li et al. 2011) instead lets the policy learn from its own
+choices: walk the log, keep a decision only where the policy picks the logged arm, and feed
+the policy only those rewards. On a uniformly random log the kept decisions are distributed
+as an on-policy run.
 
 Support: where the log carries each decision's whole-procedure law, ``evaluate`` finds the
 decisions on which the target would choose an arm the logger could not (a pinned, paused or
@@ -27,8 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from policies.base import Policy, Stats
-from simulations import ope
+from policies.base import BoolArray, Policy, Stats
+from policies.contextual import ContextualPolicy, ContextualStats
+from simulations import contextual_ope, ope
 from simulations.environments import FloatArray, IntArray
 from simulations.logs import LoggedData
 
@@ -42,15 +50,21 @@ MIN_SUPPORT = 0.5
 FIXED_REASONS = ("PINNED", "PAUSED", "STICKY", "HOLDOUT")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Target:
-    """What to evaluate: ``kind`` is "arm", "uniform", "law" or "policy"."""
+    """What to evaluate: ``kind`` is "arm", "uniform", "law", "policy", "contextual" or
+    "laws" (per decision)."""
 
     kind: str
     label: str
     arm: str | None = None
     policy: Policy | None = None
     law: tuple[float, ...] | None = None
+    contextual_policy: ContextualPolicy | None = None
+    contextual_stats: ContextualStats | None = None
+    features: tuple[contextual_ope.FeatureSpec, ...] = ()
+    laws: FloatArray | None = None  # (n, arms), "laws" only
+    vectors: FloatArray | None = None  # (n, d) reward-model features, "laws" only
 
     @classmethod
     def fixed_arm(cls, arm: str) -> Target:
@@ -72,6 +86,45 @@ class Target:
     def serving(cls, policy: Policy, label: str | None = None) -> Target:
         return cls("policy", label or policy.name, policy=policy)
 
+    @classmethod
+    def contextual(
+        cls,
+        policy: ContextualPolicy,
+        features: Sequence[contextual_ope.FeatureSpec],
+        stats: ContextualStats,
+        label: str | None = None,
+    ) -> Target:
+        """``policy`` at the fixed ``stats``, deciding from each logged decision's vector
+        under ``features`` (see ``simulations.contextual_ope``)."""
+        dim = contextual_ope.dimension(features)
+        stats.check()
+        if stats.dim != dim:
+            raise ValueError(f"statistics have {stats.dim} columns, the features {dim}")
+        return cls(
+            "contextual",
+            label or policy.name,
+            contextual_policy=policy,
+            contextual_stats=stats,
+            features=tuple(features),
+        )
+
+    @classmethod
+    def per_decision(cls, laws: FloatArray, vectors: FloatArray, label: str) -> Target:
+        """P(arm) given for each decision of one log (rows in its order), with the feature
+        vectors the reward model of DR regresses on."""
+        if laws.ndim != 2 or vectors.ndim != 2 or laws.shape[0] != vectors.shape[0]:
+            raise ValueError(f"laws {laws.shape} and vectors {vectors.shape} do not match")
+        if np.any(laws < 0.0) or np.any(np.abs(laws.sum(axis=1) - 1.0) > 1e-9):
+            raise ValueError(f"laws of {label!r} are not probability vectors")
+        return cls("laws", label, laws=laws, vectors=vectors)
+
+    def restricted(self, rows: BoolArray) -> Target:
+        """The same target on ``data.subset(rows)`` (only per-decision laws depend on rows)."""
+        if self.kind != "laws":
+            return self
+        assert self.laws is not None and self.vectors is not None
+        return Target.per_decision(self.laws[rows], self.vectors[rows], self.label)
+
 
 def target_probabilities(target: Target, data: LoggedData) -> FloatArray:
     """The target's probability of every arm at every logged decision, shape ``(n, arms)``."""
@@ -89,6 +142,13 @@ def target_probabilities(target: Target, data: LoggedData) -> FloatArray:
         if len(target.law) != k:
             raise ValueError(f"law of {target.label!r} has {len(target.law)} arms, the log {k}")
         return np.tile(np.asarray(target.law, dtype=np.float64), (n, 1))
+    if target.kind == "laws":
+        assert target.laws is not None
+        if target.laws.shape != (n, k):
+            raise ValueError(f"laws of {target.label!r}: shape {target.laws.shape}, not {(n, k)}")
+        return target.laws
+    if target.kind == "contextual":
+        return contextual_ope.contextual_law(*_contextual(target), target_vectors(target, data).x)
     policy = _policy(target)
     history = _stats_before_each(policy, data)
     out = np.empty((n, k))
@@ -98,6 +158,54 @@ def target_probabilities(target: Target, data: LoggedData) -> FloatArray:
             Stats(history.n[chunk], history.total[chunk], history.total_sq[chunk])
         )
     return out
+
+
+def target_vectors(target: Target, data: LoggedData) -> contextual_ope.FeatureMatrix:
+    """A contextual target's feature vector for every logged decision."""
+    if len(data.context_maps) != data.size or len(data.attribute_maps) != data.size:
+        raise ValueError(
+            f"target {target.label!r} is contextual but the log carries no per-decision "
+            "context and attributes"
+        )
+    return contextual_ope.feature_matrix(target.features, data.context_maps, data.attribute_maps)
+
+
+def _contextual(target: Target) -> tuple[ContextualPolicy, ContextualStats]:
+    if target.contextual_policy is None or target.contextual_stats is None:
+        raise ValueError(f"target {target.label!r} has no contextual policy")
+    return target.contextual_policy, target.contextual_stats
+
+
+def fitted_target(
+    policy: ContextualPolicy,
+    features: Sequence[contextual_ope.FeatureSpec],
+    data: LoggedData,
+    *,
+    share: float = contextual_ope.FIT_SHARE,
+    label: str | None = None,
+) -> tuple[Target, LoggedData]:
+    """A learning contextual target at the statistics it would hold after the log's first
+    ``share`` of decisions, and the rest of the log, which it is to be scored on (see
+    ``simulations.contextual_ope``: no reward both trains and scores the target)."""
+    cut = contextual_ope.split_point(data.size, share)
+    head = np.arange(data.size) < cut
+    probe = Target.contextual(
+        policy,
+        features,
+        ContextualStats.zeros(data.n_arms, contextual_ope.dimension(features)),
+        label,
+    )
+    train = data.subset(head)
+    x = target_vectors(probe, train)
+    keep = x.usable
+    stats = contextual_ope.fit_statistics(
+        policy, x.x[keep], train.arms[keep], train.rewards[keep], data.n_arms
+    )
+    text = label or policy.name
+    return (
+        Target.contextual(policy, features, stats, f"{text} (fitted on {cut} decisions)"),
+        data.subset(~head),
+    )
 
 
 def _policy(target: Target) -> Policy:
@@ -129,7 +237,14 @@ class ReplayResult:
     uniform_log: bool
 
 
-def replay(target: Target, data: LoggedData, *, seed: int = 0, replays: int = 1) -> ReplayResult:
+def replay(
+    target: Target,
+    data: LoggedData,
+    *,
+    seed: int = 0,
+    replays: int = 1,
+    probabilities: FloatArray | None = None,
+) -> ReplayResult:
     """The replay estimate: mean reward over the decisions where the target agreed with the log.
 
     Each pass is one batch element, so all passes advance together, one policy call per
@@ -151,7 +266,8 @@ def replay(target: Target, data: LoggedData, *, seed: int = 0, replays: int = 1)
             reward = np.full(replays, data.rewards[i])
             stats = policy.update(stats, logged_arm, reward, match)
     else:
-        probabilities = target_probabilities(target, data)
+        if probabilities is None:
+            probabilities = target_probabilities(target, data)
         cumulative = probabilities.cumsum(axis=1)
         draws = rng.random((replays, n))
         chosen = (draws[..., None] > cumulative[None]).sum(axis=2)
@@ -273,23 +389,37 @@ def evaluate(
         raise ValueError("the log has no decision with an observed reward")
     wanted = set(methods) or {"replay", "ips", "snips", "dr"}
     low, high = reward_range if reward_range is not None else reward_range_of(data)
-    probabilities = target_probabilities(target, data)
+    notes: list[str] = []
+    vectors: FloatArray | None = None
+    if target.kind == "contextual":
+        data, vectors, notes = _contextual_scope(target, data)
+        probabilities = contextual_ope.contextual_law(*_contextual(target), vectors)
+    else:
+        probabilities = target_probabilities(target, data)
+        vectors = target.vectors if target.kind == "laws" else None
     support, mass = support_of(data, probabilities)
     usable = ~(mass > 0.0)  # supported, or unknown (NaN compares false)
     refuse = support.supported < support.checked and (
         support.share < min_support or int(usable.sum()) < 2
     )
-    warnings = _support_warnings(data, support, min_support, refuse)
+    warnings = [*notes, *_support_warnings(data, support, min_support, refuse)]
     estimates: list[ope.Estimate] = []
     matched = math.nan
-    scope, scoped = data, probabilities
+    scope, scoped, scoped_vectors = data, probabilities, vectors
     if support.supported < support.checked and not refuse:
         scope, scoped = data.subset(usable), probabilities[usable]
+        scoped_vectors = None if vectors is None else vectors[usable]
     if "replay" in wanted:
         if refuse:
             estimates.append(ope.refused("replay", 0))
         else:
-            result = replay(target, scope, seed=seed, replays=replays)
+            result = replay(
+                target,
+                scope,
+                seed=seed,
+                replays=replays,
+                probabilities=None if target.kind == "policy" else scoped,
+            )
             estimates.append(result.estimate)
             matched = result.matched
             if not result.uniform_log:
@@ -298,12 +428,19 @@ def evaluate(
                     "is not, so the replay estimate is biased: trust IPS/SNIPS/DR instead"
                 )
     for name, estimator in ESTIMATORS:
-        if name in wanted:
-            estimates.append(
-                ope.refused(name, 0)
-                if refuse
-                else estimator(scope.arms, scope.rewards, scope.propensities, scoped)
+        if name not in wanted:
+            continue
+        if refuse:
+            estimates.append(ope.refused(name, 0))
+        elif name == "dr" and scoped_vectors is not None:
+            model = contextual_ope.cross_fitted_ridge(
+                scoped_vectors, scope.arms, scope.rewards, scope.n_arms
             )
+            estimates.append(
+                ope.doubly_robust(scope.arms, scope.rewards, scope.propensities, scoped, model)
+            )
+        else:
+            estimates.append(estimator(scope.arms, scope.rewards, scope.propensities, scoped))
     if support.supported < support.checked:
         estimates.append(
             ope.support_bounds(
@@ -326,6 +463,29 @@ def evaluate(
         support,
         (low, high),
     )
+
+
+def _contextual_scope(target: Target, data: LoggedData) -> tuple[LoggedData, FloatArray, list[str]]:
+    """The decisions a contextual target can be scored on, their vectors, and warnings about
+    the features the log lacks (``simulations.contextual_ope``)."""
+    matrix = target_vectors(target, data)
+    notes = [
+        f"feature {name!r} is in no logged decision: every decision gets 0 (numeric) or "
+        "'other' (categorical) for it, as the service would"
+        for name in matrix.never_seen
+    ]
+    if matrix.missing_required:
+        lacking = ", ".join(f"{name} on {count}" for name, count in matrix.missing_required)
+        notes.append(
+            f"required features missing ({lacking} decisions): the target's service would "
+            f"refuse those requests, so the {int((~matrix.usable).sum())} decisions are left out"
+        )
+    if matrix.usable.all():
+        return data, matrix.x, notes
+    kept = data.subset(matrix.usable)
+    if kept.size == 0:
+        raise ValueError(f"target {target.label!r}: no decision carries its required features")
+    return kept, matrix.x[matrix.usable], notes
 
 
 def _support_warnings(

@@ -316,3 +316,169 @@ def test_window_and_exported_log(promote: Promote, capsys: pytest.CaptureFixture
         )
         assert code == 3
         assert "too little log: 0 decisions with a reward in the window" in out
+
+
+# -- contextual candidates ------------------------------------------------------------------
+#
+# A plain uniform experiment (epsilon_greedy, epsilon 1) whose requests carry one of three
+# segments (context seg0/seg1/seg2 = 1); in segment s arm s earns Bernoulli(0.8), the others
+# Bernoulli(0.2). Its log is written by the test (promote --log reads an export), so the
+# statistics need no 2,000 live pairs; the server supplies the configuration and the
+# statistics, and applies the update. True values are computed here from the policies' own
+# laws at the statistics promote must use, and the DR estimates must be within Z_TOL standard
+# errors of them (the same formula as above, per decision).
+
+SEGMENTS = 3
+CONTEXT_LOG = 2200
+SEGMENT_FEATURES = [{"name": f"seg{s}"} for s in range(SEGMENTS)]
+
+
+def segment_mean(arm: int, segment: int) -> float:
+    return 0.8 if arm == segment else 0.2
+
+
+def segment_log(path: Path, name: str, seed: int) -> list[int]:
+    """A uniformly random log of CONTEXT_LOG decisions; returns each decision's segment."""
+    from simulations.logs import DecisionRecord, write_decision_log
+
+    rng = random.Random(seed)
+    segments, records = [], []
+    for i in range(CONTEXT_LOG):
+        segment, arm = rng.randrange(SEGMENTS), rng.randrange(3)
+        segments.append(segment)
+        records.append(
+            DecisionRecord(
+                decision_id=f"{name}-{i}",
+                experiment=name,
+                arm="abc"[arm],
+                propensity=1 / 3,
+                context={f"seg{segment}": 1.0},
+                reward=float(rng.random() < segment_mean(arm, segment)),
+                probabilities=dict.fromkeys("abc", 1 / 3),
+                probabilities_complete=True,
+            )
+        )
+    write_decision_log(records, path)
+    return segments
+
+
+def contextual_candidate(tmp: Path, name: str, policy: dict[str, object]) -> str:
+    entry = {
+        "name": name,
+        "arms": ["a", "b", "c"],
+        "policy": policy,
+        "reward_window": "10m",
+        "context_features": SEGMENT_FEATURES,
+    }
+    path = tmp / f"candidate-{name}-{policy['name']}.yaml"
+    path.write_text(yaml.safe_dump({"experiments": [entry]}))
+    return str(path)
+
+
+def check_contextual(part: dict[str, object], laws: list[list[float]], segments: list[int]) -> None:
+    """DR within Z_TOL standard errors of sum_i sum_a pi_a(x_i) mean(a, seg_i) / n."""
+    truth = sum(sum(p * segment_mean(a, s) for a, p in enumerate(laws[s])) for s in segments) / len(
+        segments
+    )
+    variance = sum(
+        sum(
+            p * p * segment_mean(a, s) * (1 - segment_mean(a, s)) * 3 for a, p in enumerate(laws[s])
+        )
+        for s in segments
+    ) / len(segments)
+    se = math.sqrt(variance / len(segments))
+    dr = part["estimates"]["dr"]  # type: ignore[index]
+    assert abs(dr["value"] - truth) <= Z_TOL * se, (dr, truth, se)
+    assert part["support"]["share"] == 1.0  # type: ignore[index]
+
+
+def test_contextual_candidates_plain_to_lin_ts_with_a_reset_then_new_parameters(
+    promote: Promote, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from policies import create_policy
+    from policies.contextual import ContextualStats
+
+    name = "promo-ctx"
+    policy = experiment_pb2.PolicySpec(name="epsilon_greedy", params={"epsilon": 1.0})
+    create(promote.client, name, ("a", "b", "c"), policy=policy)
+    log = promote.tmp / "segments.jsonl"
+    segments = segment_log(log, name, seed=3)
+    one_hot = np.eye(SEGMENTS + 1)[1:] + np.eye(SEGMENTS + 1)[0]  # x of segment s: [1, e_s]
+
+    # 1. plain -> lin_ts: no service statistics apply; fitted on the log's first half.
+    candidate = contextual_candidate(promote.tmp, name, {"name": "lin_ts"})
+    code, out, err = promote(
+        capsys, "promote", name, "--candidate", candidate, "--log", str(log), "-o", "json"
+    )
+    assert code == 0, out + err
+    document = json.loads(out)
+    half = CONTEXT_LOG // 2
+    assert document["statistics_reset"] and document["fitted_on_decisions"] == half
+    assert document["action"] == "applied with a statistics reset"
+    assert document["evaluated_decisions"] == CONTEXT_LOG - half
+    assert "applying resets the statistics" in err and "fitted on the log's first" in err
+    fitted = ContextualStats.zeros(3, SEGMENTS + 1)
+    with log.open() as handle:
+        rows = [json.loads(line) for line in handle][:half]
+    for row, segment in zip(rows, segments, strict=False):
+        arm, x = "abc".index(row["arm"]), one_hot[segment]
+        fitted.n[arm] += 1
+        fitted.gram[arm] += np.outer(x, x)
+        fitted.b[arm] += row["reward"] * x
+    lin_ts = create_policy("lin_ts", {}, contextual=True)
+    check_contextual(
+        document["candidate"], lin_ts.probabilities(fitted, one_hot).tolist(), segments[half:]
+    )
+    check_contextual(document["current"], [[1 / 3] * 3] * SEGMENTS, segments[half:])
+    live = promote.client.get_experiment(name)
+    assert live.experiment.policy.name == "lin_ts"
+    assert all(s.n == 0 and list(s.gram) == [0.0] * 16 for s in live.statistics)
+    entry = promote.client.list_audit(name, limit=1)[0]
+    assert "statistics reset" in entry.reason
+
+    # 2. lin_ts -> lin_ucb: evaluated at the service's current statistics (A, b), no reset.
+    rng = random.Random(4)
+    for _ in range(150):
+        segment = rng.randrange(SEGMENTS)
+        decision = promote.client.route(name, context={f"seg{segment}": 1.0})
+        arm = "abc".index(decision.arm)
+        promote.client.reward(
+            decision.decision_id, float(rng.random() < segment_mean(arm, segment))
+        )
+    statistics = promote.client.get_experiment(name).statistics
+    assert sum(s.n for s in statistics) == 150
+    current = ContextualStats(
+        np.asarray([s.n for s in statistics]),
+        np.asarray([list(s.gram) for s in statistics]).reshape(3, 4, 4),
+        np.asarray([list(s.b) for s in statistics]),
+    )
+    candidate = contextual_candidate(
+        promote.tmp, name, {"name": "lin_ucb", "params": {"alpha": 0.5}}
+    )
+    code, out, err = promote(
+        capsys,
+        "promote",
+        name,
+        "--candidate",
+        candidate,
+        "--log",
+        str(log),
+        "--dry-run",
+        "-o",
+        "json",
+    )
+    assert code in (0, 3), out + err
+    document = json.loads(out)
+    assert not document["statistics_reset"] and document["fitted_on_decisions"] == 0
+    assert document["evaluated_decisions"] == CONTEXT_LOG
+    lin_ucb = create_policy("lin_ucb", {"alpha": 0.5}, contextual=True)
+    check_contextual(
+        document["candidate"], lin_ucb.probabilities(current, one_hot).tolist(), segments
+    )
+    check_contextual(document["current"], lin_ts.probabilities(current, one_hot).tolist(), segments)
+    after = promote.client.get_experiment(name).statistics  # a dry run: nothing reset
+    assert [(s.n, list(s.gram), list(s.b)) for s in after] == [
+        (s.n, list(s.gram), list(s.b)) for s in statistics
+    ]

@@ -160,3 +160,75 @@ def test_pinned_live_experiment_is_compared_as_unpinned() -> None:
     result = promotion.assess(live, candidate, STATS.to_stats(), np.zeros(3), data)
     assert any("pinned or paused" in warning for warning in result.warnings)
     assert result.current_law == pytest.approx((0.1, 0.1, 0.8))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"exploration_floor": 0.05, "holdout_share": 0.2, "holdout_control_arm": "a"},
+        {"holdout_share": 0.1, "arms": (Arm("a"), Arm("b", ArmState.DISABLED), Arm("c"))},
+        {"burn_in": 100, "holdout_share": 0.3},
+    ],
+)
+def test_contextual_configuration_law_is_the_routers_law(fields: dict[str, object]) -> None:
+    """Per feature vector: the live path's exact law (``probabilities_one``), floored and
+    mixed by ``whole_law`` exactly as Route mixes it."""
+    from bandit_router.model.experiments import ContextFeature
+    from bandit_router.route.cache import whole_law
+    from policies.contextual import ArmIncrement, ContextualStats
+    from policies.controls import floor_probabilities_one
+
+    config = experiment(
+        policy=PolicySpec("lin_ts", {"v": 1.0}),
+        context_features=(ContextFeature("x1"), ContextFeature("x2")),
+        **fields,
+    )
+    rng = np.random.default_rng(5)
+    stats = ContextualStats.zeros(3, 3)
+    for _ in range(60):
+        x = np.concatenate([[1.0], rng.standard_normal(2)])
+        stats = stats.plus(
+            ArmIncrement(int(rng.integers(3)), 1.0, np.outer(x, x), rng.random() * x)
+        )
+    decisions = np.asarray([30.0, 40.0, 50.0])
+    vectors = np.column_stack([np.ones(4), rng.standard_normal((4, 2))])
+    laws = promotion.contextual_configuration_laws(config, ARMS, stats, vectors, decisions)
+    policy = config.policy.build_contextual()
+    model = policy.prepare(stats)
+    eligible = tuple(i for i, arm in enumerate(config.arms) if arm.active)
+    burning = min(decisions[i] for i in eligible) < config.burn_in
+    index = {a: i for i, a in enumerate(ARMS)}
+    for x, law in zip(vectors, laws, strict=True):
+        floored = floor_probabilities_one(
+            policy.probabilities_one(model, x.tolist(), eligible),
+            eligible,
+            config.exploration_floor,
+        )
+        routed = whole_law(config, index, eligible, burning, {i: floored[i] for i in eligible})
+        assert law == pytest.approx([routed.get(a, 0.0) for a in ARMS], abs=1e-9)
+
+
+def test_contextual_to_plain_resets_and_prices_the_plain_candidate_after_the_first_half() -> None:
+    """The reset zeroes the statistics: the plain candidate is priced at its priors plus the
+    rewards of the log's first half, and both configurations are scored on the second."""
+    from bandit_router.model.experiments import ContextFeature
+    from policies.contextual import ContextualStats
+
+    live = experiment(policy=PolicySpec("lin_ucb", {}), context_features=(ContextFeature("x1"),))
+    candidate = experiment(policy=PolicySpec("epsilon_greedy", {"epsilon": 0.1}))
+    data = synthetic_log(2400, pinned_share=0.0, seed=8)
+    result = promotion.assess(
+        live,
+        candidate,
+        STATS.to_stats(),
+        np.zeros(3),
+        data,
+        contextual=ContextualStats.zeros(3, 2),
+    )
+    assert result.reset and result.fitted_on == 1200 and result.scope == 1200
+    head = data.arms[:1200]
+    means = [float(data.rewards[:1200][head == k].mean()) for k in range(3)]
+    greedy = int(np.argmax(means))
+    expected = [0.1 / 3 + (0.9 if k == greedy else 0.0) for k in range(3)]
+    assert result.candidate_law == pytest.approx(expected, abs=1e-12)
+    assert any("applying resets the statistics" in warning for warning in result.warnings)

@@ -17,6 +17,11 @@ tests call it without gRPC, and the command line only reads, prints and applies.
    burn-in (against the current decision counts) and holdout mixed in, exactly as the router
    mixes them, held fixed over the log. This prices the next decisions, not the long run: a
    learning policy's future updates are not replayed (``simulate`` studies those).
+   A contextual configuration's law differs per request: it is computed for each logged
+   decision from the vector its own context_features give that decision's logged context
+   and attributes, at the service's current (n, A, b) where they apply, else (a change
+   that resets the statistics) at statistics fitted on the log's first half, both
+   configurations then being scored on the second half (``_contextual_targets``).
 3. **Evaluation.** Both laws are scored with the doubly robust estimator (``simulations``)
    on the same decisions: those with a reward, in the window, where both laws have support
    under the logged whole-procedure law. The current configuration is evaluated the same
@@ -40,11 +45,14 @@ from typing import Any
 
 import numpy as np
 
+from bandit_router.errors import InvalidArgument
 from bandit_router.model.experiments import Experiment
+from bandit_router.route.features import FeatureSpace
 from policies import Stats
-from policies.base import REWARD_MAGNITUDE_LIMIT
-from policies.controls import controlled_probabilities
-from simulations import ope
+from policies.base import REWARD_MAGNITUDE_LIMIT, BoolArray
+from policies.contextual import ContextualStats
+from policies.controls import controlled_probabilities, floor_probabilities, in_burn_in
+from simulations import contextual_ope, ope
 from simulations.environments import FloatArray
 from simulations.logs import DecisionRecord, LogError, LoggedData
 from simulations.replay import (
@@ -112,6 +120,9 @@ def changes(current: Experiment, candidate: Experiment) -> Changes:
         if getattr(current, name) != getattr(candidate, name):
             unevaluated.append(name)
             paths[path] = None
+    if current.context_features != candidate.context_features:
+        evaluated.append("context_features")
+        paths["context_features"] = None
     if current.description != candidate.description:
         paths["description"] = None
     before, after = set(current.arm_names), set(candidate.arm_names)
@@ -176,6 +187,13 @@ def configuration_law(
         experiment.burn_in,
         decisions,
     )
+    return _with_holdout(experiment, arm_names, law)
+
+
+def _with_holdout(experiment: Experiment, arm_names: Sequence[str], law: FloatArray) -> FloatArray:
+    """Holdout mixed into a law (one row or one per decision) as the router mixes it."""
+    states = {arm.name: arm.active for arm in experiment.arms}
+    active = np.asarray([states.get(name, False) for name in arm_names], dtype=bool)
     share = experiment.holdout_share
     if share > 0.0:
         control = experiment.holdout_control_arm
@@ -185,6 +203,49 @@ def configuration_law(
             held = active / active.sum()
         law = share * held + (1.0 - share) * law
     return np.asarray(law, dtype=np.float64)
+
+
+def contextual_configuration_laws(
+    experiment: Experiment,
+    arm_names: Sequence[str],
+    stats: ContextualStats,
+    vectors: FloatArray,
+    decisions: FloatArray,
+) -> FloatArray:
+    """P(arm | x) that a contextual ``experiment`` serves at ``stats``, for every row of
+    ``vectors`` (its own feature vectors): the policy's exact law over the active arms, then
+    burn-in (uniform while some active arm has fewer than ``burn_in`` decisions), the
+    exploration floor and the holdout, mixed as the router mixes them."""
+    states = {arm.name: arm.active for arm in experiment.arms}
+    active = np.asarray([states.get(name, False) for name in arm_names], dtype=bool)
+    policy = experiment.policy.build_contextual()
+    if bool(in_burn_in(decisions, active, experiment.burn_in)):
+        law = np.tile(active / active.sum(), (vectors.shape[0], 1))
+    else:
+        law = np.empty((vectors.shape[0], len(arm_names)))
+        for start in range(0, vectors.shape[0], contextual_ope.CHUNK):
+            chunk = slice(start, start + contextual_ope.CHUNK)
+            law[chunk] = policy.probabilities(stats, vectors[chunk], active)
+        law = floor_probabilities(law, active, experiment.exploration_floor)
+    return _with_holdout(experiment, arm_names, law)
+
+
+def feature_vectors(experiment: Experiment, data: LoggedData) -> tuple[FloatArray, BoolArray]:
+    """Each logged decision's vector under ``experiment``'s context_features, rebuilt from
+    its logged context and attributes exactly as the service builds it (a missing feature
+    is 0 or "other"), and which decisions the service would have served: a required feature
+    missing, or a value out of range, is a refused Route there."""
+    space = FeatureSpace(experiment.context_features)
+    x = np.zeros((data.size, space.dim))
+    served = np.ones(data.size, dtype=bool)
+    for i, (context, attributes) in enumerate(
+        zip(data.context_maps, data.attribute_maps, strict=True)
+    ):
+        try:
+            x[i] = space.build(context, attributes)
+        except InvalidArgument:
+            served[i] = False
+    return x, served
 
 
 # -- the log -------------------------------------------------------------------------------
@@ -256,6 +317,13 @@ class Assessment:
     on_policy: ope.Estimate | None = None
     refusals: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: Applying needs a statistics reset (another kind of policy, or other features).
+    reset: bool = False
+    #: Decisions (the log's first ones) that fitted a configuration's statistics, when the
+    #: service holds none that apply to it; both are then scored on the rest only.
+    fitted_on: int = 0
+    #: A contextual configuration's law differs per decision: the laws shown are the means.
+    per_decision: bool = False
 
     @property
     def approved(self) -> bool:
@@ -281,13 +349,44 @@ def assess(
     *,
     min_decisions: int = MIN_DECISIONS,
     warnings: Sequence[str] = (),
+    contextual: ContextualStats | None = None,
 ) -> Assessment:
-    """Evaluate both configurations on ``data`` (arms in ``current.arm_names`` order)."""
+    """Evaluate both configurations on ``data`` (arms in ``current.arm_names`` order).
+
+    ``contextual``: the live contextual statistics (n, A, b), when the live policy is
+    contextual (``GetExperiment``'s ``gram`` and ``b``); see ``_contextual_targets``.
+    """
     names = current.arm_names
     found = changes(current, candidate)
-    current_law = configuration_law(current, names, stats, decisions)
-    candidate_law = configuration_law(candidate, names, stats, decisions)
     notes = list(warnings)
+    reset = current.needs_reset_to_become(candidate)
+    fitted_on = 0
+    targets: dict[str, Target]
+    if current.policy.contextual or candidate.policy.contextual:
+        data, targets, fitted_on, more = _contextual_targets(
+            current, candidate, stats, decisions, data, contextual, reset
+        )
+        notes.extend(more)
+        current_law = _mean_law(targets["current"], data)
+        candidate_law = _mean_law(targets["candidate"], data)
+    else:
+        current_law = configuration_law(current, names, stats, decisions)
+        candidate_law = configuration_law(candidate, names, stats, decisions)
+        targets = {
+            "current": Target.fixed_law(
+                tuple(map(float, current_law)), f"current ({current.policy.name})"
+            ),
+            "candidate": Target.fixed_law(
+                tuple(map(float, candidate_law)), f"candidate ({candidate.policy.name})"
+            ),
+        }
+    if reset:
+        notes.append(
+            f"applying resets the statistics ({current.policy.statistics_kind} -> "
+            f"{candidate.policy.statistics_kind} policy, or other context_features): the "
+            "service's statistics would no longer mean what the candidate assumes; the reset "
+            "keeps a snapshot (bandit-router snapshots)"
+        )
     if current.pin.arm or current.paused:
         notes.append(
             "the experiment is pinned or paused: both configurations are compared as they "
@@ -310,13 +409,13 @@ def assess(
         changes=found,
         refusals=tuple(refusals),
         warnings=tuple(notes),
+        reset=reset,
+        fitted_on=fitted_on,
+        per_decision=targets["current"].kind == "laws",
     )
     if data.size < min_decisions:
-        return _refused(base, _too_little(data.size, min_decisions, "with a reward"))
-    targets = {
-        "current": Target.fixed_law(base.current_law, f"current ({current.policy.name})"),
-        "candidate": Target.fixed_law(base.candidate_law, f"candidate ({candidate.policy.name})"),
-    }
+        what = "with a reward" + (" after the fitting part" if fitted_on else "")
+        return _refused(base, _too_little(data.size, min_decisions, what))
     bounds = _reward_range(current, data)
     usable = np.ones(data.size, dtype=bool)
     support: dict[str, Support] = {}
@@ -343,8 +442,12 @@ def assess(
             _with(base, refusals=tuple(refusals)),
             _too_little(scope.size, min_decisions, "with a reward and support under both laws"),
         )
-    current_eval = evaluate(targets["current"], scope, methods=METHODS, reward_range=bounds)
-    candidate_eval = evaluate(targets["candidate"], scope, methods=METHODS, reward_range=bounds)
+    current_eval = evaluate(
+        targets["current"].restricted(usable), scope, methods=METHODS, reward_range=bounds
+    )
+    candidate_eval = evaluate(
+        targets["candidate"].restricted(usable), scope, methods=METHODS, reward_range=bounds
+    )
     base = _with(base, scope=scope.size, current=current_eval, candidate=candidate_eval)
     low = _dr(candidate_eval).ci_low
     reference = _dr(current_eval).value
@@ -354,6 +457,138 @@ def assess(
             f"configuration's estimate {reference:.4f}"
         )
     return _with(base, refusals=tuple(refusals))
+
+
+def _contextual_targets(
+    current: Experiment,
+    candidate: Experiment,
+    stats: Stats,
+    decisions: FloatArray,
+    data: LoggedData,
+    live: ContextualStats | None,
+    reset: bool,
+) -> tuple[LoggedData, dict[str, Target], int, list[str]]:
+    """Per-decision laws of both configurations when either is contextual.
+
+    Each contextual configuration decides from each logged decision's vector under its own
+    context_features. Its statistics are the service's current ones where they apply (the
+    live policy is contextual and the candidate keeps its kind and features). Where none
+    apply - a plain -> contextual switch, or other features, both of which reset the
+    statistics when applied - the candidate is priced at the statistics it would hold after
+    the log's first ``FIT_SHARE`` of decisions (their rewards folded in with its own features
+    and update rule), and both configurations are scored on the rest of the log only. That
+    prices the candidate once it has learned from as much traffic as the fitting part; right
+    after the reset it starts from its prior (near uniform) and explores. Decisions whose
+    request a contextual configuration would have refused (a required feature missing) are
+    left out for both. DR's reward model regresses on the candidate's vectors (else the
+    current one's), the same for both configurations.
+    """
+    names = current.arm_names
+    notes: list[str] = []
+    vectors: dict[str, FloatArray] = {}
+    served = np.ones(data.size, dtype=bool)
+    configurations = {"current": current, "candidate": candidate}
+    for which, experiment in configurations.items():
+        if experiment.policy.contextual:
+            vectors[which], ok = feature_vectors(experiment, data)
+            if not ok.all():
+                notes.append(
+                    f"{which}: {int((~ok).sum())} logged requests lack a required feature "
+                    "(or carry one out of range) and would be refused: left out"
+                )
+            served &= ok
+    if not served.all():
+        data = data.subset(served)
+        vectors = {k: v[served] for k, v in vectors.items()}
+    fitted_on = 0
+    applies = {
+        "current": live,
+        "candidate": None if reset or not current.policy.contextual else live,
+    }
+    context_stats: dict[str, ContextualStats] = {}
+    counts = {"current": decisions, "candidate": decisions}
+    plain = {"current": stats, "candidate": stats}
+    if reset:  # the candidate's own decision counts restart too
+        fitted_on = contextual_ope.split_point(data.size, contextual_ope.FIT_SHARE)
+        head = np.arange(data.size) < fitted_on
+        counts["candidate"] = np.bincount(data.arms[head], minlength=len(names)).astype(float)
+        if not candidate.policy.contextual:
+            plain["candidate"] = _plain_fitted(candidate, data.subset(head), len(names))
+            notes.append(
+                f"candidate: applying resets the statistics; evaluated at the statistics of "
+                f"the log's first {fitted_on} decisions, both configurations scored on the "
+                f"other {data.size - fitted_on} only"
+            )
+    for which, experiment in configurations.items():
+        if not experiment.policy.contextual:
+            continue
+        statistics = applies[which]
+        if statistics is None:
+            if not fitted_on:
+                fitted_on = contextual_ope.split_point(data.size, contextual_ope.FIT_SHARE)
+            head = np.arange(data.size) < fitted_on
+            statistics = contextual_ope.fit_statistics(
+                experiment.policy.build_contextual(),
+                vectors[which][head],
+                data.arms[head],
+                data.rewards[head],
+                len(names),
+            )
+            notes.append(
+                f"{which}: no service statistics apply to it; evaluated at the statistics "
+                f"fitted on the log's first {fitted_on} decisions, and both configurations "
+                f"are scored on the other {data.size - fitted_on} only (after the reset the "
+                "service starts from the prior and needs about as many rewards to get there)"
+            )
+        context_stats[which] = statistics
+    if fitted_on:
+        tail = np.arange(data.size) >= fitted_on
+        data = data.subset(tail)
+        vectors = {k: v[tail] for k, v in vectors.items()}
+    model = vectors.get("candidate", vectors.get("current"))
+    assert model is not None
+    targets = {}
+    for which, experiment in configurations.items():
+        label = f"{which} ({experiment.policy.name})"
+        if experiment.policy.contextual:
+            laws = contextual_configuration_laws(
+                experiment, names, context_stats[which], vectors[which], counts[which]
+            )
+        else:
+            law = configuration_law(experiment, names, plain[which], counts[which])
+            laws = np.tile(law, (data.size, 1))
+        targets[which] = Target.per_decision(laws, model, label)
+    return data, targets, fitted_on, notes
+
+
+def _plain_fitted(experiment: Experiment, head: LoggedData, n_arms: int) -> Stats:
+    """Plain (n, sum, sum_sq) after a reset (the arms' priors) and ``head``'s rewards, each
+    discounted by gamma per later reward as the policy's update does (every arm decays on
+    every reward)."""
+    gamma = experiment.policy.build().gamma
+    age = np.arange(head.size)[::-1].astype(np.float64)
+    weight = np.asarray(gamma**age, dtype=np.float64)
+    rewards = head.rewards
+    decay = float(gamma**head.size)
+    priors = {arm.name: arm for arm in experiment.arms}
+
+    def column(values: FloatArray, field: str) -> FloatArray:
+        prior = [getattr(priors[name], field) if name in priors else 0.0 for name in head.arm_names]
+        sums = np.bincount(head.arms, weights=values, minlength=n_arms)
+        return np.asarray(sums + decay * np.asarray(prior, dtype=np.float64), dtype=np.float64)
+
+    return Stats(
+        column(weight, "prior_n"),
+        column(weight * rewards, "prior_sum"),
+        column(weight * rewards * rewards, "prior_sum_sq"),
+    )
+
+
+def _mean_law(target: Target, data: LoggedData) -> FloatArray:
+    laws = target_probabilities(target, data)
+    if laws.shape[0] == 0:
+        return np.full(data.n_arms, np.nan)
+    return np.asarray(laws.mean(axis=0), dtype=np.float64)
 
 
 def _dr(evaluation: Evaluation) -> ope.Estimate:
@@ -449,6 +684,9 @@ def to_document(
         },
         "on_policy": _estimate_dict(assessment.on_policy),
         **configurations,
+        "statistics_reset": assessment.reset,
+        "fitted_on_decisions": assessment.fitted_on,
+        "laws_per_decision": assessment.per_decision,
         "verdict": "apply" if assessment.approved else "refuse",
         "refusals": list(assessment.refusals),
         "forced": forced,
@@ -495,7 +733,10 @@ def _support_cell(support: Support | None) -> str:
 
 
 def law_rows(assessment: Assessment) -> list[list[str]]:
-    rows = [["ARM", "CURRENT P(ARM)", "CANDIDATE P(ARM)"]]
+    if assessment.per_decision:  # a contextual law differs per decision: show its mean
+        rows = [["ARM", "CURRENT MEAN P(ARM)", "CANDIDATE MEAN P(ARM)"]]
+    else:
+        rows = [["ARM", "CURRENT P(ARM)", "CANDIDATE P(ARM)"]]
     for name, now, then in zip(
         assessment.arm_names, assessment.current_law, assessment.candidate_law, strict=True
     ):

@@ -34,6 +34,7 @@ from bandit_router.model.experiments import ArmState
 from bandit_router.operations.admin import AdminOperations
 from bandit_router.operations.auth import OPERATOR, ROUTER, Authenticator
 from bandit_router.reward.rewards import RewardProcessor
+from bandit_router.route.cache import contextual_stats
 from bandit_router.route.router import Router
 from bandit_router.serving.statuses import abort_with
 from bandit_router.store.errors import is_store_error, unavailable
@@ -221,6 +222,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             )
             for arm in state.experiment.arm_names
         ]
+        if state.experiment.policy.contextual:  # A and b per arm, for promote and tools
+            contextual = contextual_stats(state, len(state.experiment.feature_columns))
+            for k, entry in enumerate(statistics):
+                entry.gram.extend(contextual.gram[k].reshape(-1).tolist())
+                entry.b.extend(contextual.b[k].tolist())
         return admin_pb2.GetExperimentResponse(
             experiment=experiment_to_pb(state.experiment), statistics=statistics
         )

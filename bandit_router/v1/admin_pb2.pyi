@@ -41,18 +41,22 @@ class GetExperimentResponse(_message.Message):
     def __init__(self, experiment: _Optional[_Union[_experiment_pb2.Experiment, _Mapping]] = ..., statistics: _Optional[_Iterable[_Union[ArmStatistics, _Mapping]]] = ...) -> None: ...
 
 class ArmStatistics(_message.Message):
-    __slots__ = ("arm", "n", "sum", "sum_sq", "decisions")
+    __slots__ = ("arm", "n", "sum", "sum_sq", "decisions", "gram", "b")
     ARM_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     SUM_FIELD_NUMBER: _ClassVar[int]
     SUM_SQ_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    GRAM_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
     arm: str
     n: float
     sum: float
     sum_sq: float
     decisions: int
-    def __init__(self, arm: _Optional[str] = ..., n: _Optional[float] = ..., sum: _Optional[float] = ..., sum_sq: _Optional[float] = ..., decisions: _Optional[int] = ...) -> None: ...
+    gram: _containers.RepeatedScalarFieldContainer[float]
+    b: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, arm: _Optional[str] = ..., n: _Optional[float] = ..., sum: _Optional[float] = ..., sum_sq: _Optional[float] = ..., decisions: _Optional[int] = ..., gram: _Optional[_Iterable[float]] = ..., b: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ListExperimentsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
