@@ -43,7 +43,7 @@ import numpy as np
 from bandit_router.model.experiments import Experiment
 from policies import Stats
 from policies.base import REWARD_MAGNITUDE_LIMIT
-from policies.controls import controlled_probabilities
+from policies.controls import cap_probabilities, controlled_probabilities
 from simulations import ope
 from simulations.environments import FloatArray
 from simulations.logs import DecisionRecord, LogError, LoggedData
@@ -68,6 +68,7 @@ EVALUATED = {
     "policy": "policy",
     "exploration_floor": "exploration",
     "burn_in": "exploration",
+    "max_share": "exploration",
     "holdout_share": "holdout",
     "holdout_control_arm": "holdout",
 }
@@ -176,6 +177,10 @@ def configuration_law(
         experiment.burn_in,
         decisions,
     )
+    if experiment.max_share:  # the router caps the floored (or burn-in) law
+        position = {name: i for i, name in enumerate(arm_names)}
+        caps = {position[a]: c for a, c in experiment.max_share.items() if a in position}
+        law = cap_probabilities(law, active, caps)
     share = experiment.holdout_share
     if share > 0.0:
         control = experiment.holdout_control_arm

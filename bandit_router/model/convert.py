@@ -127,6 +127,7 @@ def experiment_of(message: pb.Experiment) -> Experiment:
         pause_arm=message.pause_arm,
         exploration_floor=message.exploration.floor,
         burn_in=message.exploration.burn_in,
+        max_share=dict(message.exploration.max_share),
         holdout_share=message.holdout.share,
         holdout_control_arm=message.holdout.control_arm,
         sticky=message.sticky.enabled,
@@ -182,7 +183,9 @@ def experiment_to_pb(experiment: Experiment) -> pb.Experiment:
         paused=experiment.paused,
         pause_arm=experiment.pause_arm,
         exploration=pb.ExplorationControls(
-            floor=experiment.exploration_floor, burn_in=experiment.burn_in
+            floor=experiment.exploration_floor,
+            burn_in=experiment.burn_in,
+            max_share=dict(experiment.max_share),
         ),
         holdout=pb.Holdout(
             share=experiment.holdout_share, control_arm=experiment.holdout_control_arm

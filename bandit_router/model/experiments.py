@@ -246,6 +246,8 @@ class Experiment:
     pause_arm: str = ""
     exploration_floor: float = 0.0
     burn_in: int = 0
+    #: Per-arm traffic caps (``ExplorationControls.max_share``): arm -> share in (0, 1].
+    max_share: Mapping[str, float] = field(default_factory=dict)
     holdout_share: float = 0.0
     holdout_control_arm: str = ""
     sticky: bool = False
@@ -483,6 +485,7 @@ class Experiment:
             )
         if self.burn_in < 0:
             raise InvalidArgument("must be >= 0", "experiment.exploration.burn_in")
+        self._validate_caps(arm_names)
         check_finite(self.holdout_share, "experiment.holdout.share")
         if not 0.0 <= self.holdout_share <= 1.0:
             raise InvalidArgument("must be in [0, 1]", "experiment.holdout.share")
@@ -496,6 +499,38 @@ class Experiment:
             if not 0.0 < self.drift_discount < 1.0:
                 raise InvalidArgument("must be in (0, 1)", "experiment.drift_discount")
 
+    def _validate_caps(self, arm_names: set[str]) -> None:
+        """Each cap names a known arm and is a share in (0, 1], at least the floor (a cap
+        under the floor would break the floor's promise). Caps covering every active arm must
+        leave room for all the traffic: no law could respect caps summing below 1."""
+        where = "experiment.exploration.max_share"
+        for arm, share in self.max_share.items():
+            at = f"{where}[{arm}]"
+            if arm not in arm_names:
+                raise InvalidArgument(f"unknown arm {arm!r}", at)
+            check_finite(share, at)
+            if not 0.0 < share <= 1.0:
+                raise InvalidArgument(f"{share!r} is outside (0, 1]", at)
+            if share < self.exploration_floor:
+                raise InvalidArgument(
+                    f"{share!r} is below the exploration floor {self.exploration_floor!r}", at
+                )
+        active = [arm.name for arm in self.arms if arm.active]
+        if active and all(arm in self.max_share for arm in active):
+            total = sum(self.max_share[arm] for arm in active)
+            if total < 1.0 - 1e-12:
+                raise InvalidArgument(
+                    f"the caps of the active arms ({', '.join(active)}) sum to {total:g} < 1: "
+                    "leave at least one active arm uncapped or raise the caps",
+                    where,
+                )
+
+    @cached_property
+    def cap_of(self) -> dict[int, float]:
+        """``max_share`` keyed by arm index (what the router's law computation reads)."""
+        index = {name: i for i, name in enumerate(self.arm_names)}
+        return {index[arm]: share for arm, share in self.max_share.items() if arm in index}
+
     # -- JSON (the store keeps this form) --------------------------------------------------
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -507,6 +542,7 @@ class Experiment:
         data["stopping"] = None if self.stopping is None else dataclasses.asdict(self.stopping)
         data["commit"] = dataclasses.asdict(self.commit)
         data["context_features"] = [f.to_json_dict() for f in self.context_features]
+        data["max_share"] = dict(self.max_share)
         return data
 
     @classmethod
@@ -528,5 +564,8 @@ class Experiment:
         values["context_features"] = tuple(
             ContextFeature.from_json_dict(f) for f in data.get("context_features", ())
         )
+        values["max_share"] = {
+            str(arm): float(share) for arm, share in (data.get("max_share") or {}).items()
+        }
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})

@@ -187,12 +187,21 @@ class Pin(_message.Message):
     def __init__(self, arm: _Optional[str] = ..., reason: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., units: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ExplorationControls(_message.Message):
-    __slots__ = ("floor", "burn_in")
+    __slots__ = ("floor", "burn_in", "max_share")
+    class MaxShareEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     FLOOR_FIELD_NUMBER: _ClassVar[int]
     BURN_IN_FIELD_NUMBER: _ClassVar[int]
+    MAX_SHARE_FIELD_NUMBER: _ClassVar[int]
     floor: float
     burn_in: int
-    def __init__(self, floor: _Optional[float] = ..., burn_in: _Optional[int] = ...) -> None: ...
+    max_share: _containers.ScalarMap[str, float]
+    def __init__(self, floor: _Optional[float] = ..., burn_in: _Optional[int] = ..., max_share: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Holdout(_message.Message):
     __slots__ = ("share", "control_arm")
