@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any
 
 from bandit_router.errors import ErrorReason, InvalidArgument
+from bandit_router.model.metrics import MAX_METRICS, MetricKind, MetricSpec, Objective
 from policies import (
     ContextualPolicy,
     GaussianThompsonSampling,
@@ -256,6 +257,10 @@ class Experiment:
     stopping: Stopping | None = None
     commit: Commit = field(default_factory=Commit)
     context_features: tuple[ContextFeature, ...] = ()
+    #: Named metrics a reward may carry (``Experiment.metrics``) and the objective that turns
+    #: them into the learning reward (``Experiment.objective``): ``model.metrics``.
+    metrics: tuple[MetricSpec, ...] = ()
+    objective: Objective | None = None
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -395,7 +400,60 @@ class Experiment:
             raise InvalidArgument("at most 4096 characters", "experiment.description")
         self._validate_controls(seen)
         self._validate_stopping(seen)
+        self._validate_metrics()
         return self
+
+    def _validate_metrics(self) -> None:
+        where = "experiment.metrics"
+        if len(self.metrics) > MAX_METRICS:
+            raise InvalidArgument(f"at most {MAX_METRICS} metrics", where)
+        names: set[str] = set()
+        for index, metric in enumerate(self.metrics):
+            at = f"{where}[{index}]"
+            check_name(metric.name, f"{at}.name")
+            if metric.name in names:
+                raise InvalidArgument(f"duplicate metric name {metric.name!r}", f"{at}.name")
+            names.add(metric.name)
+            for attr in ("min", "max"):
+                bound = getattr(metric, attr)
+                if bound is None:
+                    continue
+                check_finite(bound, f"{at}.{attr}")
+                if metric.kind is MetricKind.BINARY:
+                    raise InvalidArgument("a binary metric is 0 or 1: no bounds", f"{at}.{attr}")
+            if metric.min is not None and metric.max is not None and metric.min > metric.max:
+                raise InvalidArgument("must not exceed max", f"{at}.min")
+        objective = self.objective
+        if objective is None:
+            return
+        if not objective.weights:
+            raise InvalidArgument("at least one weight", "experiment.objective.weights")
+        for name, weight in objective.weights.items():
+            at = f"experiment.objective.weights[{name}]"
+            if name not in names:
+                raise InvalidArgument(f"undeclared metric {name!r}; declare it in metrics", at)
+            check_finite(weight, at)
+        low, high = objective.range(self.metric_specs)
+        policy_low, policy_high = self._policy_bounds()
+        if not (policy_low <= low and high <= policy_high):
+            suggestion = "lin_ts" if self.policy.contextual else "gaussian_thompson"
+            unbounded = [
+                n for n in objective.weights if not math.isfinite(sum(self.metric_specs[n].bounds))
+            ]
+            hint = f" (and declare min and max of {', '.join(unbounded)})" if unbounded else ""
+            raise InvalidArgument(
+                f"policy {self.policy.name!r} learns rewards in [{policy_low:g}, "
+                f"{policy_high:g}] but the objective ranges over [{low:g}, {high:g}]: use "
+                f"{suggestion}{hint}",
+                "experiment.policy.name",
+            )
+        bound_low, bound_high = self.reward_bounds()
+        if not (bound_low <= low and high <= bound_high):
+            raise InvalidArgument(
+                f"the objective ranges over [{low:g}, {high:g}], outside reward_min/reward_max "
+                f"[{bound_low:g}, {bound_high:g}]",
+                "experiment.objective",
+            )
 
     def _validate_stopping(self, arm_names: set[str]) -> None:
         if self.commit.arm and self.commit.arm not in arm_names:
@@ -526,6 +584,11 @@ class Experiment:
                 )
 
     @cached_property
+    def metric_specs(self) -> dict[str, MetricSpec]:
+        """Declared metrics by name."""
+        return {metric.name: metric for metric in self.metrics}
+
+    @cached_property
     def cap_of(self) -> dict[int, float]:
         """``max_share`` keyed by arm index (what the router's law computation reads)."""
         index = {name: i for i, name in enumerate(self.arm_names)}
@@ -543,6 +606,8 @@ class Experiment:
         data["commit"] = dataclasses.asdict(self.commit)
         data["context_features"] = [f.to_json_dict() for f in self.context_features]
         data["max_share"] = dict(self.max_share)
+        data["metrics"] = [metric.to_json_dict() for metric in self.metrics]
+        data["objective"] = None if self.objective is None else self.objective.to_json_dict()
         return data
 
     @classmethod
@@ -567,5 +632,8 @@ class Experiment:
         values["max_share"] = {
             str(arm): float(share) for arm, share in (data.get("max_share") or {}).items()
         }
+        values["metrics"] = tuple(MetricSpec.from_json_dict(m) for m in data.get("metrics", ()))
+        objective = data.get("objective")
+        values["objective"] = None if objective is None else Objective.from_json_dict(objective)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
