@@ -27,6 +27,8 @@ from policies.contextual import (
     PreparedModel,
 )
 from policies.controls import (
+    cap_probabilities,
+    cap_probabilities_one,
     check_floor,
     controlled_probabilities,
     floor_probabilities,
@@ -83,6 +85,8 @@ __all__ = [
     "Stats",
     "ThompsonSampling",
     "TopTwoThompsonSampling",
+    "cap_probabilities",
+    "cap_probabilities_one",
     "check_floor",
     "controlled_probabilities",
     "create_policy",

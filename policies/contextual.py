@@ -517,6 +517,14 @@ class ContextualPolicy(ABC):
         chosen = mean_list[arm]
         return arm, any(mean_list[i] > chosen for i in eligible)
 
+    def explored_one(
+        self, model: PreparedModel, features: ArrayLike, eligible: Sequence[int], arm: int
+    ) -> bool:
+        """``select_one``'s ``explored`` for ``arm``: some eligible arm's x.theta is larger."""
+        mean_list = model.scores(self._live_features(model, features))[0].tolist()
+        chosen = mean_list[arm]
+        return any(mean_list[i] > chosen for i in eligible)
+
     def probabilities_one(
         self, model: PreparedModel, features: ArrayLike, eligible: Sequence[int]
     ) -> tuple[float, ...]:

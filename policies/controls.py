@@ -1,4 +1,5 @@
-"""Operator exploration controls layered over any policy: an exploration floor and a burn-in.
+"""Operator exploration controls layered over any policy: an exploration floor, a burn-in and
+per-arm traffic caps.
 
 Floor f: every eligible arm keeps probability >= f. Mixing the policy's law p with the
 uniform law over the K eligible arms, weight K f on uniform, gives exactly
@@ -6,12 +7,18 @@ f + (1 - K f) p, and sampling the mixture needs no propensities: with probabilit
 uniform eligible arm, otherwise ask the policy. f must be <= 1 / K (at 1 / K it is uniform).
 Burn-in N: while some eligible arm has fewer than N decisions, route uniformly over the
 eligible arms, so every arm gets a first look before the policy's preferences kick in.
+Caps c (``max_share``): the law (floored policy, or burn-in's uniform) is capped arm by arm
+and the excess redistributed among the uncapped arms in proportion to their probabilities
+(uniformly when they have none), repeated until no arm exceeds its cap ("water filling").
+When every eligible arm is capped and the caps sum below 1 (some arms excluded or disabled),
+no law respects them all: the caps are relaxed in proportion, q = c / sum(c). Sampling the
+capped law needs its propensities (a categorical draw), unlike the floor.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -70,6 +77,71 @@ def floor_probabilities_one(
     floor = check_floor(floor, k)
     chosen = set(eligible)
     return tuple(floor + (1.0 - k * floor) * p if i in chosen else 0.0 for i, p in enumerate(probs))
+
+
+MAX_SHARE_FIELD = "max_share"
+
+
+def cap_probabilities_one(
+    probs: Sequence[float], eligible: Sequence[int], caps: Mapping[int, float]
+) -> tuple[float, ...]:
+    """``probs`` (a law over ``eligible``) with each capped arm at most its cap, the excess
+    redistributed in proportion among the other eligible arms (module docstring).
+
+    Ineligible arms keep probability 0. The result sums to 1 over ``eligible``.
+    """
+    out = [0.0] * len(probs)
+    capped = {i: caps[i] for i in eligible if i in caps}
+    if not capped:
+        for i in eligible:
+            out[i] = probs[i]
+        return tuple(out)
+    fixed: dict[int, float] = {}
+    free = list(eligible)
+    while True:
+        mass = 1.0 - sum(fixed.values())
+        if not free:  # every eligible arm is at its cap and they sum below 1: relax them
+            total = sum(fixed.values())
+            for i, c in fixed.items():
+                out[i] = c / total
+            return tuple(out)
+        weight = sum(probs[i] for i in free)
+        if weight > 0.0:
+            share = {i: probs[i] * mass / weight for i in free}
+        else:  # the policy gives the uncapped arms nothing: share the excess evenly
+            share = dict.fromkeys(free, mass / len(free))
+        over = [i for i in free if i in capped and share[i] > capped[i]]
+        if not over:
+            break
+        for i in over:
+            fixed[i] = capped[i]
+        free = [i for i in free if i not in fixed]
+    for i, c in fixed.items():
+        out[i] = c
+    for i, q in share.items():
+        out[i] = q
+    return tuple(out)
+
+
+def cap_probabilities(
+    probs: FloatArray, eligible: BoolArray | None, caps: Mapping[int, float]
+) -> FloatArray:
+    """``cap_probabilities_one`` row by row over a batch of laws.
+
+    Rows are independent, so this loops in Python: it serves analyses (promotion), not the
+    live path.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if not caps:
+        return probs
+    mask = np.broadcast_to(eligible_mask(probs.shape[-1], eligible, probs.shape[:-1]), probs.shape)
+    flat = probs.reshape(-1, probs.shape[-1])
+    flat_mask = mask.reshape(-1, probs.shape[-1])
+    out = np.empty_like(flat)
+    for row in range(flat.shape[0]):
+        chosen = np.flatnonzero(flat_mask[row]).tolist()
+        out[row] = cap_probabilities_one(flat[row].tolist(), chosen, caps)
+    return out.reshape(probs.shape)
 
 
 def in_burn_in(decisions: FloatArray, eligible: BoolArray | None, burn_in: int) -> BoolArray:

@@ -117,6 +117,24 @@ def test_create_bad_input(setup: tuple[BanditClient, str]) -> None:
         (experiment(exploration={"floor": 0.9}), "experiment.exploration.floor"),
         (experiment(holdout={"share": 1.5}), "experiment.holdout.share"),
         (experiment(pin={"arm": "nope"}), "experiment.pin.arm"),
+        (experiment(exploration={"max_share": {"x": 0.0}}), "experiment.exploration.max_share[x]"),
+        (experiment(exploration={"max_share": {"x": 1.5}}), "experiment.exploration.max_share[x]"),
+        (
+            experiment(exploration={"max_share": {"x": math.nan}}),
+            "experiment.exploration.max_share[x]",
+        ),
+        (
+            experiment(exploration={"max_share": {"zzz": 0.1}}),
+            "experiment.exploration.max_share[zzz]",
+        ),
+        (
+            experiment(exploration={"floor": 0.2, "max_share": {"x": 0.1}}),
+            "experiment.exploration.max_share[x]",
+        ),
+        (
+            experiment(exploration={"max_share": {"x": 0.3, "y": 0.5}}),
+            "experiment.exploration.max_share",
+        ),
     ]
     for exp, field in cases:
         expect(client, create(client, exp), INVALID, field)

@@ -149,7 +149,7 @@ def test_refused_calls_log_bounded_fields(
 @pytest.mark.parametrize(
     ("section", "field"),
     [
-        ("exploration: {max_share: 0.1}", "experiments[0].exploration.max_share"),
+        ("exploration: {max_shares: {a: 0.1}}", "experiments[0].exploration.max_shares"),
         ("holdout: {size: 0.1}", "experiments[0].holdout.size"),
         ("sticky: {enabled: true, tll: 1h}", "experiments[0].sticky.tll"),
         ("policy: {name: thompson, param: {}}", "experiments[0].policy.param"),

@@ -48,6 +48,13 @@ CONFIGURATIONS = {
         arms=(Arm("a"), Arm("b", ArmState.DISABLED), Arm("c")),
     ),
     "burn-in in force": experiment(burn_in=100, holdout_share=0.3),
+    "capped, ucb1, floor, holdout": experiment(
+        policy=PolicySpec("ucb1", {}),
+        exploration_floor=0.05,
+        holdout_share=0.1,
+        max_share={"c": 0.3, "b": 0.4},
+    ),
+    "capped in burn-in": experiment(burn_in=100, max_share={"c": 0.2}),
 }
 
 

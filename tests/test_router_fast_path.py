@@ -88,8 +88,18 @@ def signed_fields(decision_id: str) -> tuple[Any, ...]:
         {"policy": PolicySpec("gaussian_thompson", {})},
         {"burn_in": 10},  # every arm already has 50 decisions: burn-in is over
         {"arms": (Arm("a"), Arm("b", state=ArmState.DISABLED), Arm("c"), Arm("d"))},
+        {"max_share": {"d": 0.2, "c": 0.3}, "exploration_floor": 0.05},
     ],
-    ids=["thompson", "floor", "no-default", "epsilon", "gaussian", "burn-in-over", "disabled"],
+    ids=[
+        "thompson",
+        "floor",
+        "no-default",
+        "epsilon",
+        "gaussian",
+        "burn-in-over",
+        "disabled",
+        "capped",
+    ],
 )
 def test_fast_path_decides_exactly_as_the_general_path(
     changes: Mapping[str, Any], monkeypatch: pytest.MonkeyPatch

@@ -133,3 +133,50 @@ def test_logged_law_is_the_whole_procedures_law(control: str, burn_in: int) -> N
     counts: Counter[int] = Counter(choice.arm for choice in choices)
     expected = {i: law[name] for i, name in enumerate(names)}
     assert chi_square_p(counts, expected, DRAWS) > LEVEL
+
+
+@pytest.mark.parametrize("burn_in", [0, 1000])
+def test_capped_law_is_drawn_and_logged(burn_in: int) -> None:
+    """Traffic caps (max_share): the floored policy law (or burn-in's uniform) with b capped
+    at 0.2 and the excess spread over the others in proportion; the arms drawn follow the
+    logged law (chi-square at level 1e-6), with and without an exclusion. Excluding the one
+    uncapped arm leaves caps summing below 1: they are relaxed in proportion (c / sum c)."""
+    from bandit_router.route.router import Router
+
+    caps = {"b": 0.2, "d": 0.3, "c": 0.35}
+    entry = entry_for("thompson", {}, floor=0.05, max_share=caps, burn_in=burn_in)
+    names = entry.experiment.arm_names
+    router = Router.__new__(Router)
+    router.rng = random.Random(2024)
+    router.sticky = None
+    for excluded in (frozenset(), frozenset({2}), frozenset({0})):
+        eligible = tuple(i for i in entry.active if i not in excluded)
+        choices = [router.choose(entry, "", excluded, 0.0) for _ in range(DRAWS)]
+        law = choices[0].law
+        expected = {names.index(name): p for name, p in law.items()}
+        assert sum(expected.values()) == pytest.approx(1.0, abs=1e-12)
+        if 0 in eligible:  # a is uncapped: every cap holds
+            assert all(
+                expected[names.index(arm)] <= c + 1e-12
+                for arm, c in caps.items()
+                if names.index(arm) in eligible
+            )
+        else:  # b, c, d capped, caps sum to 0.85: relaxed in proportion
+            for arm, c in caps.items():
+                assert expected[names.index(arm)] == pytest.approx(c / 0.85, abs=1e-12)
+        if burn_in == 0 and not excluded:
+            # b's floored policy share is above its cap: exactly the cap; the uncapped arms
+            # keep their ratios
+            base = entry.mixed_propensities(eligible)
+            assert base[1] == pytest.approx(0.2, abs=1e-12)
+            raw = {
+                i: p for i, p in enumerate(entry.policy.probabilities_one(entry.stats, eligible))
+            }
+            floored = {i: 0.05 + (1 - 4 * 0.05) * raw[i] for i in eligible}
+            assert floored[1] > 0.2  # the cap binds
+            free = [i for i in eligible if base[i] < caps.get(names[i], 2.0) - 1e-12]
+            ratios = {base[i] / floored[i] for i in free}
+            assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)
+        assert all(choice.propensity == law[names[choice.arm]] for choice in choices[:200])
+        counts: Counter[int] = Counter(choice.arm for choice in choices)
+        assert chi_square_p(counts, expected, DRAWS) > LEVEL, (excluded, counts, expected)

@@ -51,7 +51,12 @@ from bandit_router.route.features import FeatureSpace
 from policies import Stats
 from policies.base import REWARD_MAGNITUDE_LIMIT, BoolArray
 from policies.contextual import ContextualStats
-from policies.controls import controlled_probabilities, floor_probabilities, in_burn_in
+from policies.controls import (
+    cap_probabilities,
+    controlled_probabilities,
+    floor_probabilities,
+    in_burn_in,
+)
 from simulations import contextual_ope, ope
 from simulations.environments import FloatArray
 from simulations.logs import DecisionRecord, LogError, LoggedData
@@ -76,6 +81,7 @@ EVALUATED = {
     "policy": "policy",
     "exploration_floor": "exploration",
     "burn_in": "exploration",
+    "max_share": "exploration",
     "holdout_share": "holdout",
     "holdout_control_arm": "holdout",
 }
@@ -191,9 +197,14 @@ def configuration_law(
 
 
 def _with_holdout(experiment: Experiment, arm_names: Sequence[str], law: FloatArray) -> FloatArray:
-    """Holdout mixed into a law (one row or one per decision) as the router mixes it."""
+    """Traffic caps, then holdout, mixed into a law (one row or one per decision) as the
+    router mixes them: the caps apply to the floored (or burn-in) law, holdout is outside."""
     states = {arm.name: arm.active for arm in experiment.arms}
     active = np.asarray([states.get(name, False) for name in arm_names], dtype=bool)
+    if experiment.max_share:
+        position = {name: i for i, name in enumerate(arm_names)}
+        caps = {position[a]: c for a, c in experiment.max_share.items() if a in position}
+        law = cap_probabilities(law, active, caps)
     share = experiment.holdout_share
     if share > 0.0:
         control = experiment.holdout_control_arm

@@ -23,6 +23,7 @@ from bandit_router.model.experiments import (
     PolicySpec,
     Stopping,
 )
+from bandit_router.model.metrics import Direction, MetricKind, MetricSpec, Objective
 from bandit_router.v1 import experiment_pb2 as pb
 
 _ARM_STATE_TO_PB = {ArmState.ACTIVE: pb.ARM_STATE_ACTIVE, ArmState.DISABLED: pb.ARM_STATE_DISABLED}
@@ -90,6 +91,49 @@ def context_feature_to_pb(feature: ContextFeature) -> pb.ContextFeature:
     )
 
 
+def metric_of(message: pb.MetricSpec, field: str) -> MetricSpec:
+    if message.kind not in (
+        pb.METRIC_KIND_UNSPECIFIED,
+        pb.METRIC_KIND_BINARY,
+        pb.METRIC_KIND_CONTINUOUS,
+    ):
+        raise InvalidArgument(f"unknown kind {message.kind}", f"{field}.kind")
+    if message.direction not in (
+        pb.METRIC_DIRECTION_UNSPECIFIED,
+        pb.METRIC_DIRECTION_MAXIMIZE,
+        pb.METRIC_DIRECTION_MINIMIZE,
+    ):
+        raise InvalidArgument(f"unknown direction {message.direction}", f"{field}.direction")
+    return MetricSpec(
+        name=message.name,
+        kind=MetricKind.BINARY if message.kind == pb.METRIC_KIND_BINARY else MetricKind.CONTINUOUS,
+        min=message.min if message.HasField("min") else None,
+        max=message.max if message.HasField("max") else None,
+        direction=(
+            Direction.MINIMIZE
+            if message.direction == pb.METRIC_DIRECTION_MINIMIZE
+            else Direction.MAXIMIZE
+        ),
+    )
+
+
+def metric_to_pb(metric: MetricSpec) -> pb.MetricSpec:
+    message = pb.MetricSpec(
+        name=metric.name,
+        kind=pb.METRIC_KIND_BINARY
+        if metric.kind is MetricKind.BINARY
+        else pb.METRIC_KIND_CONTINUOUS,
+        direction=pb.METRIC_DIRECTION_MINIMIZE
+        if metric.direction is Direction.MINIMIZE
+        else pb.METRIC_DIRECTION_MAXIMIZE,
+    )
+    if metric.min is not None:
+        message.min = metric.min
+    if metric.max is not None:
+        message.max = metric.max
+    return message
+
+
 def experiment_of(message: pb.Experiment) -> Experiment:
     """Domain experiment from its protobuf form (not yet validated)."""
     if message.late_rewards not in (
@@ -127,6 +171,7 @@ def experiment_of(message: pb.Experiment) -> Experiment:
         pause_arm=message.pause_arm,
         exploration_floor=message.exploration.floor,
         burn_in=message.exploration.burn_in,
+        max_share=dict(message.exploration.max_share),
         holdout_share=message.holdout.share,
         holdout_control_arm=message.holdout.control_arm,
         sticky=message.sticky.enabled,
@@ -134,6 +179,12 @@ def experiment_of(message: pb.Experiment) -> Experiment:
         drift_discount=message.drift_discount if message.HasField("drift_discount") else None,
         context_features=tuple(context_feature_of(f) for f in message.context_features),
         stopping=stopping_of(message.stopping) if message.HasField("stopping") else None,
+        metrics=tuple(
+            metric_of(m, f"experiment.metrics[{i}]") for i, m in enumerate(message.metrics)
+        ),
+        objective=(
+            Objective(dict(message.objective.weights)) if message.HasField("objective") else None
+        ),
         commit=Commit(
             arm=message.commit.arm,
             committed_at=unix_of(message.commit.committed_at),
@@ -182,7 +233,9 @@ def experiment_to_pb(experiment: Experiment) -> pb.Experiment:
         paused=experiment.paused,
         pause_arm=experiment.pause_arm,
         exploration=pb.ExplorationControls(
-            floor=experiment.exploration_floor, burn_in=experiment.burn_in
+            floor=experiment.exploration_floor,
+            burn_in=experiment.burn_in,
+            max_share=dict(experiment.max_share),
         ),
         holdout=pb.Holdout(
             share=experiment.holdout_share, control_arm=experiment.holdout_control_arm
@@ -190,7 +243,10 @@ def experiment_to_pb(experiment: Experiment) -> pb.Experiment:
         sticky=pb.Sticky(enabled=experiment.sticky, ttl=duration_of(experiment.sticky_ttl)),
         description=experiment.description,
         context_features=[context_feature_to_pb(f) for f in experiment.context_features],
+        metrics=[metric_to_pb(m) for m in experiment.metrics],
     )
+    if experiment.objective is not None:
+        message.objective.CopyFrom(pb.Objective(weights=dict(experiment.objective.weights)))
     if experiment.pin.expires_at:
         message.pin.expires_at.CopyFrom(timestamp_of(experiment.pin.expires_at))
     if experiment.stopping is not None:

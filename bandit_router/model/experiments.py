@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any
 
 from bandit_router.errors import ErrorReason, InvalidArgument
+from bandit_router.model.metrics import MAX_METRICS, MetricKind, MetricSpec, Objective
 from policies import (
     ContextualPolicy,
     GaussianThompsonSampling,
@@ -246,6 +247,8 @@ class Experiment:
     pause_arm: str = ""
     exploration_floor: float = 0.0
     burn_in: int = 0
+    #: Per-arm traffic caps (``ExplorationControls.max_share``): arm -> share in (0, 1].
+    max_share: Mapping[str, float] = field(default_factory=dict)
     holdout_share: float = 0.0
     holdout_control_arm: str = ""
     sticky: bool = False
@@ -254,6 +257,10 @@ class Experiment:
     stopping: Stopping | None = None
     commit: Commit = field(default_factory=Commit)
     context_features: tuple[ContextFeature, ...] = ()
+    #: Named metrics a reward may carry (``Experiment.metrics``) and the objective that turns
+    #: them into the learning reward (``Experiment.objective``): ``model.metrics``.
+    metrics: tuple[MetricSpec, ...] = ()
+    objective: Objective | None = None
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -393,7 +400,60 @@ class Experiment:
             raise InvalidArgument("at most 4096 characters", "experiment.description")
         self._validate_controls(seen)
         self._validate_stopping(seen)
+        self._validate_metrics()
         return self
+
+    def _validate_metrics(self) -> None:
+        where = "experiment.metrics"
+        if len(self.metrics) > MAX_METRICS:
+            raise InvalidArgument(f"at most {MAX_METRICS} metrics", where)
+        names: set[str] = set()
+        for index, metric in enumerate(self.metrics):
+            at = f"{where}[{index}]"
+            check_name(metric.name, f"{at}.name")
+            if metric.name in names:
+                raise InvalidArgument(f"duplicate metric name {metric.name!r}", f"{at}.name")
+            names.add(metric.name)
+            for attr in ("min", "max"):
+                bound = getattr(metric, attr)
+                if bound is None:
+                    continue
+                check_finite(bound, f"{at}.{attr}")
+                if metric.kind is MetricKind.BINARY:
+                    raise InvalidArgument("a binary metric is 0 or 1: no bounds", f"{at}.{attr}")
+            if metric.min is not None and metric.max is not None and metric.min > metric.max:
+                raise InvalidArgument("must not exceed max", f"{at}.min")
+        objective = self.objective
+        if objective is None:
+            return
+        if not objective.weights:
+            raise InvalidArgument("at least one weight", "experiment.objective.weights")
+        for name, weight in objective.weights.items():
+            at = f"experiment.objective.weights[{name}]"
+            if name not in names:
+                raise InvalidArgument(f"undeclared metric {name!r}; declare it in metrics", at)
+            check_finite(weight, at)
+        low, high = objective.range(self.metric_specs)
+        policy_low, policy_high = self._policy_bounds()
+        if not (policy_low <= low and high <= policy_high):
+            suggestion = "lin_ts" if self.policy.contextual else "gaussian_thompson"
+            unbounded = [
+                n for n in objective.weights if not math.isfinite(sum(self.metric_specs[n].bounds))
+            ]
+            hint = f" (and declare min and max of {', '.join(unbounded)})" if unbounded else ""
+            raise InvalidArgument(
+                f"policy {self.policy.name!r} learns rewards in [{policy_low:g}, "
+                f"{policy_high:g}] but the objective ranges over [{low:g}, {high:g}]: use "
+                f"{suggestion}{hint}",
+                "experiment.policy.name",
+            )
+        bound_low, bound_high = self.reward_bounds()
+        if not (bound_low <= low and high <= bound_high):
+            raise InvalidArgument(
+                f"the objective ranges over [{low:g}, {high:g}], outside reward_min/reward_max "
+                f"[{bound_low:g}, {bound_high:g}]",
+                "experiment.objective",
+            )
 
     def _validate_stopping(self, arm_names: set[str]) -> None:
         if self.commit.arm and self.commit.arm not in arm_names:
@@ -483,6 +543,7 @@ class Experiment:
             )
         if self.burn_in < 0:
             raise InvalidArgument("must be >= 0", "experiment.exploration.burn_in")
+        self._validate_caps(arm_names)
         check_finite(self.holdout_share, "experiment.holdout.share")
         if not 0.0 <= self.holdout_share <= 1.0:
             raise InvalidArgument("must be in [0, 1]", "experiment.holdout.share")
@@ -496,6 +557,43 @@ class Experiment:
             if not 0.0 < self.drift_discount < 1.0:
                 raise InvalidArgument("must be in (0, 1)", "experiment.drift_discount")
 
+    def _validate_caps(self, arm_names: set[str]) -> None:
+        """Each cap names a known arm and is a share in (0, 1], at least the floor (a cap
+        under the floor would break the floor's promise). Caps covering every active arm must
+        leave room for all the traffic: no law could respect caps summing below 1."""
+        where = "experiment.exploration.max_share"
+        for arm, share in self.max_share.items():
+            at = f"{where}[{arm}]"
+            if arm not in arm_names:
+                raise InvalidArgument(f"unknown arm {arm!r}", at)
+            check_finite(share, at)
+            if not 0.0 < share <= 1.0:
+                raise InvalidArgument(f"{share!r} is outside (0, 1]", at)
+            if share < self.exploration_floor:
+                raise InvalidArgument(
+                    f"{share!r} is below the exploration floor {self.exploration_floor!r}", at
+                )
+        active = [arm.name for arm in self.arms if arm.active]
+        if active and all(arm in self.max_share for arm in active):
+            total = sum(self.max_share[arm] for arm in active)
+            if total < 1.0 - 1e-12:
+                raise InvalidArgument(
+                    f"the caps of the active arms ({', '.join(active)}) sum to {total:g} < 1: "
+                    "leave at least one active arm uncapped or raise the caps",
+                    where,
+                )
+
+    @cached_property
+    def metric_specs(self) -> dict[str, MetricSpec]:
+        """Declared metrics by name."""
+        return {metric.name: metric for metric in self.metrics}
+
+    @cached_property
+    def cap_of(self) -> dict[int, float]:
+        """``max_share`` keyed by arm index (what the router's law computation reads)."""
+        index = {name: i for i, name in enumerate(self.arm_names)}
+        return {index[arm]: share for arm, share in self.max_share.items() if arm in index}
+
     # -- JSON (the store keeps this form) --------------------------------------------------
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -507,6 +605,9 @@ class Experiment:
         data["stopping"] = None if self.stopping is None else dataclasses.asdict(self.stopping)
         data["commit"] = dataclasses.asdict(self.commit)
         data["context_features"] = [f.to_json_dict() for f in self.context_features]
+        data["max_share"] = dict(self.max_share)
+        data["metrics"] = [metric.to_json_dict() for metric in self.metrics]
+        data["objective"] = None if self.objective is None else self.objective.to_json_dict()
         return data
 
     @classmethod
@@ -528,5 +629,11 @@ class Experiment:
         values["context_features"] = tuple(
             ContextFeature.from_json_dict(f) for f in data.get("context_features", ())
         )
+        values["max_share"] = {
+            str(arm): float(share) for arm, share in (data.get("max_share") or {}).items()
+        }
+        values["metrics"] = tuple(MetricSpec.from_json_dict(m) for m in data.get("metrics", ()))
+        objective = data.get("objective")
+        values["objective"] = None if objective is None else Objective.from_json_dict(objective)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})

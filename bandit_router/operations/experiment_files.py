@@ -53,7 +53,7 @@ _FEATURE_KEYS = {"name", "scale", "values", "required"}
 _ARM_KEYS = {"name", "state", "prior_n", "prior_sum", "prior_sum_sq"}
 _POLICY_KEYS = {"name", "params"}
 _SECTION_KEYS = {
-    "exploration": {"floor", "burn_in"},
+    "exploration": {"floor", "burn_in", "max_share"},
     "holdout": {"share", "control_arm"},
     "sticky": {"enabled", "ttl"},
     "stopping": {"delta", "epsilon", "min_samples", "commit"},
@@ -115,6 +115,14 @@ def _stopping(section: Mapping[str, Any], where: str) -> Stopping:
         min_samples=min_samples,
         commit=commit,
     )
+
+
+def _max_share(section: Mapping[str, Any], where: str) -> dict[str, float]:
+    """``exploration.max_share``: a mapping of arm name -> share (checked by validation)."""
+    raw = section.get("max_share") or {}
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(f"expected a mapping of arm -> share, got {raw!r}", where)
+    return {str(arm): _number(share, f"{where}[{arm}]") for arm, share in raw.items()}
 
 
 def _context_features(data: Mapping[str, Any], where: str) -> tuple[ContextFeature, ...]:
@@ -215,6 +223,7 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
         description=str(data.get("description", "")),
         exploration_floor=float(exploration.get("floor", 0.0)),
         burn_in=int(exploration.get("burn_in", 0)),
+        max_share=_max_share(exploration, f"{where}.exploration.max_share"),
         holdout_share=float(holdout.get("share", 0.0)),
         holdout_control_arm=str(holdout.get("control_arm", "")),
         sticky=bool(sticky.get("enabled", bool(sticky))),
@@ -306,7 +315,7 @@ def experiment_to_mapping(experiment: Experiment) -> dict[str, Any]:
         data["late_rewards"] = experiment.late_rewards.value
     if experiment.late_reward_grace != 86400:
         data["late_reward_grace"] = format_duration(experiment.late_reward_grace)
-    exploration = {
+    exploration: dict[str, Any] = {
         key: value
         for key, value in (
             ("floor", experiment.exploration_floor),
@@ -314,6 +323,8 @@ def experiment_to_mapping(experiment: Experiment) -> dict[str, Any]:
         )
         if value
     }
+    if experiment.max_share:
+        exploration["max_share"] = dict(experiment.max_share)
     if exploration:
         data["exploration"] = exploration
     if experiment.holdout_share or experiment.holdout_control_arm:

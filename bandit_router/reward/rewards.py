@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from bandit_router.errors import ErrorReason, InvalidArgument, NotFound, Resource
+from bandit_router.model.experiments import Experiment
+from bandit_router.model.metrics import check_reward_metrics, encode_metrics
 from bandit_router.reward.batching import GroupCommit
 from bandit_router.route.cache import ExperimentCache
 from bandit_router.route.tokens import DecisionSigner
@@ -75,6 +77,34 @@ def _stale(experiment: str) -> NotFound:
     )
 
 
+def metric_reward(
+    experiment: Experiment, value: float, metrics: Mapping[str, float] | None
+) -> tuple[float, str]:
+    """(learning reward, encoded metrics) of a reward that carries metrics or whose experiment
+    has an objective; InvalidArgument naming ``metrics[name]`` or ``value``, before any write.
+
+    With an objective the learning reward is its scalarisation of the metrics; ``value`` is
+    then 0 (unset) or must equal it (relative tolerance 1e-9: a client may sum in another
+    order). Without one, metrics are recorded and ``value`` is learned as before.
+    """
+    observed = metrics or {}
+    check_reward_metrics(experiment.metric_specs, observed)
+    objective = experiment.objective
+    if objective is not None:
+        for name in objective.weights:
+            if name not in observed:
+                raise InvalidArgument("required by the experiment's objective", f"metrics[{name}]")
+        computed = objective.value(observed)
+        if value != 0.0 and not math.isclose(value, computed, rel_tol=1e-9, abs_tol=1e-12):
+            raise InvalidArgument(
+                f"{value!r} differs from the objective's {computed!r}: leave value unset (0) "
+                "or send the objective's value",
+                "value",
+            )
+        value = computed
+    return value, encode_metrics(observed)
+
+
 class RewardProcessor:
     def __init__(
         self,
@@ -125,7 +155,13 @@ class RewardProcessor:
             dim=contextual.space.dim,
         )
 
-    async def reward(self, decision_id: str, value: float, timeout: float | None) -> RewardOutcome:
+    async def reward(
+        self,
+        decision_id: str,
+        value: float,
+        timeout: float | None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> RewardOutcome:
         decision = self.signer.verify(decision_id)
         entry = self.cache.get(decision.experiment) or await self.cache.refresh_one(
             decision.experiment
@@ -152,6 +188,9 @@ class RewardProcessor:
             )
         if not math.isfinite(value):
             raise InvalidArgument(f"must be a finite number, got {value!r}", "value")
+        encoded = ""
+        if metrics or experiment.objective is not None:  # plain rewards skip this entirely
+            value, encoded = metric_reward(experiment, value, metrics)
         low, high = entry.reward_bounds
         if not low <= value <= high:
             raise InvalidArgument(
@@ -170,6 +209,7 @@ class RewardProcessor:
             learn=decision.learn,
             marker_ttl_ms=max(expires_ms - now_ms, 0) + MARKER_MARGIN_MS,
             gamma=entry.policy.gamma,
+            metrics=encoded,
         )
         if entry.contextual is not None or decision.features:
             command = await self._contextual(command, decision.features)

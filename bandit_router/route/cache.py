@@ -9,6 +9,7 @@ from the last copy (its age is exported as a metric) rather than failing its cal
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import random
@@ -35,7 +36,7 @@ from policies import (
     ScalarStats,
     Stats,
 )
-from policies.controls import floor_probabilities_one
+from policies.controls import cap_probabilities_one, floor_probabilities_one
 
 if TYPE_CHECKING:
     from bandit_router.telemetry.metrics import Metrics
@@ -117,6 +118,49 @@ class ContextualState:
         )
 
 
+def burn_in_law(experiment: Experiment, eligible: tuple[int, ...]) -> dict[int, float]:
+    """Burn-in's law: uniform over the eligible arms, capped by ``max_share``."""
+    uniform = 1.0 / len(eligible)
+    caps = experiment.cap_of
+    if not caps:
+        return dict.fromkeys(eligible, uniform)
+    capped = cap_probabilities_one(
+        [uniform if i in eligible else 0.0 for i in range(len(experiment.arms))], eligible, caps
+    )
+    return {i: capped[i] for i in eligible}
+
+
+class LawDraw:
+    """Draws (arm, explored) from an explicit law by inverting its cumulative distribution:
+    one uniform and a bisection per decision. Capped experiments decide with it, since the
+    capped law is not a mixture the policy can sample on its own (``policies.controls``)."""
+
+    __slots__ = ("_arms", "_cumulative", "_explored")
+
+    def __init__(self, law: dict[int, float], explored: dict[int, bool]) -> None:
+        arms = [i for i, p in law.items() if p > 0.0]
+        total = 0.0
+        cumulative = []
+        for i in arms:
+            total += law[i]
+            cumulative.append(total)
+        self._arms = tuple(arms)
+        self._cumulative = tuple(cumulative)
+        self._explored = explored
+
+    def pick(self, rng: random.Random) -> int:
+        """One arm of the law."""
+        arms = self._arms
+        # u * total: the sum of the law may be 1 - 1 ulp; the last arm takes what remains
+        position = bisect.bisect_right(self._cumulative, rng.random() * self._cumulative[-1])
+        return arms[min(position, len(arms) - 1)]
+
+    def draw(self, rng: random.Random) -> tuple[int, bool]:
+        """(arm, explored): the interface of ``PredrawnDecisions.draw``."""
+        arm = self.pick(rng)
+        return arm, self._explored[arm]
+
+
 def whole_law(
     experiment: Experiment,
     arm_index: dict[str, int],
@@ -125,11 +169,11 @@ def whole_law(
     mixed: dict[int, float],
 ) -> dict[str, float]:
     """P(arm) under the whole random part of Route (see ``CachedExperiment.decision_law``):
-    h q(arm) + (1 - h) r(arm), with r uniform in burn-in and ``mixed`` (the floored
-    policy's law) otherwise."""
+    h q(arm) + (1 - h) r(arm), with r uniform in burn-in (capped by ``max_share``) and
+    ``mixed`` (the floored, capped policy's law) otherwise."""
     share = experiment.holdout_share
     uniform = 1.0 / len(eligible)
-    after = dict.fromkeys(eligible, uniform) if burning else mixed
+    after = burn_in_law(experiment, eligible) if burning else mixed
     control = arm_index.get(experiment.holdout_control_arm)
     if control is not None and control in eligible:
         held = {i: 1.0 if i == control else 0.0 for i in eligible}
@@ -159,6 +203,7 @@ class CachedExperiment:
     _named: dict[tuple[int, ...], dict[str, float]] = field(default_factory=dict)
     _laws: dict[tuple[tuple[int, ...], bool], dict[str, float]] = field(default_factory=dict)
     _certain: dict[int, dict[str, float]] = field(default_factory=dict)
+    _capped_draws: dict[tuple[tuple[int, ...], bool], LawDraw] = field(default_factory=dict)
     #: The router's precomputed plain-route plan for this state (``router.PlainRoute``), or
     #: None until built; reset whenever something it was built from changes.
     route_plan: object | None = None
@@ -219,16 +264,21 @@ class CachedExperiment:
         return result
 
     def mixed_propensities(self, eligible: tuple[int, ...]) -> dict[int, float]:
-        """Propensities with the exploration floor mixed in: f + (1 - K f) p, per eligible arm.
+        """Propensities with the exploration floor mixed in: f + (1 - K f) p, per eligible arm,
+        then capped by ``max_share`` when the experiment declares caps.
 
-        With probability K f the router picks uniformly, otherwise it asks the policy, so this
-        is exactly the law of the routed arm (``policies.controls``).
+        Uncapped, with probability K f the router picks uniformly, otherwise it asks the
+        policy, so this is exactly the law of the routed arm (``policies.controls``); capped,
+        the router draws from this law itself (``capped_draw``).
         """
         cached = self._mixed.get(eligible)
         if cached is None:
             floored = floor_probabilities_one(
                 self.propensities(eligible), eligible, self.experiment.exploration_floor
             )
+            caps = self.experiment.cap_of
+            if caps:  # max_share: the floored law capped, excess to the uncapped arms
+                floored = cap_probabilities_one(floored, eligible, caps)
             cached = {i: floored[i] for i in eligible}
             if len(self._mixed) >= PROPENSITY_CACHE_SIZE:
                 self._mixed.clear()
@@ -299,6 +349,27 @@ class CachedExperiment:
         if block is None:
             block = self._block = PredrawnDecisions(self.policy, self.stats, self.active)
         return block
+
+    def capped_draw(self, eligible: tuple[int, ...], burning: bool) -> LawDraw:
+        """A capped experiment's sampler of its bandit law (burn-in's capped uniform, or the
+        floored, capped policy law) for this state and eligible set, built once per state.
+
+        ``explored`` is the policy's notion (the arm is not greedy), as for uncapped draws.
+        """
+        key = (eligible, burning)
+        cached = self._capped_draws.get(key)
+        if cached is None:
+            law = (
+                burn_in_law(self.experiment, eligible)
+                if burning
+                else self.mixed_propensities(eligible)
+            )
+            explored = {i: self.policy.explored_one(self.stats, eligible, i) for i in eligible}
+            cached = LawDraw(law, explored)
+            if len(self._capped_draws) >= PROPENSITY_CACHE_SIZE:
+                self._capped_draws.clear()
+            self._capped_draws[key] = cached
+        return cached
 
     def full_stats(self) -> Stats:
         return self.stats.to_stats()

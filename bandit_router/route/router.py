@@ -26,7 +26,13 @@ from bandit_router.errors import (
     experiment_not_found,
 )
 from bandit_router.model.experiments import check_name
-from bandit_router.route.cache import CachedExperiment, ExperimentCache, whole_law
+from bandit_router.route.cache import (
+    CachedExperiment,
+    ExperimentCache,
+    LawDraw,
+    burn_in_law,
+    whole_law,
+)
 from bandit_router.route.decision_log import LogRow
 from bandit_router.route.features import check_attributes, encode_features
 from bandit_router.route.recorder import DecisionRecorder
@@ -39,7 +45,7 @@ from bandit_router.route.tokens import (
 )
 from bandit_router.store.redis_store import ContextualPending, PendingDecision
 from policies import PredrawnDecisions
-from policies.controls import floor_probabilities_one, in_burn_in_one
+from policies.controls import cap_probabilities_one, floor_probabilities_one, in_burn_in_one
 
 if TYPE_CHECKING:
     from bandit_router.telemetry.buffered_metrics import BufferedCounter
@@ -126,7 +132,9 @@ class PlainRoute(NamedTuple):
     floor_k: float  # the exploration floor times the number of active arms
     window_ms: int
     pending: bool  # a default reward is due for decisions nobody rewards
-    draws: PredrawnDecisions  # the state's pre-drawn decisions over ``active``
+    #: The state's pre-drawn decisions over ``active``; for an experiment with traffic caps
+    #: the sampler of its capped law (floor included, so ``floor_k`` is then 0).
+    draws: PredrawnDecisions | LawDraw
 
 
 #: ``CachedExperiment.route_plan`` for a state whose Routes are never plain.
@@ -263,6 +271,7 @@ class Router:
         ):
             return NOT_PLAIN
         probabilities = entry.mixed_propensities(entry.active)
+        capped = bool(experiment.cap_of)
         arms: list[_PlainArm | None] = [None] * len(experiment.arm_names)
         for index in entry.active:
             name = experiment.arm_names[index]
@@ -295,10 +304,10 @@ class Router:
             active=entry.active,
             arms=tuple(arms),
             named=entry.named_propensities(entry.active),
-            floor_k=experiment.exploration_floor * len(entry.active),
+            floor_k=0.0 if capped else experiment.exploration_floor * len(entry.active),
             window_ms=int(experiment.reward_window * 1000),
             pending=experiment.default_reward is not None,
-            draws=entry.predrawn(),
+            draws=entry.capped_draw(entry.active, False) if capped else entry.predrawn(),
         )
 
     async def route(
@@ -395,6 +404,8 @@ class Router:
                 eligible,
                 experiment.exploration_floor,
             )
+            if experiment.cap_of:
+                floored = cap_probabilities_one(floored, eligible, experiment.cap_of)
             mixed = {i: floored[i] for i in eligible}
             law = whole_law(experiment, index, eligible, burning, mixed)
         else:
@@ -407,7 +418,14 @@ class Router:
                 )
             holdout = _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, law)
             return self._remember(entry, unit_id, now, holdout)
+        capped = bool(experiment.cap_of)
         if burning:
+            if capped:  # burn-in's uniform law, capped
+                arm = entry.capped_draw(eligible, True).pick(rng)
+                burn = _Choice(
+                    arm, burn_in_law(experiment, eligible)[arm], Reason.BURN_IN, True, law
+                )
+                return self._remember(entry, unit_id, now, burn)
             return self._remember(
                 entry,
                 unit_id,
@@ -416,7 +434,15 @@ class Router:
             )
         probabilities = entry.mixed_propensities(eligible) if mixed is None else mixed
         floor = experiment.exploration_floor
-        if floor > 0.0 and rng.random() < floor * len(eligible):
+        if capped:  # the capped law (floor included) is drawn directly: policies.controls
+            if contextual is not None and features is not None:
+                arm = LawDraw(probabilities, {}).pick(rng)
+                explored = contextual.policy.explored_one(
+                    contextual.model, features.x, eligible, arm
+                )
+            else:
+                arm, explored = entry.capped_draw(eligible, False).draw(rng)
+        elif floor > 0.0 and rng.random() < floor * len(eligible):
             arm, explored = rng.choice(eligible), True
         elif contextual is not None and features is not None:
             arm, explored = contextual.policy.select_one(

@@ -176,7 +176,14 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.RewardResponse:
         if self.auth.router_required:
             self.auth.authorize(context, ROUTER)
-        outcome = await self.rewards.reward(request.decision_id, request.value, remaining(context))
+        if request.metrics:
+            outcome = await self.rewards.reward(
+                request.decision_id, request.value, remaining(context), dict(request.metrics)
+            )
+        else:
+            outcome = await self.rewards.reward(
+                request.decision_id, request.value, remaining(context)
+            )
         return router_pb2.RewardResponse(outcome=_OUTCOME_TO_PB[outcome])
 
 

@@ -79,18 +79,17 @@ FEATURE_LIMIT_ARG = repr(FEATURE_MAGNITUDE_LIMIT)
 #: Scripts that start with shared functions: the plain statistics (``lua/statistics.lua``)
 #: or the contextual ones (``lua/context_statistics.lua``).
 _PRELUDES = {
-    "apply_rewards": "statistics",
-    "apply_defaults": "statistics",
-    "apply_context_rewards": "context_statistics",
-    "apply_context_defaults": "context_statistics",
+    "apply_rewards": ("statistics", "metrics"),
+    "apply_defaults": ("statistics",),
+    "apply_context_rewards": ("context_statistics", "metrics"),
+    "apply_context_defaults": ("context_statistics",),
 }
 
 
 def _script_text(name: str) -> str:
     lua = resources.files("bandit_router.store").joinpath("lua")
     text = lua.joinpath(f"{name}.lua").read_text()
-    prelude = _PRELUDES.get(name)
-    if prelude is not None:
+    for prelude in reversed(_PRELUDES.get(name, ())):
         text = lua.joinpath(f"{prelude}.lua").read_text() + text
     return text
 
@@ -116,6 +115,9 @@ class RewardCommand(NamedTuple):
     kind: str = ""
     space: str = ""
     dim: int = 0
+    #: The reward's named metrics, ``model.metrics.encode_metrics`` ('' for none): added
+    #: once to the arm's per-metric statistics by the same script that credits the reward.
+    metrics: str = ""
 
 
 class PendingDecision(NamedTuple):
@@ -730,7 +732,7 @@ class Store:
                         DECISION_LOG_MAXLEN,
                         "".join(
                             f"{c.arm}|{float(c.value)!r}|{c.deadline_ms}|{1 if c.learn else 0}|"
-                            f"{c.marker_ttl_ms}|{c.nonce};"
+                            f"{c.marker_ttl_ms}|{c.nonce}{'|' + c.metrics if c.metrics else ''};"
                             for c in group_commands
                         ),
                         REWARD_LIMIT_ARG,
@@ -1074,7 +1076,7 @@ def _context_reward_call(
             DECISION_LOG_MAXLEN,
             "".join(
                 f"{c.arm}|{float(c.value)!r}|{c.deadline_ms}|{1 if c.learn else 0}|"
-                f"{c.marker_ttl_ms}|{c.nonce}|{c.features};"
+                f"{c.marker_ttl_ms}|{c.nonce}|{c.features}{'|' + c.metrics if c.metrics else ''};"
                 for c in commands
             ),
             REWARD_LIMIT_ARG,

@@ -26,45 +26,61 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!bandit_router/v1/experiment.proto\x12\x10\x62\x61ndit_router.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x07\n\nExperiment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04\x61rms\x18\x02 \x03(\x0b\x32\x15.bandit_router.v1.Arm\x12,\n\x06policy\x18\x03 \x01(\x0b\x32\x1c.bandit_router.v1.PolicySpec\x12\x30\n\rreward_window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x0e\x64\x65\x66\x61ult_reward\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x36\n\x0clate_rewards\x18\x06 \x01(\x0e\x32 .bandit_router.v1.LateRewardRule\x12\x34\n\x11late_reward_grace\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\nreward_min\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nreward_max\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x0f\n\x07version\x18\n \x01(\x03\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x03pin\x18\r \x01(\x0b\x32\x15.bandit_router.v1.Pin\x12\x0e\n\x06paused\x18\x0e \x01(\x08\x12\x11\n\tpause_arm\x18\x0f \x01(\t\x12:\n\x0b\x65xploration\x18\x10 \x01(\x0b\x32%.bandit_router.v1.ExplorationControls\x12*\n\x07holdout\x18\x11 \x01(\x0b\x32\x19.bandit_router.v1.Holdout\x12(\n\x06sticky\x18\x12 \x01(\x0b\x32\x18.bandit_router.v1.Sticky\x12\x13\n\x0b\x64\x65scription\x18\x13 \x01(\t\x12\x1b\n\x0e\x64rift_discount\x18\x14 \x01(\x01H\x03\x88\x01\x01\x12:\n\x10\x63ontext_features\x18\x15 \x03(\x0b\x32 .bandit_router.v1.ContextFeature\x12\x30\n\x08stopping\x18\x1e \x01(\x0b\x32\x1e.bandit_router.v1.StoppingRule\x12(\n\x06\x63ommit\x18\x1f \x01(\x0b\x32\x18.bandit_router.v1.CommitB\x11\n\x0f_default_rewardB\r\n\x0b_reward_minB\r\n\x0b_reward_maxB\x11\n\x0f_drift_discount\"w\n\x0cStoppingRule\x12\x12\n\x05\x64\x65lta\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x01\x12\x18\n\x0bmin_samples\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x0e\n\x06\x63ommit\x18\x04 \x01(\x08\x42\x08\n\x06_deltaB\x0e\n\x0c_min_samples\"d\n\x06\x43ommit\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x30\n\x0c\x63ommitted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\"O\n\x0e\x43ontextFeature\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05scale\x18\x02 \x01(\x01\x12\x0e\n\x06values\x18\x03 \x03(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\"x\n\x03\x41rm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.bandit_router.v1.ArmState\x12\x0f\n\x07prior_n\x18\x03 \x01(\x01\x12\x11\n\tprior_sum\x18\x04 \x01(\x01\x12\x14\n\x0cprior_sum_sq\x18\x05 \x01(\x01\"\x83\x01\n\nPolicySpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x38\n\x06params\x18\x02 \x03(\x0b\x32(.bandit_router.v1.PolicySpec.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb1\x01\n\x03Pin\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05units\x18\x04 \x03(\x0b\x32 .bandit_router.v1.Pin.UnitsEntry\x1a,\n\nUnitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x13\x45xplorationControls\x12\r\n\x05\x66loor\x18\x01 \x01(\x01\x12\x0f\n\x07\x62urn_in\x18\x02 \x01(\x03\"-\n\x07Holdout\x12\r\n\x05share\x18\x01 \x01(\x01\x12\x13\n\x0b\x63ontrol_arm\x18\x02 \x01(\t\"A\n\x06Sticky\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*S\n\x08\x41rmState\x12\x19\n\x15\x41RM_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41RM_STATE_ACTIVE\x10\x01\x12\x16\n\x12\x41RM_STATE_DISABLED\x10\x02*k\n\x0eLateRewardRule\x12 \n\x1cLATE_REWARD_RULE_UNSPECIFIED\x10\x00\x12\x1b\n\x17LATE_REWARD_RULE_IGNORE\x10\x01\x12\x1a\n\x16LATE_REWARD_RULE_APPLY\x10\x02*\xd4\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x12\n\x0eREASON_EXPLOIT\x10\x01\x12\x12\n\x0eREASON_EXPLORE\x10\x02\x12\x11\n\rREASON_PINNED\x10\x03\x12\x12\n\x0eREASON_HOLDOUT\x10\x04\x12\x13\n\x0fREASON_FALLBACK\x10\x05\x12\x11\n\rREASON_STICKY\x10\x06\x12\x11\n\rREASON_PAUSED\x10\x07\x12\x12\n\x0eREASON_BURN_IN\x10\x08\x12\x14\n\x10REASON_COMMITTED\x10\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!bandit_router/v1/experiment.proto\x12\x10\x62\x61ndit_router.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x08\n\nExperiment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04\x61rms\x18\x02 \x03(\x0b\x32\x15.bandit_router.v1.Arm\x12,\n\x06policy\x18\x03 \x01(\x0b\x32\x1c.bandit_router.v1.PolicySpec\x12\x30\n\rreward_window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x0e\x64\x65\x66\x61ult_reward\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x36\n\x0clate_rewards\x18\x06 \x01(\x0e\x32 .bandit_router.v1.LateRewardRule\x12\x34\n\x11late_reward_grace\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\nreward_min\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nreward_max\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x0f\n\x07version\x18\n \x01(\x03\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x03pin\x18\r \x01(\x0b\x32\x15.bandit_router.v1.Pin\x12\x0e\n\x06paused\x18\x0e \x01(\x08\x12\x11\n\tpause_arm\x18\x0f \x01(\t\x12:\n\x0b\x65xploration\x18\x10 \x01(\x0b\x32%.bandit_router.v1.ExplorationControls\x12*\n\x07holdout\x18\x11 \x01(\x0b\x32\x19.bandit_router.v1.Holdout\x12(\n\x06sticky\x18\x12 \x01(\x0b\x32\x18.bandit_router.v1.Sticky\x12\x13\n\x0b\x64\x65scription\x18\x13 \x01(\t\x12\x1b\n\x0e\x64rift_discount\x18\x14 \x01(\x01H\x03\x88\x01\x01\x12:\n\x10\x63ontext_features\x18\x15 \x03(\x0b\x32 .bandit_router.v1.ContextFeature\x12\x30\n\x08stopping\x18\x1e \x01(\x0b\x32\x1e.bandit_router.v1.StoppingRule\x12(\n\x06\x63ommit\x18\x1f \x01(\x0b\x32\x18.bandit_router.v1.Commit\x12-\n\x07metrics\x18( \x03(\x0b\x32\x1c.bandit_router.v1.MetricSpec\x12.\n\tobjective\x18) \x01(\x0b\x32\x1b.bandit_router.v1.ObjectiveB\x11\n\x0f_default_rewardB\r\n\x0b_reward_minB\r\n\x0b_reward_maxB\x11\n\x0f_drift_discount\"\xb0\x01\n\nMetricSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.bandit_router.v1.MetricKind\x12\x10\n\x03min\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x34\n\tdirection\x18\x05 \x01(\x0e\x32!.bandit_router.v1.MetricDirectionB\x06\n\x04_minB\x06\n\x04_max\"v\n\tObjective\x12\x39\n\x07weights\x18\x01 \x03(\x0b\x32(.bandit_router.v1.Objective.WeightsEntry\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"w\n\x0cStoppingRule\x12\x12\n\x05\x64\x65lta\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x01\x12\x18\n\x0bmin_samples\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x0e\n\x06\x63ommit\x18\x04 \x01(\x08\x42\x08\n\x06_deltaB\x0e\n\x0c_min_samples\"d\n\x06\x43ommit\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x30\n\x0c\x63ommitted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\"O\n\x0e\x43ontextFeature\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05scale\x18\x02 \x01(\x01\x12\x0e\n\x06values\x18\x03 \x03(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\"x\n\x03\x41rm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.bandit_router.v1.ArmState\x12\x0f\n\x07prior_n\x18\x03 \x01(\x01\x12\x11\n\tprior_sum\x18\x04 \x01(\x01\x12\x14\n\x0cprior_sum_sq\x18\x05 \x01(\x01\"\x83\x01\n\nPolicySpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x38\n\x06params\x18\x02 \x03(\x0b\x32(.bandit_router.v1.PolicySpec.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb1\x01\n\x03Pin\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05units\x18\x04 \x03(\x0b\x32 .bandit_router.v1.Pin.UnitsEntry\x1a,\n\nUnitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xae\x01\n\x13\x45xplorationControls\x12\r\n\x05\x66loor\x18\x01 \x01(\x01\x12\x0f\n\x07\x62urn_in\x18\x02 \x01(\x03\x12\x46\n\tmax_share\x18( \x03(\x0b\x32\x33.bandit_router.v1.ExplorationControls.MaxShareEntry\x1a/\n\rMaxShareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"-\n\x07Holdout\x12\r\n\x05share\x18\x01 \x01(\x01\x12\x13\n\x0b\x63ontrol_arm\x18\x02 \x01(\t\"A\n\x06Sticky\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*]\n\nMetricKind\x12\x1b\n\x17METRIC_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12METRIC_KIND_BINARY\x10\x01\x12\x1a\n\x16METRIC_KIND_CONTINUOUS\x10\x02*q\n\x0fMetricDirection\x12 \n\x1cMETRIC_DIRECTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19METRIC_DIRECTION_MAXIMIZE\x10\x01\x12\x1d\n\x19METRIC_DIRECTION_MINIMIZE\x10\x02*S\n\x08\x41rmState\x12\x19\n\x15\x41RM_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41RM_STATE_ACTIVE\x10\x01\x12\x16\n\x12\x41RM_STATE_DISABLED\x10\x02*k\n\x0eLateRewardRule\x12 \n\x1cLATE_REWARD_RULE_UNSPECIFIED\x10\x00\x12\x1b\n\x17LATE_REWARD_RULE_IGNORE\x10\x01\x12\x1a\n\x16LATE_REWARD_RULE_APPLY\x10\x02*\xd4\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x12\n\x0eREASON_EXPLOIT\x10\x01\x12\x12\n\x0eREASON_EXPLORE\x10\x02\x12\x11\n\rREASON_PINNED\x10\x03\x12\x12\n\x0eREASON_HOLDOUT\x10\x04\x12\x13\n\x0fREASON_FALLBACK\x10\x05\x12\x11\n\rREASON_STICKY\x10\x06\x12\x11\n\rREASON_PAUSED\x10\x07\x12\x12\n\x0eREASON_BURN_IN\x10\x08\x12\x14\n\x10REASON_COMMITTED\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bandit_router.v1.experiment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_OBJECTIVE_WEIGHTSENTRY']._loaded_options = None
+  _globals['_OBJECTIVE_WEIGHTSENTRY']._serialized_options = b'8\001'
   _globals['_POLICYSPEC_PARAMSENTRY']._loaded_options = None
   _globals['_POLICYSPEC_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_PIN_UNITSENTRY']._loaded_options = None
   _globals['_PIN_UNITSENTRY']._serialized_options = b'8\001'
-  _globals['_ARMSTATE']._serialized_start=1980
-  _globals['_ARMSTATE']._serialized_end=2063
-  _globals['_LATEREWARDRULE']._serialized_start=2065
-  _globals['_LATEREWARDRULE']._serialized_end=2172
-  _globals['_REASON']._serialized_start=2175
-  _globals['_REASON']._serialized_end=2387
+  _globals['_EXPLORATIONCONTROLS_MAXSHAREENTRY']._loaded_options = None
+  _globals['_EXPLORATIONCONTROLS_MAXSHAREENTRY']._serialized_options = b'8\001'
+  _globals['_METRICKIND']._serialized_start=2496
+  _globals['_METRICKIND']._serialized_end=2589
+  _globals['_METRICDIRECTION']._serialized_start=2591
+  _globals['_METRICDIRECTION']._serialized_end=2704
+  _globals['_ARMSTATE']._serialized_start=2706
+  _globals['_ARMSTATE']._serialized_end=2789
+  _globals['_LATEREWARDRULE']._serialized_start=2791
+  _globals['_LATEREWARDRULE']._serialized_end=2898
+  _globals['_REASON']._serialized_start=2901
+  _globals['_REASON']._serialized_end=3113
   _globals['_EXPERIMENT']._serialized_start=121
-  _globals['_EXPERIMENT']._serialized_end=1069
-  _globals['_STOPPINGRULE']._serialized_start=1071
-  _globals['_STOPPINGRULE']._serialized_end=1190
-  _globals['_COMMIT']._serialized_start=1192
-  _globals['_COMMIT']._serialized_end=1292
-  _globals['_CONTEXTFEATURE']._serialized_start=1294
-  _globals['_CONTEXTFEATURE']._serialized_end=1373
-  _globals['_ARM']._serialized_start=1375
-  _globals['_ARM']._serialized_end=1495
-  _globals['_POLICYSPEC']._serialized_start=1498
-  _globals['_POLICYSPEC']._serialized_end=1629
-  _globals['_POLICYSPEC_PARAMSENTRY']._serialized_start=1584
-  _globals['_POLICYSPEC_PARAMSENTRY']._serialized_end=1629
-  _globals['_PIN']._serialized_start=1632
-  _globals['_PIN']._serialized_end=1809
-  _globals['_PIN_UNITSENTRY']._serialized_start=1765
-  _globals['_PIN_UNITSENTRY']._serialized_end=1809
-  _globals['_EXPLORATIONCONTROLS']._serialized_start=1811
-  _globals['_EXPLORATIONCONTROLS']._serialized_end=1864
-  _globals['_HOLDOUT']._serialized_start=1866
-  _globals['_HOLDOUT']._serialized_end=1911
-  _globals['_STICKY']._serialized_start=1913
-  _globals['_STICKY']._serialized_end=1978
+  _globals['_EXPERIMENT']._serialized_end=1164
+  _globals['_METRICSPEC']._serialized_start=1167
+  _globals['_METRICSPEC']._serialized_end=1343
+  _globals['_OBJECTIVE']._serialized_start=1345
+  _globals['_OBJECTIVE']._serialized_end=1463
+  _globals['_OBJECTIVE_WEIGHTSENTRY']._serialized_start=1417
+  _globals['_OBJECTIVE_WEIGHTSENTRY']._serialized_end=1463
+  _globals['_STOPPINGRULE']._serialized_start=1465
+  _globals['_STOPPINGRULE']._serialized_end=1584
+  _globals['_COMMIT']._serialized_start=1586
+  _globals['_COMMIT']._serialized_end=1686
+  _globals['_CONTEXTFEATURE']._serialized_start=1688
+  _globals['_CONTEXTFEATURE']._serialized_end=1767
+  _globals['_ARM']._serialized_start=1769
+  _globals['_ARM']._serialized_end=1889
+  _globals['_POLICYSPEC']._serialized_start=1892
+  _globals['_POLICYSPEC']._serialized_end=2023
+  _globals['_POLICYSPEC_PARAMSENTRY']._serialized_start=1978
+  _globals['_POLICYSPEC_PARAMSENTRY']._serialized_end=2023
+  _globals['_PIN']._serialized_start=2026
+  _globals['_PIN']._serialized_end=2203
+  _globals['_PIN_UNITSENTRY']._serialized_start=2159
+  _globals['_PIN_UNITSENTRY']._serialized_end=2203
+  _globals['_EXPLORATIONCONTROLS']._serialized_start=2206
+  _globals['_EXPLORATIONCONTROLS']._serialized_end=2380
+  _globals['_EXPLORATIONCONTROLS_MAXSHAREENTRY']._serialized_start=2333
+  _globals['_EXPLORATIONCONTROLS_MAXSHAREENTRY']._serialized_end=2380
+  _globals['_HOLDOUT']._serialized_start=2382
+  _globals['_HOLDOUT']._serialized_end=2427
+  _globals['_STICKY']._serialized_start=2429
+  _globals['_STICKY']._serialized_end=2494
 # @@protoc_insertion_point(module_scope)

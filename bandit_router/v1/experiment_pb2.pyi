@@ -11,6 +11,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class MetricKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METRIC_KIND_UNSPECIFIED: _ClassVar[MetricKind]
+    METRIC_KIND_BINARY: _ClassVar[MetricKind]
+    METRIC_KIND_CONTINUOUS: _ClassVar[MetricKind]
+
+class MetricDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METRIC_DIRECTION_UNSPECIFIED: _ClassVar[MetricDirection]
+    METRIC_DIRECTION_MAXIMIZE: _ClassVar[MetricDirection]
+    METRIC_DIRECTION_MINIMIZE: _ClassVar[MetricDirection]
+
 class ArmState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ARM_STATE_UNSPECIFIED: _ClassVar[ArmState]
@@ -35,6 +47,12 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_PAUSED: _ClassVar[Reason]
     REASON_BURN_IN: _ClassVar[Reason]
     REASON_COMMITTED: _ClassVar[Reason]
+METRIC_KIND_UNSPECIFIED: MetricKind
+METRIC_KIND_BINARY: MetricKind
+METRIC_KIND_CONTINUOUS: MetricKind
+METRIC_DIRECTION_UNSPECIFIED: MetricDirection
+METRIC_DIRECTION_MAXIMIZE: MetricDirection
+METRIC_DIRECTION_MINIMIZE: MetricDirection
 ARM_STATE_UNSPECIFIED: ArmState
 ARM_STATE_ACTIVE: ArmState
 ARM_STATE_DISABLED: ArmState
@@ -53,7 +71,7 @@ REASON_BURN_IN: Reason
 REASON_COMMITTED: Reason
 
 class Experiment(_message.Message):
-    __slots__ = ("name", "arms", "policy", "reward_window", "default_reward", "late_rewards", "late_reward_grace", "reward_min", "reward_max", "version", "created_at", "updated_at", "pin", "paused", "pause_arm", "exploration", "holdout", "sticky", "description", "drift_discount", "context_features", "stopping", "commit")
+    __slots__ = ("name", "arms", "policy", "reward_window", "default_reward", "late_rewards", "late_reward_grace", "reward_min", "reward_max", "version", "created_at", "updated_at", "pin", "paused", "pause_arm", "exploration", "holdout", "sticky", "description", "drift_discount", "context_features", "stopping", "commit", "metrics", "objective")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +95,8 @@ class Experiment(_message.Message):
     CONTEXT_FEATURES_FIELD_NUMBER: _ClassVar[int]
     STOPPING_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
     name: str
     arms: _containers.RepeatedCompositeFieldContainer[Arm]
     policy: PolicySpec
@@ -100,7 +120,36 @@ class Experiment(_message.Message):
     context_features: _containers.RepeatedCompositeFieldContainer[ContextFeature]
     stopping: StoppingRule
     commit: Commit
-    def __init__(self, name: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., policy: _Optional[_Union[PolicySpec, _Mapping]] = ..., reward_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_reward: _Optional[float] = ..., late_rewards: _Optional[_Union[LateRewardRule, str]] = ..., late_reward_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pin: _Optional[_Union[Pin, _Mapping]] = ..., paused: _Optional[bool] = ..., pause_arm: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationControls, _Mapping]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., sticky: _Optional[_Union[Sticky, _Mapping]] = ..., description: _Optional[str] = ..., drift_discount: _Optional[float] = ..., context_features: _Optional[_Iterable[_Union[ContextFeature, _Mapping]]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ...) -> None: ...
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricSpec]
+    objective: Objective
+    def __init__(self, name: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., policy: _Optional[_Union[PolicySpec, _Mapping]] = ..., reward_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_reward: _Optional[float] = ..., late_rewards: _Optional[_Union[LateRewardRule, str]] = ..., late_reward_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pin: _Optional[_Union[Pin, _Mapping]] = ..., paused: _Optional[bool] = ..., pause_arm: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationControls, _Mapping]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., sticky: _Optional[_Union[Sticky, _Mapping]] = ..., description: _Optional[str] = ..., drift_discount: _Optional[float] = ..., context_features: _Optional[_Iterable[_Union[ContextFeature, _Mapping]]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[MetricSpec, _Mapping]]] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ...) -> None: ...
+
+class MetricSpec(_message.Message):
+    __slots__ = ("name", "kind", "min", "max", "direction")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: MetricKind
+    min: float
+    max: float
+    direction: MetricDirection
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[MetricKind, str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., direction: _Optional[_Union[MetricDirection, str]] = ...) -> None: ...
+
+class Objective(_message.Message):
+    __slots__ = ("weights",)
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    weights: _containers.ScalarMap[str, float]
+    def __init__(self, weights: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class StoppingRule(_message.Message):
     __slots__ = ("delta", "epsilon", "min_samples", "commit")
@@ -187,12 +236,21 @@ class Pin(_message.Message):
     def __init__(self, arm: _Optional[str] = ..., reason: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., units: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ExplorationControls(_message.Message):
-    __slots__ = ("floor", "burn_in")
+    __slots__ = ("floor", "burn_in", "max_share")
+    class MaxShareEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     FLOOR_FIELD_NUMBER: _ClassVar[int]
     BURN_IN_FIELD_NUMBER: _ClassVar[int]
+    MAX_SHARE_FIELD_NUMBER: _ClassVar[int]
     floor: float
     burn_in: int
-    def __init__(self, floor: _Optional[float] = ..., burn_in: _Optional[int] = ...) -> None: ...
+    max_share: _containers.ScalarMap[str, float]
+    def __init__(self, floor: _Optional[float] = ..., burn_in: _Optional[int] = ..., max_share: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Holdout(_message.Message):
     __slots__ = ("share", "control_arm")

@@ -1,6 +1,6 @@
 -- Credit a group commit's rewards of one contextual experiment, each to its decision exactly
 -- once, folding in the features the decision used (carried by its signed decision id).
--- Runs after lua/context_statistics.lua (prepended by the store).
+-- Runs after lua/context_statistics.lua and lua/metrics.lua (prepended by the store).
 -- Invariant: as apply_rewards.lua (a decision changes the statistics at most once as a
 -- reward, plus with the APPLY late rule one correction replacing its default reward; every
 -- check before the first write), and the features folded into an arm's (n, A, b) are the
@@ -11,7 +11,8 @@
 -- hash (nonce -> features of a pending decision), KEYS[5..] dedupe marker of each reward
 -- ARGV[1] incarnation, ARGV[2] late rule ('ignore'|'apply'), ARGV[3] gamma,
 -- ARGV[4] log max length, ARGV[5] one string of
---   "arm|value|deadline_ms|learn|marker_ttl_ms|nonce|features;" per reward,
+--   "arm|value|deadline_ms|learn|marker_ttl_ms|nonce|features;" per reward (with
+--   "|name=value,..." before the ';' when it carries metrics, lua/metrics.lua),
 -- ARGV[6] largest accepted reward magnitude, ARGV[7] feature space, ARGV[8] statistics kind
 -- ('linear'|'logistic'), ARGV[9] number of features d, ARGV[10] largest feature magnitude
 -- Returns one outcome per reward: apply_rewards.lua's, plus 'stale'.
@@ -31,7 +32,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local known = {}
 local applied = 0
 
-local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, features_s)
+local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, features_s,
+    metrics_s)
   local exists = known[arm]
   if exists == nil then
     exists = redis.call('HEXISTS', stats, arm .. ':n') == 1
@@ -43,13 +45,20 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
   if value == nil or value ~= value or value > limit or value < -limit then
     return 'invalid'
   end
+  local metrics = parse_metrics(metrics_s, limit)
+  if metrics == nil then return 'invalid' end
   local f_space, z, x = parse_features(features_s, feature_limit)
   if f_space == nil then return 'invalid' end
   if f_space ~= current_space or f_space ~= space or #x ~= dim then return 'stale' end
   local marker = redis.call('GET', marker_key)
   local function log_event()
-    redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'type', 'reward', 'nonce', nonce,
-      'reward', value_s)
+    if metrics_s ~= nil and metrics_s ~= '' then
+      redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'type', 'reward', 'nonce', nonce,
+        'reward', value_s, 'metrics', metrics_s)
+    else
+      redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'type', 'reward', 'nonce', nonce,
+        'reward', value_s)
+    end
   end
   if marker then
     if string.sub(marker, 1, 2) == 'd:' and late and rule == 'apply' then
@@ -57,6 +66,7 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
       -- the default's by (value - default) for every kind, and A, n do not change.
       local default = tonumber(string.sub(marker, 3))
       redis.call('SET', marker_key, 'r', 'KEEPTTL')
+      credit_metrics(stats, arm, metrics)
       if learn then
         credit_context(stats, gamma, arm, 0, fmt(value - default),
           fmt(value * value - default * default), x, 0, value - default)
@@ -73,6 +83,7 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
   redis.call('ZREM', pending, nonce .. '|' .. arm)
   redis.call('HDEL', features, nonce)
   log_event()
+  credit_metrics(stats, arm, metrics)
   if not learn then return 'recorded' end
   local w, target = working(kind, z, value)
   credit_context(stats, gamma, arm, 1, value_s, fmt(value * value), x, w, target)
@@ -82,12 +93,12 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
 end
 
 local k = 4
-for arm, value_s, deadline, learn, ttl, nonce, features_s in
+for arm, value_s, deadline, learn, ttl, nonce, features_s, metrics_s in
     string.gmatch(ARGV[5],
-      '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+);') do
+      '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|?([^|;]*);') do
   k = k + 1
   outcomes[k - 4] = apply(KEYS[k], arm, value_s, tonumber(deadline), learn == '1', ttl, nonce,
-    features_s)
+    features_s, metrics_s)
 end
 if applied > 0 then redis.call('HINCRBY', stats, '_version', applied) end
 return outcomes

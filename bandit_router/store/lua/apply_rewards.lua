@@ -1,5 +1,6 @@
 -- Credit a group commit's rewards of one experiment, each to its decision exactly once.
--- Runs after lua/statistics.lua (prepended by the store): fmt, credit.
+-- Runs after lua/statistics.lua and lua/metrics.lua (prepended by the store): fmt, credit,
+-- parse_metrics, credit_metrics.
 -- Invariant: a decision changes the statistics at most once as a reward (plus, with the APPLY
 -- late rule, one correction that replaces its default reward), and each reward's checks all
 -- happen before its first write, so a refused reward leaves no marker behind (Redis has no
@@ -10,7 +11,8 @@
 -- KEYS[4..] dedupe marker of each reward's decision, in the order of the rewards
 -- ARGV[1] incarnation, ARGV[2] late rule ('ignore'|'apply'), ARGV[3] gamma,
 -- ARGV[4] log max length, ARGV[5] one string of "arm|value|deadline_ms|learn|marker_ttl_ms|nonce;"
---   per reward (learn: '1'|'0'; one argument, not six per reward: packing them is the cost)
+--   per reward (learn: '1'|'0'; one argument, not six per reward: packing them is the cost),
+--   with "|name=value,..." after the nonce when the reward carries metrics (lua/metrics.lua)
 -- Returns one outcome per reward: 'applied' | 'late_applied' | 'late_ignored' | 'duplicate'
 --   | 'recorded' | 'gone' | 'no_arm' | 'invalid' (a value that is not a finite number of
 --   magnitude <= ARGV[6]: the caller validates first; this keeps the statistics finite
@@ -35,7 +37,7 @@ local function add(arm, v_sum, v_sq, dn)
   applied = applied + 1
 end
 
-local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce)
+local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, metrics_s)
   local exists = known[arm]
   if exists == nil then
     exists = redis.call('HEXISTS', stats, arm .. ':n') == 1
@@ -48,16 +50,24 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce)
   if value == nil or value ~= value or value > limit or value < -limit then
     return 'invalid'
   end
+  local metrics = parse_metrics(metrics_s, limit)
+  if metrics == nil then return 'invalid' end
   local marker = redis.call('GET', marker_key)
   local function log_event()
-    redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'type', 'reward', 'nonce', nonce,
-      'reward', value_s)
+    if metrics_s ~= nil and metrics_s ~= '' then
+      redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'type', 'reward', 'nonce', nonce,
+        'reward', value_s, 'metrics', metrics_s)
+    else
+      redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'type', 'reward', 'nonce', nonce,
+        'reward', value_s)
+    end
   end
   if marker then
     if string.sub(marker, 1, 2) == 'd:' and late and rule == 'apply' then
       -- Replace the default reward credited at the deadline by the real one.
       local default = tonumber(string.sub(marker, 3))
       redis.call('SET', marker_key, 'r', 'KEEPTTL')
+      credit_metrics(stats, arm, metrics)
       if learn then add(arm, fmt(value - default), fmt(value * value - default * default), 0) end
       log_event()
       return 'late_applied'
@@ -69,6 +79,7 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce)
   redis.call('SET', marker_key, 'r', 'PX', ttl)
   redis.call('ZREM', pending, nonce .. '|' .. arm)
   log_event()
+  credit_metrics(stats, arm, metrics)
   if not learn then return 'recorded' end
   add(arm, value_s, fmt(value * value), 1)
   if late then return 'late_applied' end
@@ -76,10 +87,11 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce)
 end
 
 local k = 3
-for arm, value_s, deadline, learn, ttl, nonce in
-    string.gmatch(ARGV[5], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+);') do
+for arm, value_s, deadline, learn, ttl, nonce, metrics_s in
+    string.gmatch(ARGV[5], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|?([^|;]*);') do
   k = k + 1
-  outcomes[k - 3] = apply(KEYS[k], arm, value_s, tonumber(deadline), learn == '1', ttl, nonce)
+  outcomes[k - 3] = apply(KEYS[k], arm, value_s, tonumber(deadline), learn == '1', ttl, nonce,
+    metrics_s)
 end
 if applied > 0 then redis.call('HINCRBY', stats, '_version', applied) end
 return outcomes
