@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,22 +69,17 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
 
 def test_bench_overload_from_the_cpp_driver_offers_four_times_capacity(tmp_path: Path) -> None:
     """The outside driver's three runs per server; the overload run offered exactly 4x the
-    server's own measured capacity over its window, every call ending OK, refused or failed.
-    A --variant is offered the plain server's rates, so a small pending limit that refuses
-    part of the 64-deep capacity run cannot shrink its own yardstick."""
+    server's own measured capacity over its window, every call ending OK, refused or failed."""
     out = tmp_path / "bench.json"
     duration = 1.0
     command = [sys.executable, "-m", "bandit_router", "bench", "--calls", "300", "--rounds", "1"]
     command += ["--duration", str(duration), "--rate", "200", "--concurrency", "16"]
     command += ["--overload-driver", "cpp", "--json", str(out)]
-    command += ["--variant=--max-pending-rpcs 48"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {(row["server"], row["mode"]): row for row in json.loads(out.read_text())}
-    variant = "bandit-router --max-pending-rpcs 48"
-    for server in ("echo", "bandit-router", variant):
-        yardstick = "bandit-router" if server == variant else server
-        capacity = rows[(yardstick, "outside route x64")]
+    for server in ("echo", "bandit-router"):
+        capacity = rows[(server, "outside route x64")]
         steady = rows[(server, "outside route @cap/3")]
         overload = rows[(server, "outside overload @4x")]
         assert capacity["calls"] > 0 and capacity["errors"] == 0
@@ -92,7 +88,6 @@ def test_bench_overload_from_the_cpp_driver_offers_four_times_capacity(tmp_path:
         due = 4 * capacity["calls_per_second"] * duration
         assert abs(offered - due) <= 1, (offered, due)
     assert "overload bandit-router (C++ driver): goodput" in result.stdout
-    assert f"overload {variant} (C++ driver): goodput" in result.stdout
 
 
 def test_the_table_leaves_a_ratio_to_a_server_that_answered_nothing_blank() -> None:
@@ -173,3 +168,30 @@ def test_profile_samples_a_server_under_load() -> None:
     assert "Route-then-Reward pairs" in result.stdout
     assert "gRPC (Cython layer and C core)" in result.stdout
     assert "bandit_router/" in result.stdout
+
+
+def test_a_variant_is_offered_the_plain_servers_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --variant's steady and overload runs use the plain server's capacity of the same
+    round, so a small pending limit that refuses part of the 64-deep capacity run cannot
+    shrink its own yardstick; the summary then divides by that same capacity."""
+    import argparse
+
+    from bandit_router.bench import native, runner
+
+    offered: list[tuple[float, int]] = []
+
+    def fake_run(binary: Path, target: str, **options: Any) -> native.DriverRun:
+        offered.append((options.get("rate", 0.0), options.get("concurrency", 64)))
+        ok = 1000 if options.get("rate", 0.0) == 0.0 else 500  # the variant's capacity: 1000/s
+        return native.DriverRun(1.0, 0.1, {"OK": ok}, {"p50": 1e3, "p99": 2e3, "p999": 3e3}, None)
+
+    monkeypatch.setattr(native, "run", fake_run)
+    monkeypatch.setattr(runner, "tree_cpu_seconds", lambda pid: 0.0)
+    args = argparse.Namespace(duration=1.0)
+    baseline = runner.Result(
+        "bandit-router", runner.OUTSIDE_CAPACITY, 3000, 1.0, 3000.0, 1.0, 2.0, 3.0, 0, 100.0
+    )
+    runs = runner.outside_overload(Path("driver"), "bandit-router --x", "t", 1, args, baseline)
+    assert [rate for rate, _ in offered] == [0.0, 1000.0, 12000.0]  # baseline 3000: /3, x4
+    lines = runner.overload_summary([baseline, *runs])
+    assert any("bandit-router --x (C++ driver): goodput 0.17x capacity" in line for line in lines)
