@@ -157,9 +157,10 @@ def test_environment_is_a_valid_serve_configuration(
     assert startup["grpc"] == {"port": ports["grpc"]}
     assert startup["periodSeconds"] * startup["failureThreshold"] > config.wait_for_redis > 0
     # Liveness must not follow Redis (health is NOT_SERVING while Redis is down, and every
-    # replica keeps routing from its cache meanwhile): the process answering is enough.
+    # replica keeps routing from its cache meanwhile): it asks the "liveness" name, which
+    # tests/test_store_faults.py shows SERVING through a Redis outage.
     liveness = container["livenessProbe"]
-    assert "grpc" not in liveness and liveness["tcpSocket"]["port"] == ports["grpc"]
+    assert liveness["grpc"] == {"port": ports["grpc"], "service": "liveness"}
 
     # Unprivileged, as the image's user; the only writable path is /tmp (--workers' metrics).
     security = pod["securityContext"]

@@ -39,10 +39,10 @@ def stack() -> Iterator[tuple[RedisServer, ServerThread, BanditClient]]:
         store.stop()
 
 
-def health(target: str) -> int:
+def health(target: str, service: str = "bandit_router.v1.Router") -> int:
     with grpc.insecure_channel(target) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="bandit_router.v1.Router"), timeout=1.0
+            health_pb2.HealthCheckRequest(service=service), timeout=1.0
         )
         return int(reply.status)
 
@@ -94,8 +94,10 @@ def test_store_refusing_writes_is_unavailable_and_unhealthy(
         # 21 refusals, one log line: the rest are counted into the next one.
         assert len([r for r in caplog.records if fault in r.getMessage()]) == 1
         wait_for(lambda: health(server.target) == NOT_SERVING, timeout=3.0)
-        # Routes keep being answered from the cache meanwhile.
+        # Routes keep being answered from the cache meanwhile, so liveness stays SERVING:
+        # a liveness probe must not restart a replica that still routes.
         assert client.route("full").arm in {"a", "b"}
+        assert health(server.target, "liveness") == SERVING
     finally:
         if fault == "OOM":
             admin.config_set("maxmemory", 0)
