@@ -45,6 +45,20 @@ def test_segments_beyond_the_cap_pool_into_other() -> None:
     assert list(scan.segment).count(other) == 50 + 2  # 51 values past the cap + the missing
 
 
+def test_segments_by_a_categorical_attribute() -> None:
+    """``--by`` names an attribute (a string) as well as a numeric context key; the keys seen
+    (for the unknown-key message) include both."""
+    scanner = LogScanner(EXPERIMENT, CheckOptions(by="tier"))
+    for i, tier in enumerate(["free", "premium", "free", ""]):
+        record = decision(i, length=float(i))
+        if tier:
+            record["attributes"] = {"tier": tier}
+        scanner.add_decision(record)
+    scan = scanner.finish()
+    assert [scan.segments[s] for s in scan.segment] == ["free", "premium", "free", MISSING]
+    assert {"tier", "length"} <= set(scan.keys_seen)
+
+
 def test_unit_buckets_are_stable_and_cover_every_unit() -> None:
     scans = []
     for _ in range(2):

@@ -146,12 +146,18 @@ class LogScanner:
         # Shared probability tables -> (law, chosen counts): SRM per table, not per decision.
         self.tables: dict[tuple[tuple[str, float], ...], np.ndarray] = {}
 
-    def segment_of(self, unit_id: str, context: dict[str, float]) -> int:
+    def segment_of(
+        self, unit_id: str, context: dict[str, float], attributes: dict[str, str] | None = None
+    ) -> int:
+        """The segment of a decision: a unit-id bucket, the value of a categorical attribute,
+        or of a numeric context key (an attribute wins where a request had both names)."""
         by = self.options.by
         if not by:
             return 0
         if self.buckets:
             label = _bucket(unit_id, self.buckets)
+        elif attributes and by in attributes:
+            label = str(attributes[by])
         else:
             value = context.get(by)
             label = MISSING if value is None else f"{value:g}"
@@ -200,14 +206,17 @@ class LogScanner:
             return
         context = decision.get("context") or {}
         assert isinstance(context, dict)
+        attributes = decision.get("attributes") or {}
+        assert isinstance(attributes, dict)
         if len(scan.keys_seen) < MAX_KEYS_SEEN:
             scan.keys_seen.update(context)
+            scan.keys_seen.update(attributes)
         unit_id = str(decision.get("unit_id", ""))
         self._count_law(arm, probabilities, bool(decision.get("probabilities_complete")))
         nonce = str(decision.get("nonce", ""))
         row = scan.decisions
         scan.arm.append(arm)
-        scan.segment.append(self.segment_of(unit_id, context))
+        scan.segment.append(self.segment_of(unit_id, context, attributes))
         value = context.get(self.options.covariate) if self.options.covariate else None
         if value is not None:
             scan.covariates_seen += 1
