@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bandit_router.bench.fixtures import free_cluster_port
 from bandit_router.serving.config import ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,21 +226,6 @@ def server_processes(
     finally:
         for server in servers:
             server.stop()
-
-
-def free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too and below 65536."""
-    for _ in range(200):
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
 
 
 def _cli(port: int, *args: str, timeout: float = 10.0) -> str:
