@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from policies.base import FloatArray
 
@@ -72,9 +72,9 @@ def novelty_test(
     d = first - later
     mean = float(d.mean())
     se = float(d.std(ddof=1)) / math.sqrt(m)
-    t_crit = float(stats.t.ppf(0.5 + level / 2.0, m - 1))
+    t_crit = float(special.stdtrit(m - 1, 0.5 + level / 2.0))
     # A constant difference (se = 0) is a certain decay if positive, none otherwise.
-    p_value = float(stats.t.sf(mean / se, m - 1)) if se > 0 else float(mean <= 0)
+    p_value = float(special.stdtr(m - 1, -mean / se)) if se > 0 else float(mean <= 0)
     return NoveltyResult(
         arm=arm,
         units=m,
