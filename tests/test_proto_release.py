@@ -1,7 +1,8 @@
 """The contract against its releases: no breaking change since the last release (buf
 breaking against the committed image of its protos), protos in buf's format, one CHANGELOG
-entry per release image, and each image equal to what its tag builds (where the tag is here:
-a shallow CI clone may have none, which is why the images are committed)."""
+entry per release image, and each image equal to what its release commit builds (recorded
+beside it, so a clone without tags checks it too; the images are committed so that buf
+breaking needs no history at all)."""
 
 from __future__ import annotations
 
@@ -44,17 +45,27 @@ def test_every_release_image_has_its_changelog_entry() -> None:
     assert {image.stem.removeprefix("v") for image in release_images()} == released
 
 
-def test_release_images_are_what_their_tags_build(tmp_path: Path) -> None:
-    tags = subprocess.run(
-        ["git", "tag", "--list", "v*"], cwd=ROOT, capture_output=True, text=True, check=False
-    ).stdout.split()
-    present = [image for image in release_images() if image.stem in tags]
-    if not present:
-        pytest.skip("no release tag in this clone (shallow or without tags): images unchecked")
-    for image in present:
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_release_images_are_what_their_commits_build(tmp_path: Path) -> None:
+    """Each image beside the commit it was built from (``vX.Y.Z.commit``, so no tag is
+    needed), rebuilt from that commit byte for byte; where the tag is here, it names that
+    commit. Only a shallow clone, which lacks the history, cannot check this."""
+    for image in release_images():
+        record = image.with_suffix(".commit")
+        assert record.exists(), f"{record.name} is missing: scripts/proto-release-image writes it"
+        commit = record.read_text().strip()
+        if git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+            if git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+                pytest.skip("a shallow clone has no release commits: images unchecked")
+            pytest.fail(f"{image.stem}'s commit {commit} is not in this repository")
+        tagged = git("rev-parse", "--verify", "--quiet", f"{image.stem}^{{commit}}").stdout
+        assert tagged.strip() in ("", commit), f"tag {image.stem} is not {commit}"
         built = tmp_path / image.name
         result = subprocess.run(
-            [str(ROOT / "scripts/proto-release-image"), image.stem, str(built)],
+            [str(ROOT / "scripts/proto-release-image"), commit, str(built)],
             cwd=ROOT,
             env={**os.environ, "BUF": buf_binary()},
             capture_output=True,
@@ -62,4 +73,4 @@ def test_release_images_are_what_their_tags_build(tmp_path: Path) -> None:
             timeout=300,
         )
         assert result.returncode == 0, result.stderr
-        assert built.read_bytes() == image.read_bytes(), f"{image} is not what {image.stem} builds"
+        assert built.read_bytes() == image.read_bytes(), f"{image} is not what {commit} builds"
