@@ -47,6 +47,7 @@ class ErrorReason(StrEnum):
     DUPLICATE_EXPERIMENT = "DUPLICATE_EXPERIMENT"
     LAST_ACTIVE_ARM = "LAST_ACTIVE_ARM"
     ARM_DISABLED = "ARM_DISABLED"
+    ARM_QUARANTINED = "ARM_QUARANTINED"
     NO_ELIGIBLE_ARM = "NO_ELIGIBLE_ARM"
     RESET_REQUIRED = "RESET_REQUIRED"
     VERSION_MISMATCH = "VERSION_MISMATCH"
@@ -146,6 +147,12 @@ REASONS: dict[ErrorReason, ReasonDoc] = {
         "FAILED_PRECONDITION",
         "The arm is disabled, so it cannot be pinned",
         "Enable the arm first",
+        "",
+    ),
+    ErrorReason.ARM_QUARANTINED: ReasonDoc(
+        "FAILED_PRECONDITION",
+        "The arm is quarantined by a guardrail; enabling is for disabled arms",
+        "Hold it active (`bandit-router guardrail hold`) or let its probe data release it",
         "",
     ),
     ErrorReason.NO_ELIGIBLE_ARM: ReasonDoc(

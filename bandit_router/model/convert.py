@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 from typing import Any, cast
 
 from google.protobuf.duration_pb2 import Duration
@@ -23,10 +25,42 @@ from bandit_router.model.experiments import (
     PolicySpec,
     Stopping,
 )
+from bandit_router.model.guardrails import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MIN_SAMPLES,
+    DEFAULT_PROBE_SHARE,
+    DEFAULT_WINDOW,
+    ArmGuardrail,
+    Constraint,
+    GuardrailRule,
+    Override,
+    Statistic,
+)
 from bandit_router.model.metrics import Direction, MetricKind, MetricSpec, Objective
 from bandit_router.v1 import experiment_pb2 as pb
 
-_ARM_STATE_TO_PB = {ArmState.ACTIVE: pb.ARM_STATE_ACTIVE, ArmState.DISABLED: pb.ARM_STATE_DISABLED}
+_ARM_STATE_TO_PB = {
+    ArmState.ACTIVE: pb.ARM_STATE_ACTIVE,
+    ArmState.DISABLED: pb.ARM_STATE_DISABLED,
+    ArmState.QUARANTINED: pb.ARM_STATE_QUARANTINED,
+}
+_OVERRIDE_OF_PB = {
+    pb.GUARDRAIL_OVERRIDE_UNSPECIFIED: Override.NONE,
+    pb.GUARDRAIL_OVERRIDE_HOLD_ACTIVE: Override.HOLD_ACTIVE,
+    pb.GUARDRAIL_OVERRIDE_FORCE_QUARANTINE: Override.FORCE_QUARANTINE,
+}
+_OVERRIDE_TO_PB = {value: key for key, value in _OVERRIDE_OF_PB.items()}
+_STATISTIC_OF_PB = {
+    pb.GUARDRAIL_STATISTIC_UNSPECIFIED: Statistic.MEAN,
+    pb.GUARDRAIL_STATISTIC_MEAN: Statistic.MEAN,
+    pb.GUARDRAIL_STATISTIC_RATE: Statistic.RATE,
+    pb.GUARDRAIL_STATISTIC_QUANTILE: Statistic.QUANTILE,
+}
+_STATISTIC_TO_PB = {
+    Statistic.MEAN: pb.GUARDRAIL_STATISTIC_MEAN,
+    Statistic.RATE: pb.GUARDRAIL_STATISTIC_RATE,
+    Statistic.QUANTILE: pb.GUARDRAIL_STATISTIC_QUANTILE,
+}
 _LATE_TO_PB = {
     LateRewardRule.IGNORE: pb.LATE_REWARD_RULE_IGNORE,
     LateRewardRule.APPLY: pb.LATE_REWARD_RULE_APPLY,
@@ -59,17 +93,112 @@ def arm_state_of(value: int, field: str) -> ArmState:
         return ArmState.DISABLED
     if value in (pb.ARM_STATE_ACTIVE, pb.ARM_STATE_UNSPECIFIED):
         return ArmState.ACTIVE
+    if value == pb.ARM_STATE_QUARANTINED:  # the service's to set: merge_update keeps its own
+        return ArmState.QUARANTINED
     raise InvalidArgument(f"unknown arm state {value}", field)
 
 
 def arm_of(message: pb.Arm, field: str) -> Arm:
+    override = _OVERRIDE_OF_PB.get(message.guardrail_override)
+    if override is None:
+        raise InvalidArgument(
+            f"unknown override {message.guardrail_override}", f"{field}.guardrail_override"
+        )
+    status = message.guardrail
     return Arm(
         name=message.name,
         state=arm_state_of(message.state, f"{field}.state"),
         prior_n=message.prior_n,
         prior_sum=message.prior_sum,
         prior_sum_sq=message.prior_sum_sq,
+        override=override,
+        guardrail=ArmGuardrail(
+            since=unix_of(status.since),
+            tripped_rules=tuple(status.tripped_rules),
+            summary=status.summary,
+            epoch=status.epoch,
+        ),
     )
+
+
+def arm_to_pb(arm: Arm) -> pb.Arm:
+    message = pb.Arm(
+        name=arm.name,
+        state=_ARM_STATE_TO_PB[arm.state],
+        prior_n=arm.prior_n,
+        prior_sum=arm.prior_sum,
+        prior_sum_sq=arm.prior_sum_sq,
+        guardrail_override=_OVERRIDE_TO_PB[arm.override],
+    )
+    status = arm.guardrail
+    if status != ArmGuardrail():
+        message.guardrail.CopyFrom(
+            pb.ArmGuardrail(
+                tripped_rules=list(status.tripped_rules),
+                summary=status.summary,
+                epoch=status.epoch,
+            )
+        )
+        if status.since:
+            message.guardrail.since.CopyFrom(timestamp_of(status.since))
+    return message
+
+
+def guardrail_of(message: pb.GuardrailRule, field: str) -> GuardrailRule:
+    """Unset optional fields take their documented defaults (validated later)."""
+    statistic = _STATISTIC_OF_PB.get(message.statistic)
+    if statistic is None:
+        raise InvalidArgument(f"unknown statistic {message.statistic}", f"{field}.statistic")
+    return GuardrailRule(
+        metric=message.metric,
+        statistic=statistic,
+        quantile=message.quantile,
+        max=message.max if message.HasField("max") else None,
+        min=message.min if message.HasField("min") else None,
+        window=seconds_of(message.window, f"{field}.window", DEFAULT_WINDOW),
+        min_samples=(
+            message.min_samples if message.HasField("min_samples") else DEFAULT_MIN_SAMPLES
+        ),
+        confidence=message.confidence if message.HasField("confidence") else DEFAULT_CONFIDENCE,
+        probe_share=(
+            message.probe_share if message.HasField("probe_share") else DEFAULT_PROBE_SHARE
+        ),
+    )
+
+
+def guardrail_to_pb(rule: GuardrailRule) -> pb.GuardrailRule:
+    message = pb.GuardrailRule(
+        metric=rule.metric,
+        statistic=_STATISTIC_TO_PB[rule.statistic],
+        quantile=rule.quantile,
+        window=duration_of(rule.window),
+        min_samples=rule.min_samples,
+        confidence=rule.confidence,
+        probe_share=rule.probe_share,
+    )
+    if rule.max is not None:
+        message.max = rule.max
+    if rule.min is not None:
+        message.min = rule.min
+    return message
+
+
+def constraint_of(message: pb.Constraint) -> Constraint:
+    return Constraint(
+        metric=message.metric,
+        max_mean=message.max_mean if message.HasField("max_mean") else None,
+        min_mean=message.min_mean if message.HasField("min_mean") else None,
+        confidence=message.confidence if message.HasField("confidence") else DEFAULT_CONFIDENCE,
+    )
+
+
+def constraint_to_pb(constraint: Constraint) -> pb.Constraint:
+    message = pb.Constraint(metric=constraint.metric, confidence=constraint.confidence)
+    if constraint.max_mean is not None:
+        message.max_mean = constraint.max_mean
+    if constraint.min_mean is not None:
+        message.min_mean = constraint.min_mean
+    return message
 
 
 def context_feature_of(message: pb.ContextFeature) -> ContextFeature:
@@ -183,8 +312,17 @@ def experiment_of(message: pb.Experiment) -> Experiment:
             metric_of(m, f"experiment.metrics[{i}]") for i, m in enumerate(message.metrics)
         ),
         objective=(
-            Objective(dict(message.objective.weights)) if message.HasField("objective") else None
+            Objective(dict(message.objective.weights))
+            if message.HasField("objective")
+            and (message.objective.weights or not message.objective.constraints)
+            else None
         ),
+        constraints=tuple(constraint_of(c) for c in message.objective.constraints),
+        guardrails=tuple(
+            guardrail_of(rule, f"experiment.guardrails[{i}]")
+            for i, rule in enumerate(message.guardrails)
+        ),
+        fallback_arm=message.fallback_arm,
         commit=Commit(
             arm=message.commit.arm,
             committed_at=unix_of(message.commit.committed_at),
@@ -208,16 +346,7 @@ def stopping_of(message: pb.StoppingRule) -> Stopping:
 def experiment_to_pb(experiment: Experiment) -> pb.Experiment:
     message = pb.Experiment(
         name=experiment.name,
-        arms=[
-            pb.Arm(
-                name=arm.name,
-                state=_ARM_STATE_TO_PB[arm.state],
-                prior_n=arm.prior_n,
-                prior_sum=arm.prior_sum,
-                prior_sum_sq=arm.prior_sum_sq,
-            )
-            for arm in experiment.arms
-        ],
+        arms=[arm_to_pb(arm) for arm in experiment.arms],
         policy=pb.PolicySpec(name=experiment.policy.name, params=dict(experiment.policy.params)),
         reward_window=duration_of(experiment.reward_window),
         late_rewards=_LATE_TO_PB[experiment.late_rewards],
@@ -244,9 +373,17 @@ def experiment_to_pb(experiment: Experiment) -> pb.Experiment:
         description=experiment.description,
         context_features=[context_feature_to_pb(f) for f in experiment.context_features],
         metrics=[metric_to_pb(m) for m in experiment.metrics],
+        guardrails=[guardrail_to_pb(rule) for rule in experiment.guardrails],
+        fallback_arm=experiment.fallback_arm,
     )
-    if experiment.objective is not None:
-        message.objective.CopyFrom(pb.Objective(weights=dict(experiment.objective.weights)))
+    if experiment.objective is not None or experiment.constraints:
+        weights = {} if experiment.objective is None else dict(experiment.objective.weights)
+        message.objective.CopyFrom(
+            pb.Objective(
+                weights=weights,
+                constraints=[constraint_to_pb(c) for c in experiment.constraints],
+            )
+        )
     if experiment.pin.expires_at:
         message.pin.expires_at.CopyFrom(timestamp_of(experiment.pin.expires_at))
     if experiment.stopping is not None:
@@ -282,7 +419,9 @@ def merge_update(current: Experiment, update: pb.Experiment, mask: FieldMask) ->
         merged.name = current.name
         # The commit is the service's state, not configuration: a full replace (re-applying
         # a file) keeps it; only a mask naming "commit" clears it (reopen).
-        return experiment_of(merged).with_changes(commit=current.commit)
+        return keep_guardrail_state(
+            current, experiment_of(merged).with_changes(commit=current.commit)
+        )
     if not mask.IsValidForDescriptor(cast(Any, pb.Experiment.DESCRIPTOR)):
         raise InvalidArgument(f"unknown field path in {list(mask.paths)}", "update_mask")
     for path in mask.paths:
@@ -295,4 +434,40 @@ def merge_update(current: Experiment, update: pb.Experiment, mask: FieldMask) ->
             )
     target = experiment_to_pb(current)
     mask.MergeMessage(update, target, replace_message_field=True, replace_repeated_field=True)
-    return experiment_of(target)
+    return keep_guardrail_state(current, experiment_of(target))
+
+
+def keep_guardrail_state(current: Experiment, merged: Experiment) -> Experiment:
+    """``merged`` with each arm's guardrail state as the service keeps it.
+
+    Quarantine and the guardrail status are the service's state, not configuration: applying
+    an experiment file again (which says ``active``) must not release a quarantined arm, and
+    a file cannot quarantine one by saying ``quarantined``. An operator moves an arm with
+    its override instead: HOLD_ACTIVE releases it, FORCE_QUARANTINE puts it in, either one
+    starting a new statistics epoch (and so does clearing one), audited like any update.
+    """
+    before = {arm.name: arm for arm in current.arms}
+    arms = []
+    now = time.time()
+    for arm in merged.arms:
+        old = before.get(arm.name)
+        status = old.guardrail if old is not None else ArmGuardrail()
+        was_quarantined = old is not None and old.state is ArmState.QUARANTINED
+        state = arm.state
+        if state is not ArmState.DISABLED:
+            state = ArmState.QUARANTINED if was_quarantined else ArmState.ACTIVE
+            if arm.override is Override.HOLD_ACTIVE:
+                state = ArmState.ACTIVE
+            elif arm.override is Override.FORCE_QUARANTINE:
+                state = ArmState.QUARANTINED
+        if old is not None and old.override is not arm.override:
+            status = ArmGuardrail(
+                since=now,
+                tripped_rules=() if state is ArmState.ACTIVE else status.tripped_rules,
+                summary=f"override {old.override.value} -> {arm.override.value}",
+                epoch=status.epoch + 1,
+            )
+        elif state is ArmState.ACTIVE and was_quarantined:  # enabled or held: a new epoch
+            status = ArmGuardrail(now, (), "released by an operator", status.epoch + 1)
+        arms.append(dataclasses.replace(arm, state=state, guardrail=status))
+    return merged.with_changes(arms=tuple(arms))

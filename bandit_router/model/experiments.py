@@ -20,6 +20,13 @@ from functools import cached_property
 from typing import Any
 
 from bandit_router.errors import ErrorReason, InvalidArgument
+from bandit_router.model.guardrails import (
+    ArmGuardrail,
+    Constraint,
+    GuardrailRule,
+    Override,
+    validate_guardrails,
+)
 from bandit_router.model.metrics import MAX_METRICS, MetricKind, MetricSpec, Objective
 from policies import (
     ContextualPolicy,
@@ -51,6 +58,8 @@ MAX_ATTRIBUTE_LENGTH = 64
 class ArmState(StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
+    #: Broke a guardrail: only probe traffic until it passes again (``analysis.guardrails``).
+    QUARANTINED = "quarantined"
 
 
 class LateRewardRule(StrEnum):
@@ -82,10 +91,37 @@ class Arm:
     prior_n: float = 0.0
     prior_sum: float = 0.0
     prior_sum_sq: float = 0.0
+    #: An operator's hand on the arm's guardrails; the service keeps ``state`` consistent.
+    override: Override = Override.NONE
+    guardrail: ArmGuardrail = field(default_factory=ArmGuardrail)
 
     @property
     def active(self) -> bool:
+        """Eligible for the bandit's own traffic (a quarantined arm gets only probes)."""
         return self.state is ArmState.ACTIVE
+
+    @property
+    def enabled(self) -> bool:
+        """Not disabled by an operator: active or quarantined."""
+        return self.state is not ArmState.DISABLED
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["state"] = self.state.value
+        data["override"] = self.override.value
+        data["guardrail"] = self.guardrail.to_json_dict()
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> Arm:
+        return cls(
+            **{
+                **data,
+                "state": ArmState(data.get("state", "active")),
+                "override": Override(data.get("override", "none")),
+                "guardrail": ArmGuardrail.from_json_dict(data.get("guardrail")),
+            }
+        )
 
 
 def _policy_error(error: PolicyConfigError) -> InvalidArgument:
@@ -261,6 +297,12 @@ class Experiment:
     #: them into the learning reward (``Experiment.objective``): ``model.metrics``.
     metrics: tuple[MetricSpec, ...] = ()
     objective: Objective | None = None
+    #: ``Objective.constraints``: arms that significantly break one are not eligible.
+    constraints: tuple[Constraint, ...] = ()
+    #: Per-arm SLO rules (``Experiment.guardrails``) and the arm that serves when no arm is
+    #: eligible ('' : the first arm): ``model.guardrails``.
+    guardrails: tuple[GuardrailRule, ...] = ()
+    fallback_arm: str = ""
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -365,7 +407,7 @@ class Experiment:
                     )
             if arm.prior_n < 0:
                 raise InvalidArgument("must be >= 0", f"{where}.prior_n")
-        if not any(arm.active for arm in self.arms) and not self.paused:
+        if not any(arm.enabled for arm in self.arms) and not self.paused:
             raise InvalidArgument("at least one arm must be active", "experiment.arms")
         self.policy.build()
         self._validate_context_features()
@@ -401,7 +443,28 @@ class Experiment:
         self._validate_controls(seen)
         self._validate_stopping(seen)
         self._validate_metrics()
+        self._validate_guardrails(seen)
         return self
+
+    def _validate_guardrails(self, arm_names: set[str]) -> None:
+        for index, constraint in enumerate(self.constraints):
+            constraint.validate(f"experiment.objective.constraints[{index}]", self.metric_specs)
+        validate_guardrails(self.guardrails, self.metric_specs, len(self.arms))
+        if self.fallback_arm and self.fallback_arm not in arm_names:
+            raise InvalidArgument(f"unknown arm {self.fallback_arm!r}", "experiment.fallback_arm")
+        for index, arm in enumerate(self.arms):
+            if arm.override is Override.NONE:
+                continue
+            where = f"experiment.arms[{index}].guardrail_override"
+            if not self.guardrails:
+                raise InvalidArgument("the experiment has no guardrails", where)
+            if arm.state is ArmState.DISABLED:
+                raise InvalidArgument(f"arm {arm.name!r} is disabled", where)
+
+    @property
+    def fallback_index(self) -> int:
+        """Index of the arm that serves when no arm is eligible."""
+        return self.arm_names.index(self.fallback_arm) if self.fallback_arm else 0
 
     def _validate_metrics(self) -> None:
         where = "experiment.metrics"
@@ -535,7 +598,7 @@ class Experiment:
         if self.pause_arm and self.pause_arm not in arm_names:
             raise InvalidArgument(f"unknown arm {self.pause_arm!r}", "experiment.pause_arm")
         check_finite(self.exploration_floor, "experiment.exploration.floor")
-        active = sum(1 for arm in self.arms if arm.active)
+        active = sum(1 for arm in self.arms if arm.enabled)
         if not 0.0 <= self.exploration_floor <= 1.0 / max(active, 1):
             raise InvalidArgument(
                 f"{self.exploration_floor!r} is outside [0, 1/K] with K={active} active arms",
@@ -573,7 +636,7 @@ class Experiment:
                 raise InvalidArgument(
                     f"{share!r} is below the exploration floor {self.exploration_floor!r}", at
                 )
-        active = [arm.name for arm in self.arms if arm.active]
+        active = [arm.name for arm in self.arms if arm.enabled]
         if active and all(arm in self.max_share for arm in active):
             total = sum(self.max_share[arm] for arm in active)
             if total < 1.0 - 1e-12:
@@ -598,7 +661,7 @@ class Experiment:
 
     def to_json_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["arms"] = [{**dataclasses.asdict(arm), "state": arm.state.value} for arm in self.arms]
+        data["arms"] = [arm.to_json_dict() for arm in self.arms]
         data["policy"] = {"name": self.policy.name, "params": dict(self.policy.params)}
         data["late_rewards"] = self.late_rewards.value
         data["pin"] = {**dataclasses.asdict(self.pin), "units": dict(self.pin.units)}
@@ -608,14 +671,14 @@ class Experiment:
         data["max_share"] = dict(self.max_share)
         data["metrics"] = [metric.to_json_dict() for metric in self.metrics]
         data["objective"] = None if self.objective is None else self.objective.to_json_dict()
+        data["constraints"] = [c.to_json_dict() for c in self.constraints]
+        data["guardrails"] = [rule.to_json_dict() for rule in self.guardrails]
         return data
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Experiment:
         values = dict(data)
-        values["arms"] = tuple(
-            Arm(**{**arm, "state": ArmState(arm.get("state", "active"))}) for arm in data["arms"]
-        )
+        values["arms"] = tuple(Arm.from_json_dict(arm) for arm in data["arms"])
         policy = data.get("policy", {})
         values["policy"] = PolicySpec(
             policy.get("name", "thompson"), dict(policy.get("params", {}))
@@ -635,5 +698,11 @@ class Experiment:
         values["metrics"] = tuple(MetricSpec.from_json_dict(m) for m in data.get("metrics", ()))
         objective = data.get("objective")
         values["objective"] = None if objective is None else Objective.from_json_dict(objective)
+        values["constraints"] = tuple(
+            Constraint.from_json_dict(c) for c in data.get("constraints", ())
+        )
+        values["guardrails"] = tuple(
+            GuardrailRule.from_json_dict(rule) for rule in data.get("guardrails", ())
+        )
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})

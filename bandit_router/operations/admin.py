@@ -23,6 +23,7 @@ from bandit_router.errors import (
     NotFound,
     Resource,
 )
+from bandit_router.model.convert import keep_guardrail_state
 from bandit_router.model.experiments import (
     MAX_REASON_LENGTH,
     Arm,
@@ -32,6 +33,7 @@ from bandit_router.model.experiments import (
     Pin,
     check_name,
 )
+from bandit_router.model.guardrails import Override
 from bandit_router.operations.paging import Listing, audit_page_size, page_size
 from bandit_router.store.redis_store import ExperimentState, Store
 
@@ -185,7 +187,7 @@ class AdminOperations:
         def change(experiment: Experiment) -> Experiment:
             _require_arm(experiment, arm)
             remaining = tuple(a for a in experiment.arms if a.name != arm)
-            if not any(a.active for a in remaining):
+            if not any(a.enabled for a in remaining):
                 raise FailedPrecondition(
                     "cannot remove the last active arm", "arm", reason=ErrorReason.LAST_ACTIVE_ARM
                 )
@@ -206,11 +208,18 @@ class AdminOperations:
         self, name: str, arm: str, state: ArmState, principal: str, reason: str = ""
     ) -> Experiment:
         def change(experiment: Experiment) -> Experiment:
-            _require_arm(experiment, arm)
+            found = _require_arm(experiment, arm)
+            if found.state is ArmState.QUARANTINED and state is ArmState.ACTIVE:
+                raise FailedPrecondition(
+                    f"arm {arm!r} is quarantined by a guardrail ({found.guardrail.summary}); "
+                    "to release it, hold it active: bandit-router guardrail hold",
+                    "arm",
+                    reason=ErrorReason.ARM_QUARANTINED,
+                )
             arms = tuple(
                 dataclasses.replace(a, state=state) if a.name == arm else a for a in experiment.arms
             )
-            if not any(a.active for a in arms):
+            if not any(a.enabled for a in arms):
                 raise FailedPrecondition(
                     "cannot disable the last active arm", "arm", reason=ErrorReason.LAST_ACTIVE_ARM
                 )
@@ -218,6 +227,24 @@ class AdminOperations:
 
         action = "enable_arm" if state is ArmState.ACTIVE else "disable_arm"
         return await self._change(name, principal, action, {"arm": arm}, reason, change)
+
+    async def set_guardrail_override(
+        self, name: str, arm: str, override: Override, principal: str, reason: str = ""
+    ) -> Experiment:
+        """Hold an arm out of quarantine, force it in, or give it back to the rules. The arm's
+        state follows at once (``convert.keep_guardrail_state``) and a new statistics epoch
+        starts, so the rules judge it afresh once the override is cleared."""
+
+        def change(experiment: Experiment) -> Experiment:
+            _require_arm(experiment, arm)
+            arms = tuple(
+                dataclasses.replace(a, override=override) if a.name == arm else a
+                for a in experiment.arms
+            )
+            return keep_guardrail_state(experiment, experiment.with_changes(arms=arms))
+
+        arguments = {"arm": arm, "override": override.value}
+        return await self._change(name, principal, "guardrail_override", arguments, reason, change)
 
     # -- pins, pause -----------------------------------------------------------------------
 

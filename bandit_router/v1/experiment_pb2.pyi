@@ -23,11 +23,25 @@ class MetricDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METRIC_DIRECTION_MAXIMIZE: _ClassVar[MetricDirection]
     METRIC_DIRECTION_MINIMIZE: _ClassVar[MetricDirection]
 
+class GuardrailStatistic(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GUARDRAIL_STATISTIC_UNSPECIFIED: _ClassVar[GuardrailStatistic]
+    GUARDRAIL_STATISTIC_MEAN: _ClassVar[GuardrailStatistic]
+    GUARDRAIL_STATISTIC_RATE: _ClassVar[GuardrailStatistic]
+    GUARDRAIL_STATISTIC_QUANTILE: _ClassVar[GuardrailStatistic]
+
+class GuardrailOverride(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GUARDRAIL_OVERRIDE_UNSPECIFIED: _ClassVar[GuardrailOverride]
+    GUARDRAIL_OVERRIDE_HOLD_ACTIVE: _ClassVar[GuardrailOverride]
+    GUARDRAIL_OVERRIDE_FORCE_QUARANTINE: _ClassVar[GuardrailOverride]
+
 class ArmState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ARM_STATE_UNSPECIFIED: _ClassVar[ArmState]
     ARM_STATE_ACTIVE: _ClassVar[ArmState]
     ARM_STATE_DISABLED: _ClassVar[ArmState]
+    ARM_STATE_QUARANTINED: _ClassVar[ArmState]
 
 class LateRewardRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -47,15 +61,24 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_PAUSED: _ClassVar[Reason]
     REASON_BURN_IN: _ClassVar[Reason]
     REASON_COMMITTED: _ClassVar[Reason]
+    REASON_GUARDRAIL: _ClassVar[Reason]
 METRIC_KIND_UNSPECIFIED: MetricKind
 METRIC_KIND_BINARY: MetricKind
 METRIC_KIND_CONTINUOUS: MetricKind
 METRIC_DIRECTION_UNSPECIFIED: MetricDirection
 METRIC_DIRECTION_MAXIMIZE: MetricDirection
 METRIC_DIRECTION_MINIMIZE: MetricDirection
+GUARDRAIL_STATISTIC_UNSPECIFIED: GuardrailStatistic
+GUARDRAIL_STATISTIC_MEAN: GuardrailStatistic
+GUARDRAIL_STATISTIC_RATE: GuardrailStatistic
+GUARDRAIL_STATISTIC_QUANTILE: GuardrailStatistic
+GUARDRAIL_OVERRIDE_UNSPECIFIED: GuardrailOverride
+GUARDRAIL_OVERRIDE_HOLD_ACTIVE: GuardrailOverride
+GUARDRAIL_OVERRIDE_FORCE_QUARANTINE: GuardrailOverride
 ARM_STATE_UNSPECIFIED: ArmState
 ARM_STATE_ACTIVE: ArmState
 ARM_STATE_DISABLED: ArmState
+ARM_STATE_QUARANTINED: ArmState
 LATE_REWARD_RULE_UNSPECIFIED: LateRewardRule
 LATE_REWARD_RULE_IGNORE: LateRewardRule
 LATE_REWARD_RULE_APPLY: LateRewardRule
@@ -69,9 +92,10 @@ REASON_STICKY: Reason
 REASON_PAUSED: Reason
 REASON_BURN_IN: Reason
 REASON_COMMITTED: Reason
+REASON_GUARDRAIL: Reason
 
 class Experiment(_message.Message):
-    __slots__ = ("name", "arms", "policy", "reward_window", "default_reward", "late_rewards", "late_reward_grace", "reward_min", "reward_max", "version", "created_at", "updated_at", "pin", "paused", "pause_arm", "exploration", "holdout", "sticky", "description", "drift_discount", "context_features", "stopping", "commit", "metrics", "objective")
+    __slots__ = ("name", "arms", "policy", "reward_window", "default_reward", "late_rewards", "late_reward_grace", "reward_min", "reward_max", "version", "created_at", "updated_at", "pin", "paused", "pause_arm", "exploration", "holdout", "sticky", "description", "drift_discount", "context_features", "stopping", "commit", "metrics", "objective", "guardrails", "fallback_arm")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +121,8 @@ class Experiment(_message.Message):
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAILS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_ARM_FIELD_NUMBER: _ClassVar[int]
     name: str
     arms: _containers.RepeatedCompositeFieldContainer[Arm]
     policy: PolicySpec
@@ -122,7 +148,9 @@ class Experiment(_message.Message):
     commit: Commit
     metrics: _containers.RepeatedCompositeFieldContainer[MetricSpec]
     objective: Objective
-    def __init__(self, name: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., policy: _Optional[_Union[PolicySpec, _Mapping]] = ..., reward_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_reward: _Optional[float] = ..., late_rewards: _Optional[_Union[LateRewardRule, str]] = ..., late_reward_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pin: _Optional[_Union[Pin, _Mapping]] = ..., paused: _Optional[bool] = ..., pause_arm: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationControls, _Mapping]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., sticky: _Optional[_Union[Sticky, _Mapping]] = ..., description: _Optional[str] = ..., drift_discount: _Optional[float] = ..., context_features: _Optional[_Iterable[_Union[ContextFeature, _Mapping]]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[MetricSpec, _Mapping]]] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ...) -> None: ...
+    guardrails: _containers.RepeatedCompositeFieldContainer[GuardrailRule]
+    fallback_arm: str
+    def __init__(self, name: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., policy: _Optional[_Union[PolicySpec, _Mapping]] = ..., reward_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_reward: _Optional[float] = ..., late_rewards: _Optional[_Union[LateRewardRule, str]] = ..., late_reward_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pin: _Optional[_Union[Pin, _Mapping]] = ..., paused: _Optional[bool] = ..., pause_arm: _Optional[str] = ..., exploration: _Optional[_Union[ExplorationControls, _Mapping]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., sticky: _Optional[_Union[Sticky, _Mapping]] = ..., description: _Optional[str] = ..., drift_discount: _Optional[float] = ..., context_features: _Optional[_Iterable[_Union[ContextFeature, _Mapping]]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[MetricSpec, _Mapping]]] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ..., guardrails: _Optional[_Iterable[_Union[GuardrailRule, _Mapping]]] = ..., fallback_arm: _Optional[str] = ...) -> None: ...
 
 class MetricSpec(_message.Message):
     __slots__ = ("name", "kind", "min", "max", "direction")
@@ -139,7 +167,7 @@ class MetricSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[MetricKind, str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., direction: _Optional[_Union[MetricDirection, str]] = ...) -> None: ...
 
 class Objective(_message.Message):
-    __slots__ = ("weights",)
+    __slots__ = ("weights", "constraints")
     class WeightsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -148,8 +176,56 @@ class Objective(_message.Message):
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     weights: _containers.ScalarMap[str, float]
-    def __init__(self, weights: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    constraints: _containers.RepeatedCompositeFieldContainer[Constraint]
+    def __init__(self, weights: _Optional[_Mapping[str, float]] = ..., constraints: _Optional[_Iterable[_Union[Constraint, _Mapping]]] = ...) -> None: ...
+
+class Constraint(_message.Message):
+    __slots__ = ("metric", "max_mean", "min_mean", "confidence")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    MAX_MEAN_FIELD_NUMBER: _ClassVar[int]
+    MIN_MEAN_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    max_mean: float
+    min_mean: float
+    confidence: float
+    def __init__(self, metric: _Optional[str] = ..., max_mean: _Optional[float] = ..., min_mean: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class GuardrailRule(_message.Message):
+    __slots__ = ("metric", "statistic", "quantile", "max", "min", "window", "min_samples", "confidence", "probe_share")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    statistic: GuardrailStatistic
+    quantile: float
+    max: float
+    min: float
+    window: _duration_pb2.Duration
+    min_samples: int
+    confidence: float
+    probe_share: float
+    def __init__(self, metric: _Optional[str] = ..., statistic: _Optional[_Union[GuardrailStatistic, str]] = ..., quantile: _Optional[float] = ..., max: _Optional[float] = ..., min: _Optional[float] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_samples: _Optional[int] = ..., confidence: _Optional[float] = ..., probe_share: _Optional[float] = ...) -> None: ...
+
+class ArmGuardrail(_message.Message):
+    __slots__ = ("since", "tripped_rules", "summary", "epoch")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TRIPPED_RULES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    tripped_rules: _containers.RepeatedScalarFieldContainer[int]
+    summary: str
+    epoch: int
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tripped_rules: _Optional[_Iterable[int]] = ..., summary: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class StoppingRule(_message.Message):
     __slots__ = ("delta", "epsilon", "min_samples", "commit")
@@ -188,18 +264,22 @@ class ContextFeature(_message.Message):
     def __init__(self, name: _Optional[str] = ..., scale: _Optional[float] = ..., values: _Optional[_Iterable[str]] = ..., required: _Optional[bool] = ...) -> None: ...
 
 class Arm(_message.Message):
-    __slots__ = ("name", "state", "prior_n", "prior_sum", "prior_sum_sq")
+    __slots__ = ("name", "state", "prior_n", "prior_sum", "prior_sum_sq", "guardrail_override", "guardrail")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PRIOR_N_FIELD_NUMBER: _ClassVar[int]
     PRIOR_SUM_FIELD_NUMBER: _ClassVar[int]
     PRIOR_SUM_SQ_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAIL_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAIL_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: ArmState
     prior_n: float
     prior_sum: float
     prior_sum_sq: float
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[ArmState, str]] = ..., prior_n: _Optional[float] = ..., prior_sum: _Optional[float] = ..., prior_sum_sq: _Optional[float] = ...) -> None: ...
+    guardrail_override: GuardrailOverride
+    guardrail: ArmGuardrail
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[ArmState, str]] = ..., prior_n: _Optional[float] = ..., prior_sum: _Optional[float] = ..., prior_sum_sq: _Optional[float] = ..., guardrail_override: _Optional[_Union[GuardrailOverride, str]] = ..., guardrail: _Optional[_Union[ArmGuardrail, _Mapping]] = ...) -> None: ...
 
 class PolicySpec(_message.Message):
     __slots__ = ("name", "params")
