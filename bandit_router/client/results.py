@@ -28,6 +28,7 @@ class Reason(StrEnum):
     PAUSED = "PAUSED"
     BURN_IN = "BURN_IN"
     COMMITTED = "COMMITTED"
+    GUARDRAIL = "GUARDRAIL"
 
     @classmethod
     def from_pb(cls, value: int) -> Reason:
