@@ -511,7 +511,7 @@ def guarded_law_one(
 ) -> tuple[float, ...]:
     """Scalar twin of ``guarded_law(...).law`` (plain floats: the Route path).
     ``probe_shares`` needs an entry for every quarantined arm."""
-    if not quarantined:
+    if not quarantined and any(p > 0.0 for p in law):
         return tuple(law)
     rest = 1.0 - sum(probe_shares[i] for i in quarantined)
     mass = sum(p for i, p in enumerate(law) if i not in quarantined)

@@ -46,6 +46,12 @@ from bandit_router.route.tokens import (
 from bandit_router.store.redis_store import ContextualPending, PendingDecision
 from policies import PredrawnDecisions
 from policies.controls import cap_probabilities_one, floor_probabilities_one, in_burn_in_one
+from policies.guardrails import (
+    REASON_FALLBACK,
+    REASON_GUARDRAIL,
+    draw_guarded_one,
+    guarded_law_one,
+)
 
 if TYPE_CHECKING:
     from bandit_router.telemetry.buffered_metrics import BufferedCounter
@@ -415,32 +421,30 @@ class Router:
         (REASON_FALLBACK). Both answer their probability under the whole procedure, and the
         log records the whole law, so replays stay unbiased."""
         names = entry.experiment.arm_names
-        probe_mass = math.fsum(share for _, share in probes)
-        rest = 1.0 - probe_mass
-        u = self.rng.random()
-        if eligible and u >= probe_mass:
-            inner = self._bandit(entry, unit_id, eligible, now, features)
-            law = {name: rest * p for name, p in inner.law.items()}
-            for arm, share in probes:
-                law[names[arm]] = law.get(names[arm], 0.0) + share
-            return inner._replace(law=law)
+        shares = dict(probes)
+        presence = [0.0] * len(names)  # which arms the bandit may give mass (its law is later)
+        for i in eligible:
+            presence[i] = 1.0
         fallback = entry.fallback
-        if fallback in excluded:
+        arm, reason = draw_guarded_one(self.rng.random(), presence, shares, shares, fallback)
+        if arm is None:  # the bandit's share: its own decision, its law scaled under the probes
+            inner = self._bandit(entry, unit_id, eligible, now, features)
+            rest = 1.0 - math.fsum(shares.values())
+            law = {name: rest * p for name, p in inner.law.items()}
+            for i, share in probes:
+                law[names[i]] = law.get(names[i], 0.0) + share
+            return inner._replace(law=law)
+        if arm == fallback and reason == REASON_FALLBACK and fallback in excluded:
             raise FailedPrecondition(
                 "every eligible arm is quarantined or excluded by a constraint, and the "
                 "fallback arm is excluded by the request",
                 "excluded_arms",
                 reason=ErrorReason.NO_ELIGIBLE_ARM,
             )
-        law = {} if eligible else {names[fallback]: rest}
-        for arm, share in probes:
-            law[names[arm]] = law.get(names[arm], 0.0) + share
-        cumulative = 0.0
-        for arm, share in probes:
-            cumulative += share
-            if u < cumulative:
-                return _Choice(arm, law[names[arm]], Reason.GUARDRAIL, True, law)
-        return _Choice(fallback, law[names[fallback]], Reason.FALLBACK, True, law)
+        whole = guarded_law_one(presence, shares, shares, fallback)
+        law = {names[i]: p for i, p in enumerate(whole) if p > 0.0}
+        chosen = Reason.GUARDRAIL if reason == REASON_GUARDRAIL else Reason.FALLBACK
+        return _Choice(arm, whole[arm], chosen, True, law)
 
     def _bandit(
         self,
