@@ -168,9 +168,7 @@ def client(redis_backed_server: ServerThread) -> Iterator[BanditClient]:
         yield c
 
 
-def set_override(
-    client: BanditClient, name: str, arm: str, override: "pb.GuardrailOverride.ValueType"
-) -> None:
+def set_override(client: BanditClient, name: str, arm: str, override: pb.GuardrailOverride) -> None:
     current = client.call_admin("GetExperiment", admin_pb2.GetExperimentRequest(name=name))
     experiment = current.experiment
     for entry in experiment.arms:
