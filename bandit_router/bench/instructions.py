@@ -34,12 +34,11 @@ from pathlib import Path
 import grpc
 
 from bandit_router.bench.fixtures import (
-    EXPERIMENT,
-    bench_experiment,
-    bench_reward,
+    Fixture,
     free_port,
     process,
     redis_server,
+    single_fixture,
 )
 from bandit_router.v1 import admin_pb2_grpc, router_pb2, router_pb2_grpc
 
@@ -110,24 +109,29 @@ def count_calls(pid: int, out_dir: Path, calls: int, call: Callable[[int], objec
 
 
 def _measure(
-    target: str, pid: int, name: str, calls: int, rounds: int, out_dir: Path
+    target: str, pid: int, name: str, calls: int, rounds: int, out_dir: Path, fixture: Fixture
 ) -> list[InstructionCount]:
     """Route and Reward counts, each the median of ``rounds`` counts: the echo server's count
     varies by a few per cent with how often grpc's polling thread happens to wake."""
     routed, rewarded = [], []
+    requests = fixture.route_requests(fixture.experiment_name(), 1)
+    sent = 0
+
+    def route(_: int) -> router_pb2.RouteResponse:
+        nonlocal sent
+        sent += 1
+        response: router_pb2.RouteResponse = stub.Route(requests[sent % len(requests)], timeout=60)
+        return response
+
     with grpc.insecure_channel(target) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
-        route_request = router_pb2.RouteRequest(experiment=EXPERIMENT)
         for _ in range(WARM_UP):
-            stub.Route(route_request, timeout=60)
+            route(0)
         for _ in range(rounds):
-            routed.append(
-                count_calls(pid, out_dir, calls, lambda _: stub.Route(route_request, timeout=60))
-            )
-            decisions = [stub.Route(route_request, timeout=60).decision_id for _ in range(calls)]
+            routed.append(count_calls(pid, out_dir, calls, route))
+            decisions = [route(0).decision_id for _ in range(calls)]
             rewards = [
-                router_pb2.RewardRequest(decision_id=decision, value=bench_reward(index))
-                for index, decision in enumerate(decisions)
+                fixture.reward_request(decision, index) for index, decision in enumerate(decisions)
             ]
             rewarded.append(count_calls(pid, out_dir, calls, _rewarder(stub, rewards)))
     return [
@@ -142,13 +146,16 @@ def _rewarder(
     return lambda index: stub.Reward(requests[index], timeout=60)
 
 
-def _create_experiment(target: str) -> None:
+def _create_experiment(target: str, fixture: Fixture) -> None:
     with grpc.insecure_channel(target) as channel:
-        admin_pb2_grpc.AdminStub(channel).CreateExperiment(bench_experiment(), timeout=60)
+        admin_pb2_grpc.AdminStub(channel).CreateExperiment(
+            fixture.experiment(fixture.experiment_name()), timeout=60
+        )
     time.sleep(1.0)
 
 
 def run_instructions(args: argparse.Namespace) -> list[InstructionCount]:
+    fixture = single_fixture(args, "--instructions")
     calls = 64 if args.quick else args.instruction_calls
     rounds = 1 if args.quick else args.rounds
     python = sys.executable
@@ -158,7 +165,7 @@ def run_instructions(args: argparse.Namespace) -> list[InstructionCount]:
         port = free_port()
         echo = [python, "-m", "bandit_router.bench.echo", "--listen", f"127.0.0.1:{port}"]
         with under_callgrind(echo, port, out_dir) as pid:
-            results += _measure(f"127.0.0.1:{port}", pid, "echo", calls, rounds, out_dir)
+            results += _measure(f"127.0.0.1:{port}", pid, "echo", calls, rounds, out_dir, fixture)
         redis_url = args.redis_url or stack.enter_context(redis_server())
         port = free_port()
         real = [
@@ -180,8 +187,10 @@ def run_instructions(args: argparse.Namespace) -> list[InstructionCount]:
             "600000",
         ]
         with under_callgrind(real, port, out_dir) as pid:
-            _create_experiment(f"127.0.0.1:{port}")
-            results += _measure(f"127.0.0.1:{port}", pid, "bandit-router", calls, rounds, out_dir)
+            _create_experiment(f"127.0.0.1:{port}", fixture)
+            results += _measure(
+                f"127.0.0.1:{port}", pid, "bandit-router", calls, rounds, out_dir, fixture
+            )
     return results
 
 

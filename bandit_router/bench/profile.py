@@ -32,10 +32,16 @@ from pathlib import Path
 
 import grpc
 
-from bandit_router.bench.fixtures import EXPERIMENT, free_port, process, redis_server
-from bandit_router.bench.runner import _create_experiment, tree_cpu_seconds
+from bandit_router.bench.fixtures import (
+    Fixture,
+    free_port,
+    process,
+    redis_server,
+    single_fixture,
+)
+from bandit_router.bench.runner import _create_experiments, tree_cpu_seconds
 from bandit_router.client import channel_options
-from bandit_router.v1 import router_pb2, router_pb2_grpc
+from bandit_router.v1 import router_pb2_grpc
 
 #: Frame substring -> owner, for frames outside this project (first match wins).
 LIBRARIES: tuple[tuple[str, str], ...] = (
@@ -137,9 +143,11 @@ def py_spy_binary() -> str:
     return found
 
 
-async def _pairs(target: str, concurrency: int, seconds: float) -> int:
-    """Route then Reward in ``concurrency`` loops for ``seconds``; the pairs completed."""
+async def _pairs(target: str, concurrency: int, seconds: float, fixture: Fixture) -> int:
+    """Route then Reward (the fixture's) in ``concurrency`` loops for ``seconds``; the pairs
+    completed."""
     done = 0
+    requests = fixture.route_requests(fixture.experiment_name(), 1)
     async with grpc.aio.insecure_channel(target, channel_options(1)) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
         end = time.monotonic() + seconds
@@ -147,11 +155,9 @@ async def _pairs(target: str, concurrency: int, seconds: float) -> int:
         async def loop(index: int) -> None:
             nonlocal done
             while time.monotonic() < end:
-                decision = await stub.Route(router_pb2.RouteRequest(experiment=EXPERIMENT))
-                value = float((done + index) % 3 == 0)
-                await stub.Reward(
-                    router_pb2.RewardRequest(decision_id=decision.decision_id, value=value)
-                )
+                count = done + index
+                decision = await stub.Route(requests[count % len(requests)])
+                await stub.Reward(fixture.reward_request(decision.decision_id, count))
                 done += 1
 
         await asyncio.gather(*(loop(i) for i in range(concurrency)))
@@ -160,6 +166,7 @@ async def _pairs(target: str, concurrency: int, seconds: float) -> int:
 
 def run_profile(args: argparse.Namespace) -> Profile:
     """Start Redis and a server, drive pairs, sample the server for ``args.profile`` s."""
+    fixture = single_fixture(args, "--profile")
     py_spy = py_spy_binary()
     seconds = int(args.profile)  # py-spy takes whole seconds
     warmup = 1.0
@@ -171,14 +178,16 @@ def run_profile(args: argparse.Namespace) -> Profile:
         command = [sys.executable, "-m", "bandit_router", "serve", "--listen", target]
         command += ["--redis-url", url, "--log-level", "WARNING", *args.server_arg]
         with process(command, port) as server:
-            asyncio.run(_create_experiment(target))
+            asyncio.run(_create_experiments(target, [fixture]))
             out = Path(tmp) / "profile.raw"
             recorder_command = [py_spy, "record", "--native", "--gil", "--format", "raw"]
             recorder_command += ["--rate", "250", "--duration", str(seconds)]
             recorder_command += ["--pid", str(server.pid), "--output", str(out)]
 
             async def measured() -> tuple[int, float, float]:
-                load = asyncio.create_task(_pairs(target, args.concurrency, seconds + warmup))
+                load = asyncio.create_task(
+                    _pairs(target, args.concurrency, seconds + warmup, fixture)
+                )
                 await asyncio.sleep(warmup)
                 cpu_before, started = tree_cpu_seconds(server.pid), time.monotonic()
                 sampler = await asyncio.create_subprocess_exec(

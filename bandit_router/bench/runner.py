@@ -31,13 +31,13 @@ import numpy as np
 
 from bandit_router.bench import native
 from bandit_router.bench.fixtures import (
-    EXPERIMENT,
-    bench_experiment,
-    bench_reward,
+    FIXTURES,
+    Fixture,
     free_port,
     process,
     redis_cluster,
     redis_server,
+    selected_fixtures,
 )
 from bandit_router.client import channel_options
 from bandit_router.v1 import admin_pb2_grpc, router_pb2, router_pb2_grpc
@@ -84,6 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ARGS",
         help="also run a bandit-router with these extra serve arguments (repeatable), in the "
         "same rounds, e.g. --variant='--reward-linger-ms 0'",
+    )
+    parser.add_argument(
+        "--fixture",
+        action="append",
+        choices=tuple(FIXTURES),
+        default=[],
+        metavar="NAME",
+        help="the experiment to measure (repeatable; default plain): plain, Thompson sampling; "
+        "gaussian, gaussian_thompson on rewards in [-1, 1]; guarded, that with four reward "
+        "metrics, an objective, two guardrails and a traffic cap; contextual, lin_ts with 15 "
+        "numeric context features (d = 16). Several run in the same alternating rounds, and "
+        "each later one is also compared with the first",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per open-loop run")
@@ -164,6 +176,8 @@ class Result:
     server_cpu_us: float
     #: Calls refused at once with RESOURCE_EXHAUSTED (overload mode); not in ``errors``.
     shed: int = 0
+    #: The experiment measured (``bench.fixtures.FIXTURES``).
+    fixture: str = "plain"
 
     @classmethod
     def of(
@@ -175,6 +189,7 @@ class Result:
         errors: int,
         cpu_seconds: float,
         shed: int = 0,
+        fixture: str = "plain",
     ) -> Result:
         values = np.asarray(latencies) * 1000.0 if latencies else np.zeros(1)
         return cls(
@@ -189,6 +204,7 @@ class Result:
             errors,
             cpu_seconds * 1e6 / len(latencies) if latencies else 0.0,
             shed,
+            fixture,
         )
 
 
@@ -313,43 +329,44 @@ async def _drive(
     rate: float | None,
     pid: int,
     overload: bool = False,
+    fixture: Fixture = FIXTURES["plain"],
+    route_requests: list[router_pb2.RouteRequest] | None = None,
 ) -> list[Result]:
-    """One round against one server: closed-loop runs, open-loop runs at ``rate``, or (with
-    ``overload``) one Route run by ``--overload-callers`` callers with 100 ms deadlines."""
+    """One round of one fixture against one server: closed-loop runs, open-loop runs at
+    ``rate``, or (with ``overload``) one Route run by ``--overload-callers`` callers with
+    100 ms deadlines. The ``index``-th Route sends ``route_requests[index % len]``."""
     channels = [
         grpc.aio.insecure_channel(target, channel_options(1, i + 1))
         for i in range(args.connections)
     ]
     stubs = [router_pb2_grpc.RouterStub(channel) for channel in channels]
-    route_request = router_pb2.RouteRequest(experiment=EXPERIMENT)
+    requests = route_requests or fixture.route_requests(fixture.experiment_name(), 1)
+    reward_request = fixture.reward_request
 
     def stub(index: int) -> router_pb2_grpc.RouterStub:
         return stubs[index % len(stubs)]
 
+    def route_request(index: int) -> router_pb2.RouteRequest:
+        return requests[index % len(requests)]
+
     async def route(index: int) -> Any:
-        return await stub(index).Route(route_request, timeout=10)
+        return await stub(index).Route(route_request(index), timeout=10)
 
     async def route_with_deadline(index: int) -> Any:
-        return await stub(index).Route(route_request, timeout=0.1)
+        return await stub(index).Route(route_request(index), timeout=0.1)
 
     decisions: list[str] = []
 
     async def route_collect(index: int) -> Any:
-        response = await stub(index).Route(route_request, timeout=10)
+        response = await stub(index).Route(route_request(index), timeout=10)
         decisions.append(response.decision_id)
 
     async def reward(index: int) -> Any:
-        return await stub(index).Reward(
-            router_pb2.RewardRequest(decision_id=decisions[index], value=bench_reward(index)),
-            timeout=10,
-        )
+        return await stub(index).Reward(reward_request(decisions[index], index), timeout=10)
 
     async def route_then_reward(index: int) -> Any:
-        response = await stub(index).Route(route_request, timeout=10)
-        return await stub(index).Reward(
-            router_pb2.RewardRequest(decision_id=response.decision_id, value=bench_reward(index)),
-            timeout=10,
-        )
+        response = await stub(index).Route(route_request(index), timeout=10)
+        return await stub(index).Reward(reward_request(response.decision_id, index), timeout=10)
 
     results = []
     await closed_loop(route, min(1000, args.calls), args.concurrency)  # warm up
@@ -362,7 +379,9 @@ async def _drive(
         )
         cpu = tree_cpu_seconds(pid) - cpu
         label = f"route overload x{args.overload_callers}"
-        results.append(Result.of(server, label, latencies, seconds, errors, cpu, shed))
+        results.append(
+            Result.of(server, label, latencies, seconds, errors, cpu, shed, fixture.name)
+        )
     elif rate is None:
         for mode, call in (
             ("route", route),
@@ -377,7 +396,9 @@ async def _drive(
             latencies, seconds, errors = await closed_loop(call, calls, args.concurrency)
             cpu = tree_cpu_seconds(pid) - cpu
             label = f"{mode} x{args.concurrency}"
-            results.append(Result.of(server, label, latencies, seconds, errors, cpu))
+            results.append(
+                Result.of(server, label, latencies, seconds, errors, cpu, fixture=fixture.name)
+            )
     else:
         # route+reward makes two calls per pair: offer half as many pairs, the same RPC rate.
         for mode, call, pairs in (
@@ -388,17 +409,28 @@ async def _drive(
             latencies, seconds, errors, _ = await open_loop(call, pairs, args.duration)
             cpu = tree_cpu_seconds(pid) - cpu
             label = f"{mode} @{pairs:.0f}/s"
-            results.append(Result.of(server, label, latencies, seconds, errors, cpu))
+            results.append(
+                Result.of(server, label, latencies, seconds, errors, cpu, fixture=fixture.name)
+            )
     for channel in channels:
         await channel.close()
     return results
 
 
-async def _create_experiment(target: str) -> None:
+async def _create_experiments(target: str, fixtures: list[Fixture]) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         admin = admin_pb2_grpc.AdminStub(channel)
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            await admin.CreateExperiment(bench_experiment(), timeout=10)
+        for fixture in fixtures:
+            try:
+                await admin.CreateExperiment(
+                    fixture.experiment(fixture.experiment_name()), timeout=10
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.ALREADY_EXISTS:  # --redis-url: a rerun
+                    raise RuntimeError(
+                        f"the {fixture.name} fixture's experiment was refused: "
+                        f"{error.code().name}: {error.details()}"
+                    ) from None
         await asyncio.sleep(0.5)  # let every worker's cache see it
 
 
@@ -415,10 +447,14 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
     """Both servers up at once; rounds alternate echo and bandit-router, medians reported.
 
     Alternating the two in every round means slow drifts of a shared machine (other jobs,
-    thermal, noisy neighbours) hit both alike, so their ratio stays meaningful.
+    thermal, noisy neighbours) hit both alike, so their ratio stays meaningful. Each round
+    runs every fixture against every server in turn, so fixtures are compared the same way.
     """
     if args.quick:
         args.calls, args.duration, args.rounds = 2000, 1.0, 1
+    fixtures = selected_fixtures(args)
+    driver = overload_driver(args.overload_driver, fixtures)  # refuses before starting anything
+    requests = {f.name: f.route_requests(f.experiment_name(), 1) for f in fixtures}
     python = sys.executable
     rounds: list[Result] = []
     with contextlib.ExitStack() as stack:
@@ -439,18 +475,34 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
             command += [*args.server_arg, *extra]
             real = stack.enter_context(process(command, port))
             servers.append((label, target, real.pid))
-        _run(_create_experiment(servers[1][1]))  # one Redis: every server sees it
+        _run(_create_experiments(servers[1][1], fixtures))  # one Redis: every server sees them
+
+        def each(rate: float | None, overload: bool = False) -> list[Result]:
+            return [
+                result
+                for name, address, pid in servers
+                for fixture in fixtures
+                for result in _run(
+                    _drive(
+                        address, name, args, rate, pid, overload, fixture, requests[fixture.name]
+                    )
+                )
+            ]
+
         for _ in range(args.rounds):
-            for name, address, pid in servers:
-                rounds += _run(_drive(address, name, args, None, pid))
+            rounds += each(None)
         rate = args.rate
         if rate is None:  # a steady rate, not saturation: a third of what echo sustains here
-            echo_routes = [r.calls_per_second for r in rounds if r.server == "echo"][::3]
+            echo_routes = [
+                r.calls_per_second
+                for r in rounds
+                if r.server == "echo"
+                and r.fixture == fixtures[0].name
+                and r.mode == f"route x{args.concurrency}"
+            ]
             rate = statistics.median(echo_routes) / 3
         for _ in range(args.rounds):
-            for name, address, pid in servers:
-                rounds += _run(_drive(address, name, args, rate, pid))
-        driver = overload_driver(args.overload_driver)
+            rounds += each(rate)
         for _ in range(args.rounds):
             baseline: Result | None = None
             for name, address, pid in servers:
@@ -459,8 +511,8 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
                     if name == "bandit-router":
                         baseline = runs[0]
                     rounds += runs
-                elif driver == "python" and args.overload_callers > 0:
-                    rounds += _run(_drive(address, name, args, None, pid, overload=True))
+            if driver == "python" and args.overload_callers > 0:
+                rounds += each(None, overload=True)
     return median_results(rounds)
 
 
@@ -471,8 +523,24 @@ def variant_servers(variants: list[str]) -> list[tuple[str, list[str]]]:
     return [(f"bandit-router {variant}", shlex.split(variant)) for variant in variants]
 
 
-def overload_driver(choice: str) -> Path | str:
-    """The built C++ driver, or "python" or "none"; "auto" falls back to Python, saying so."""
+def overload_driver(choice: str, fixtures: list[Fixture] | None = None) -> Path | str:
+    """The built C++ driver, or "python" or "none"; "auto" falls back to Python, saying so.
+
+    The C++ driver sends only the plain fixture's Route (one experiment name, no context), so
+    it is refused with any other fixture; "auto" then uses Python callers, saying so."""
+    others = [f.name for f in fixtures or [] if f.name != "plain"]
+    if others and choice == "cpp":
+        raise RuntimeError(
+            f"--overload-driver cpp sends only the plain fixture's Route; with --fixture "
+            f"{', '.join(others)} use --overload-driver python or none"
+        )
+    if others and choice == "auto":
+        print(
+            f"note: overload offered by Python callers: the C++ driver cannot send the "
+            f"{', '.join(others)} fixture's requests",
+            file=sys.stderr,
+        )
+        return "python"
     if choice == "auto":
         missing = native.missing_tools()
         if missing:
@@ -540,12 +608,12 @@ def outside_overload(
 
 
 def median_results(rounds: list[Result]) -> list[Result]:
-    """One result per (server, mode): the median of each measure over the rounds."""
-    grouped: dict[tuple[str, str], list[Result]] = {}
+    """One result per (server, fixture, mode): the median of each measure over the rounds."""
+    grouped: dict[tuple[str, str, str], list[Result]] = {}
     for result in rounds:
-        grouped.setdefault((result.server, result.mode), []).append(result)
+        grouped.setdefault((result.server, result.fixture, result.mode), []).append(result)
     merged = []
-    for (server, mode), results in grouped.items():
+    for (server, fixture, mode), results in grouped.items():
         merged.append(
             Result(
                 server=server,
@@ -559,22 +627,28 @@ def median_results(rounds: list[Result]) -> list[Result]:
                 errors=sum(r.errors for r in results),
                 server_cpu_us=statistics.median(r.server_cpu_us for r in results),
                 shed=sum(r.shed for r in results),
+                fixture=fixture,
             )
         )
     order = {server: index for index, server in enumerate(dict.fromkeys(r.server for r in rounds))}
-    return sorted(merged, key=lambda r: (order[r.server], "overload" in r.mode, "@" in r.mode))
+    fixtures = {name: index for index, name in enumerate(dict.fromkeys(r.fixture for r in rounds))}
+    return sorted(
+        merged,
+        key=lambda r: (order[r.server], fixtures[r.fixture], "overload" in r.mode, "@" in r.mode),
+    )
 
 
 def render(results: list[Result]) -> str:
-    echo = {r.mode: r for r in results if r.server == "echo"}
+    echo = {(r.fixture, r.mode): r for r in results if r.server == "echo"}
     width = max(14, *(len(r.server) for r in results))
     lines = [
-        f"{'server':<{width}} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'server':<{width}} {'fixture':<10} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} "
+        f"{'p99 ms':>8} "
         f"{'p99.9 ms':>9} {'errors':>6} {'shed':>6} {'srv us/call':>11} {'x echo (thr)':>12} "
         f"{'x echo (p99)':>12}"
     ]
     for r in results:
-        base = echo.get(r.mode)
+        base = echo.get((r.fixture, r.mode))
         ratio = (
             f"{r.calls_per_second / base.calls_per_second:.2f}"
             if base and r.server != "echo" and base.calls_per_second
@@ -582,13 +656,37 @@ def render(results: list[Result]) -> str:
         )
         p99 = f"{r.p99_ms / base.p99_ms:.2f}" if base and r.server != "echo" and base.p99_ms else ""
         lines.append(
-            f"{r.server:<{width}} {r.mode:<22} {r.calls_per_second:>9.0f} {r.p50_ms:>8.2f} "
+            f"{r.server:<{width}} {r.fixture:<10} {r.mode:<22} {r.calls_per_second:>9.0f} "
+            f"{r.p50_ms:>8.2f} "
             f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {r.shed:>6} "
             f"{r.server_cpu_us:>11.0f} "
             f"{ratio:>12} {p99:>12}"
         )
+    lines += fixture_summary(results)
     lines += overload_summary(results)
     return "\n".join(lines)
+
+
+def fixture_summary(results: list[Result]) -> list[str]:
+    """Each later fixture against the first on the same server and mode, measured in the same
+    rounds: e.g. ``--fixture gaussian --fixture guarded`` gives what the guarded fixture's
+    metrics, guardrails and cap cost against the same policy without them."""
+    fixtures = list(dict.fromkeys(r.fixture for r in results))
+    if len(fixtures) < 2:
+        return []
+    by_key = {(r.server, r.fixture, r.mode): r for r in results}
+    lines = []
+    for r in results:
+        base = by_key.get((r.server, fixtures[0], r.mode))
+        if r.server == "echo" or r.fixture == fixtures[0] or base is None:
+            continue
+        if not base.calls_per_second or not base.p99_ms:
+            continue
+        lines.append(
+            f"fixture {r.fixture} against {fixtures[0]}, {r.server} {r.mode}: throughput "
+            f"{r.calls_per_second / base.calls_per_second:.2f}x, p99 {r.p99_ms / base.p99_ms:.2f}x"
+        )
+    return lines
 
 
 def overload_summary(results: list[Result]) -> list[str]:
@@ -599,8 +697,8 @@ def overload_summary(results: list[Result]) -> list[str]:
     lines = []
     # Variants were offered the plain server's rates (``outside_overload``): same yardstick.
     capacities = {r.server: r for r in results if r.mode == OUTSIDE_CAPACITY}
-    for server in dict.fromkeys(r.server for r in results):
-        own = {r.mode: r for r in results if r.server == server}
+    for server, fixture in dict.fromkeys((r.server, r.fixture) for r in results):
+        own = {r.mode: r for r in results if r.server == server and r.fixture == fixture}
         python_runs = (
             next((r for mode, r in own.items() if mode.startswith("route overload")), None),
             next((r for mode, r in own.items() if mode.startswith("route x")), None),
@@ -622,10 +720,11 @@ def overload_summary(results: list[Result]) -> list[str]:
             if not steady.p99_ms or not capacity.calls_per_second:
                 continue
             goodput = over.calls_per_second / capacity.calls_per_second
+            which = "" if fixture == "plain" else f" [{fixture}]"
             lines.append(
-                f"overload {server} ({driver}): goodput {goodput:.2f}x capacity, accepted p99 "
-                f"{over.p99_ms / steady.p99_ms:.2f}x the steady-rate p99, refused {over.shed}, "
-                f"failed (expired) {over.errors}"
+                f"overload {server}{which} ({driver}): goodput {goodput:.2f}x capacity, "
+                f"accepted p99 {over.p99_ms / steady.p99_ms:.2f}x the steady-rate p99, "
+                f"refused {over.shed}, failed (expired) {over.errors}"
             )
     return lines
 

@@ -33,11 +33,13 @@ import redis
 
 from bandit_router.bench.fixtures import (
     ARMS,
+    Fixture,
     bench_reward,
     free_port,
     process,
     redis_cluster,
     redis_server,
+    single_fixture,
 )
 from bandit_router.bench.runner import _run, closed_loop, tree_cpu_seconds
 from bandit_router.client import channel_options
@@ -283,26 +285,42 @@ SETTLE_SECONDS = 0.25
 
 
 async def measure(
-    target: str, pid: int, meter: RedisMeter, calls: int, experiments: int, concurrency: int
+    target: str,
+    pid: int,
+    meter: RedisMeter,
+    calls: int,
+    experiments: int,
+    concurrency: int,
+    fixture: Fixture | None = None,
 ) -> Costs:
     """The runs, in order: idle, N Routes, N Rewards of them (also the saturation run), then
-    M experiments created."""
+    M experiments created. With a ``fixture`` (``bench --fixture``), its experiment, Routes
+    and Rewards; without, ``sizing_experiment`` (the plain fixture's experiment)."""
+    new_experiment = sizing_experiment if fixture is None else fixture.experiment
     async with grpc.aio.insecure_channel(target, channel_options(1, 1)) as channel:
         admin = admin_pb2_grpc.AdminStub(channel)
         router = router_pb2_grpc.RouterStub(channel)
-        await admin.CreateExperiment(sizing_experiment(EXPERIMENT), timeout=10)
+        await admin.CreateExperiment(new_experiment(EXPERIMENT), timeout=10)
         await asyncio.sleep(SETTLE_SECONDS)  # the server's cache sees it
-        request = router_pb2.RouteRequest(experiment=EXPERIMENT)
+        requests = (
+            [router_pb2.RouteRequest(experiment=EXPERIMENT)]
+            if fixture is None
+            else fixture.route_requests(EXPERIMENT, 1)
+        )
         decisions: list[str] = []
 
         async def route(index: int) -> None:
+            request = requests[index % len(requests)]
             decisions.append((await router.Route(request, timeout=10)).decision_id)
 
         async def reward(index: int) -> None:
-            await router.Reward(
-                router_pb2.RewardRequest(decision_id=decisions[index], value=bench_reward(index)),
-                timeout=10,
-            )
+            if fixture is None:
+                request = router_pb2.RewardRequest(
+                    decision_id=decisions[index], value=bench_reward(index)
+                )
+            else:
+                request = fixture.reward_request(decisions[index], index)
+            await router.Reward(request, timeout=10)
 
         # Warm up (connections, caches, Lua scripts loaded), then forget those decisions.
         await closed_loop(route, min(500, calls), concurrency)
@@ -344,7 +362,7 @@ async def measure(
 
         memory3 = meter.used_memory()
         for index in range(experiments):
-            await admin.CreateExperiment(sizing_experiment(f"{EXPERIMENT}-{index}"), timeout=10)
+            await admin.CreateExperiment(new_experiment(f"{EXPERIMENT}-{index}"), timeout=10)
         await asyncio.sleep(SETTLE_SECONDS)
         memory4 = meter.used_memory()
 
@@ -381,6 +399,7 @@ def _store(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
 def run_sizing(args: argparse.Namespace) -> tuple[Costs, str]:
     import sys
 
+    fixture = single_fixture(args, "--sizing")
     with _store(args) as (url, topology):
         meter = RedisMeter(url)
         try:
@@ -398,10 +417,13 @@ def run_sizing(args: argparse.Namespace) -> tuple[Costs, str]:
                         args.calls,
                         args.sizing_experiments,
                         args.concurrency,
+                        fixture,
                     )
                 )
         finally:
             meter.close()
+    if fixture.name != "plain":
+        topology += f", the {fixture.name} fixture's experiment, Routes and Rewards"
     return costs, topology
 
 
