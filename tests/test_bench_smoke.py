@@ -195,3 +195,81 @@ def test_a_variant_is_offered_the_plain_servers_rates(monkeypatch: pytest.Monkey
     assert [rate for rate, _ in offered] == [0.0, 1000.0, 12000.0]  # baseline 3000: /3, x4
     lines = runner.overload_summary([baseline, *runs])
     assert any("bandit-router --x (C++ driver): goodput 0.17x capacity" in line for line in lines)
+
+
+def test_fixtures_run_in_the_same_rounds_and_are_compared_with_the_first(tmp_path: Path) -> None:
+    """``--fixture`` (repeatable): each fixture's experiment is created and driven against
+    echo and bandit-router with the same requests, without errors (so the guarded fixture's
+    four metrics are accepted, nothing quarantines its arms, and every contextual Route
+    carries its d = 16 features); later fixtures are compared with the first."""
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "bandit_router", "bench", "--quick", "--calls", "300"]
+    command += ["--concurrency", "16", "--rate", "200", "--duration", "0.5"]
+    command += ["--overload-driver", "none", "--json", str(out)]
+    for fixture in ("gaussian", "guarded", "contextual"):
+        command += ["--fixture", fixture]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())
+    modes = {"route x16", "reward x16", "route+reward x16", "route @200/s", "route+reward @100/s"}
+    for server in ("echo", "bandit-router"):
+        for fixture in ("gaussian", "guarded", "contextual"):
+            ran = {r["mode"] for r in rows if r["server"] == server and r["fixture"] == fixture}
+            assert ran == modes, (server, fixture)
+    assert all(row["errors"] == 0 and row["calls"] > 0 for row in rows)
+    for fixture in ("guarded", "contextual"):
+        assert f"fixture {fixture} against gaussian, bandit-router route x16: throughput" in (
+            result.stdout
+        )
+
+
+def test_the_guarded_fixtures_rewards_quarantine_no_arm(redis_url: str) -> None:
+    """The guarded fixture compares Route with guardrails configured against plain Route: a
+    quarantined arm would move its Routes off the hot path, so the fixture's metric law must
+    break neither guardrail. After a quick run (about 4,000 rewards, enough for the default
+    50 per arm before any verdict) on a Redis of the test's, every arm is still active."""
+    import asyncio
+
+    from bandit_router.model.experiments import ArmState
+    from bandit_router.store.redis_store import Store
+
+    command = [sys.executable, "-m", "bandit_router", "bench", "--quick", "--fixture", "guarded"]
+    command += ["--overload-driver", "none", "--redis-url", redis_url]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    async def states() -> dict[str, ArmState]:
+        store = Store.from_url(redis_url)
+        try:
+            experiment = await store.get_experiment("bench-guarded")
+        finally:
+            await store.close()
+        assert experiment is not None and len(experiment.guardrails) == 2
+        return {arm.name: arm.state for arm in experiment.arms}
+
+    assert asyncio.run(states()) == dict.fromkeys("abcde", ArmState.ACTIVE)
+
+
+def test_other_drivers_refuse_what_they_cannot_measure() -> None:
+    """The C++ overload driver sends only the plain Route: with another fixture it is a
+    clear error before anything starts, not a run that silently measured plain; the
+    one-server modes measure one fixture at a time."""
+    base = [sys.executable, "-m", "bandit_router", "bench", "--quick"]
+    refused = subprocess.run(
+        [*base, "--fixture", "contextual", "--overload-driver", "cpp"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--overload-driver cpp sends only the plain fixture's Route" in refused.stderr
+    for option in ("--sizing", "--profile=1", "--instructions"):
+        several = subprocess.run(
+            [*base, option, "--fixture", "plain", "--fixture", "guarded"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert several.returncode == 2, several.stdout + several.stderr
+        assert "measures one fixture" in several.stderr
+        assert "Traceback" not in several.stderr
