@@ -18,19 +18,24 @@ posterior is never narrower than the data justify; scale v with the reward for o
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
+from scipy import special
 
 from policies.base import (
+    QUADRATURE_LEVELS,
+    QUADRATURE_NODES,
     BoolArray,
     FloatArray,
     IntArray,
     ParamSpec,
     argmax_random_ties,
+    gauss_legendre,
     max_probabilities,
     positive,
     tie_probabilities,
@@ -67,14 +72,68 @@ def normal_argmax_law(means: FloatArray, scales: FloatArray, mask: BoolArray) ->
     """P(arm's N(mean, scale^2) draw is the largest eligible one), by quadrature.
 
     Rows with a zero scale (features all 0: every arm scores exactly its mean, 0) are ties,
-    uniform over the eligible arms with the largest mean.
+    uniform over the eligible arms with the largest mean. One row (a live decision, whose
+    feature vector is new on almost every Route) takes ``_normal_argmax_law_one``.
     """
+    live = means.ndim == 1 and np.isfinite(means).all() and np.isfinite(scales).all()
+    if live and (scales > 0.0).all():
+        return _normal_argmax_law_one(means, scales, mask)
     degenerate = ~(scales > 0.0).all(axis=-1, keepdims=True)
     safe = np.where(degenerate, 1.0, scales)
     law = max_probabilities(NormalMarginals(means, safe), mask)
     if degenerate.any():
         law = np.where(degenerate, tie_probabilities(means, mask), law)
     return np.asarray(law, dtype=np.float64)
+
+
+#: Standard normal quantiles of ``QUADRATURE_LEVELS``: the panel breaks of a normal arm.
+_LEVEL_Z: FloatArray = np.asarray(special.ndtri(QUADRATURE_LEVELS), dtype=np.float64)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+def _normal_argmax_law_one(means: FloatArray, scales: FloatArray, mask: BoolArray) -> FloatArray:
+    """``max_probabilities(NormalMarginals(means, scales), mask)`` for one row, with the same
+    panels, nodes and weights, computed in half the time (it is most of a contextual Route).
+
+    The general routine evaluates every arm's log CDF at every arm's nodes, K x K x N values,
+    then masks the diagonal and the ineligible arms and adds logs. Here only the E (E - 1)
+    eligible off-diagonal pairs are evaluated, and the CDFs are multiplied rather than their
+    logs added: the same integrand, which differs from the general routine's by rounding
+    (below 1e-15; tested), and underflows to 0 exactly where that one's exp does.
+    """
+    eligible = np.flatnonzero(mask)
+    count = len(eligible)
+    law = np.zeros(len(means), dtype=np.float64)
+    if count == 0:
+        return law
+    mu, sigma = means[eligible], scales[eligible]
+    quantiles = mu[:, None] + sigma[:, None] * _LEVEL_Z  # (E, L)
+    breaks = np.sort(np.clip(quantiles.reshape(1, -1), quantiles[:, :1], quantiles[:, -1:]))
+    nodes, weights = gauss_legendre(QUADRATURE_NODES)
+    left, right = breaks[:, :-1, None], breaks[:, 1:, None]
+    half = 0.5 * (right - left)
+    x = (left + half * (1.0 + nodes)).reshape(count, -1)  # (E, N): arm i's nodes
+    w = (half * weights).reshape(x.shape)
+    z = (x - mu[:, None]) / sigma[:, None]
+    integrand = np.exp(-0.5 * z * z) / (sigma[:, None] * _SQRT_2PI)
+    if count > 1:
+        others = _others(count)  # (E, E - 1): the arms j != i of each row i
+        with np.errstate(over="ignore", invalid="ignore"):
+            cdf = special.ndtr((x[:, None, :] - mu[others][:, :, None]) / sigma[others][:, :, None])
+        integrand = integrand * cdf.prod(axis=1)
+    mass = np.where(w > 0, w * integrand, 0.0).sum(axis=-1)
+    mass = np.where(np.isfinite(mass), mass, 0.0)
+    total = mass.sum()
+    law[eligible] = mass / total if total > 0 else 1.0 / count
+    return law
+
+
+@functools.lru_cache(maxsize=64)
+def _others(count: int) -> IntArray:
+    """For ``count`` eligible arms, row i lists the positions j != i (read-only)."""
+    others = np.nonzero(~np.eye(count, dtype=bool))[1].reshape(count, count - 1)
+    others.flags.writeable = False
+    return np.asarray(others, dtype=np.intp)
 
 
 class LinearThompsonSampling(ContextualPolicy):
