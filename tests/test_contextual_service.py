@@ -145,6 +145,34 @@ def test_rewards_fold_the_decisions_features_exactly_once(
         assert np.array_equal(stored[arm][2], b)
 
 
+def test_stored_statistics_are_the_bits_of_the_policys_own_update(
+    client: BanditClient, store: redis.Redis
+) -> None:
+    """With features and rewards that are not integers, the store's A and b are bit for bit
+    what ``outer_increment`` and the policy's b += r x give in float64 for the same rewards in
+    the same order (the Lua adds in double precision and writes sums that read back exactly),
+    not merely close to them."""
+    from policies.contextual import outer_increment
+
+    create(client)
+    rng = np.random.default_rng(5)
+    expected = {arm: (np.zeros((DIM, DIM)), np.zeros(DIM)) for arm in ARMS}
+    for _ in range(60):
+        seg = float(rng.normal(0.0, 3.0))
+        decision = client.route("ctx", context={"seg": seg}, attributes={"tier": "free"})
+        value = float(rng.random())
+        assert client.reward(decision.decision_id, value) == "APPLIED"
+        x = np.array(vector(seg, "free"))
+        gram, b = expected[decision.arm]
+        gram += outer_increment(np.ones(1), x[None, :])[0]
+        b += value * x
+    stored = arm_statistics(store, "ctx")
+    for arm in ARMS:
+        gram, b = expected[arm]
+        assert np.array_equal(np.triu(stored[arm][1]), np.triu(gram)), arm
+        assert np.array_equal(stored[arm][2], b), arm
+
+
 def test_log_and_export_carry_features_and_every_eligible_arms_probability(
     client: BanditClient,
 ) -> None:

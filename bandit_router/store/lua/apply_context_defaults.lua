@@ -40,4 +40,5 @@ for i = 5, #KEYS do
     end
   end
 end
+flush_context(stats)
 return credited

@@ -108,5 +108,6 @@ for arm, value_s, deadline, learn, ttl, nonce, features_s, metrics_s in
   outcomes[k - 6] = apply(KEYS[k], arm, value_s, tonumber(deadline), learn == '1', ttl, nonce,
     features_s, metrics_s)
 end
+flush_context(stats)
 if applied > 0 then redis.call('HINCRBY', stats, '_version', applied) end
 return outcomes
