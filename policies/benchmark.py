@@ -13,9 +13,14 @@ Contextual policies (``lin_ts``, ``lin_ucb``, ``logistic_ts``) are timed on d = 
 (an intercept and 15 N(0, 1/15) values) and 5 arms with logistic rewards, per policy:
 
 * live: one decision for one feature vector (a list of floats, as the service parses it) with
-  a ``PreparedModel`` (``select_one``, the issue's target is <= 30 µs), its propensities
-  (``probabilities_one``: a quadrature per request for the Thompson policies), one reward's
-  ``increments``, and ``prepare``, the per-state refresh the service runs in the background;
+  a ``PreparedModel`` (``select_one``), its propensities (``probabilities_one``: a quadrature
+  per request for the Thompson policies), one reward's ``increments``, and ``prepare``, the
+  per-state refresh the service runs in the background;
+* the live decision as a contextual Route takes it (``route.cache.ContextualState`` and
+  ``route.router``): for a feature vector new to the state, as continuous features are on
+  almost every request, the law (``probabilities_one``: the propensity Route answers and the
+  probabilities the decision log records) and then the draw (``select_one``), over 4,096
+  distinct vectors in turn (the issue's target: <= 30 µs);
 * batched: ``select`` + ``update_inplace`` per (run, step) over ``--contextual-runs`` runs.
 
 Large draws use ``policies.sampling``'s threads (``--threads``; results do not depend on
@@ -173,6 +178,15 @@ def measure_contextual(name: str, runs: int, steps: int, quick: bool) -> dict[st
         repeat,
     )
     propensities = _best_of(lambda: policy.probabilities_one(model, features, eligible), 20, repeat)
+    fresh = [row.tolist() for row in _contexts(np.random.default_rng(6), 4096)]
+    turn = iter(range(1 << 62))
+
+    def decision() -> None:
+        x = fresh[next(turn) % len(fresh)]
+        policy.probabilities_one(model, x, eligible)
+        policy.select_one(model, x, py_rng, eligible)
+
+    decide = _best_of(decision, 200, repeat)
     prepare = _best_of(lambda: policy.prepare(single), 50, repeat)
     warm, weights = _warm_contextual(policy, runs, 20, seed=4)
     rng = np.random.default_rng(5)
@@ -186,6 +200,7 @@ def measure_contextual(name: str, runs: int, steps: int, quick: bool) -> dict[st
     return {
         "select_one_us": one * 1e6,
         "probabilities_one_ms": propensities * 1e3,
+        "decision_us": decide * 1e6,
         "increments_us": increment * 1e6,
         "prepare_ms": prepare * 1e3,
         "batched_inplace_us_per_run_step": batched / runs * 1e6,
@@ -293,12 +308,13 @@ def main(argv: list[str] | None = None) -> int:
             f"batched: µs per (run, step), {args.contextual_runs} runs"
         )
         print(
-            f"{'policy':24} {'select_one':>10} {'props ms':>9} {'increments':>10} "
+            f"{'policy':24} {'select_one':>10} {'props ms':>9} {'decision':>9} {'increments':>10} "
             f"{'prepare ms':>10} {'select+update_inplace':>21}"
         )
         for name, r in contextual.items():
             print(
                 f"{name:24} {r['select_one_us']:10.2f} {r['probabilities_one_ms']:9.3f} "
+                f"{r['decision_us']:9.1f} "
                 f"{r['increments_us']:10.2f} {r['prepare_ms']:10.3f} "
                 f"{r['batched_inplace_us_per_run_step']:21.3f}"
             )

@@ -273,3 +273,15 @@ def test_other_drivers_refuse_what_they_cannot_measure() -> None:
         assert several.returncode == 2, several.stdout + several.stderr
         assert "measures one fixture" in several.stderr
         assert "Traceback" not in several.stderr
+
+
+def test_policies_benchmark_reports_the_live_contextual_decision() -> None:
+    """``python -m policies.benchmark`` times the decision a contextual Route takes for a new
+    feature vector (law and draw, d = 16, 5 arms); the value is reported, never judged."""
+    command = [sys.executable, "-m", "policies.benchmark", "--policy", "lin_ts", "--quick"]
+    command += ["--contextual-runs", "20", "--steps", "2", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert (report["contextual"]["dim"], report["contextual"]["arms"]) == (16, 5)
+    assert report["contextual"]["policies"]["lin_ts"]["decision_us"] > 0
