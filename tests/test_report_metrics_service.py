@@ -52,9 +52,7 @@ ARMS = {
 PER_ARM = 150
 METRICS = [
     pb.MetricSpec(name="quality", kind=pb.METRIC_KIND_BINARY),
-    pb.MetricSpec(
-        name="cost_usd", min=0.0, max=0.1, direction=pb.METRIC_DIRECTION_MINIMIZE
-    ),
+    pb.MetricSpec(name="cost_usd", min=0.0, max=0.1, direction=pb.METRIC_DIRECTION_MINIMIZE),
     pb.MetricSpec(name="latency_ms", min=0.0, direction=pb.METRIC_DIRECTION_MINIMIZE),
 ]
 
