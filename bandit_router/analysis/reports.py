@@ -8,6 +8,7 @@ the answer as protobuf or as a terminal table. The checks over the window's deci
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -239,6 +240,10 @@ class PosteriorGauges:
             self._seen[name] = key
             for arm, (mean, prob_best) in posterior_summary(entry).items():
                 self.metrics.set_arm_posterior(name, arm, mean, prob_best)
+            for (arm, metric), (count, total) in entry.metric_sums.items():
+                # No observation yet: no mean (NaN, a gap in Grafana), not a misleading 0.
+                mean = total / count if count > 0 else math.nan
+                self.metrics.set_arm_metric(name, arm, metric, count, mean)
             if entry.contextual is None:
                 # A contextual policy explores per feature vector; its state alone has no
                 # exploration share (the gauges above are the arms' marginal rewards).
