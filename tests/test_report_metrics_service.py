@@ -196,3 +196,58 @@ def test_the_report_shows_metrics_trade_offs_guardrails_and_constraints(
         "a excluded: mean cost_usd <= 0.02 broken",
     ):
         assert words in out, words
+
+
+def test_a_forced_quarantine_shows_in_the_report_with_a_fresh_window(
+    client: BanditClient, redis_backed_server: ServerThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator forces b into quarantine: the report shows it quarantined, the override,
+    the transition's summary and epoch, and b's rule reading the new epoch (no samples yet),
+    while a's window keeps its 60 rewards."""
+    found = pb.Experiment(
+        name="forced-report",
+        arms=[pb.Arm(name="a"), pb.Arm(name="b")],
+        metrics=[pb.MetricSpec(name="error", kind=pb.METRIC_KIND_BINARY)],
+        guardrails=[
+            pb.GuardrailRule(metric="error", statistic=pb.GUARDRAIL_STATISTIC_RATE, max=0.05)
+        ],
+    )
+    found.guardrails[0].window.FromSeconds(600)
+    client.create_experiment(found)
+    time.sleep(0.2)
+    for arm, other in (("a", "b"), ("b", "a")):
+        for _ in range(60):
+            decision = client.route("forced-report", excluded_arms=[other])
+            assert decision.arm == arm
+            client.router.Reward(
+                router_pb2.RewardRequest(decision_id=decision.decision_id, metrics={"error": 0.0}),
+                timeout=5,
+            )
+    current = client.call_admin(
+        "GetExperiment", admin_pb2.GetExperimentRequest(name="forced-report")
+    ).experiment
+    current.arms[1].guardrail_override = pb.GUARDRAIL_OVERRIDE_FORCE_QUARANTINE
+    client.call_admin(
+        "UpdateExperiment",
+        admin_pb2.UpdateExperimentRequest(
+            experiment=current, expected_version=current.version, reason="b misbehaves"
+        ),
+    )
+    time.sleep(0.3)
+    response: admin_pb2.GetReportResponse = client.call_admin(
+        "GetReport", admin_pb2.GetReportRequest(experiment="forced-report")
+    )
+    arms = {arm.arm: arm for arm in response.arms}
+    assert arms["a"].state == pb.ARM_STATE_ACTIVE
+    assert arms["b"].state == pb.ARM_STATE_QUARANTINED
+    guard = arms["b"].guardrail
+    assert guard.override == pb.GUARDRAIL_OVERRIDE_FORCE_QUARANTINE
+    assert guard.status.epoch == 1 and "force_quarantine" in guard.status.summary
+    assert [(r.samples, r.verdict) for r in guard.rules] == [(0, "undecided")]
+    assert arms["a"].guardrail.rules[0].samples == 60
+    assert arms["a"].guardrail.rules[0].value == 0.0
+    assert [m.count for m in arms["b"].metrics] == [60]  # the metric's totals are kept
+
+    assert cli_main(["report", "forced-report", "--target", redis_backed_server.target]) == 0
+    out = capsys.readouterr().out
+    assert "quarantined" in out and "error rate <= 0.05" in out
