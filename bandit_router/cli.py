@@ -211,8 +211,44 @@ def experiment_document(
                 status[stamp] = getattr(message, stamp).ToJsonString()
         if statistics:
             status["statistics"] = [_to_data(stat) for stat in statistics]
-        items.append({**experiment_to_mapping(experiment_of(message)), "status": status})
+        experiment = experiment_of(message)
+        guardrails = guardrail_status(experiment)
+        if guardrails:
+            status["guardrails"] = guardrails
+        items.append({**experiment_to_mapping(experiment), "status": status})
     return {"experiments": items}
+
+
+def guardrail_status(experiment: Any) -> dict[str, dict[str, Any]]:
+    """Each arm's guardrail status (read only), for the arms that have one: state, override,
+    since when, the rules that tripped (as indexes and in words), the last transition's
+    summary and the epoch."""
+    from bandit_router.model.convert import timestamp_of
+    from bandit_router.model.guardrails import ArmGuardrail, Override
+
+    status: dict[str, dict[str, Any]] = {}
+    for arm in experiment.arms:
+        guardrail = arm.guardrail
+        if guardrail == ArmGuardrail() and arm.override is Override.NONE:
+            continue
+        entry: dict[str, Any] = {"state": arm.state.value}
+        if arm.override is not Override.NONE:
+            entry["override"] = arm.override.value
+        if guardrail.since:
+            entry["since"] = timestamp_of(guardrail.since).ToJsonString()
+        if guardrail.tripped_rules:
+            entry["tripped_rules"] = list(guardrail.tripped_rules)
+            entry["tripped"] = [
+                experiment.guardrails[i].describe()
+                if 0 <= i < len(experiment.guardrails)
+                else f"rule {i}"
+                for i in guardrail.tripped_rules
+            ]
+        if guardrail.summary:
+            entry["summary"] = guardrail.summary
+        entry["epoch"] = guardrail.epoch
+        status[arm.name] = entry
+    return status
 
 
 def cmd_get(args: argparse.Namespace) -> int:

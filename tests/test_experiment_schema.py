@@ -57,6 +57,63 @@ def test_policy_names_match_the_registry(validator: Draft202012Validator) -> Non
     )
 
 
+#: Bad metrics, objectives and guardrails (issue 15): both the schema and the loader refuse.
+_METRICS = [{"name": "error", "kind": "binary"}, {"name": "ms", "min": 0}]
+_RULE = {"metric": "error", "statistic": "rate", "max": 0.05}
+GUARDRAIL_FILES: list[dict[str, Any]] = [
+    {"name": "x", "arms": ["a"], "metrics": [{"name": "q", "unit": "ms"}]},
+    {"name": "x", "arms": ["a"], "metrics": [{"name": "q", "kind": "ternary"}]},
+    {"name": "x", "arms": ["a"], "metrics": [{"name": "q", "direction": "up"}]},
+    {"name": "x", "arms": ["a"], "metrics": [{"name": "e", "kind": "binary", "max": 1}]},
+    {"name": "x", "arms": ["a"], "metrics": _METRICS, "objective": {"weight": {"ms": 1}}},
+    {"name": "x", "arms": ["a"], "metrics": _METRICS, "objective": {"weights": {}}},
+    {"name": "x", "arms": ["a"], "metrics": _METRICS, "objective": {"weights": {"ms": "x"}}},
+    {
+        "name": "x",
+        "arms": ["a"],
+        "metrics": _METRICS,
+        "objective": {"constraints": [{"metric": "error", "max_mean": 0.1, "min_mean": 0.01}]},
+    },
+    {
+        "name": "x",
+        "arms": ["a"],
+        "metrics": _METRICS,
+        "objective": {"constraints": [{"metric": "error", "max_mean": 0.1, "confidence": 1}]},
+    },
+    {"name": "x", "arms": ["a"], "metrics": _METRICS, "guardrails": [{"metric": "error"}]},
+    {
+        "name": "x",
+        "arms": ["a"],
+        "metrics": _METRICS,
+        "guardrails": [{**_RULE, "statistic": "median"}],
+    },
+    {"name": "x", "arms": ["a"], "metrics": _METRICS, "guardrails": [{**_RULE, "min": 0.01}]},
+    {"name": "x", "arms": ["a"], "metrics": _METRICS, "guardrails": [{**_RULE, "window": "soon"}]},
+    {"name": "x", "arms": ["a"], "metrics": _METRICS, "guardrails": [{**_RULE, "min_samples": 0}]},
+    {
+        "name": "x",
+        "arms": ["a"],
+        "metrics": _METRICS,
+        "guardrails": [{**_RULE, "probe_share": 0.6}],
+    },
+    {"name": "x", "arms": ["a"], "metrics": _METRICS, "guardrails": [{**_RULE, "quantile": 0.9}]},
+    {
+        "name": "x",
+        "arms": ["a"],
+        "metrics": _METRICS,
+        "guardrails": [{"metric": "ms", "statistic": "quantile", "max": 500}],
+    },
+    {"name": "x", "arms": ["a"], "metrics": _METRICS, "guardrails": [{**_RULE, "colour": "red"}]},
+    {"name": "x", "arms": ["a"], "fallback_arm": "bad name"},
+    {
+        "name": "x",
+        "arms": [{"name": "a", "guardrail_override": "sometimes"}],
+        "metrics": _METRICS,
+        "guardrails": [_RULE],
+    },
+]
+
+
 @pytest.mark.parametrize(
     "experiment",
     [
@@ -73,6 +130,7 @@ def test_policy_names_match_the_registry(validator: Draft202012Validator) -> Non
         {"name": "x", "arms": ["a"], "context_features": ["bad name"]},
         {"name": "x", "arms": ["a"], "policy": "lin_ts"},
         {"name": "x", "arms": ["a"], "policy": {"name": "logistic_ts"}, "context_features": []},
+        *GUARDRAIL_FILES,
     ],
 )
 def test_schema_and_loader_refuse_the_same_files(
