@@ -307,6 +307,13 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         principal = self._principal(context)
         if request.state == experiment_pb2.ARM_STATE_UNSPECIFIED:
             raise InvalidArgument("must be ARM_STATE_ACTIVE or ARM_STATE_DISABLED", "state")
+        if request.state == experiment_pb2.ARM_STATE_QUARANTINED:
+            raise InvalidArgument(
+                "quarantine is the guardrails' to set: to quarantine an arm by hand, set its "
+                "guardrail_override to GUARDRAIL_OVERRIDE_FORCE_QUARANTINE (bandit-router "
+                "guardrail force)",
+                "state",
+            )
         state: ArmState = arm_state_of(request.state, "state")
         experiment = await self.ops.set_arm_state(
             request.experiment, request.arm, state, principal, request.reason
