@@ -495,12 +495,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
-    """``key=value`` arguments as a mapping; a malformed one stops with its flag named."""
+    """``key=value`` arguments as a mapping; a malformed one is a usage error (exit status
+    2) naming its flag."""
     pairs: dict[str, str] = {}
     for item in values or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"{flag}: expected key=value, got {item!r}")
+            raise UsageError(f"{flag}: expected key=value, got {item!r}")
         pairs[key] = value
     return pairs
 
@@ -700,7 +701,7 @@ def _numeric_pairs(values: Sequence[str] | None, flag: str) -> dict[str, float]:
         try:
             numbers[key] = float(value)
         except ValueError:
-            raise SystemExit(f"{flag}: {key}={value!r} is not a number") from None
+            raise UsageError(f"{flag}: {key}={value!r} is not a number") from None
     return numbers
 
 
