@@ -104,9 +104,9 @@ def test_constraints_without_weights_stay_without_an_objective() -> None:
 
 def with_changes(path: str, value: Any) -> dict[str, Any]:
     """The example's mapping with ``value`` at ``path`` (dots and list indexes)."""
-    data = yaml.safe_load(FILE)["experiments"][0]
+    data: dict[str, Any] = yaml.safe_load(FILE)["experiments"][0]
     *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-    node = data
+    node: Any = data
     for key in parents:
         node = node[key]
     node[last] = value
