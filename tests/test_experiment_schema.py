@@ -28,12 +28,12 @@ def validator() -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
-def readme_experiment_example(title: str = "Experiments") -> str:
-    """The YAML block of a section of docs/concepts.md: documentation must stay valid."""
-    page = (ROOT / "docs" / "concepts.md").read_text()
-    section = page.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+def readme_experiment_example(title: str = "Experiments", page: str = "concepts.md") -> str:
+    """The YAML block of a section of a docs page: documentation must stay valid."""
+    text = (ROOT / "docs" / page).read_text()
+    section = text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"```yaml\n(.*?)```", section, re.S)
-    assert match, f"docs/concepts.md lost its example in {title!r}"
+    assert match, f"docs/{page} lost its example in {title!r}"
     return match.group(1)
 
 
@@ -44,7 +44,12 @@ def test_bundled_and_documented_files_are_valid(
     documented.write_text(readme_experiment_example())
     contextual = tmp_path / "contextual.yaml"
     contextual.write_text(readme_experiment_example("Contextual experiments"))
-    for path in (ROOT / "bandit_router" / "examples" / "experiments.yaml", documented, contextual):
+    metrics = tmp_path / "metrics.yaml"
+    metrics.write_text(readme_experiment_example("Metrics and an objective"))
+    guardrails = tmp_path / "guardrails.yaml"
+    guardrails.write_text(readme_experiment_example("Declaring guardrails", "guardrails.md"))
+    example = ROOT / "bandit_router" / "examples" / "experiments.yaml"
+    for path in (example, documented, contextual, metrics, guardrails):
         data = yaml.safe_load(path.read_text())
         assert list(validator.iter_errors(data)) == [], path
         assert load_experiments(path)  # and the server accepts it
