@@ -35,7 +35,7 @@ from bandit_router.client import (
 from bandit_router.v1 import admin_pb2, experiment_pb2, router_pb2
 
 from . import test_bad_input as bad
-from .servers import ServerThread
+from .servers import RedisServer, ServerThread
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +58,14 @@ experiments:
 """
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    server = ServerThread(refresh_interval=0.05, sweep_interval=0.1).start()
+@pytest.fixture(scope="module", params=["embedded", "redis"])
+def server(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[ServerThread]:
+    """One server per store for the module: the state travels through each store's config."""
+    store: dict[str, Any] = {}
+    if request.param == "redis":
+        redis_server.flush()
+        store["redis_url"] = redis_server.url
+    server = ServerThread(refresh_interval=0.05, sweep_interval=0.1, **store).start()
     yield server
     server.stop()
 
@@ -345,6 +350,15 @@ def test_the_command_line(
     )
     assert item["status"]["guardrails"]["b"]["epoch"] == 1
     assert item["guardrails"][0] == {"metric": "error", "statistic": "rate", "max": 0.05}
+    # ... and that output applies back as it is, changing nothing but the version.
+    before = client.get_experiment("cli").experiment
+    echoed = tmp_path / "echoed.yaml"
+    echoed.write_text(out)
+    code, _, err = run(capsys, server, "apply", "-f", str(echoed))
+    assert code == 0 and err == "update cli\n"
+    after = client.get_experiment("cli").experiment
+    assert after.version == before.version + 1
+    assert list(after.arms) == list(before.arms) and after.guardrails == before.guardrails
 
     code, _, err = run(capsys, server, "guardrail", "hold", "cli", "b", "--reason", "waived")
     assert code == 0 and "cli/b: active, override HOLD_ACTIVE" in err
