@@ -47,7 +47,9 @@ def test_bundled_and_documented_files_are_valid(
     metrics = tmp_path / "metrics.yaml"
     metrics.write_text(readme_experiment_example("Metrics and an objective"))
     guardrails = tmp_path / "guardrails.yaml"
-    guardrails.write_text(readme_experiment_example("Declaring guardrails", "guardrails.md"))
+    guardrails.write_text(
+        readme_experiment_example("Declaring guardrails in a file", "guardrails.md")
+    )
     example = ROOT / "bandit_router" / "examples" / "experiments.yaml"
     for path in (example, documented, contextual, metrics, guardrails):
         data = yaml.safe_load(path.read_text())

@@ -188,6 +188,8 @@ def registered_series_names() -> set[str]:
     m.observe_store("op", 0.001, False)
     m.set_drift("e", "a", 1.0, True)
     m.set_committed("e", True)
+    m.set_arm_quarantined("e", "a", True)
+    m.count_guardrail_transition("e", "a", "quarantined")
     names: set[str] = set()
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         names.update(sample.name for sample in family.samples)

@@ -25,6 +25,8 @@ from bandit_router.model.guardrails import (
     Constraint,
     GuardrailRule,
     Override,
+    compile_guardrails,
+    pure_metric,
     validate_guardrails,
 )
 from bandit_router.model.metrics import MAX_METRICS, MetricKind, MetricSpec, Objective
@@ -37,6 +39,7 @@ from policies import (
     create_policy,
     is_contextual,
 )
+from policies import guardrails as pure_guardrails
 from policies.base import PRIOR_MAGNITUDE_LIMIT
 from policies.stopping import StoppingRule
 
@@ -460,6 +463,22 @@ class Experiment:
                 raise InvalidArgument("the experiment has no guardrails", where)
             if arm.state is ArmState.DISABLED:
                 raise InvalidArgument(f"arm {arm.name!r} is disabled", where)
+
+    @cached_property
+    def compiled_guardrails(self) -> pure_guardrails.Guardrails:
+        """The rules as ``policies.guardrails`` tests them (validated experiments only)."""
+        return compile_guardrails(self.guardrails, self.metric_specs, len(self.arms))
+
+    @cached_property
+    def compiled_constraints(self) -> tuple[pure_guardrails.Guardrail, ...]:
+        """Each constraint as a mean rule of ``policies.guardrails`` (same reduction, same
+        test)."""
+        return tuple(
+            pure_guardrails.compile_rule(
+                c.as_rule().pure(), pure_metric(self.metric_specs[c.metric])
+            )
+            for c in self.constraints
+        )
 
     @property
     def fallback_index(self) -> int:

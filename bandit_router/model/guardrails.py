@@ -23,6 +23,8 @@ from typing import Any
 
 from bandit_router.errors import InvalidArgument
 from bandit_router.model.metrics import MetricKind, MetricSpec
+from policies import guardrails as pure_guardrails
+from policies.base import PolicyConfigError
 
 #: Rules one experiment may declare: each adds two fields per arm and window slot.
 MAX_GUARDRAILS = 16
@@ -95,9 +97,9 @@ class GuardrailRule:
         """What the rule observes, as the store's field names carry it: two rules that differ
         only in window, samples, confidence or probe share share their statistics (and a
         change of those keeps the data)."""
-        op = "<=" if self.is_max else ">="
-        q = f"q{self.quantile:g}" if self.statistic is Statistic.QUANTILE else self.statistic.value
-        return f"{self.metric}.{q}{op}{self.threshold:g}"
+        op = "le" if self.is_max else "ge"  # no '=' or ',': the store's argument syntax
+        q = f"q{self.quantile!r}" if self.statistic is Statistic.QUANTILE else self.statistic.value
+        return f"{self.metric}.{q}.{op}{self.threshold!r}"
 
     def describe(self) -> str:
         """ "error rate <= 0.05", "latency_ms p99 <= 500" (reports, audit, alerts)."""
@@ -108,25 +110,19 @@ class GuardrailRule:
             what = self.statistic.value
         return f"{self.metric} {what} {op} {self.threshold:g}"
 
-    def boundary(self, spec: MetricSpec) -> float:
-        """theta0: the rule holds while the mean of ``observe`` stays at or below it."""
-        if self.statistic is Statistic.QUANTILE:
-            return 1.0 - self.quantile if self.is_max else self.quantile
-        low, high = spec.bounds
-        scaled = (self.threshold - low) / (high - low)
-        return scaled if self.is_max else 1.0 - scaled
-
-    def observe(self, value: float, spec: MetricSpec) -> float:
-        """The rule's observation of one metric value, in [0, 1]: the rule is broken when
-        their mean exceeds ``boundary`` (a rate; an exceedance indicator for a quantile; the
-        scaled value for a mean, mirrored for a lower bound)."""
-        threshold = self.threshold
-        if self.statistic is Statistic.QUANTILE:
-            exceeds = value > threshold if self.is_max else value < threshold
-            return 1.0 if exceeds else 0.0
-        low, high = spec.bounds
-        scaled = min(1.0, max(0.0, (value - low) / (high - low)))
-        return scaled if self.is_max else 1.0 - scaled
+    def pure(self) -> pure_guardrails.GuardrailRule:
+        """The rule as ``policies.guardrails`` reduces and tests it."""
+        return pure_guardrails.GuardrailRule(
+            metric=self.metric,
+            statistic=self.statistic.value,
+            bound="max" if self.is_max else "min",
+            threshold=self.threshold,
+            quantile=self.quantile if self.statistic is Statistic.QUANTILE else None,
+            window=self.window,
+            min_samples=self.min_samples,
+            confidence=self.confidence,
+            probe_share=self.probe_share,
+        )
 
     def validate(self, where: str, metrics: Mapping[str, MetricSpec]) -> None:
         spec = metrics.get(self.metric)
@@ -153,23 +149,19 @@ class GuardrailRule:
             raise InvalidArgument("only for statistic: quantile", f"{where}.quantile")
         if self.statistic is not Statistic.QUANTILE:
             _bounded(spec, "a mean or rate rule", f"{where}.statistic")
-        theta0 = self.boundary(spec)
-        if not 0.0 < theta0 < 1.0:
-            low, high = spec.bounds
-            raise InvalidArgument(
-                f"{self.threshold:g} leaves no room: the rule would always or never hold for "
-                f"values in [{low:g}, {high:g}]",
-                bound_at,
-            )
         if not (math.isfinite(self.window) and self.window >= 1.0):
             raise InvalidArgument(f"must be at least 1s, got {self.window!r}s", f"{where}.window")
         if self.min_samples < 1:
             raise InvalidArgument(f"must be >= 1, got {self.min_samples}", f"{where}.min_samples")
         _check_confidence(self.confidence, f"{where}.confidence")
-        if not (math.isfinite(self.probe_share) and 0.0 <= self.probe_share <= MAX_PROBE_SHARE):
+        if not (math.isfinite(self.probe_share) and 0.0 < self.probe_share <= MAX_PROBE_SHARE):
             raise InvalidArgument(
-                f"{self.probe_share!r} is outside [0, {MAX_PROBE_SHARE:g}]", f"{where}.probe_share"
+                f"{self.probe_share!r} is outside (0, {MAX_PROBE_SHARE:g}]", f"{where}.probe_share"
             )
+        try:  # what remains: the threshold must leave room within the metric's bounds
+            pure_guardrails.compile_rule(self.pure(), pure_metric(spec), where)
+        except PolicyConfigError as error:
+            raise InvalidArgument(error.message, error.field) from error
 
     def to_json_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"metric": self.metric, "statistic": self.statistic.value}
@@ -301,6 +293,25 @@ class ArmGuardrail:
             str(data.get("summary", "")),
             int(data.get("epoch", 0)),
         )
+
+
+def pure_metric(spec: MetricSpec) -> pure_guardrails.MetricSpec:
+    """A declared metric as ``policies.guardrails`` sees it: its kind and bounds."""
+    low, high = spec.bounds
+    if spec.kind is MetricKind.BINARY:
+        return pure_guardrails.MetricSpec(spec.name, "binary", low, high)
+    return pure_guardrails.MetricSpec(spec.name, "continuous", low, high)
+
+
+def compile_guardrails(
+    rules: Sequence[GuardrailRule], metrics: Mapping[str, MetricSpec], n_arms: int
+) -> pure_guardrails.Guardrails:
+    """Validated rules, compiled: the reductions and tests the service and simulations share."""
+    return pure_guardrails.compile_guardrails(
+        [rule.pure() for rule in rules],
+        {name: pure_metric(spec) for name, spec in metrics.items()},
+        n_arms,
+    )
 
 
 def validate_guardrails(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from bandit_router.errors import ErrorReason, InvalidArgument, NotFound, Resource
 from bandit_router.model.experiments import Experiment
 from bandit_router.model.metrics import check_reward_metrics, encode_metrics
+from bandit_router.model.observations import detail
 from bandit_router.reward.batching import GroupCommit
 from bandit_router.route.cache import ExperimentCache
 from bandit_router.route.tokens import DecisionSigner
@@ -78,14 +79,16 @@ def _stale(experiment: str) -> NotFound:
 
 
 def metric_reward(
-    experiment: Experiment, value: float, metrics: Mapping[str, float] | None
+    experiment: Experiment, arm: str, value: float, metrics: Mapping[str, float] | None
 ) -> tuple[float, str]:
     """(learning reward, encoded metrics) of a reward that carries metrics or whose experiment
     has an objective; InvalidArgument naming ``metrics[name]`` or ``value``, before any write.
 
     With an objective the learning reward is its scalarisation of the metrics; ``value`` is
     then 0 (unset) or must equal it (relative tolerance 1e-9: a client may sum in another
-    order). Without one, metrics are recorded and ``value`` is learned as before.
+    order). Without one, metrics are recorded and ``value`` is learned as before. What the
+    metrics feed besides (guardrail windows, the quantile sketch) follows after a '#'
+    (``model.observations``).
     """
     observed = metrics or {}
     check_reward_metrics(experiment.metric_specs, observed)
@@ -102,7 +105,9 @@ def metric_reward(
                 "value",
             )
         value = computed
-    return value, encode_metrics(observed)
+    encoded = encode_metrics(observed)
+    extra = detail(experiment, arm, observed, time.time())
+    return value, f"{encoded}#{extra}" if extra else encoded
 
 
 class RewardProcessor:
@@ -190,7 +195,7 @@ class RewardProcessor:
             raise InvalidArgument(f"must be a finite number, got {value!r}", "value")
         encoded = ""
         if metrics or experiment.objective is not None:  # plain rewards skip this entirely
-            value, encoded = metric_reward(experiment, value, metrics)
+            value, encoded = metric_reward(experiment, decision.arm, value, metrics)
         low, high = entry.reward_bounds
         if not low <= value <= high:
             raise InvalidArgument(

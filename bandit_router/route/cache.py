@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from bandit_router.model.experiments import Experiment
 from bandit_router.route.features import FeatureSpace
+from bandit_router.route.guard_view import guard_view
 from bandit_router.store.errors import STORE_ERRORS
 from bandit_router.store.keys import context_fields
 from bandit_router.store.redis_store import ExperimentState, Store
@@ -214,6 +215,14 @@ class CachedExperiment:
     contextual: ContextualState | None = None
     #: Experiments that declare context_features: builds their feature vectors.
     space: FeatureSpace | None = None
+    #: Guardrails or objective constraints are declared (``route.guard_view``): then
+    #: ``active`` leaves out constraint-excluded arms, quarantined arms get ``probes``, and
+    #: ``fallback`` serves when no arm is eligible.
+    guarded: bool = False
+    enabled: tuple[int, ...] = ()
+    probes: tuple[tuple[int, float], ...] = ()
+    fallback: int = 0
+    constrained: Mapping[int, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, state: ExperimentState, policy: Policy | None = None) -> CachedExperiment:
@@ -230,6 +239,12 @@ class CachedExperiment:
         def column(suffix: str) -> tuple[float, ...]:
             return tuple(state.arm_stat(arm, suffix) for arm in names)
 
+        active = tuple(i for i, arm in enumerate(experiment.arms) if arm.active)
+        view = None
+        if experiment.guardrails or experiment.constraints:
+            view = guard_view(experiment, state.stats)
+            active = view.eligible
+
         return cls(
             experiment=experiment,
             policy=policy,
@@ -238,10 +253,15 @@ class CachedExperiment:
             state_version=state.state_version,
             fetched_at=time.monotonic(),
             arm_index={arm: index for index, arm in enumerate(names)},
-            active=tuple(i for i, arm in enumerate(experiment.arms) if arm.active),
+            active=active,
             reward_bounds=experiment.reward_bounds(),
             contextual=contextual,
             space=space,
+            guarded=view is not None,
+            enabled=active if view is None else view.enabled,
+            probes=() if view is None else view.probes,
+            fallback=0 if view is None else view.fallback,
+            constrained={} if view is None else view.constrained,
         )
 
     def propensities(self, eligible: tuple[int, ...]) -> tuple[float, ...]:

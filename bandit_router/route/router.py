@@ -46,6 +46,12 @@ from bandit_router.route.tokens import (
 from bandit_router.store.redis_store import ContextualPending, PendingDecision
 from policies import PredrawnDecisions
 from policies.controls import cap_probabilities_one, floor_probabilities_one, in_burn_in_one
+from policies.guardrails import (
+    REASON_FALLBACK,
+    REASON_GUARDRAIL,
+    draw_guarded_one,
+    guarded_law_one,
+)
 
 if TYPE_CHECKING:
     from bandit_router.telemetry.buffered_metrics import BufferedCounter
@@ -69,6 +75,7 @@ class Reason(StrEnum):
     PAUSED = "PAUSED"
     BURN_IN = "BURN_IN"
     COMMITTED = "COMMITTED"
+    GUARDRAIL = "GUARDRAIL"
 
 
 class RouteDecision(NamedTuple):
@@ -264,6 +271,7 @@ class Router:
             or experiment.holdout_share > 0.0
             or experiment.sticky
             or not entry.active
+            or entry.probes
             or (
                 experiment.burn_in > 0
                 and in_burn_in_one(entry.decisions, entry.active, experiment.burn_in)
@@ -353,7 +361,10 @@ class Router:
     ) -> _Choice:
         experiment = entry.experiment
         eligible = tuple(i for i in entry.active if i not in excluded) if excluded else entry.active
-        if not eligible:
+        enabled = eligible  # arms an operator's rule may serve: active or quarantined
+        if entry.guarded:
+            enabled = tuple(i for i in entry.enabled if i not in excluded)
+        if not enabled:
             raise FailedPrecondition(
                 "every active arm is excluded or disabled; nothing can be routed",
                 "excluded_arms",
@@ -363,20 +374,19 @@ class Router:
         certain = entry.certain
         if unit_id:
             unit_arm = index.get(experiment.pin.units.get(unit_id, ""))
-            if unit_arm is not None and unit_arm in eligible:
+            if unit_arm is not None and unit_arm in enabled:
                 return _Choice(unit_arm, 1.0, Reason.PINNED, True, certain(unit_arm))
         pinned = index.get(experiment.pin.active_arm(now))
-        if pinned is not None and pinned in eligible:
+        if pinned is not None and pinned in enabled:
             return _Choice(pinned, 1.0, Reason.PINNED, True, certain(pinned))
         if experiment.paused:
             arm = index.get(experiment.pause_arm)
-            if arm is None or arm not in eligible:
-                arm = eligible[0]
+            if arm is None or arm not in enabled:
+                arm = eligible[0] if eligible else enabled[0]
             return _Choice(arm, 1.0, Reason.PAUSED, False, certain(arm))
         committed = index.get(experiment.commit.arm)
         if committed is not None and committed in eligible:
             return _Choice(committed, 1.0, Reason.COMMITTED, True, certain(committed))
-        rng = self.rng
         if experiment.sticky and unit_id and self.sticky is not None:
             held = self.sticky.get(experiment.name, experiment.incarnation, unit_id, now)
             if held is not None and index.get(held[0]) in eligible:
@@ -389,6 +399,65 @@ class Router:
                         held_arm, held_propensity, Reason.HOLDOUT, False, certain(held_arm)
                     )
                 return _Choice(held_arm, held_propensity, Reason.STICKY, True, certain(held_arm))
+        if entry.guarded:
+            probes = tuple(p for p in entry.probes if p[0] not in excluded)
+            if probes or not eligible:
+                return self._guarded(entry, unit_id, excluded, now, features, eligible, probes)
+        return self._bandit(entry, unit_id, eligible, now, features)
+
+    def _guarded(
+        self,
+        entry: CachedExperiment,
+        unit_id: str,
+        excluded: frozenset[int],
+        now: float,
+        features: _Features | None,
+        eligible: tuple[int, ...],
+        probes: tuple[tuple[int, float], ...],
+    ) -> _Choice:
+        """A decision while guardrails hold arms back (``policies.guardrails``): each
+        quarantined arm gets its probe share of the traffic (REASON_GUARDRAIL), the rest goes
+        to the bandit over the eligible arms, or to the fallback arm when none is eligible
+        (REASON_FALLBACK). Both answer their probability under the whole procedure, and the
+        log records the whole law, so replays stay unbiased."""
+        names = entry.experiment.arm_names
+        shares = dict(probes)
+        presence = [0.0] * len(names)  # which arms the bandit may give mass (its law is later)
+        for i in eligible:
+            presence[i] = 1.0
+        fallback = entry.fallback
+        arm, reason = draw_guarded_one(self.rng.random(), presence, shares, shares, fallback)
+        if arm is None:  # the bandit's share: its own decision, its law scaled under the probes
+            inner = self._bandit(entry, unit_id, eligible, now, features)
+            rest = 1.0 - math.fsum(shares.values())
+            law = {name: rest * p for name, p in inner.law.items()}
+            for i, share in probes:
+                law[names[i]] = law.get(names[i], 0.0) + share
+            return inner._replace(law=law)
+        if arm == fallback and reason == REASON_FALLBACK and fallback in excluded:
+            raise FailedPrecondition(
+                "every eligible arm is quarantined or excluded by a constraint, and the "
+                "fallback arm is excluded by the request",
+                "excluded_arms",
+                reason=ErrorReason.NO_ELIGIBLE_ARM,
+            )
+        whole = guarded_law_one(presence, shares, shares, fallback)
+        law = {names[i]: p for i, p in enumerate(whole) if p > 0.0}
+        chosen = Reason.GUARDRAIL if reason == REASON_GUARDRAIL else Reason.FALLBACK
+        return _Choice(arm, whole[arm], chosen, True, law)
+
+    def _bandit(
+        self,
+        entry: CachedExperiment,
+        unit_id: str,
+        eligible: tuple[int, ...],
+        now: float,
+        features: _Features | None,
+    ) -> _Choice:
+        """Holdout, burn-in and the policy (with floor and caps) over ``eligible``."""
+        experiment = entry.experiment
+        index = entry.arm_index
+        rng = self.rng
         burning = experiment.burn_in > 0 and in_burn_in_one(
             entry.decisions, eligible, experiment.burn_in
         )

@@ -86,6 +86,9 @@ class ServerConfig:
     redis_timeout: float = 1.0
     refresh_interval: float = 0.1
     sweep_interval: float = 1.0
+    #: How often each replica checks the guardrails (analysis.guardrails): a tripped rule
+    #: quarantines its arm everywhere within about this plus one refresh.
+    guardrail_interval: float = 0.25
     experiments_file: str | None = None
     example: bool = False
     secret: bytes | None = None
@@ -154,6 +157,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=_env_float("SWEEP_INTERVAL", 1.0),
         help="seconds between default-reward sweeps [BANDIT_ROUTER_SWEEP_INTERVAL]",
+    )
+    add(
+        "--guardrail-interval",
+        type=float,
+        default=_env_float("GUARDRAIL_INTERVAL", 0.25),
+        help="seconds between guardrail checks [BANDIT_ROUTER_GUARDRAIL_INTERVAL] (default 0.25)",
     )
     add(
         "--experiments",
@@ -338,6 +347,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError("--drift-delta and --drift-threshold must be > 0")
     if args.tls_client_ca and not args.tls_cert:
         raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    if not args.guardrail_interval > 0:
+        raise ConfigError("--guardrail-interval must be > 0 seconds")
     if not args.redis_timeout > 0:
         raise ConfigError("--redis-timeout must be > 0 seconds")
     if args.wait_for_redis < 0:
@@ -354,6 +365,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         redis_timeout=args.redis_timeout,
         refresh_interval=args.refresh_interval,
         sweep_interval=args.sweep_interval,
+        guardrail_interval=args.guardrail_interval,
         experiments_file=args.experiments_file,
         example=args.example,
         secret=secret.encode() if secret else None,

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from bandit_router.analysis.drift import DriftMonitor
+from bandit_router.analysis.guardrails import GuardrailMonitor
 from bandit_router.analysis.reports import PosteriorGauges, ReportBuilder
 from bandit_router.analysis.stopping import StoppingMonitor
 from bandit_router.dashboard.actions import DashboardActions
@@ -91,6 +92,7 @@ class App:
     admission: Admission
     port: int = 0
     reports: ReportBuilder | None = None
+    guardrails: GuardrailMonitor | None = None
     dashboard: DashboardServer | None = None
     actions: DashboardActions | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -103,6 +105,8 @@ class App:
             self._start_dashboard(self.config.dashboard_address)
         await self.server.start()
         self.sweeper.start()
+        if self.guardrails is not None:
+            self.guardrails.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="health"))
         self._tasks.append(asyncio.create_task(self._watch_cache_age(), name="cache-age"))
         self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
@@ -217,6 +221,8 @@ class App:
         await self.server.stop(grace)
         await cancel_and_wait(self._tasks)
         await self.sweeper.stop()
+        if self.guardrails is not None:
+            await self.guardrails.stop()
         unwritten = await self.recorder.flush(timeout=max(grace, 5.0))
         if unwritten:
             log.error("%d answered decisions could not be written before exit", unwritten)
@@ -302,6 +308,7 @@ async def build_app(
     cache.on_removal(metrics.remove_experiment)
     cache.on_refresh(sticky.observe)
     sweeper = DefaultRewardSweeper(store, cache, interval=config.sweep_interval, metrics=metrics)
+    guardrails = GuardrailMonitor(store, cache, interval=config.guardrail_interval, metrics=metrics)
     operations = AdminOperations(store)
     reports = ReportBuilder(store, cache, drift, metrics)
 
@@ -352,6 +359,7 @@ async def build_app(
         admission,
         port,
         reports=reports,
+        guardrails=guardrails,
         actions=DashboardActions(operations, auth),
     )
     await app._set_health(False)

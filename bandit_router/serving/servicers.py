@@ -57,6 +57,7 @@ _REASON_TO_PB: dict[str, experiment_pb2.Reason] = {
     "PAUSED": experiment_pb2.REASON_PAUSED,
     "BURN_IN": experiment_pb2.REASON_BURN_IN,
     "COMMITTED": experiment_pb2.REASON_COMMITTED,
+    "GUARDRAIL": experiment_pb2.REASON_GUARDRAIL,
 }
 _OUTCOME_TO_PB: dict[str, router_pb2.RewardOutcome] = {
     "APPLIED": router_pb2.REWARD_OUTCOME_APPLIED,
@@ -305,13 +306,14 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.SetArmStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.SetArmStateResponse:
         principal = self._principal(context)
-        if request.state == experiment_pb2.ARM_STATE_UNSPECIFIED:
-            raise InvalidArgument("must be ARM_STATE_ACTIVE or ARM_STATE_DISABLED", "state")
-        if request.state == experiment_pb2.ARM_STATE_QUARANTINED:
+        if request.state not in (
+            experiment_pb2.ARM_STATE_ACTIVE,
+            experiment_pb2.ARM_STATE_DISABLED,
+        ):
             raise InvalidArgument(
-                "quarantine is the guardrails' to set: to quarantine an arm by hand, set its "
-                "guardrail_override to GUARDRAIL_OVERRIDE_FORCE_QUARANTINE (bandit-router "
-                "guardrail force)",
+                "must be ARM_STATE_ACTIVE or ARM_STATE_DISABLED (quarantine is the guardrails' "
+                "state: set Arm.guardrail_override to force or hold an arm, e.g. "
+                "bandit-router guardrail force)",
                 "state",
             )
         state: ArmState = arm_state_of(request.state, "state")

@@ -51,6 +51,18 @@ class ExperimentKeys:
         return f"{self.tag}:features"
 
     @property
+    def guard(self) -> str:
+        """Hash: guardrail observations ``<arm>:<epoch>:<slot>:<rule>:n|s`` (lua/metrics.lua),
+        read by the guardrail monitor, which also deletes old epochs and slots."""
+        return f"{self.tag}:guard"
+
+    @property
+    def sketch(self) -> str:
+        """Hash: ``<arm>:<metric>:<bucket>`` -> count, the log-bucket histogram of each
+        continuous metric (``model.observations``), read by reports for quantiles."""
+        return f"{self.tag}:sketch"
+
+    @property
     def decisions(self) -> str:
         """Capped stream: flushes of decisions (a JSON array each) and reward events."""
         return f"{self.tag}:decisions"
@@ -88,6 +100,8 @@ class ExperimentKeys:
             self.stats,
             self.pending,
             self.features,
+            self.guard,
+            self.sketch,
             self.decisions,
             self.snapshots,
             self.sticky,

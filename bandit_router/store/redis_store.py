@@ -723,6 +723,8 @@ class Store:
                         keys.stats,
                         keys.pending,
                         keys.decisions,
+                        keys.guard,
+                        keys.sketch,
                         *(keys.rewarded(c.nonce) for c in group_commands),
                     ],
                     [
@@ -963,6 +965,30 @@ class Store:
             raise reply
         return str(reply) if reply else None
 
+    async def read_guard(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The guardrail observation hashes of ``names`` in one pipelined round trip
+        (``ExperimentKeys.guard``; the guardrail monitor's read)."""
+        if not names:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(ExperimentKeys(name).guard)
+            replies = await pipe.execute()
+        return {
+            name: {str(field): str(value) for field, value in (reply or {}).items()}
+            for name, reply in zip(names, replies, strict=True)
+        }
+
+    async def drop_guard_fields(self, name: str, fields: Sequence[str]) -> None:
+        """Forget old epochs and slots of an experiment's guardrail observations."""
+        if fields:
+            await self.client.hdel(ExperimentKeys(name).guard, *fields)
+
+    async def read_sketch(self, name: str) -> dict[str, str]:
+        """An experiment's quantile sketches: ``<arm>:<metric>:<bucket>`` -> count."""
+        raw = await self.client.hgetall(ExperimentKeys(name).sketch)
+        return {str(field): str(count) for field, count in (raw or {}).items()}
+
     async def read_decision_log(
         self, name: str, start: str = "-", count: int = 1000
     ) -> list[tuple[str, dict[str, str]]]:
@@ -1067,6 +1093,8 @@ def _context_reward_call(
             keys.pending,
             keys.decisions,
             keys.features,
+            keys.guard,
+            keys.sketch,
             *(keys.rewarded(c.nonce) for c in commands),
         ],
         [

@@ -299,6 +299,19 @@ class Metrics:
             ("experiment",),
             "livemax",
         )
+        self.arm_quarantined = gauge(
+            "bandit_router_arm_quarantined",
+            "1 while a guardrail holds the arm in quarantine (probe traffic only), else 0.",
+            ("experiment", "arm"),
+            "livemax",
+        )
+        self.guardrail_transitions = Counter(
+            "bandit_router_guardrail_transitions_total",
+            "Guardrail transitions this worker wrote, by the state entered "
+            "(quarantined or active).",
+            ("experiment", "arm", "state"),
+            registry=registry,
+        )
         self.drift_alarms = Counter(
             "bandit_router_drift_alarms_total",
             "Drift alarms raised (rising edges of drift_detected), counted per detecting worker.",
@@ -328,6 +341,7 @@ class Metrics:
         self._drift_state: dict[tuple[str, str], bool] = {}
         self._exploration_children: dict[str, Any] = {}
         self._committed_children: dict[str, Any] = {}
+        self._quarantined_children: dict[tuple[str, str], Any] = {}
         self._sample_ratio_children: dict[str, Any] = {}
         self._cache_age_children: dict[str, Any] = {}
         self._store_children: dict[str, tuple[Any, Any]] = {}
@@ -482,6 +496,17 @@ class Metrics:
         )
         child.set(1.0 if committed else 0.0)
 
+    def set_arm_quarantined(self, experiment: str, arm: str, quarantined: bool) -> None:
+        child = self._child(
+            self._quarantined_children,
+            (experiment, arm),
+            lambda: self.arm_quarantined.labels(experiment, arm),
+        )
+        child.set(1.0 if quarantined else 0.0)
+
+    def count_guardrail_transition(self, experiment: str, arm: str, state: str) -> None:
+        self.guardrail_transitions.labels(experiment, arm, state).inc()
+
     def set_drift(self, experiment: str, arm: str, statistic: float, detected: bool) -> None:
         """Export the detector state; a False->True transition counts one alarm."""
         key = (experiment, arm)
@@ -544,6 +569,7 @@ class Metrics:
                 self._posterior_children,
                 self._drift_children,
                 self._drift_state,
+                self._quarantined_children,
             )
             for cache in caches:
                 for key in [k for k in cache if k[0] == experiment]:
@@ -564,6 +590,8 @@ class Metrics:
             self.sample_ratio_p,
             self.cache_age,
             self.committed,
+            self.arm_quarantined,
+            self.guardrail_transitions,
             self.drift_statistic,
             self.drift_detected,
             self.drift_alarms,

@@ -8,7 +8,8 @@
 -- in another space (context_features or the kind of policy changed since, with a reset) is
 -- 'stale' and writes nothing.
 -- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream, KEYS[4] features
--- hash (nonce -> features of a pending decision), KEYS[5..] dedupe marker of each reward
+-- hash (nonce -> features of a pending decision), KEYS[5] guard hash, KEYS[6] sketch hash
+-- (lua/metrics.lua), KEYS[7..] dedupe marker of each reward
 -- ARGV[1] incarnation, ARGV[2] late rule ('ignore'|'apply'), ARGV[3] gamma,
 -- ARGV[4] log max length, ARGV[5] one string of
 --   "arm|value|deadline_ms|learn|marker_ttl_ms|nonce|features;" per reward (with
@@ -17,13 +18,14 @@
 -- ('linear'|'logistic'), ARGV[9] number of features d, ARGV[10] largest feature magnitude
 -- Returns one outcome per reward: apply_rewards.lua's, plus 'stale'.
 local stats, pending, log, features = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local guard, sketch = KEYS[5], KEYS[6]
 local rule, gamma, maxlen = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local limit, space, kind = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local dim, feature_limit = tonumber(ARGV[9]), tonumber(ARGV[10])
 local outcomes = {}
 local head = redis.call('HMGET', stats, '_inc', '_space')
 if head[1] ~= ARGV[1] then
-  for i = 1, #KEYS - 4 do outcomes[i] = 'gone' end
+  for i = 1, #KEYS - 6 do outcomes[i] = 'gone' end
   return outcomes
 end
 local current_space = head[2]
@@ -45,8 +47,12 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
   if value == nil or value ~= value or value > limit or value < -limit then
     return 'invalid'
   end
+  local metrics_part, detail_s = split_metrics(metrics_s)
+  metrics_s = metrics_part
   local metrics = parse_metrics(metrics_s, limit)
   if metrics == nil then return 'invalid' end
+  local detail = parse_metrics(detail_s, limit)
+  if detail == nil then return 'invalid' end
   local f_space, z, x = parse_features(features_s, feature_limit)
   if f_space == nil then return 'invalid' end
   if f_space ~= current_space or f_space ~= space or #x ~= dim then return 'stale' end
@@ -67,6 +73,7 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
       local default = tonumber(string.sub(marker, 3))
       redis.call('SET', marker_key, 'r', 'KEEPTTL')
       credit_metrics(stats, arm, metrics)
+      credit_detail(guard, sketch, arm, detail)
       if learn then
         credit_context(stats, gamma, arm, 0, fmt(value - default),
           fmt(value * value - default * default), x, 0, value - default)
@@ -84,6 +91,7 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
   redis.call('HDEL', features, nonce)
   log_event()
   credit_metrics(stats, arm, metrics)
+  credit_detail(guard, sketch, arm, detail)
   if not learn then return 'recorded' end
   local w, target = working(kind, z, value)
   credit_context(stats, gamma, arm, 1, value_s, fmt(value * value), x, w, target)
@@ -92,12 +100,12 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
   return 'applied'
 end
 
-local k = 4
+local k = 6
 for arm, value_s, deadline, learn, ttl, nonce, features_s, metrics_s in
     string.gmatch(ARGV[5],
       '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|?([^|;]*);') do
   k = k + 1
-  outcomes[k - 4] = apply(KEYS[k], arm, value_s, tonumber(deadline), learn == '1', ttl, nonce,
+  outcomes[k - 6] = apply(KEYS[k], arm, value_s, tonumber(deadline), learn == '1', ttl, nonce,
     features_s, metrics_s)
 end
 if applied > 0 then redis.call('HINCRBY', stats, '_version', applied) end

@@ -7,8 +7,9 @@
 -- rollback). Rewards are applied in order, so a retry within the same group is a duplicate.
 -- One call per group rather than one per reward: a script call's fixed cost (the caller
 -- packing and parsing it, Redis setting up the script) was most of what a reward cost.
--- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream,
--- KEYS[4..] dedupe marker of each reward's decision, in the order of the rewards
+-- KEYS[1] stats hash, KEYS[2] pending zset, KEYS[3] decision log stream, KEYS[4] guard hash,
+-- KEYS[5] sketch hash (lua/metrics.lua), KEYS[6..] dedupe marker of each reward's decision,
+-- in the order of the rewards
 -- ARGV[1] incarnation, ARGV[2] late rule ('ignore'|'apply'), ARGV[3] gamma,
 -- ARGV[4] log max length, ARGV[5] one string of "arm|value|deadline_ms|learn|marker_ttl_ms|nonce;"
 --   per reward (learn: '1'|'0'; one argument, not six per reward: packing them is the cost),
@@ -19,12 +20,12 @@
 --   whatever a caller sends, since HINCRBYFLOAT refuses a non-finite result only after the
 --   script's earlier writes)
 -- ARGV[6] largest accepted reward magnitude (policies.base.REWARD_MAGNITUDE_LIMIT)
-local stats, pending, log = KEYS[1], KEYS[2], KEYS[3]
+local stats, pending, log, guard, sketch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local rule, gamma, maxlen = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local limit = tonumber(ARGV[6])
 local outcomes = {}
 if redis.call('HGET', stats, '_inc') ~= ARGV[1] then
-  for i = 1, #KEYS - 3 do outcomes[i] = 'gone' end
+  for i = 1, #KEYS - 5 do outcomes[i] = 'gone' end
   return outcomes
 end
 local t = redis.call('TIME')
@@ -50,8 +51,12 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, metr
   if value == nil or value ~= value or value > limit or value < -limit then
     return 'invalid'
   end
+  local metrics_part, detail_s = split_metrics(metrics_s)
+  metrics_s = metrics_part
   local metrics = parse_metrics(metrics_s, limit)
   if metrics == nil then return 'invalid' end
+  local detail = parse_metrics(detail_s, limit)
+  if detail == nil then return 'invalid' end
   local marker = redis.call('GET', marker_key)
   local function log_event()
     if metrics_s ~= nil and metrics_s ~= '' then
@@ -68,6 +73,7 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, metr
       local default = tonumber(string.sub(marker, 3))
       redis.call('SET', marker_key, 'r', 'KEEPTTL')
       credit_metrics(stats, arm, metrics)
+      credit_detail(guard, sketch, arm, detail)
       if learn then add(arm, fmt(value - default), fmt(value * value - default * default), 0) end
       log_event()
       return 'late_applied'
@@ -80,17 +86,18 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, metr
   redis.call('ZREM', pending, nonce .. '|' .. arm)
   log_event()
   credit_metrics(stats, arm, metrics)
+  credit_detail(guard, sketch, arm, detail)
   if not learn then return 'recorded' end
   add(arm, value_s, fmt(value * value), 1)
   if late then return 'late_applied' end
   return 'applied'
 end
 
-local k = 3
+local k = 5
 for arm, value_s, deadline, learn, ttl, nonce, metrics_s in
     string.gmatch(ARGV[5], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)|?([^|;]*);') do
   k = k + 1
-  outcomes[k - 3] = apply(KEYS[k], arm, value_s, tonumber(deadline), learn == '1', ttl, nonce,
+  outcomes[k - 5] = apply(KEYS[k], arm, value_s, tonumber(deadline), learn == '1', ttl, nonce,
     metrics_s)
 end
 if applied > 0 then redis.call('HINCRBY', stats, '_version', applied) end

@@ -1,0 +1,254 @@
+"""Guardrails in the service: quarantine, probes, recovery, fallback and overrides, over a
+real gRPC channel, real redis-server and (for the issue's scenario) two server processes.
+
+The scenario (issue 15): arms a and b of equal quality; after 200 decisions b starts failing
+(error = 1 with probability 0.3) under the rule "error rate <= 0.05". Bounds used below:
+
+* Quarantine within 300 of b's rewards. The trip needs the test's evidence against "rate <=
+  0.05" to reach 1/alpha = 20 on b's window; with ~100 clean rewards before the failures,
+  about 60-80 failing rewards do it (``policies.bounded_mean``), plus what arrives during
+  one monitor interval and one refresh.
+* While quarantined, b gets its probe share p = 0.05 of the whole traffic: of 2,000 Routes,
+  Binomial(2000, 0.05) has mean 100 and sd 9.7; the test allows the 1 - 1e-6 quantile.
+* Recovery: with b clean again, the evidence for "rate < 0.05" can reach 20 no sooner than
+  after log(20) / -log(0.95) = 59 all-clean probe rewards; the stated bound is 120 (the prior
+  costs a few, and one monitor interval of probes arrives before the release is written).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from scipy.stats import binom
+
+from bandit_router.client import BanditClient, Reason, RouteResult
+from bandit_router.v1 import admin_pb2, router_pb2
+from bandit_router.v1 import experiment_pb2 as pb
+
+from .servers import RedisServer, ServerProcess, ServerThread, server_processes
+from .test_controls_helpers import stop_process
+
+PROBE = 0.05
+TRIP_BUDGET = 300
+RECOVERY_BUDGET = 120
+
+METRICS = [
+    pb.MetricSpec(name="quality", kind=pb.METRIC_KIND_BINARY),
+    pb.MetricSpec(name="error", kind=pb.METRIC_KIND_BINARY, direction=pb.METRIC_DIRECTION_MINIMIZE),
+    pb.MetricSpec(name="latency_ms", min=0.0, direction=pb.METRIC_DIRECTION_MINIMIZE),
+]
+
+
+def guarded_experiment(name: str, **fields: object) -> pb.Experiment:
+    experiment = pb.Experiment(
+        name=name,
+        arms=[pb.Arm(name="a"), pb.Arm(name="b")],
+        metrics=METRICS,
+        objective=pb.Objective(weights={"quality": 1.0}),
+        guardrails=[
+            pb.GuardrailRule(
+                metric="error",
+                statistic=pb.GUARDRAIL_STATISTIC_RATE,
+                max=0.05,
+                min_samples=50,
+                confidence=0.95,
+                probe_share=PROBE,
+            )
+        ],
+        **fields,  # type: ignore[arg-type]
+    )
+    experiment.guardrails[0].window.FromSeconds(600)
+    return experiment
+
+
+def reward(client: BanditClient, decision_id: str, metrics: dict[str, float]) -> None:
+    client.router.Reward(
+        router_pb2.RewardRequest(decision_id=decision_id, metrics=metrics), timeout=5
+    )
+
+
+def arm_states(client: BanditClient, name: str) -> dict[str, pb.Arm]:
+    experiment = client.call_admin(
+        "GetExperiment", admin_pb2.GetExperimentRequest(name=name)
+    ).experiment
+    return {arm.name: arm for arm in experiment.arms}
+
+
+def audit(client: BanditClient, name: str) -> list[admin_pb2.AuditEntry]:
+    response = client.call_admin("ListAudit", admin_pb2.ListAuditRequest(experiment=name))
+    return list(response.entries)
+
+
+@pytest.fixture
+def replicas(redis_server: RedisServer) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    redis_server.flush()
+    args = ["--redis-url", redis_server.url, "--refresh-interval", "0.05"]
+    with server_processes(2, *args) as (a, b):
+        yield a, b
+        stop_process(a)
+        stop_process(b)
+
+
+@pytest.mark.integration
+def test_a_failing_arm_is_quarantined_probed_and_released_on_every_replica(
+    replicas: tuple[ServerProcess, ServerProcess],
+) -> None:
+    rng = random.Random(15)
+    one, two = replicas
+    with (
+        BanditClient(one.target, timeout=5) as on_one,
+        BanditClient(two.target, timeout=5) as on_two,
+    ):
+        clients = [on_one, on_two]
+        on_one.create_experiment(guarded_experiment("routing"))
+        time.sleep(0.2)
+
+        def pair(index: int, b_error: float) -> RouteResult:
+            client = clients[index % 2]
+            decision = client.route("routing")
+            failing = decision.arm == "b" and rng.random() < b_error
+            reward(
+                client,
+                decision.decision_id,
+                {"quality": float(rng.random() < 0.5), "error": float(failing)},
+            )
+            return decision
+
+        for i in range(200):  # both arms healthy
+            pair(i, 0.0)
+        b_rewards = 0
+        for i in range(3000):  # b fails: count its rewards until it is quarantined
+            decision = pair(i, 0.3)
+            b_rewards += decision.arm == "b"
+            if i % 10 == 9 and arm_states(on_one, "routing")["b"].state == pb.ARM_STATE_QUARANTINED:
+                break
+        status = arm_states(on_two, "routing")["b"]
+        assert status.state == pb.ARM_STATE_QUARANTINED, "b was never quarantined"
+        assert b_rewards <= TRIP_BUDGET
+        assert list(status.guardrail.tripped_rules) == [0]
+        assert "error rate <= 0.05 violated" in status.guardrail.summary
+
+        time.sleep(1.0)  # the guarantee: every replica obeys within a second
+        routes = [clients[i % 2].route("routing") for i in range(2000)]
+        probes = [d for d in routes if d.arm == "b"]
+        assert len(probes) <= binom.ppf(1 - 1e-6, 2000, PROBE)
+        assert len(probes) >= binom.ppf(1e-6, 2000, PROBE)  # the probes do flow
+        assert {(d.reason, round(d.propensity, 12)) for d in probes} == {(Reason.GUARDRAIL, PROBE)}
+        assert {d.reason for d in routes if d.arm == "a"} <= {Reason.EXPLOIT, Reason.EXPLORE}
+
+        probe_rewards = 0
+        for i in range(20_000):  # b is healthy again: count probe rewards until released
+            decision = pair(i, 0.0)
+            probe_rewards += decision.arm == "b"
+            if (
+                decision.arm == "b"
+                and arm_states(on_one, "routing")["b"].state == pb.ARM_STATE_ACTIVE
+            ):
+                break
+        assert arm_states(on_two, "routing")["b"].state == pb.ARM_STATE_ACTIVE
+        assert probe_rewards <= RECOVERY_BUDGET
+
+        entries = [e for e in audit(on_one, "routing") if e.principal == "guardrail"]
+        assert [e.action for e in entries][::-1] == ["quarantine", "release"]  # newest first
+        for entry in entries:
+            (reading,) = json.loads(entry.arguments)["rules"]
+            assert reading["metric"] == "error" and reading["threshold"] == 0.05
+            assert reading["samples"] >= 50
+        assert "satisfied" in entries[0].reason
+
+
+@pytest.fixture
+def client(redis_backed_server: ServerThread) -> Iterator[BanditClient]:
+    with BanditClient(redis_backed_server.target, timeout=5, max_attempts=1) as c:
+        yield c
+
+
+def set_override(client: BanditClient, name: str, arm: str, override: pb.GuardrailOverride) -> None:
+    current = client.call_admin("GetExperiment", admin_pb2.GetExperimentRequest(name=name))
+    experiment = current.experiment
+    for entry in experiment.arms:
+        if entry.name == arm:
+            entry.guardrail_override = override
+    client.call_admin(
+        "UpdateExperiment",
+        admin_pb2.UpdateExperimentRequest(
+            experiment=experiment,
+            expected_version=experiment.version,
+            reason=f"operator sets {arm}",
+        ),
+    )
+    time.sleep(0.3)
+
+
+@pytest.mark.integration
+def test_forced_arms_leave_the_fallback_arm_and_hold_releases(client: BanditClient) -> None:
+    client.create_experiment(guarded_experiment("forced", fallback_arm="b"))
+    time.sleep(0.2)
+    set_override(client, "forced", "a", pb.GUARDRAIL_OVERRIDE_FORCE_QUARANTINE)
+    decisions = [client.route("forced") for _ in range(50)]
+    # a is forced out and gets no probes; b serves every decision as the bandit's only arm.
+    assert {d.arm for d in decisions} == {"b"}
+    set_override(client, "forced", "b", pb.GUARDRAIL_OVERRIDE_FORCE_QUARANTINE)
+    states = arm_states(client, "forced")
+    assert {s.state for s in states.values()} == {pb.ARM_STATE_QUARANTINED}
+    decisions = [client.route("forced") for _ in range(50)]
+    assert {(d.arm, d.reason, d.propensity) for d in decisions} == {("b", Reason.FALLBACK, 1.0)}
+    set_override(client, "forced", "a", pb.GUARDRAIL_OVERRIDE_HOLD_ACTIVE)
+    assert arm_states(client, "forced")["a"].state == pb.ARM_STATE_ACTIVE
+    decisions = [client.route("forced") for _ in range(50)]
+    assert {d.arm for d in decisions} == {"a"}
+    actions = [(e.action, e.reason) for e in audit(client, "forced")]
+    assert ("update", "operator sets a") in actions
+    # Enabling is for disabled arms: a quarantined arm is refused, naming the way out.
+    with pytest.raises(grpc.RpcError) as caught:
+        client.call_admin(
+            "SetArmState",
+            admin_pb2.SetArmStateRequest(
+                experiment="forced", arm="b", state=pb.ARM_STATE_ACTIVE, reason="x"
+            ),
+        )
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "guardrail hold" in (caught.value.details() or "")
+
+
+@pytest.mark.integration
+def test_an_arm_that_significantly_breaks_a_constraint_is_not_eligible(
+    client: BanditClient,
+) -> None:
+    """Arm a costs 0.05 a call against ``cost_usd`` mean <= 0.01: each reward moves the test's
+    log-evidence by about KL(0.05 || 0.01) = 0.041, so it passes log(20) = 3.0 (plus the
+    prior's cost) well within 400 of a's rewards; b (cost 0.001) never does. Until then a
+    gets traffic, afterwards none: every Route goes to b."""
+    experiment = pb.Experiment(
+        name="budget",
+        arms=[pb.Arm(name="a"), pb.Arm(name="b")],
+        metrics=[
+            pb.MetricSpec(name="quality", kind=pb.METRIC_KIND_BINARY),
+            pb.MetricSpec(name="cost_usd", min=0.0, max=1.0),
+        ],
+        objective=pb.Objective(
+            weights={"quality": 1.0},
+            constraints=[pb.Constraint(metric="cost_usd", max_mean=0.01)],
+        ),
+    )
+    client.create_experiment(experiment)
+    time.sleep(0.2)
+    rng = random.Random(7)
+    cost = {"a": 0.05, "b": 0.001}
+    a_rewards = 0
+    for _ in range(2000):
+        decision = client.route("budget")
+        a_rewards += decision.arm == "a"
+        metrics = {"quality": float(rng.random() < 0.6), "cost_usd": cost[decision.arm]}
+        reward(client, decision.decision_id, metrics)
+        if a_rewards >= 400:
+            break
+    time.sleep(0.3)  # one refresh: the verdict is reached from the shared statistics
+    assert {client.route("budget").arm for _ in range(200)} == {"b"}
+    # The arm is still ACTIVE (a constraint is not a quarantine): it is simply not eligible.
+    assert arm_states(client, "budget")["a"].state == pb.ARM_STATE_ACTIVE
