@@ -4,17 +4,20 @@ naming the field and change nothing; an operator's override moves the arm at onc
 audited; a re-applied file keeps a quarantined arm quarantined; enabling a quarantined arm is
 FAILED_PRECONDITION (ARM_QUARANTINED); and the command line does all of it.
 
-Quarantine by the rules is the guardrail monitor's (tests of ``analysis.guardrails``); here an
-arm is quarantined by hand (``guardrail force``), then given back to the rules (``auto``),
-which leaves it quarantined until its probe data pass, exactly the state a tripped rule leaves.
+Quarantine by the rules is the guardrail monitor's (tests/test_guardrails_service.py); here an
+arm is quarantined by hand (``guardrail force``), or by writing to the store what the monitor
+writes when a rule trips (state, tripped rule, new epoch).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
+import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,9 @@ from bandit_router.client import (
     NotFound,
     Reason,
 )
+from bandit_router.model.experiments import ArmState as DomainArmState
+from bandit_router.model.experiments import Experiment
+from bandit_router.model.guardrails import ArmGuardrail
 from bandit_router.v1 import admin_pb2, experiment_pb2, router_pb2
 
 from . import test_bad_input as bad
@@ -181,6 +187,14 @@ def test_bad_guardrail_fields_are_invalid_argument_naming_them(client: BanditCli
     ]
     for message, field in cases:
         bad.expect(client, bad.create(client, message), INVALID, field)
+    # The same through UpdateExperiment of a live experiment (its rules change, so its arms'
+    # guardrail state is carried over before the new rules are validated).
+    client.create_experiment(guarded(name="updated"))
+    for message, field in cases[2:-3]:
+        message.name = "updated"
+        update = admin_pb2.UpdateExperimentRequest(experiment=message)
+        call = partial(client.call_admin, "UpdateExperiment", update)
+        bad.expect(client, call, INVALID, field)
 
 
 def test_a_request_cannot_set_guardrail_state(client: BanditClient, tmp_path: Path) -> None:
@@ -207,6 +221,26 @@ def test_a_request_cannot_set_guardrail_state(client: BanditClient, tmp_path: Pa
     assert "guardrail force" in (error.details() or "")
 
 
+def quarantine_by_the_rules(server: ServerThread, name: str, arm: str) -> None:
+    """Write what the guardrail monitor writes when rule 0 trips on ``arm``: its state, the
+    tripped rule and a new epoch, in one conditional update of the store."""
+
+    def change(current: Experiment) -> Experiment:
+        arms = tuple(
+            dataclasses.replace(
+                a,
+                state=DomainArmState.QUARANTINED,
+                guardrail=ArmGuardrail(time.time(), (0,), "error rate", a.guardrail.epoch + 1),
+            )
+            if a.name == arm
+            else a
+            for a in current.arms
+        )
+        return current.with_changes(arms=arms)
+
+    server.call(server.app.store.update_experiment(name, change))
+
+
 def test_overrides_move_the_arm_at_once_and_are_audited(
     client: BanditClient, server: ServerThread, tmp_path: Path
 ) -> None:
@@ -221,53 +255,50 @@ def test_overrides_move_the_arm_at_once_and_are_audited(
     assert (action, arguments["fields"], reason) == ("update", ["arms"], "outage")
     assert arguments["guardrail_overrides"] == {"b": "force_quarantine"}
 
-    # Back to the rules: b stays quarantined until its probe data pass (a new epoch).
+    # Back to the rules, in a new epoch (no rule holds b, so the monitor releases it; a
+    # release racing this call makes it read and try again).
     auto = client.set_guardrail_override("llm", "b", GuardrailOverride.NONE, reason="rules")
-    assert ArmState.from_pb(auto.arms[1].state) is ArmState.QUARANTINED
     assert auto.arms[1].guardrail.epoch == 2
     assert last_audit(client, "llm")[1]["guardrail_overrides"] == {"b": "none"}
 
-    # Enabling is for disabled arms: FAILED_PRECONDITION with its reason, nothing changed.
+    # A rule trips on c. Enabling is for disabled arms: FAILED_PRECONDITION with its reason.
+    quarantine_by_the_rules(server, "llm", "c")
     bad.expect(
         client,
-        lambda: client.set_arm_state("llm", "b", ArmState.ACTIVE),
+        lambda: client.set_arm_state("llm", "c", ArmState.ACTIVE),
         grpc.StatusCode.FAILED_PRECONDITION,
         "arm",
         ErrorReason.ARM_QUARANTINED,
     )
 
-    # Re-applying the file (which says nothing of b's state) keeps it quarantined.
+    # Re-applying the file (which says nothing of c's state) keeps it quarantined.
     version = client.get_experiment("llm").experiment.version
     apply(server, "llm", tmp_path)
     after = client.get_experiment("llm").experiment
-    assert after.version == version + 1
-    assert states(client, "llm") == {
-        "a": ArmState.ACTIVE,
-        "b": ArmState.QUARANTINED,
-        "c": ArmState.ACTIVE,
-    }
-    assert after.arms[1].guardrail.epoch == 2  # not a transition
-    assert "guardrail_overrides" not in last_audit(client, "llm")[1]
+    assert after.version > version
+    assert ArmState.from_pb(after.arms[0].state) is ArmState.ACTIVE
+    assert ArmState.from_pb(after.arms[2].state) is ArmState.QUARANTINED
+    assert (after.arms[2].guardrail.epoch, list(after.arms[2].guardrail.tripped_rules)) == (1, [0])
 
-    held = client.set_guardrail_override("llm", "b", "HOLD_ACTIVE", reason="waived")
-    assert ArmState.from_pb(held.arms[1].state) is ArmState.ACTIVE
-    assert list(held.arms[1].guardrail.tripped_rules) == []
-    assert last_audit(client, "llm")[1]["guardrail_overrides"] == {"b": "hold_active"}
+    held = client.set_guardrail_override("llm", "c", "HOLD_ACTIVE", reason="waived")
+    assert ArmState.from_pb(held.arms[2].state) is ArmState.ACTIVE
+    assert list(held.arms[2].guardrail.tripped_rules) == []
+    assert last_audit(client, "llm")[1]["guardrail_overrides"] == {"c": "hold_active"}
 
     # The kill switch always works: disabling a held arm clears the hold, and says so.
-    client.set_arm_state("llm", "b", ArmState.DISABLED, reason="kill")
+    client.set_arm_state("llm", "c", ArmState.DISABLED, reason="kill")
     action, arguments, _ = last_audit(client, "llm")
     assert (action, arguments["cleared_override"]) == ("disable_arm", "hold_active")
-    assert states(client, "llm")["b"] is ArmState.DISABLED
+    assert states(client, "llm")["c"] is ArmState.DISABLED
 
     with pytest.raises(NotFound) as missing:
         client.set_guardrail_override("llm", "zz", "hold_active")
     assert missing.value.reason is ErrorReason.ARM_NOT_FOUND and missing.value.field == "arm"
     bad.expect(  # an override on a disabled arm
         client,
-        lambda: client.set_guardrail_override("llm", "b", "hold_active"),
+        lambda: client.set_guardrail_override("llm", "c", "hold_active"),
         INVALID,
-        "experiment.arms[1].guardrail_override",
+        "experiment.arms[2].guardrail_override",
     )
 
 

@@ -452,7 +452,13 @@ def keep_guardrail_state(current: Experiment, merged: Experiment) -> Experiment:
     now = time.time()
     # Tripped rules are indexes: follow each to its rule's new place by what it observes
     # (a rule that is gone no longer holds the arm; with no rules left nothing does).
-    new_index = {rule.key: i for i, rule in enumerate(merged.guardrails)}
+    # (``merged`` is not validated yet: a rule without exactly one bound has no key, and is
+    # refused by validation afterwards, INVALID_ARGUMENT naming it.)
+    new_index = {
+        rule.key: i
+        for i, rule in enumerate(merged.guardrails)
+        if (rule.max is None) != (rule.min is None)
+    }
     moved = {
         i: new_index[rule.key] for i, rule in enumerate(current.guardrails) if rule.key in new_index
     }

@@ -115,6 +115,8 @@ class AdminOperations:
         check_reason(reason)
         # Guardrail state is the service's: a new arm starts active with no history, whatever
         # the request (or a file that `get` wrote) says; only an override quarantines it.
+        # Validated first, so that a bad rule or override is refused naming it.
+        experiment = experiment.validated()
         experiment = keep_guardrail_state(experiment.with_changes(arms=()), experiment)
         created = await self.store.create_experiment(experiment.validated())
         await self._audit(created.name, principal, "create", created.to_json_dict(), reason)
