@@ -370,6 +370,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 experiment.pin.CopyFrom(current.pin)
                 experiment.paused = current.paused
                 experiment.pause_arm = current.pause_arm
+                # So is an arm's guardrail override, unless the file sets one itself.
+                live = {arm.name: arm.guardrail_override for arm in current.arms}
+                for arm in experiment.arms:
+                    if not arm.guardrail_override and arm.name in live:
+                        arm.guardrail_override = live[arm.name]
                 request = admin_pb2.UpdateExperimentRequest(
                     experiment=experiment,
                     expected_version=current.version,

@@ -284,6 +284,10 @@ def test_overrides_move_the_arm_at_once_and_are_audited(
     assert ArmState.from_pb(held.arms[2].state) is ArmState.ACTIVE
     assert list(held.arms[2].guardrail.tripped_rules) == []
     assert last_audit(client, "llm")[1]["guardrail_overrides"] == {"c": "hold_active"}
+    # An override is an operator's state, like a pin: `apply` of the file keeps it.
+    apply(server, "llm", tmp_path)
+    kept = client.get_experiment("llm").experiment.arms[2]
+    assert GuardrailOverride.from_pb(kept.guardrail_override) is GuardrailOverride.HOLD_ACTIVE
 
     # The kill switch always works: disabling a held arm clears the hold, and says so.
     client.set_arm_state("llm", "c", ArmState.DISABLED, reason="kill")
