@@ -36,7 +36,8 @@ rule: with R rules, at most R alpha).
 
 **The state machine** (per arm; no clock of its own). The caller passes the data the arm is
 judged on: while ACTIVE, the rule's current window; while QUARANTINED, the probe data
-gathered since the quarantine began.
+gathered since the quarantine began, within the current window too (a half-open circuit
+breaker with its own window: old bad data must not keep a recovered arm out for ever).
 
 - ACTIVE -> QUARANTINED when some rule is violated; the violated rules become ``tripped``.
 - QUARANTINED: a rule violated on the probe data joins ``tripped`` (a Transition that keeps
@@ -72,7 +73,8 @@ API (all public names)::
     Guardrails.evaluate(n, s) -> Verdicts(violated, satisfied, log_violation, log_satisfaction)
     Guardrails.next_state(state, tripped, override, n, s) -> Transition | None
     Guardrails.advance(quarantined, tripped, override, verdicts) -> (quarantined, tripped)
-    Guardrails.probe_share(tripped) -> float;  check_probe_shares(shares, field)
+    Guardrails.probe_share(tripped) -> float;  Guardrails.probe_shares(tripped mask) -> array
+    check_probe_shares(shares, field)
     guarded_law(law, quarantined, probe_shares, fallback) -> GuardedLaw
     guarded_law_one(law, quarantined, probe_shares, fallback) -> tuple[float, ...]
     draw_guarded_one(u, law, quarantined, probe_shares, fallback) -> (arm | None, reason | None)
@@ -446,8 +448,15 @@ class Guardrails:
         """A quarantined arm's probe share: the largest of its tripped rules' (of all rules
         when none tripped, i.e. forced in), so each rule's recovery data accrues at least at
         the rate its rule asked for."""
-        chosen = tripped or range(len(self.rules))
+        chosen = list(tripped) or range(len(self.rules))
         return max((self.rules[i].rule.probe_share for i in chosen), default=0.0)
+
+    def probe_shares(self, tripped: BoolArray) -> FloatArray:
+        """``probe_share`` over arrays: ``tripped`` (..., rules) -> shares (...)."""
+        tr = np.asarray(tripped, dtype=bool)
+        shares = np.array([g.rule.probe_share for g in self.rules], dtype=np.float64)
+        own = np.where(tr, shares, 0.0).max(axis=-1, initial=0.0)
+        return np.asarray(np.where(tr.any(axis=-1), own, shares.max(initial=0.0)))
 
 
 def compile_guardrails(

@@ -264,6 +264,11 @@ def simulate_command(args: argparse.Namespace) -> int:
 def live_command(args: argparse.Namespace) -> int:
     study = _load_with_overrides(args)
     environment = study.environment
+    if study.slo is not None:
+        raise StudyError(
+            "live runs single-reward environments only; simulate slo studies",
+            field="environment.type",
+        )
     if isinstance(environment, ContextualEnvironment):
         raise StudyError(
             "live runs plain environments only; simulate contextual studies", field="environment"

@@ -45,7 +45,34 @@ def summarize_run(result: RunResult, arm_names: tuple[str, ...]) -> dict[str, An
         summary["cost_per_decision"] = _interval(result.cost)
     if result.latency is not None:
         summary["latency_per_decision"] = _interval(result.latency)
+    if result.guardrails is not None:
+        g = result.guardrails
+        summary["guardrails"] = {
+            "true_trips_per_run": _interval(g.true_trips),
+            "false_trips_per_run": _interval(g.false_trips),
+            "probe_share": _interval(g.probes),
+            "decisions_to_quarantine": _delays(g.to_quarantine),
+            "decisions_to_recover": _delays(g.to_recover),
+        }
     return summary
+
+
+def _delays(values: np.ndarray[Any, Any]) -> dict[str, float | int]:
+    """Median and mean of the observed delays; ``censored``: episodes that never got there."""
+    seen = values[~np.isnan(values)]
+    return {
+        "median": float(np.median(seen)) if seen.size else math.nan,
+        "mean": float(seen.mean()) if seen.size else math.nan,
+        "observed": int(seen.size),
+        "censored": int(values.size - seen.size),
+    }
+
+
+def _fmt_delay(delay: dict[str, float | int]) -> str:
+    if not delay["observed"] and not delay["censored"]:
+        return "-"
+    median = "never" if not delay["observed"] else f"{delay['median']:.0f}"
+    return f"{median} ({delay['censored']} censored)" if delay["censored"] else median
 
 
 def summarize(study_result: StudyResult) -> dict[str, Any]:
@@ -116,6 +143,11 @@ def regret_table(summary: dict[str, Any]) -> Table:
         table.add_column("cost/decision", justify="right")
     if has_latency:
         table.add_column("latency/decision", justify="right")
+    has_guardrails = any("guardrails" in p for p in policies)
+    if has_guardrails:
+        table.add_column("trips/run true | false", justify="right")
+        table.add_column("to quarantine (median)", justify="right")
+        table.add_column("to recover (median)", justify="right")
     for policy in policies:
         row = [policy["label"], _fmt_interval(policy["regret_at_horizon"])]
         if bound is not None:
@@ -130,6 +162,12 @@ def regret_table(summary: dict[str, Any]) -> Table:
             row.append(_fmt_interval(policy["cost_per_decision"], digits=3))
         if has_latency:
             row.append(_fmt_interval(policy["latency_per_decision"], digits=2))
+        if has_guardrails:
+            g = policy["guardrails"]
+            true, false = g["true_trips_per_run"]["mean"], g["false_trips_per_run"]["mean"]
+            row.append(f"{true:.2f} | {false:.2f}")
+            row.append(_fmt_delay(g["decisions_to_quarantine"]))
+            row.append(_fmt_delay(g["decisions_to_recover"]))
         table.add_row(*row)
     reference = summary.get("reference")
     if reference is not None:

@@ -18,6 +18,7 @@ from policies.base import BoolArray, Policy, Stats
 from policies.contextual import ContextualPolicy, ContextualStats
 from simulations.contextual_environments import ContextualEnvironment
 from simulations.environments import Environment, FloatArray, IntArray
+from simulations.slo import GuardrailOutcome, simulate_slo
 from simulations.study import Study
 from simulations.theory import lai_robbins_constant
 
@@ -50,6 +51,7 @@ class RunResult:
     allocation: FloatArray  # (runs, arms) share of decisions per arm over the final window
     cost: FloatArray | None  # (runs,) mean cost per decision
     latency: FloatArray | None  # (runs,) mean latency per decision
+    guardrails: GuardrailOutcome | None = None  # SLO studies: trips and delays per run
 
     @property
     def runs(self) -> int:
@@ -360,6 +362,32 @@ def run_study(study: Study, progress: ProgressCallback | None = None) -> StudyRe
             continue
         if not isinstance(policy, Policy):
             raise ValueError(f"{spec.label}: a contextual policy needs a contextual environment")
+        if study.slo is not None:
+            steps = checkpoint_steps(study.horizon, study.checkpoints)
+            curves, best, allocation, outcome = simulate_slo(
+                policy,
+                study.slo,
+                horizon=study.horizon,
+                runs=study.runs,
+                seed=study.seed,
+                checkpoints=steps,
+                progress=progress,
+            )
+            results.append(
+                RunResult(
+                    spec.label,
+                    policy.name,
+                    policy.describe(),
+                    steps,
+                    curves,
+                    best,
+                    allocation,
+                    None,
+                    None,
+                    outcome,
+                )
+            )
+            continue
         results.append(
             simulate(
                 policy,

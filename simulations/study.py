@@ -38,6 +38,7 @@ from simulations.environments import (
     UniformDelay,
     default_arm_names,
 )
+from simulations.slo import SloSetup, objective_schedule, parse_setup
 
 
 class StudyError(ValueError):
@@ -84,6 +85,9 @@ class Study:
     description: str = ""
     source: str | None = None
     env_summary: dict[str, Any] = field(default_factory=dict)
+    #: ``type: slo`` studies: multi-metric arms, objective and guardrails (simulations.slo);
+    #: ``environment`` then describes the objective's means (what regret is measured on).
+    slo: SloSetup | None = None
 
     def build_policies(self) -> list[Policy | ContextualPolicy]:
         """Fresh policy objects from the serving registry, one per spec (contextual ones
@@ -259,6 +263,9 @@ TOP_FIELDS = (
     "seed",
     "checkpoints",
     "policies",
+    "objective",
+    "guardrails",
+    "fallback_arm",
 )
 ENV_FIELDS = (
     "type", "means", "sigma", "arms", "changes", "drift", "delay", "refresh_every",
@@ -272,7 +279,19 @@ def parse_study(data: Any, *, source: str | None = None, lines: LineMap | None =
     top = f.mapping(data, "")
     f.only(top, "", TOP_FIELDS)
     env_data = f.mapping(f.required(top, "environment", ""), "environment")
-    environment, summary = _environment(f, env_data)
+    slo: SloSetup | None = None
+    if env_data.get("type") == "slo":
+        slo, summary = parse_setup(f, env_data, top)
+        first, changes = objective_schedule(slo)
+        process = PiecewiseStationary(first, changes) if changes else Stationary(first)
+        environment: Environment | ContextualEnvironment = Environment(
+            slo.arm_names, process, Gaussian(np.ones(1))
+        )
+    else:
+        for key in ("objective", "guardrails", "fallback_arm"):
+            if key in top:
+                raise f.error(key, "only studies with environment type slo take this field")
+        environment, summary = _environment(f, env_data)
     horizon = f.integer(f.required(top, "horizon", ""), "horizon", low=1)
     runs = f.integer(top.get("runs", 100), "runs", low=1)
     seed = f.integer(top.get("seed", 0), "seed", low=0)
@@ -290,7 +309,17 @@ def parse_study(data: Any, *, source: str | None = None, lines: LineMap | None =
     name = f.text(top.get("name", Path(source).stem if source else "study"), "name")
     description = str(top.get("description", ""))
     return Study(
-        name, environment, horizon, runs, seed, specs, checkpoints, description, source, summary
+        name,
+        environment,
+        horizon,
+        runs,
+        seed,
+        specs,
+        checkpoints,
+        description,
+        source,
+        summary,
+        slo,
     )
 
 

@@ -380,6 +380,8 @@ def test_probe_share_of_an_arm() -> None:
     assert rules.probe_share({0}) == 0.01
     assert rules.probe_share({0, 1}) == 0.05
     assert rules.probe_share(()) == 0.05
+    mask = np.array([[True, False], [True, True], [False, False]])
+    np.testing.assert_array_equal(rules.probe_shares(mask), [0.01, 0.05, 0.05])
 
 
 # ---------------------------------------------------------------------------- probe law

@@ -307,8 +307,7 @@ class Metrics:
         )
         self.metric_mean = gauge(
             "bandit_router_arm_metric_mean",
-            "Mean of a declared metric over the arm's rewards that carried it (never "
-            "discounted).",
+            "Mean of a declared metric over the arm's rewards that carried it (never discounted).",
             ("experiment", "arm", "metric"),
             "livemostrecent",
         )
