@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -65,13 +65,29 @@ def _yaml_dump(data: Any) -> str:
     return str(yaml.safe_dump(data, sort_keys=False))
 
 
+#: How the tables mark an arm's state and guardrail override (JSON names of the enums).
+_ARM_FLAGS = {
+    "ARM_STATE_DISABLED": "off",
+    "ARM_STATE_QUARANTINED": "quarantined",
+    "GUARDRAIL_OVERRIDE_HOLD_ACTIVE": "held",
+    "GUARDRAIL_OVERRIDE_FORCE_QUARANTINE": "forced",
+}
+
+
+def _arm_label(arm: Mapping[str, Any]) -> str:
+    """``b``, ``c(off)``, ``b(quarantined)``, ``b(quarantined,forced)``, ``a(held)``."""
+    flags = [
+        _ARM_FLAGS[value]
+        for value in (arm.get("state"), arm.get("guardrail_override"))
+        if value in _ARM_FLAGS
+    ]
+    return str(arm["name"]) + (f"({','.join(flags)})" if flags else "")
+
+
 def _experiment_rows(experiments: Any) -> list[list[str]]:
     rows = [["NAME", "POLICY", "ARMS", "PINNED", "PAUSED", "VERSION"]]
     for exp in experiments if isinstance(experiments, list) else [experiments]:
-        arms = [
-            arm["name"] + ("(off)" if arm.get("state") == "ARM_STATE_DISABLED" else "")
-            for arm in exp.get("arms", [])
-        ]
+        arms = [_arm_label(arm) for arm in exp.get("arms", [])]
         rows.append(
             [
                 exp["name"],
@@ -211,8 +227,44 @@ def experiment_document(
                 status[stamp] = getattr(message, stamp).ToJsonString()
         if statistics:
             status["statistics"] = [_to_data(stat) for stat in statistics]
-        items.append({**experiment_to_mapping(experiment_of(message)), "status": status})
+        experiment = experiment_of(message)
+        guardrails = guardrail_status(experiment)
+        if guardrails:
+            status["guardrails"] = guardrails
+        items.append({**experiment_to_mapping(experiment), "status": status})
     return {"experiments": items}
+
+
+def guardrail_status(experiment: Any) -> dict[str, dict[str, Any]]:
+    """Each arm's guardrail status (read only), for the arms that have one: state, override,
+    since when, the rules that tripped (as indexes and in words), the last transition's
+    summary and the epoch."""
+    from bandit_router.model.convert import timestamp_of
+    from bandit_router.model.guardrails import ArmGuardrail, Override
+
+    status: dict[str, dict[str, Any]] = {}
+    for arm in experiment.arms:
+        guardrail = arm.guardrail
+        if guardrail == ArmGuardrail() and arm.override is Override.NONE:
+            continue
+        entry: dict[str, Any] = {"state": arm.state.value}
+        if arm.override is not Override.NONE:
+            entry["override"] = arm.override.value
+        if guardrail.since:
+            entry["since"] = timestamp_of(guardrail.since).ToJsonString()
+        if guardrail.tripped_rules:
+            entry["tripped_rules"] = list(guardrail.tripped_rules)
+            entry["tripped"] = [
+                experiment.guardrails[i].describe()
+                if 0 <= i < len(experiment.guardrails)
+                else f"rule {i}"
+                for i in guardrail.tripped_rules
+            ]
+        if guardrail.summary:
+            entry["summary"] = guardrail.summary
+        entry["epoch"] = guardrail.epoch
+        status[arm.name] = entry
+    return status
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -221,12 +273,15 @@ def cmd_get(args: argparse.Namespace) -> int:
             response = client.get_experiment(args.name)
             if args.output == "table":
                 emit(response.experiment, "table", _experiment_rows)
+                labels = {
+                    arm["name"]: _arm_label(arm) for arm in _to_data(response.experiment)["arms"]
+                }
                 rows = [["ARM", "DECISIONS", "N", "SUM", "MEAN"]]
                 for stat in response.statistics:
                     mean = stat.sum / stat.n if stat.n else 0.0
                     rows.append(
                         [
-                            stat.arm,
+                            labels.get(stat.arm, stat.arm),
                             str(stat.decisions),
                             f"{stat.n:g}",
                             f"{stat.sum:g}",
@@ -235,6 +290,7 @@ def cmd_get(args: argparse.Namespace) -> int:
                     )
                 print()
                 emit(rows, "table", lambda r: r)
+                _print_guardrail_status(response.experiment)
             else:
                 emit(experiment_document([response.experiment], response.statistics), args.output)
         elif args.output == "table":
@@ -242,6 +298,21 @@ def cmd_get(args: argparse.Namespace) -> int:
         else:
             emit(experiment_document(client.list_experiments()), args.output)
     return 0
+
+
+def _print_guardrail_status(message: experiment_pb2.Experiment) -> None:
+    """Below ``get experiment``'s table: each arm with a guardrail status, in words."""
+    from bandit_router.model.convert import experiment_of
+
+    for arm, entry in guardrail_status(experiment_of(message)).items():
+        words = entry["state"] + (f" ({entry['override']})" if "override" in entry else "")
+        if "since" in entry:
+            words += f" since {entry['since']}"
+        if "tripped" in entry:
+            words += f", tripped: {'; '.join(entry['tripped'])}"
+        if "summary" in entry:
+            words += f" - {entry['summary']}"
+        print(f"guardrail {arm}: {words}")
 
 
 def _read_file_experiments(path: str) -> list[Any]:
@@ -299,6 +370,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 experiment.pin.CopyFrom(current.pin)
                 experiment.paused = current.paused
                 experiment.pause_arm = current.pause_arm
+                # So is an arm's guardrail override, unless the file sets one itself.
+                live = {arm.name: arm.guardrail_override for arm in current.arms}
+                for arm in experiment.arms:
+                    if not arm.guardrail_override and arm.name in live:
+                        arm.guardrail_override = live[arm.name]
                 request = admin_pb2.UpdateExperimentRequest(
                     experiment=experiment,
                     expected_version=current.version,
@@ -424,12 +500,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
-    """``key=value`` arguments as a mapping; a malformed one stops with its flag named."""
+    """``key=value`` arguments as a mapping; a malformed one is a usage error (exit status
+    2) naming its flag."""
     pairs: dict[str, str] = {}
     for item in values or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"{flag}: expected key=value, got {item!r}")
+            raise UsageError(f"{flag}: expected key=value, got {item!r}")
         pairs[key] = value
     return pairs
 
@@ -618,13 +695,19 @@ def _print_promotion(args: argparse.Namespace, assessment: Any, action: str) -> 
 
 def _numeric_context(values: Sequence[str] | None) -> dict[str, float]:
     """``--context key=number`` arguments; a non-number stops with the flag and key named."""
-    context: dict[str, float] = {}
-    for key, value in _pairs(values, "--context").items():
+    return _numeric_pairs(values, "--context")
+
+
+def _numeric_pairs(values: Sequence[str] | None, flag: str) -> dict[str, float]:
+    """``key=number`` arguments of ``flag``; a non-number stops with the flag and key named
+    (NaN and infinity pass: the server names them)."""
+    numbers: dict[str, float] = {}
+    for key, value in _pairs(values, flag).items():
         try:
-            context[key] = float(value)
+            numbers[key] = float(value)
         except ValueError:
-            raise SystemExit(f"--context: {key}={value!r} is not a number") from None
-    return context
+            raise UsageError(f"{flag}: {key}={value!r} is not a number") from None
+    return numbers
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -642,9 +725,38 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_reward(args: argparse.Namespace) -> int:
+    metrics = _numeric_pairs(args.metric, "--metric")
     with _client(args) as client:
-        outcome = client.reward(args.decision_id, args.value)
+        outcome = client.reward(args.decision_id, args.value, metrics=metrics)
     emit({"outcome": outcome}, args.output)
+    return 0
+
+
+#: ``guardrail ACTION``: the override each action sets.
+GUARDRAIL_ACTIONS = {"hold": "HOLD_ACTIVE", "force": "FORCE_QUARANTINE", "auto": "NONE"}
+
+
+def cmd_guardrail(args: argparse.Namespace) -> int:
+    """Set an arm's guardrail override: an UpdateExperiment of the arms at the version just
+    read (``BanditClient.set_guardrail_override``), audited with the override and reason."""
+    from bandit_router.client import GuardrailOverride
+    from bandit_router.client import requests as client_requests
+
+    override = GuardrailOverride(GUARDRAIL_ACTIONS[args.action])
+    with _client(args) as client:
+        if args.dry_run:
+            current = client.get_experiment(args.experiment).experiment
+            request = client_requests.guardrail_override(current, args.arm, override, args.reason)
+            print("dry run: would call Admin.UpdateExperiment with", file=sys.stderr)
+            emit(request, args.output)
+            return 0
+        experiment = client.set_guardrail_override(
+            args.experiment, args.arm, override, reason=args.reason
+        )
+    arm = next(a for a in experiment.arms if a.name == args.arm)
+    state = experiment_pb2.ArmState.Name(arm.state).removeprefix("ARM_STATE_").lower()
+    print(f"{args.experiment}/{args.arm}: {state}, override {override.value}", file=sys.stderr)
+    emit(experiment, args.output, _experiment_rows)
     return 0
 
 
@@ -1010,6 +1122,32 @@ def build_parser() -> argparse.ArgumentParser:
         _dry_run(arm_command)
         _reason(arm_command)
 
+    guardrail = client_command(
+        "guardrail",
+        "hold an arm out of quarantine, force it in, or give it back to the rules",
+        "Set an arm's guardrail override (docs/guardrails.md). hold: the arm is never\n"
+        "quarantined, and a quarantined one is released at once; force: it is quarantined\n"
+        "(probe traffic only) whatever the rules say; auto: the rules decide again, afresh\n"
+        "(a new statistics epoch). The override stays until changed, so a reason is required;\n"
+        "it is audited as an update of the arms naming the override. An apply -f of a file\n"
+        "without guardrail_override clears it.",
+        [
+            "bandit-router guardrail hold llm-router large --reason 'SLO waived, incident 42'",
+            "bandit-router guardrail force llm-router medium --reason 'provider outage'",
+            "bandit-router guardrail auto llm-router medium --reason 'provider back'",
+        ],
+        cmd_guardrail,
+    )
+    guardrail.add_argument(
+        "action", choices=tuple(GUARDRAIL_ACTIONS), help="hold | force | auto (the rules decide)"
+    )
+    guardrail.add_argument("experiment", help="the experiment")
+    guardrail.add_argument("arm", help="the arm")
+    guardrail.add_argument(
+        "--reason", required=True, help="why: recorded in the audit log (required)"
+    )
+    _dry_run(guardrail)
+
     add_arm = client_command(
         "add-arm",
         "add an arm to a running experiment",
@@ -1265,12 +1403,26 @@ def build_parser() -> argparse.ArgumentParser:
     reward = client_command(
         "reward",
         "credit a reward to a decision",
-        "Call Reward once: credit a value to a decision (a repeat answers DUPLICATE).",
-        ["bandit-router reward '2~homepage~...' 1"],
+        "Call Reward once: credit a value and/or named metrics to a decision (a repeat\n"
+        "answers DUPLICATE). With an objective, give the metrics and leave the value out: the\n"
+        "service computes it.",
+        [
+            "bandit-router reward '2~homepage~...' 1",
+            "bandit-router reward '2~llm-router~...' --metric quality=0.8 --metric cost_usd=0.004 "
+            "--metric latency_ms=420 --metric error=0",
+        ],
         cmd_reward,
     )
     reward.add_argument("decision_id", help="the decision id route printed")
-    reward.add_argument("value", type=float, help="the reward")
+    reward.add_argument(
+        "value", type=float, nargs="?", default=0.0, help="the reward (default 0: unset)"
+    )
+    reward.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME=NUMBER",
+        help="a metric the experiment declares (repeatable)",
+    )
 
     token = command(
         "token",

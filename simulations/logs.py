@@ -84,6 +84,8 @@ class DecisionRecord:
     #: first) and the request's categorical attributes; empty otherwise.
     features: list[float] = field(default_factory=list)
     attributes: dict[str, str] = field(default_factory=dict)
+    #: The reward's named metrics (experiments that declare metrics); empty otherwise.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -91,6 +93,8 @@ class DecisionRecord:
             extra["features"] = list(self.features)
         if self.attributes:
             extra["attributes"] = dict(self.attributes)
+        if self.metrics:
+            extra["metrics"] = dict(self.metrics)
         return {
             "decision_id": self.decision_id,
             "experiment": self.experiment,
@@ -199,6 +203,7 @@ def parse_decision(obj: Any, line: int = 1, source: str = "log") -> DecisionReco
         probabilities_complete=complete,
         features=_float_list(obj.get("features"), line, source, "features"),
         attributes=_str_map(obj.get("attributes"), line, source, "attributes"),
+        metrics=_float_map(obj.get("metrics"), line, source, "metrics"),
     )
 
 

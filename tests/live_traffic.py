@@ -5,8 +5,9 @@ dashboard in a real browser and every PromQL expression in a real Prometheus.
 ports on), creates two experiments from a file (``checkout``: three arms, a 1 s reward window
 and default reward 0, so the sweeper credits default rewards; ``search``: one arm disabled),
 sends seeded traffic with rewards, pins ``search`` to ``dense``, and waits until the shared
-statistics stop changing. ``Traffic`` keeps a slow stream of calls going (including a
-NOT_FOUND) for as long as a test needs counters that move.
+statistics stop changing; with ``metered`` also ``router`` (declared metrics: quality and
+latency_ms on every reward, so the per-metric gauges have data). ``Traffic`` keeps a slow
+stream of calls going (including a NOT_FOUND) for as long as a test needs counters that move.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 import grpc
 
 from bandit_router.client import BanditClient
-from bandit_router.v1 import admin_pb2
+from bandit_router.v1 import admin_pb2, router_pb2
+from bandit_router.v1 import experiment_pb2 as pb
 from tests.servers import RedisServer, ServerProcess, free_port
 
 EXPERIMENTS = """\
@@ -73,6 +75,30 @@ def send(client: BanditClient, rng: random.Random, rounds: int, reward_share: fl
                 client.reward(decision.decision_id, value)
 
 
+def send_metered(client: BanditClient, rng: random.Random, rounds: int = 40) -> None:
+    """Creates ``router`` (metrics quality and latency_ms) and rewards ``rounds`` decisions
+    with both metrics."""
+    client.create_experiment(
+        pb.Experiment(
+            name="router",
+            arms=[pb.Arm(name="small"), pb.Arm(name="large")],
+            metrics=[
+                pb.MetricSpec(name="quality", kind=pb.METRIC_KIND_BINARY),
+                pb.MetricSpec(name="latency_ms", min=0.0, direction=pb.METRIC_DIRECTION_MINIMIZE),
+            ],
+            objective=pb.Objective(weights={"quality": 1.0}),
+        )
+    )
+    time.sleep(0.2)
+    for _ in range(rounds):
+        decision = client.route("router")
+        metrics = {"quality": float(rng.random() < 0.5), "latency_ms": rng.uniform(50, 500)}
+        client.router.Reward(
+            router_pb2.RewardRequest(decision_id=decision.decision_id, metrics=metrics),
+            timeout=10,
+        )
+
+
 def settle(live: LiveServer, timeout: float = 20.0) -> None:
     """Until two reports 1.5 s apart agree (decisions written, default rewards swept)."""
     deadline = time.monotonic() + timeout
@@ -90,7 +116,7 @@ def settle(live: LiveServer, timeout: float = 20.0) -> None:
 
 
 @contextlib.contextmanager
-def live_server(tmp_path: Path, rounds: int = 150) -> Iterator[LiveServer]:
+def live_server(tmp_path: Path, rounds: int = 150, metered: bool = False) -> Iterator[LiveServer]:
     experiments = tmp_path / "experiments.yaml"
     experiments.write_text(EXPERIMENTS)
     redis = RedisServer(appendonly=False).start()
@@ -116,6 +142,8 @@ def live_server(tmp_path: Path, rounds: int = 150) -> Iterator[LiveServer]:
                 admin_pb2.PinArmRequest(experiment="search", arm="dense", reason="launch"),
                 timeout=10,
             )
+            if metered:
+                send_metered(client, random.Random(19))
         settle(live)
         yield live
     except BaseException:

@@ -19,6 +19,8 @@ from bandit_router.route.router import Reason
 from bandit_router.route.tokens import DecisionSigner
 from bandit_router.store.keys import ExperimentKeys
 from bandit_router.store.redis_store import Store
+from bandit_router.v1 import experiment_pb2 as pb
+from bandit_router.v1 import router_pb2
 from simulations.logs import read_decision_log
 
 from .servers import ServerThread
@@ -114,3 +116,74 @@ def test_a_reward_logged_before_its_decision_is_still_joined() -> None:
         (0.0, True),
         (None, False),
     ]
+
+
+def test_each_rewards_metrics_are_exported(any_server: ServerThread, tmp_path: Path) -> None:
+    metrics = [
+        pb.MetricSpec(name="quality", kind=pb.METRIC_KIND_BINARY),
+        pb.MetricSpec(name="latency_ms", min=0.0, direction=pb.METRIC_DIRECTION_MINIMIZE),
+    ]
+    with BanditClient(any_server.target, timeout=5) as client:
+        client.create_experiment(
+            pb.Experiment(
+                name="metered", arms=[pb.Arm(name="a"), pb.Arm(name="b")], metrics=metrics
+            )
+        )
+        time.sleep(0.15)
+        decisions = [client.route("metered") for _ in range(6)]
+        sent: dict[str, dict[str, float]] = {}
+        for i, decision in enumerate(decisions[:5]):
+            observed = {"quality": float(i % 2), "latency_ms": 100.0 + i / 8}
+            if i == 4:
+                observed = {}  # a plain reward: no metrics field
+            client.router.Reward(
+                router_pb2.RewardRequest(
+                    decision_id=decision.decision_id, value=0.5, metrics=observed
+                ),
+                timeout=5,
+            )
+            sent[decision.decision_id] = observed
+        time.sleep(0.2)
+        records = list(client.export_decisions("metered"))
+    assert [r.decision_id for r in records] == [d.decision_id for d in decisions]
+    for record in records:
+        assert dict(record.metrics) == sent.get(record.decision_id, {})
+
+    out = tmp_path / "metered.jsonl"
+    command = [sys.executable, "-m", "bandit_router", "export", "metered"]
+    command += ["--target", any_server.target, "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line.get("metrics", {}) for line in lines] == [
+        sent.get(d.decision_id, {}) for d in decisions
+    ]
+    assert [p.metrics for p in read_decision_log(out)] == [
+        sent.get(d.decision_id, {}) for d in decisions
+    ]
+
+
+def test_a_late_real_reward_brings_its_own_metrics() -> None:
+    """Stream order: a reward ahead of its decision, and a default later replaced."""
+
+    async def scenario() -> list[dict[str, float]]:
+        store = Store.from_url(None)
+        experiment = await store.create_experiment(
+            Experiment("late", (Arm("a"), Arm("b")), PolicySpec("thompson", {}))
+        )
+        issuer = DecisionSigner(b"k" * 32).issuer("late", experiment.incarnation, "a", 0.5, 1, True)
+        ids = [issuer.issue(1_000 + i, 61_000 + i, f"{i:024x}") for i in range(2)]
+        log = ExperimentKeys("late").decisions
+        first, second = f"{0:024x}", f"{1:024x}"
+        await store.client.xadd(
+            log, {"type": "reward", "nonce": first, "reward": "1.0", "metrics": "q=1.0,ms=2.5"}
+        )
+        rows = [(i, Reason.EXPLOIT, "", {"a": 0.5, "b": 0.5}, None) for i in ids]
+        await store.client.xadd(log, {"type": "decisions", "data": encode(rows)})
+        await store.client.xadd(log, {"type": "default", "nonce": second, "reward": "0.0"})
+        await store.client.xadd(
+            log, {"type": "reward", "nonce": second, "reward": "1.0", "metrics": "q=1.0"}
+        )
+        return [dict(r.metrics) async for r in decision_records(store, "late")]
+
+    assert asyncio.run(scenario()) == [{"q": 1.0, "ms": 2.5}, {"q": 1.0}]

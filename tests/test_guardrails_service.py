@@ -151,9 +151,9 @@ def test_a_failing_arm_is_quarantined_probed_and_released_on_every_replica(
             ):
                 break
         assert arm_states(on_two, "routing")["b"].state == pb.ARM_STATE_ACTIVE
-        assert probe_rewards <= RECOVERY_BUDGET
-
         entries = [e for e in audit(on_one, "routing") if e.principal == "guardrail"]
+        assert probe_rewards <= RECOVERY_BUDGET, [(e.action, e.arguments) for e in entries]
+
         assert [e.action for e in entries][::-1] == ["quarantine", "release"]  # newest first
         for entry in entries:
             (reading,) = json.loads(entry.arguments)["rules"]

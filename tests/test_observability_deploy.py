@@ -189,6 +189,7 @@ def registered_series_names() -> set[str]:
     m.set_drift("e", "a", 1.0, True)
     m.set_committed("e", True)
     m.set_arm_quarantined("e", "a", True)
+    m.set_arm_metric("e", "a", "quality", 1.0, 0.5)
     m.count_guardrail_transition("e", "a", "quarantined")
     names: set[str] = set()
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
@@ -290,6 +291,8 @@ def test_dashboard_structure_and_metric_names() -> None:
         "grpc_server_handled_total",
         "bandit_router_cache_age_seconds",
         "bandit_router_drift_statistic",
+        "bandit_router_arm_metric_mean",
+        "bandit_router_arm_quarantined",
     ):
         assert required in used, required
 
@@ -375,7 +378,7 @@ def test_every_expression_returns_data_from_a_real_prometheus(tmp_path: Path) ->
     traffic; every dashboard query (variables set to this job and instance), every recording
     rule and every alert condition returns at least one series."""
     binary = prometheus_binary()
-    with live_server(tmp_path, rounds=40) as live, Traffic(live.target):
+    with live_server(tmp_path, rounds=40, metered=True) as live, Traffic(live.target):
         instance = f"127.0.0.1:{live.metrics_port}"
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

@@ -68,6 +68,7 @@ def test_exposition_after_driving_every_method() -> None:
     m.observe_default_rewards("exp1", "B", 4, 0.0)
     m.observe_default_rewards("exp1", "A", 2, 2.0)
     m.set_arm_posterior("exp1", "A", 0.61, 0.93)
+    m.set_arm_metric("exp1", "A", "latency_ms", 40.0, 123.5)
     m.set_exploration_share("exp1", 0.12)
     m.set_cache_age("exp1", 0.35)
     m.observe_store("hincrbyfloat", 0.0004, True)
@@ -102,6 +103,9 @@ def test_exposition_after_driving_every_method() -> None:
     assert s[key("bandit_router_default_rewards_total", experiment="exp1", arm="B")] == 4
     assert s[key("bandit_router_arm_posterior_mean", experiment="exp1", arm="A")] == 0.61
     assert s[key("bandit_router_arm_probability_best_ratio", experiment="exp1", arm="A")] == 0.93
+    metric = {"experiment": "exp1", "arm": "A", "metric": "latency_ms"}
+    assert s[key("bandit_router_arm_metric_mean", **metric)] == 123.5
+    assert s[key("bandit_router_arm_metric_observations", **metric)] == 40.0
     assert s[key("bandit_router_exploration_ratio", experiment="exp1")] == 0.12
     assert s[key("bandit_router_cache_age_seconds", experiment="exp1")] == 0.35
     assert s[key("bandit_router_store_duration_seconds_count", operation="hincrbyfloat")] == 2
@@ -176,6 +180,7 @@ def test_remove_experiment_drops_its_series_only() -> None:
         m.set_exploration_share(experiment, 0.1)
         m.set_cache_age(experiment, 1.0)
         m.set_drift(experiment, "A", 1.0, True)
+        m.set_arm_metric(experiment, "A", "quality", 10.0, 0.7)
     m.remove_experiment("gone")
     s = scrape(registry)
     assert not [k for k in s if ("experiment", "gone") in k[1]]

@@ -31,6 +31,7 @@ def record_of(message: admin_pb2.DecisionRecord) -> DecisionRecord:
         probabilities_complete=message.probabilities_complete,
         features=list(message.features),
         attributes=dict(message.attributes),
+        metrics=dict(message.metrics),
     )
 
 

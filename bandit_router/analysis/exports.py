@@ -1,7 +1,8 @@
 """The decision log as records: decisions joined with their rewards, in the export format.
 
 The stream holds decision events and reward events (real or default) in commit order; a
-record is a decision with its reward, if any arrived. Decisions are written a linger after
+record is a decision with its reward, if any arrived, and the named metrics that reward
+carried. Decisions are written a linger after
 they are made, so a prompt reward can precede its decision in the stream: rewards are kept
 by nonce until their decision shows up. Records are what ``bandit-router export`` writes as
 JSON lines or Vowpal Wabbit DSJSON, and what replay reads.
@@ -15,6 +16,7 @@ from typing import Any
 from bandit_router.errors import InvalidArgument
 from bandit_router.model.convert import timestamp_of
 from bandit_router.model.experiments import check_name
+from bandit_router.model.metrics import decode_metrics
 from bandit_router.route.decision_log import decode
 from bandit_router.store.redis_store import Store
 from bandit_router.v1 import admin_pb2
@@ -51,6 +53,16 @@ def record_of(experiment: str, decision: dict[str, Any]) -> admin_pb2.DecisionRe
     )
 
 
+def _credit(
+    record: admin_pb2.DecisionRecord, value: float, default: bool, metrics: dict[str, float]
+) -> None:
+    """A reward event on its decision: a later one (a late real reward after the default)
+    replaces the value and, with them, the metrics."""
+    record.reward, record.default_reward_applied = value, default
+    record.metrics.clear()
+    record.metrics.update(metrics)
+
+
 async def decision_records(
     store: Store, experiment: str, since_ms: int = 0, limit: int = 0
 ) -> AsyncIterator[admin_pb2.DecisionRecord]:
@@ -66,7 +78,8 @@ async def decision_records(
     await store.require_experiment(experiment)
     records: dict[str, admin_pb2.DecisionRecord] = {}
     order: list[str] = []
-    early: dict[str, tuple[float, bool]] = {}  # rewards ahead of their decision, by nonce
+    # rewards ahead of their decision, by nonce: (value, default, metrics)
+    early: dict[str, tuple[float, bool, dict[str, float]]] = {}
     start = f"{since_ms}-0" if since_ms else "-"
     while True:
         entries = await store.read_decision_log(experiment, start, CHUNK)
@@ -78,15 +91,19 @@ async def decision_records(
                     made = records[nonce] = record_of(experiment, decision)
                     order.append(nonce)
                     if nonce in early:
-                        made.reward, made.default_reward_applied = early.pop(nonce)
+                        _credit(made, *early.pop(nonce))
             elif kind in ("reward", "default"):
                 nonce = fields.get("nonce", "")
-                reward = (float(fields.get("reward", 0.0)), kind == "default")
+                reward = (
+                    float(fields.get("reward", 0.0)),
+                    kind == "default",
+                    decode_metrics(fields.get("metrics", "")),
+                )
                 known = records.get(nonce)
                 if known is None:
                     early[nonce] = reward
                 else:
-                    known.reward, known.default_reward_applied = reward
+                    _credit(known, *reward)
         if len(entries) < CHUNK:
             break
         start = "(" + entries[-1][0]

@@ -8,6 +8,7 @@ the answer as protobuf or as a terminal table. The checks over the window's deci
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,9 +18,10 @@ import numpy as np
 
 from bandit_router.analysis.contextual_report import contextual_section
 from bandit_router.analysis.log_checks import CheckOptions, fill_checks, scan_log
+from bandit_router.analysis.metric_report import fill_metric_section, render_metric_section
 from bandit_router.analysis.stopping import StoppingStatus, stopping_status
 from bandit_router.model.convert import timestamp_of
-from bandit_router.model.experiments import Experiment, check_name
+from bandit_router.model.experiments import ArmState, Experiment, check_name
 from bandit_router.route.cache import CachedExperiment, ExperimentCache
 from bandit_router.store.redis_store import ExperimentState, Store
 from bandit_router.v1 import admin_pb2, experiment_pb2
@@ -30,6 +32,13 @@ from policies.report import MIN_REWARDS_PER_ARM, build_report, model_for_policy
 if TYPE_CHECKING:
     from bandit_router.analysis.drift import DriftMonitor
     from bandit_router.telemetry.metrics import Metrics
+
+
+_ARM_STATES = {
+    ArmState.ACTIVE: experiment_pb2.ARM_STATE_ACTIVE,
+    ArmState.DISABLED: experiment_pb2.ARM_STATE_DISABLED,
+    ArmState.QUARANTINED: experiment_pb2.ARM_STATE_QUARANTINED,
+}
 
 
 def _stats_of(state: ExperimentState) -> Stats:
@@ -119,11 +128,7 @@ class ReportBuilder:
             arms.append(
                 admin_pb2.ArmReport(
                     arm=arm.name,
-                    state=(
-                        experiment_pb2.ARM_STATE_ACTIVE
-                        if arm.active
-                        else experiment_pb2.ARM_STATE_DISABLED
-                    ),
+                    state=_ARM_STATES[arm.state],
                     decisions=int(state.arm_stat(arm.name, "decisions")),
                     rewards=row.n,
                     mean=row.mean,
@@ -145,6 +150,13 @@ class ReportBuilder:
             policy=experiment.policy.name,
             state_version=state.state_version,
             generated_at=timestamp_of(time.time()),
+        )
+        # Sketch and guard windows: read after the stats hash, so they may hold a few
+        # rewards more than the counts above (never fewer).
+        sketch = await self.store.read_sketch(name) if experiment.metrics else {}
+        guard = (await self.store.read_guard([name])).get(name, {}) if experiment.guardrails else {}
+        fill_metric_section(
+            response, response.arms, experiment, state.stats, sketch, guard, time.time()
         )
         if stopping is not None:
             response.stopping.CopyFrom(stopping_report(experiment, stopping))
@@ -228,6 +240,10 @@ class PosteriorGauges:
             self._seen[name] = key
             for arm, (mean, prob_best) in posterior_summary(entry).items():
                 self.metrics.set_arm_posterior(name, arm, mean, prob_best)
+            for (arm, metric), (count, total) in entry.metric_sums.items():
+                # No observation yet: no mean (NaN, a gap in Grafana), not a misleading 0.
+                mean = total / count if count > 0 else math.nan
+                self.metrics.set_arm_metric(name, arm, metric, count, mean)
             if entry.contextual is None:
                 # A contextual policy explores per feature vector; its state alone has no
                 # exploration share (the gauges above are the arms' marginal rewards).
@@ -262,7 +278,7 @@ def render_report_table(response: admin_pb2.GetReportResponse) -> None:
         anytime = [f"[{arm.anytime_low:.4f}, {arm.anytime_high:.4f}]"] if has_rule else []
         table.add_row(
             arm.arm,
-            "active" if arm.state == experiment_pb2.ARM_STATE_ACTIVE else "disabled",
+            _STATE_WORDS.get(arm.state, "?"),
             str(arm.decisions),
             f"{arm.rewards:g}",
             f"{arm.mean:.4f}",
@@ -280,9 +296,17 @@ def render_report_table(response: admin_pb2.GetReportResponse) -> None:
     console.print(response.recommendation)
     if has_rule:
         console.print(stopping_line(response.stopping))
+    render_metric_section(console, response)
     _render_checks(console, response)
     if response.HasField("contextual"):
         _render_contextual(console, response.contextual)
+
+
+_STATE_WORDS = {
+    experiment_pb2.ARM_STATE_ACTIVE: "active",
+    experiment_pb2.ARM_STATE_DISABLED: "disabled",
+    experiment_pb2.ARM_STATE_QUARANTINED: "quarantined",
+}
 
 
 def stopping_line(report: admin_pb2.StoppingReport) -> str:

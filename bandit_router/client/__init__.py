@@ -3,7 +3,8 @@
 This package needs only grpcio, protobuf and grpcio-status: ``pip install bandit-router``
 installs it without the server. Both clients set a deadline on every call, retry
 UNAVAILABLE through gRPC's retry policy (``channels``), return typed results (``RouteResult``
-with a ``Reason``, an ``Outcome`` from ``reward``, protobuf messages from the Admin calls) and
+with a ``Reason``, an ``Outcome`` from ``reward``, protobuf messages from the Admin calls;
+``ArmState`` and ``GuardrailOverride`` name an arm's state and an operator's override) and
 raise typed errors (``errors``) built from the status and its details. Retrying Reward is
 safe because the server credits each decision at most once and answers DUPLICATE to a retry.
 """
@@ -28,7 +29,14 @@ from bandit_router.client.errors import (
     Unavailable,
     from_rpc_error,
 )
-from bandit_router.client.results import ArmState, Outcome, Reason, RouteResult, outcome_name
+from bandit_router.client.results import (
+    ArmState,
+    GuardrailOverride,
+    Outcome,
+    Reason,
+    RouteResult,
+    outcome_name,
+)
 from bandit_router.client.sync import ADMIN_TIMEOUT, DEFAULT_TIMEOUT, BanditClient
 from bandit_router.errors import ErrorReason
 
@@ -48,6 +56,7 @@ __all__ = [
     "ErrorReason",
     "FailedPrecondition",
     "FieldViolation",
+    "GuardrailOverride",
     "InvalidArgument",
     "NotFound",
     "Outcome",

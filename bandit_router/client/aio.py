@@ -10,8 +10,8 @@ import grpc.aio
 
 from bandit_router.client import requests
 from bandit_router.client.channels import ChannelOptions, aio_channel, channel_options
-from bandit_router.client.errors import typed_errors
-from bandit_router.client.results import ArmState, Outcome, RouteResult
+from bandit_router.client.errors import Aborted, typed_errors
+from bandit_router.client.results import ArmState, GuardrailOverride, Outcome, RouteResult
 from bandit_router.client.sync import (
     ADMIN_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -106,11 +106,16 @@ class AsyncBanditClient:
         return RouteResult.from_pb(response)
 
     async def reward(
-        self, decision_id: str, value: float, *, timeout: float | None = None
+        self,
+        decision_id: str,
+        value: float = 0.0,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        timeout: float | None = None,
     ) -> Outcome:
         with typed_errors():
             response = await self._router().Reward(
-                requests.reward(decision_id, value),
+                requests.reward(decision_id, value, metrics),
                 timeout=timeout or self.timeout,
                 metadata=self.metadata,
             )
@@ -231,6 +236,28 @@ class AsyncBanditClient:
         request = requests.set_arm_state(experiment, arm, state, reason)
         response: admin_pb2.SetArmStateResponse = await self.call_admin("SetArmState", request)
         return response.experiment
+
+    async def set_guardrail_override(
+        self,
+        experiment: str,
+        arm: str,
+        override: GuardrailOverride | str,
+        *,
+        reason: str = "",
+    ) -> experiment_pb2.Experiment:
+        for attempt in range(requests.OVERRIDE_ATTEMPTS):
+            current = (await self.get_experiment(experiment)).experiment
+            request = requests.guardrail_override(current, arm, override, reason)
+            try:
+                response: admin_pb2.UpdateExperimentResponse = await self.call_admin(
+                    "UpdateExperiment", request
+                )
+            except Aborted:
+                if attempt + 1 == requests.OVERRIDE_ATTEMPTS:
+                    raise
+                continue
+            return response.experiment
+        raise AssertionError("unreachable")
 
     async def pin_arm(
         self, experiment: str, arm: str, *, unit_id: str = "", ttl: float = 0.0, reason: str = ""

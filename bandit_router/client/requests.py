@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from bandit_router.client.results import ArmState
+from bandit_router.client.errors import ErrorInfo, NotFound, ResourceInfo
+from bandit_router.client.results import ArmState, GuardrailOverride
+from bandit_router.errors import ERROR_DOMAIN, ErrorReason
 from bandit_router.v1 import admin_pb2, experiment_pb2, router_pb2
 
 
@@ -35,8 +38,12 @@ def route(
     )
 
 
-def reward(decision_id: str, value: float) -> router_pb2.RewardRequest:
-    return router_pb2.RewardRequest(decision_id=decision_id, value=value)
+def reward(
+    decision_id: str, value: float, metrics: Mapping[str, float] | None = None
+) -> router_pb2.RewardRequest:
+    return router_pb2.RewardRequest(
+        decision_id=decision_id, value=value, metrics=dict(metrics or {})
+    )
 
 
 def create_experiment(
@@ -96,6 +103,40 @@ def add_arm(
         ),
         reason=reason,
     )
+
+
+def guardrail_override(
+    current: experiment_pb2.Experiment,
+    arm: str,
+    override: GuardrailOverride | str,
+    reason: str,
+) -> admin_pb2.UpdateExperimentRequest:
+    """The UpdateExperiment that sets one arm's override: the mask ``arms`` with every arm as
+    ``current`` has it, and ``expected_version``, so that a concurrent change (a guardrail
+    transition, another operator) is ABORTED rather than overwritten. ``override`` is a
+    ``GuardrailOverride`` or its name, any case (``"hold_active"``)."""
+    wanted = GuardrailOverride(str(override).upper()).to_pb()
+    message = experiment_pb2.Experiment(name=current.name)
+    message.arms.extend(current.arms)
+    for entry in message.arms:
+        if entry.name == arm:
+            entry.guardrail_override = wanted
+            break
+    else:
+        raise NotFound(
+            grpc.StatusCode.NOT_FOUND,
+            f"arm: experiment {current.name!r} has no arm {arm!r}",
+            error_info=ErrorInfo(ErrorReason.ARM_NOT_FOUND, ERROR_DOMAIN, {"field": "arm"}),
+            resource=ResourceInfo("arm", f"experiments/{current.name}/arms/{arm}"),
+        )
+    return update_experiment(
+        message, expected_version=current.version, update_mask=["arms"], reason=reason
+    )
+
+
+#: Attempts of ``set_guardrail_override`` when the experiment changes between its read and
+#: its write (ABORTED): each re-reads it.
+OVERRIDE_ATTEMPTS = 5
 
 
 def set_arm_state(

@@ -1,4 +1,5 @@
-"""What the clients return: ``RouteResult`` and the enums ``Reason``, ``Outcome``, ``ArmState``.
+"""What the clients return: ``RouteResult`` and the enums ``Reason``, ``Outcome``, ``ArmState``
+and ``GuardrailOverride``.
 
 The enums are ``StrEnum`` members named as the wire enums without their prefix
 (``REASON_EXPLOIT`` is ``Reason.EXPLOIT``), so ``result.reason == "EXPLOIT"`` holds and a
@@ -28,6 +29,7 @@ class Reason(StrEnum):
     PAUSED = "PAUSED"
     BURN_IN = "BURN_IN"
     COMMITTED = "COMMITTED"
+    #: A probe decision on a quarantined arm (its guardrail's probe share).
     GUARDRAIL = "GUARDRAIL"
 
     @classmethod
@@ -55,16 +57,51 @@ class Outcome(StrEnum):
 
 
 class ArmState(StrEnum):
-    """Whether Route may choose an arm (``bandit_router.v1.ArmState``)."""
+    """Whether Route may choose an arm (``bandit_router.v1.ArmState``). ``QUARANTINED`` is the
+    service's to set (an arm that broke a guardrail gets only probe traffic): read it from
+    ``Experiment.arms``; move an arm with ``set_guardrail_override``."""
 
+    UNSPECIFIED = "UNSPECIFIED"
     ACTIVE = "ACTIVE"
     DISABLED = "DISABLED"
+    QUARANTINED = "QUARANTINED"
 
     def to_pb(self) -> experiment_pb2.ArmState:
         return {
+            ArmState.UNSPECIFIED: experiment_pb2.ARM_STATE_UNSPECIFIED,
             ArmState.ACTIVE: experiment_pb2.ARM_STATE_ACTIVE,
             ArmState.DISABLED: experiment_pb2.ARM_STATE_DISABLED,
+            ArmState.QUARANTINED: experiment_pb2.ARM_STATE_QUARANTINED,
         }[self]
+
+    @classmethod
+    def from_pb(cls, value: int) -> ArmState:
+        name = experiment_pb2.ArmState.DESCRIPTOR.values_by_number.get(value)
+        key = name.name.removeprefix("ARM_STATE_") if name else ""
+        return cls.__members__.get(key, cls.UNSPECIFIED)
+
+
+class GuardrailOverride(StrEnum):
+    """An operator's hand on an arm's guardrails (``bandit_router.v1.GuardrailOverride``):
+    ``HOLD_ACTIVE`` never quarantines it (and releases it at once), ``FORCE_QUARANTINE`` keeps
+    it quarantined whatever the rules say, ``NONE`` lets the rules decide."""
+
+    NONE = "NONE"
+    HOLD_ACTIVE = "HOLD_ACTIVE"
+    FORCE_QUARANTINE = "FORCE_QUARANTINE"
+
+    def to_pb(self) -> experiment_pb2.GuardrailOverride:
+        return {
+            GuardrailOverride.NONE: experiment_pb2.GUARDRAIL_OVERRIDE_UNSPECIFIED,
+            GuardrailOverride.HOLD_ACTIVE: experiment_pb2.GUARDRAIL_OVERRIDE_HOLD_ACTIVE,
+            GuardrailOverride.FORCE_QUARANTINE: experiment_pb2.GUARDRAIL_OVERRIDE_FORCE_QUARANTINE,
+        }[self]
+
+    @classmethod
+    def from_pb(cls, value: int) -> GuardrailOverride:
+        name = experiment_pb2.GuardrailOverride.DESCRIPTOR.values_by_number.get(value)
+        key = name.name.removeprefix("GUARDRAIL_OVERRIDE_") if name else ""
+        return cls.__members__.get(key, cls.NONE)
 
 
 @dataclass(frozen=True)

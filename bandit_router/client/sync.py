@@ -9,8 +9,8 @@ import grpc
 
 from bandit_router.client import requests
 from bandit_router.client.channels import ChannelOptions, channel_options, sync_channel
-from bandit_router.client.errors import typed_errors
-from bandit_router.client.results import ArmState, Outcome, RouteResult
+from bandit_router.client.errors import Aborted, typed_errors
+from bandit_router.client.results import ArmState, GuardrailOverride, Outcome, RouteResult
 from bandit_router.v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2_grpc
 
 #: Seconds: the default deadline of Route and Reward, and of Admin calls.
@@ -102,11 +102,20 @@ class BanditClient:
             )
         return RouteResult.from_pb(response)
 
-    def reward(self, decision_id: str, value: float, *, timeout: float | None = None) -> Outcome:
-        """Credit ``value`` to a decision; ``Outcome.APPLIED``, ``DUPLICATE`` (a retry), ..."""
+    def reward(
+        self,
+        decision_id: str,
+        value: float = 0.0,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        timeout: float | None = None,
+    ) -> Outcome:
+        """Credit ``value`` and/or named ``metrics`` ({"quality": 0.8, "latency_ms": 420}) to
+        a decision; ``Outcome.APPLIED``, ``DUPLICATE`` (a retry), ... With an objective, leave
+        ``value`` at 0: the service computes it from the metrics."""
         with typed_errors():
             response = self.router.Reward(
-                requests.reward(decision_id, value),
+                requests.reward(decision_id, value, metrics),
                 timeout=timeout or self.timeout,
                 metadata=self.metadata,
             )
@@ -233,6 +242,32 @@ class BanditClient:
         request = requests.set_arm_state(experiment, arm, state, reason)
         response: admin_pb2.SetArmStateResponse = self.call_admin("SetArmState", request)
         return response.experiment
+
+    def set_guardrail_override(
+        self,
+        experiment: str,
+        arm: str,
+        override: GuardrailOverride | str,
+        *,
+        reason: str = "",
+    ) -> experiment_pb2.Experiment:
+        """Hold an arm out of quarantine (``HOLD_ACTIVE``), force it in (``FORCE_QUARANTINE``)
+        or give it back to its guardrail rules (``NONE``); the arm's state follows at once and
+        the change is audited. An UpdateExperiment of ``arms`` at the version just read,
+        repeated if the experiment changed in between."""
+        for attempt in range(requests.OVERRIDE_ATTEMPTS):
+            current = self.get_experiment(experiment).experiment
+            request = requests.guardrail_override(current, arm, override, reason)
+            try:
+                response: admin_pb2.UpdateExperimentResponse = self.call_admin(
+                    "UpdateExperiment", request
+                )
+            except Aborted:
+                if attempt + 1 == requests.OVERRIDE_ATTEMPTS:
+                    raise
+                continue
+            return response.experiment
+        raise AssertionError("unreachable")
 
     def pin_arm(
         self, experiment: str, arm: str, *, unit_id: str = "", ttl: float = 0.0, reason: str = ""

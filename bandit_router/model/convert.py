@@ -445,14 +445,34 @@ def keep_guardrail_state(current: Experiment, merged: Experiment) -> Experiment:
     a file cannot quarantine one by saying ``quarantined``. An operator moves an arm with
     its override instead: HOLD_ACTIVE releases it, FORCE_QUARANTINE puts it in, either one
     starting a new statistics epoch (and so does clearing one), audited like any update.
+    Removing every rule releases every arm and clears the overrides.
     """
     before = {arm.name: arm for arm in current.arms}
     arms = []
     now = time.time()
+    # Tripped rules are indexes: follow each to its rule's new place by what it observes
+    # (a rule that is gone no longer holds the arm; with no rules left nothing does).
+    # (``merged`` is not validated yet: a rule without exactly one bound has no key, and is
+    # refused by validation afterwards, INVALID_ARGUMENT naming it.)
+    new_index = {
+        rule.key: i
+        for i, rule in enumerate(merged.guardrails)
+        if (rule.max is None) != (rule.min is None)
+    }
+    moved = {
+        i: new_index[rule.key] for i, rule in enumerate(current.guardrails) if rule.key in new_index
+    }
     for arm in merged.arms:
         old = before.get(arm.name)
         status = old.guardrail if old is not None else ArmGuardrail()
-        was_quarantined = old is not None and old.state is ArmState.QUARANTINED
+        if current.guardrails != merged.guardrails:
+            tripped = tuple(sorted(moved[i] for i in status.tripped_rules if i in moved))
+            status = dataclasses.replace(status, tripped_rules=tripped)
+        if not merged.guardrails:
+            arm = dataclasses.replace(arm, override=Override.NONE)
+        was_quarantined = (
+            old is not None and old.state is ArmState.QUARANTINED and bool(merged.guardrails)
+        )
         state = arm.state
         if state is not ArmState.DISABLED:
             state = ArmState.QUARANTINED if was_quarantined else ArmState.ACTIVE

@@ -57,6 +57,14 @@ def _check_confidence(confidence: float, where: str) -> None:
         raise InvalidArgument(f"{confidence!r} is outside (0, 1)", where)
 
 
+def _declared(metrics: Mapping[str, MetricSpec], name: str, where: str) -> MetricSpec:
+    spec = metrics.get(name)
+    if spec is None:
+        known = ", ".join(sorted(metrics)) or "none"
+        raise InvalidArgument(f"undeclared metric {name!r} (declared: {known})", f"{where}.metric")
+    return spec
+
+
 def _bounded(spec: MetricSpec, what: str, where: str) -> tuple[float, float]:
     low, high = spec.bounds
     if not (math.isfinite(low) and math.isfinite(high)):
@@ -125,12 +133,7 @@ class GuardrailRule:
         )
 
     def validate(self, where: str, metrics: Mapping[str, MetricSpec]) -> None:
-        spec = metrics.get(self.metric)
-        if spec is None:
-            known = ", ".join(sorted(metrics)) or "none"
-            raise InvalidArgument(
-                f"undeclared metric {self.metric!r} (declared: {known})", f"{where}.metric"
-            )
+        spec = _declared(metrics, self.metric, where)
         if (self.max is None) == (self.min is None):
             raise InvalidArgument("set exactly one of max and min", where)
         bound_at = f"{where}.{'max' if self.is_max else 'min'}"
@@ -225,12 +228,7 @@ class Constraint:
         )
 
     def validate(self, where: str, metrics: Mapping[str, MetricSpec]) -> None:
-        spec = metrics.get(self.metric)
-        if spec is None:
-            known = ", ".join(sorted(metrics)) or "none"
-            raise InvalidArgument(
-                f"undeclared metric {self.metric!r} (declared: {known})", f"{where}.metric"
-            )
+        spec = _declared(metrics, self.metric, where)
         if (self.max_mean is None) == (self.min_mean is None):
             raise InvalidArgument("set exactly one of max_mean and min_mean", where)
         bound_at = f"{where}.{'max_mean' if self.max_mean is not None else 'min_mean'}"

@@ -129,3 +129,18 @@ def check_reward_metrics(declared: Mapping[str, MetricSpec], observed: Mapping[s
 def encode_metrics(observed: Mapping[str, float]) -> str:
     """The form the reward scripts read: ``name=value,...`` (names are [A-Za-z0-9_.-])."""
     return ",".join(f"{name}={float(value)!r}" for name, value in observed.items())
+
+
+def decode_metrics(encoded: str) -> dict[str, float]:
+    """The inverse of ``encode_metrics`` (the decision log's ``metrics`` field); a part that
+    is not ``name=number`` is skipped: the log is read back, never trusted to be well formed."""
+    observed: dict[str, float] = {}
+    for part in encoded.split(","):
+        name, sep, value = part.partition("=")
+        if not (sep and name):
+            continue
+        try:
+            observed[name] = float(value)
+        except ValueError:
+            continue
+    return observed

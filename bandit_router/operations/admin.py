@@ -62,6 +62,17 @@ def _require_arm(experiment: Experiment, arm: str, field: str = "arm") -> Arm:
     return found
 
 
+def override_changes(before: Experiment, after: Experiment) -> dict[str, str]:
+    """Arm -> new override, for each arm of ``after`` whose guardrail override differs from
+    ``before``'s (a new arm counts when it has one)."""
+    old = {arm.name: arm.override for arm in before.arms}
+    return {
+        arm.name: arm.override.value
+        for arm in after.arms
+        if arm.override is not old.get(arm.name, Override.NONE)
+    }
+
+
 class AdminOperations:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -102,6 +113,11 @@ class AdminOperations:
 
     async def create(self, experiment: Experiment, principal: str, reason: str = "") -> Experiment:
         check_reason(reason)
+        # Guardrail state is the service's: a new arm starts active with no history, whatever
+        # the request (or a file that `get` wrote) says; only an override quarantines it.
+        # Validated first, so that a bad rule or override is refused naming it.
+        experiment = experiment.validated()
+        experiment = keep_guardrail_state(experiment.with_changes(arms=()), experiment)
         created = await self.store.create_experiment(experiment.validated())
         await self._audit(created.name, principal, "create", created.to_json_dict(), reason)
         return created
@@ -143,13 +159,25 @@ class AdminOperations:
         if reset_statistics:
             header = self._snapshot_header(principal, reason)
             arguments["snapshot"] = header["id"]
+
+        def build_noting_overrides(current: Experiment) -> Experiment:
+            # An operator's guardrail override travels as an update of the arms (no RPC of
+            # its own): the audit entry names each arm whose override changed, and to what.
+            after = build(current)
+            changed = override_changes(current, after)
+            if changed:
+                arguments["guardrail_overrides"] = changed
+            else:
+                arguments.pop("guardrail_overrides", None)
+            return after
+
         return await self._change(
             name,
             principal,
             "update",
             arguments,
             reason,
-            build,
+            build_noting_overrides,
             expected_version=expected_version,
             reset_header=header,
         )
@@ -174,7 +202,8 @@ class AdminOperations:
             # arms it was compared with (the audit entry records the commit it cleared).
             if experiment.commit.arm:
                 arguments["reopened_commit"] = experiment.commit.arm
-            return experiment.with_changes(arms=(*experiment.arms, arm), commit=Commit())
+            added = experiment.with_changes(arms=(*experiment.arms, arm), commit=Commit())
+            return keep_guardrail_state(experiment, added)  # a new arm starts active
 
         arguments: dict[str, Any] = {
             "arm": arm.name,
@@ -216,9 +245,14 @@ class AdminOperations:
                     "arm",
                     reason=ErrorReason.ARM_QUARANTINED,
                 )
-            arms = tuple(
-                dataclasses.replace(a, state=state) if a.name == arm else a for a in experiment.arms
-            )
+            changed = dataclasses.replace(found, state=state)
+            arguments.pop("cleared_override", None)
+            if state is ArmState.DISABLED and found.override is not Override.NONE:
+                # The kill switch always works: a disabled arm has no guardrails to override
+                # (validation refuses one), so disabling clears it, and the audit says so.
+                changed = dataclasses.replace(changed, override=Override.NONE)
+                arguments["cleared_override"] = found.override.value
+            arms = tuple(changed if a.name == arm else a for a in experiment.arms)
             if not any(a.enabled for a in arms):
                 raise FailedPrecondition(
                     "cannot disable the last active arm", "arm", reason=ErrorReason.LAST_ACTIVE_ARM
@@ -226,7 +260,8 @@ class AdminOperations:
             return experiment.with_changes(arms=arms)
 
         action = "enable_arm" if state is ArmState.ACTIVE else "disable_arm"
-        return await self._change(name, principal, action, {"arm": arm}, reason, change)
+        arguments: dict[str, Any] = {"arm": arm}
+        return await self._change(name, principal, action, arguments, reason, change)
 
     async def set_guardrail_override(
         self, name: str, arm: str, override: Override, principal: str, reason: str = ""

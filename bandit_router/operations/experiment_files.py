@@ -3,6 +3,12 @@
 Durations read as seconds or with a unit (``90s``, ``10m``, ``1h``, ``7d``); arms as names or
 mappings. Errors name the file, the experiment and the field, since this is read at start
 and a typo should not cost anyone a debugging session.
+
+The sections of issue 15 (``metrics``, ``objective``, ``guardrails``, ``fallback_arm`` and
+each arm's ``guardrail_override``) are read here into the domain objects of
+``model.metrics`` and ``model.guardrails``, which validate them; an arm's ``quarantined``
+state is the service's (``convert.keep_guardrail_state``), written by ``get`` and accepted
+back so that its output applies as it is.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bandit_router.errors import InvalidArgument
 from bandit_router.model.experiments import (
@@ -24,8 +31,20 @@ from bandit_router.model.experiments import (
     PolicySpec,
     Stopping,
 )
+from bandit_router.model.guardrails import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MIN_SAMPLES,
+    DEFAULT_PROBE_SHARE,
+    DEFAULT_WINDOW,
+    Constraint,
+    GuardrailRule,
+    Override,
+    Statistic,
+)
+from bandit_router.model.metrics import Direction, MetricKind, MetricSpec, Objective
 from bandit_router.operations.yaml_files import load_yaml
 
+_E = TypeVar("_E", bound=StrEnum)
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _KNOWN = {
@@ -45,12 +64,30 @@ _KNOWN = {
     "drift_discount",
     "context_features",
     "stopping",
+    "metrics",
+    "objective",
+    "guardrails",
+    "fallback_arm",
     # What `get` writes of the live state (read-only): accepted so that `get -o yaml` output
     # applies as it is, and never read.
     "status",
 }
 _FEATURE_KEYS = {"name", "scale", "values", "required"}
-_ARM_KEYS = {"name", "state", "prior_n", "prior_sum", "prior_sum_sq"}
+_ARM_KEYS = {"name", "state", "prior_n", "prior_sum", "prior_sum_sq", "guardrail_override"}
+_METRIC_KEYS = {"name", "kind", "min", "max", "direction"}
+_OBJECTIVE_KEYS = {"weights", "constraints"}
+_CONSTRAINT_KEYS = {"metric", "max_mean", "min_mean", "confidence"}
+_GUARDRAIL_KEYS = {
+    "metric",
+    "statistic",
+    "quantile",
+    "max",
+    "min",
+    "window",
+    "min_samples",
+    "confidence",
+    "probe_share",
+}
 _POLICY_KEYS = {"name", "params"}
 _SECTION_KEYS = {
     "exploration": {"floor", "burn_in", "max_share"},
@@ -156,33 +193,142 @@ def _context_features(data: Mapping[str, Any], where: str) -> tuple[ContextFeatu
     return tuple(features)
 
 
+def _whole(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"expected a whole number, got {value!r}", field)
+    return value
+
+
+def _optional_number(data: Mapping[str, Any], key: str, at: str) -> float | None:
+    value = data.get(key)
+    return None if value is None else _number(value, f"{at}.{key}")
+
+
+def _choice(value: Any, kind: type[_E], field: str) -> _E:
+    """A member of ``kind`` by its file spelling (``rate``, ``hold_active``), any case."""
+    if isinstance(value, str):
+        for member in kind:
+            if member.value == value.lower():
+                return member
+    choices = " | ".join(member.value for member in kind)
+    raise InvalidArgument(f"expected {choices}, got {value!r}", field)
+
+
+def _entries(
+    data: Mapping[str, Any], key: str, known: set[str], where: str
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """The mappings of the list ``data[key]``, each with the path that names it in errors
+    (``...guardrails[1]``); a missing or null list is empty."""
+    raw = data.get(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidArgument(f"expected a list, got {raw!r}", f"{where}.{key}")
+    entries = []
+    for index, item in enumerate(raw):
+        at = f"{where}.{key}[{index}]"
+        if not isinstance(item, Mapping):
+            raise InvalidArgument(f"expected a mapping, got {item!r}", at)
+        refuse_unknown_keys(item, known, f"{at}.")
+        entries.append((at, item))
+    return entries
+
+
+def _metrics(data: Mapping[str, Any], where: str) -> tuple[MetricSpec, ...]:
+    """``metrics:`` entries: {name, kind: binary | continuous, min, max, direction}."""
+    return tuple(
+        MetricSpec(
+            str(item.get("name", "")),
+            _choice(item.get("kind", "continuous"), MetricKind, f"{at}.kind"),
+            _optional_number(item, "min", at),
+            _optional_number(item, "max", at),
+            _choice(item.get("direction", "maximize"), Direction, f"{at}.direction"),
+        )
+        for at, item in _entries(data, "metrics", _METRIC_KEYS, where)
+    )
+
+
+def _objective(
+    data: Mapping[str, Any], where: str
+) -> tuple[Objective | None, tuple[Constraint, ...]]:
+    """``objective: {weights: {metric: weight}, constraints: [...]}``. Constraints without
+    weights are allowed (the learning reward is then ``value``), as in the proto."""
+    raw = data.get("objective")
+    if raw is None:
+        return None, ()
+    at = f"{where}.objective"
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(f"expected a mapping {{weights, constraints}}, got {raw!r}", at)
+    refuse_unknown_keys(raw, _OBJECTIVE_KEYS, f"{at}.")
+    objective = None
+    if "weights" in raw:
+        weights = raw["weights"] or {}
+        if not isinstance(weights, Mapping):
+            raise InvalidArgument(
+                f"expected a mapping of metric -> weight, got {weights!r}", f"{at}.weights"
+            )
+        objective = Objective(
+            {str(k): _number(v, f"{at}.weights[{k}]") for k, v in weights.items()}
+        )
+    constraints = tuple(
+        Constraint(
+            str(item.get("metric", "")),
+            _optional_number(item, "max_mean", entry),
+            _optional_number(item, "min_mean", entry),
+            _number(item.get("confidence", DEFAULT_CONFIDENCE), f"{entry}.confidence"),
+        )
+        for entry, item in _entries(raw, "constraints", _CONSTRAINT_KEYS, at)
+    )
+    return objective, constraints
+
+
+def _guardrails(data: Mapping[str, Any], where: str) -> tuple[GuardrailRule, ...]:
+    """``guardrails:`` entries; a window is a duration like the file's others (``10m``)."""
+    return tuple(
+        GuardrailRule(
+            metric=str(item.get("metric", "")),
+            statistic=_choice(item.get("statistic", "mean"), Statistic, f"{at}.statistic"),
+            quantile=_number(item.get("quantile", 0.0), f"{at}.quantile"),
+            max=_optional_number(item, "max", at),
+            min=_optional_number(item, "min", at),
+            window=parse_duration(item.get("window", DEFAULT_WINDOW), f"{at}.window"),
+            min_samples=_whole(item.get("min_samples", DEFAULT_MIN_SAMPLES), f"{at}.min_samples"),
+            confidence=_number(item.get("confidence", DEFAULT_CONFIDENCE), f"{at}.confidence"),
+            probe_share=_number(item.get("probe_share", DEFAULT_PROBE_SHARE), f"{at}.probe_share"),
+        )
+        for at, item in _entries(data, "guardrails", _GUARDRAIL_KEYS, where)
+    )
+
+
+def _arm(raw: Any, at: str) -> Arm:
+    """An arm: a name, or {name, state, prior_n, prior_sum, prior_sum_sq, guardrail_override}.
+    ``state: quarantined`` is what ``get`` writes; the service keeps its own guardrail state
+    whatever a file says (``convert.keep_guardrail_state``)."""
+    if isinstance(raw, str):
+        return Arm(raw)
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument("an arm is a name or a mapping", at)
+    refuse_unknown_keys(raw, _ARM_KEYS, f"{at}.")
+    return Arm(
+        str(raw.get("name", "")),
+        _choice(raw.get("state", "active"), ArmState, f"{at}.state"),
+        _number(raw.get("prior_n", 0.0), f"{at}.prior_n"),
+        _number(raw.get("prior_sum", 0.0), f"{at}.prior_sum"),
+        _number(raw.get("prior_sum_sq", 0.0), f"{at}.prior_sum_sq"),
+        override=_choice(
+            raw.get("guardrail_override", "none"), Override, f"{at}.guardrail_override"
+        ),
+    )
+
+
 def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
     if not isinstance(data, Mapping):
         raise InvalidArgument("each experiment must be a mapping", where)
     refuse_unknown_keys(data, _KNOWN, f"{where}.")
-    arms = []
-    for index, raw in enumerate(data.get("arms") or []):
-        if isinstance(raw, str):
-            arms.append(Arm(raw))
-        elif isinstance(raw, Mapping):
-            refuse_unknown_keys(raw, _ARM_KEYS, f"{where}.arms[{index}].")
-            state = str(raw.get("state", "active")).lower()
-            if state not in ("active", "disabled"):
-                raise InvalidArgument(
-                    f"state must be active or disabled, got {state!r}",
-                    f"{where}.arms[{index}].state",
-                )
-            arms.append(
-                Arm(
-                    str(raw.get("name", "")),
-                    ArmState(state),
-                    float(raw.get("prior_n", 0.0)),
-                    float(raw.get("prior_sum", 0.0)),
-                    float(raw.get("prior_sum_sq", 0.0)),
-                )
-            )
-        else:
-            raise InvalidArgument("an arm is a name or a mapping", f"{where}.arms[{index}]")
+    raw_arms = data.get("arms") or []
+    if not isinstance(raw_arms, list):
+        raise InvalidArgument("expected a list of arms", f"{where}.arms")
+    arms = [_arm(raw, f"{where}.arms[{index}]") for index, raw in enumerate(raw_arms)]
     policy_raw = data.get("policy", "thompson")
     if isinstance(policy_raw, str):
         policy = PolicySpec(policy_raw, {})
@@ -206,6 +352,7 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
     optional: dict[str, Any] = {}
     if data.get("stopping") is not None:
         optional["stopping"] = _stopping(_section(data, "stopping", where), f"{where}.stopping")
+    objective, constraints = _objective(data, where)
     optional |= {
         key: _number(data[key], f"{where}.{key}")
         for key in ("default_reward", "reward_min", "reward_max", "drift_discount")
@@ -229,6 +376,11 @@ def experiment_from_mapping(data: Mapping[str, Any], where: str) -> Experiment:
         sticky=bool(sticky.get("enabled", bool(sticky))),
         sticky_ttl=parse_duration(sticky.get("ttl", 0), f"{where}.sticky.ttl"),
         context_features=_context_features(data, where),
+        metrics=_metrics(data, where),
+        objective=objective,
+        constraints=constraints,
+        guardrails=_guardrails(data, where),
+        fallback_arm=str(data.get("fallback_arm", "")),
         **optional,
     )
     try:
@@ -286,7 +438,7 @@ def experiment_to_mapping(experiment: Experiment) -> dict[str, Any]:
     (pin, pause, version) is not configuration and is not written here."""
     arms: list[Any] = []
     for arm in experiment.arms:
-        extra = {
+        extra: dict[str, Any] = {
             key: value
             for key, value in (
                 ("prior_n", arm.prior_n),
@@ -295,6 +447,8 @@ def experiment_to_mapping(experiment: Experiment) -> dict[str, Any]:
             )
             if value
         }
+        if arm.override is not Override.NONE:
+            extra["guardrail_override"] = arm.override.value
         if arm.state is ArmState.ACTIVE and not extra:
             arms.append(arm.name)
         else:
@@ -338,4 +492,61 @@ def experiment_to_mapping(experiment: Experiment) -> dict[str, Any]:
             data["sticky"]["ttl"] = format_duration(experiment.sticky_ttl)
     if experiment.stopping is not None:
         data["stopping"] = dataclasses.asdict(experiment.stopping)
+    return data | _guardrail_sections(experiment)
+
+
+def _guardrail_sections(experiment: Experiment) -> dict[str, Any]:
+    """``metrics``, ``objective``, ``guardrails`` and ``fallback_arm`` as a file writes them
+    (defaults left out, windows as durations)."""
+    data: dict[str, Any] = {}
+    if experiment.metrics:
+        data["metrics"] = [
+            {
+                "name": metric.name,
+                "kind": metric.kind.value,
+                **{k: v for k, v in (("min", metric.min), ("max", metric.max)) if v is not None},
+                "direction": metric.direction.value,
+            }
+            for metric in experiment.metrics
+        ]
+    objective: dict[str, Any] = {}
+    if experiment.objective is not None:
+        objective["weights"] = dict(experiment.objective.weights)
+    if experiment.constraints:
+        objective["constraints"] = [
+            {
+                "metric": constraint.metric,
+                **_set(("max_mean", constraint.max_mean), ("min_mean", constraint.min_mean)),
+                **_changed(("confidence", constraint.confidence, DEFAULT_CONFIDENCE)),
+            }
+            for constraint in experiment.constraints
+        ]
+    if objective:
+        data["objective"] = objective
+    if experiment.guardrails:
+        data["guardrails"] = [_rule_mapping(rule) for rule in experiment.guardrails]
+    if experiment.fallback_arm:
+        data["fallback_arm"] = experiment.fallback_arm
     return data
+
+
+def _set(*pairs: tuple[str, float | None]) -> dict[str, float]:
+    return {key: value for key, value in pairs if value is not None}
+
+
+def _changed(*triples: tuple[str, Any, Any]) -> dict[str, Any]:
+    return {key: value for key, value, default in triples if value != default}
+
+
+def _rule_mapping(rule: GuardrailRule) -> dict[str, Any]:
+    data: dict[str, Any] = {"metric": rule.metric, "statistic": rule.statistic.value}
+    if rule.statistic is Statistic.QUANTILE:
+        data["quantile"] = rule.quantile
+    data |= _set(("max", rule.max), ("min", rule.min))
+    if rule.window != DEFAULT_WINDOW:
+        data["window"] = format_duration(rule.window)
+    return data | _changed(
+        ("min_samples", rule.min_samples, DEFAULT_MIN_SAMPLES),
+        ("confidence", rule.confidence, DEFAULT_CONFIDENCE),
+        ("probe_share", rule.probe_share, DEFAULT_PROBE_SHARE),
+    )

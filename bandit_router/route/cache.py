@@ -223,6 +223,9 @@ class CachedExperiment:
     probes: tuple[tuple[int, float], ...] = ()
     fallback: int = 0
     constrained: Mapping[int, str] = field(default_factory=dict)
+    #: Experiments with metrics: (arm, metric) -> (count, sum) of the declared metrics,
+    #: from the same read as the rest (the per-metric gauges show them).
+    metric_sums: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, state: ExperimentState, policy: Policy | None = None) -> CachedExperiment:
@@ -262,6 +265,14 @@ class CachedExperiment:
             probes=() if view is None else view.probes,
             fallback=0 if view is None else view.fallback,
             constrained={} if view is None else view.constrained,
+            metric_sums={
+                (arm, spec.name): (
+                    state.arm_stat(arm, f"m:{spec.name}:count"),
+                    state.arm_stat(arm, f"m:{spec.name}:total"),
+                )
+                for arm in names
+                for spec in experiment.metrics
+            },
         )
 
     def propensities(self, eligible: tuple[int, ...]) -> tuple[float, ...]:

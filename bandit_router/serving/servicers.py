@@ -312,7 +312,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         ):
             raise InvalidArgument(
                 "must be ARM_STATE_ACTIVE or ARM_STATE_DISABLED (quarantine is the guardrails' "
-                "state: set Arm.guardrail_override to force or hold an arm)",
+                "state: set Arm.guardrail_override to force or hold an arm, e.g. "
+                "bandit-router guardrail force)",
                 "state",
             )
         state: ArmState = arm_state_of(request.state, "state")

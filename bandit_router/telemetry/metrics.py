@@ -305,6 +305,18 @@ class Metrics:
             ("experiment", "arm"),
             "livemax",
         )
+        self.metric_mean = gauge(
+            "bandit_router_arm_metric_mean",
+            "Mean of a declared metric over the arm's rewards that carried it (never discounted).",
+            ("experiment", "arm", "metric"),
+            "livemostrecent",
+        )
+        self.metric_observations = gauge(
+            "bandit_router_arm_metric_observations",
+            "Rewards of the arm that carried the metric (the shared count, every worker alike).",
+            ("experiment", "arm", "metric"),
+            "livemostrecent",
+        )
         self.guardrail_transitions = Counter(
             "bandit_router_guardrail_transitions_total",
             "Guardrail transitions this worker wrote, by the state entered "
@@ -342,6 +354,7 @@ class Metrics:
         self._exploration_children: dict[str, Any] = {}
         self._committed_children: dict[str, Any] = {}
         self._quarantined_children: dict[tuple[str, str], Any] = {}
+        self._metric_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._sample_ratio_children: dict[str, Any] = {}
         self._cache_age_children: dict[str, Any] = {}
         self._store_children: dict[str, tuple[Any, Any]] = {}
@@ -504,6 +517,20 @@ class Metrics:
         )
         child.set(1.0 if quarantined else 0.0)
 
+    def set_arm_metric(
+        self, experiment: str, arm: str, metric: str, count: float, mean: float
+    ) -> None:
+        mean_child, count_child = self._child(
+            self._metric_children,
+            (experiment, arm, metric),
+            lambda: (
+                self.metric_mean.labels(experiment, arm, metric),
+                self.metric_observations.labels(experiment, arm, metric),
+            ),
+        )
+        mean_child.set(mean)
+        count_child.set(count)
+
     def count_guardrail_transition(self, experiment: str, arm: str, state: str) -> None:
         self.guardrail_transitions.labels(experiment, arm, state).inc()
 
@@ -570,6 +597,7 @@ class Metrics:
                 self._drift_children,
                 self._drift_state,
                 self._quarantined_children,
+                self._metric_children,
             )
             for cache in caches:
                 for key in [k for k in cache if k[0] == experiment]:
@@ -591,6 +619,8 @@ class Metrics:
             self.cache_age,
             self.committed,
             self.arm_quarantined,
+            self.metric_mean,
+            self.metric_observations,
             self.guardrail_transitions,
             self.drift_statistic,
             self.drift_detected,

@@ -303,7 +303,7 @@ class GetReportRequest(_message.Message):
     def __init__(self, experiment: _Optional[str] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., by: _Optional[str] = ..., covariate: _Optional[str] = ..., control: _Optional[str] = ..., first_exposures: _Optional[int] = ..., context: _Optional[_Mapping[str, float]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GetReportResponse(_message.Message):
-    __slots__ = ("experiment", "arms", "recommendation", "policy", "state_version", "generated_at", "log_decisions", "log_rewards", "log_truncated", "sample_ratio", "novelty", "segment_key", "segments", "cuped", "warnings", "stopping", "contextual")
+    __slots__ = ("experiment", "arms", "recommendation", "policy", "state_version", "generated_at", "log_decisions", "log_rewards", "log_truncated", "sample_ratio", "novelty", "segment_key", "segments", "cuped", "warnings", "stopping", "contextual", "metric_confidence", "reference_arm", "objective", "quantile_relative_error")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_FIELD_NUMBER: _ClassVar[int]
@@ -321,6 +321,10 @@ class GetReportResponse(_message.Message):
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     STOPPING_FIELD_NUMBER: _ClassVar[int]
     CONTEXTUAL_FIELD_NUMBER: _ClassVar[int]
+    METRIC_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ARM_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    QUANTILE_RELATIVE_ERROR_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     arms: _containers.RepeatedCompositeFieldContainer[ArmReport]
     recommendation: str
@@ -338,7 +342,11 @@ class GetReportResponse(_message.Message):
     warnings: _containers.RepeatedScalarFieldContainer[str]
     stopping: StoppingReport
     contextual: ContextualModelReport
-    def __init__(self, experiment: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmReport, _Mapping]]] = ..., recommendation: _Optional[str] = ..., policy: _Optional[str] = ..., state_version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., log_decisions: _Optional[int] = ..., log_rewards: _Optional[int] = ..., log_truncated: _Optional[bool] = ..., sample_ratio: _Optional[_Union[SampleRatioCheck, _Mapping]] = ..., novelty: _Optional[_Iterable[_Union[NoveltyCheck, _Mapping]]] = ..., segment_key: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[SegmentReport, _Mapping]]] = ..., cuped: _Optional[_Union[CupedReport, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., stopping: _Optional[_Union[StoppingReport, _Mapping]] = ..., contextual: _Optional[_Union[ContextualModelReport, _Mapping]] = ...) -> None: ...
+    metric_confidence: float
+    reference_arm: str
+    objective: str
+    quantile_relative_error: float
+    def __init__(self, experiment: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmReport, _Mapping]]] = ..., recommendation: _Optional[str] = ..., policy: _Optional[str] = ..., state_version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., log_decisions: _Optional[int] = ..., log_rewards: _Optional[int] = ..., log_truncated: _Optional[bool] = ..., sample_ratio: _Optional[_Union[SampleRatioCheck, _Mapping]] = ..., novelty: _Optional[_Iterable[_Union[NoveltyCheck, _Mapping]]] = ..., segment_key: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[SegmentReport, _Mapping]]] = ..., cuped: _Optional[_Union[CupedReport, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., stopping: _Optional[_Union[StoppingReport, _Mapping]] = ..., contextual: _Optional[_Union[ContextualModelReport, _Mapping]] = ..., metric_confidence: _Optional[float] = ..., reference_arm: _Optional[str] = ..., objective: _Optional[str] = ..., quantile_relative_error: _Optional[float] = ...) -> None: ...
 
 class ContextualModelReport(_message.Message):
     __slots__ = ("columns", "arms", "features", "scores")
@@ -515,7 +523,7 @@ class StoppingReport(_message.Message):
     def __init__(self, winner: _Optional[str] = ..., guarantee: _Optional[str] = ..., committed_arm: _Optional[str] = ..., committed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_by: _Optional[str] = ..., samples_needed: _Optional[int] = ...) -> None: ...
 
 class ArmReport(_message.Message):
-    __slots__ = ("arm", "state", "decisions", "rewards", "mean", "ci_low", "ci_high", "prob_best", "expected_loss", "recent_share", "drift_detected", "drift_statistic", "anytime_low", "anytime_high")
+    __slots__ = ("arm", "state", "decisions", "rewards", "mean", "ci_low", "ci_high", "prob_best", "expected_loss", "recent_share", "drift_detected", "drift_statistic", "anytime_low", "anytime_high", "metrics", "guardrail", "constraint_exclusion", "objective", "objective_ci_low", "objective_ci_high", "pareto_optimal", "pareto_judged", "dominated_by", "significantly_dominated_by", "differences")
     ARM_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
@@ -530,6 +538,17 @@ class ArmReport(_message.Message):
     DRIFT_STATISTIC_FIELD_NUMBER: _ClassVar[int]
     ANYTIME_LOW_FIELD_NUMBER: _ClassVar[int]
     ANYTIME_HIGH_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAIL_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINT_EXCLUSION_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    PARETO_OPTIMAL_FIELD_NUMBER: _ClassVar[int]
+    PARETO_JUDGED_FIELD_NUMBER: _ClassVar[int]
+    DOMINATED_BY_FIELD_NUMBER: _ClassVar[int]
+    SIGNIFICANTLY_DOMINATED_BY_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCES_FIELD_NUMBER: _ClassVar[int]
     arm: str
     state: _experiment_pb2.ArmState
     decisions: int
@@ -544,7 +563,90 @@ class ArmReport(_message.Message):
     drift_statistic: float
     anytime_low: float
     anytime_high: float
-    def __init__(self, arm: _Optional[str] = ..., state: _Optional[_Union[_experiment_pb2.ArmState, str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[float] = ..., mean: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., prob_best: _Optional[float] = ..., expected_loss: _Optional[float] = ..., recent_share: _Optional[float] = ..., drift_detected: _Optional[bool] = ..., drift_statistic: _Optional[float] = ..., anytime_low: _Optional[float] = ..., anytime_high: _Optional[float] = ...) -> None: ...
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricSummary]
+    guardrail: ArmGuardrailReport
+    constraint_exclusion: str
+    objective: float
+    objective_ci_low: float
+    objective_ci_high: float
+    pareto_optimal: bool
+    pareto_judged: bool
+    dominated_by: _containers.RepeatedScalarFieldContainer[str]
+    significantly_dominated_by: _containers.RepeatedScalarFieldContainer[str]
+    differences: _containers.RepeatedCompositeFieldContainer[MetricDifference]
+    def __init__(self, arm: _Optional[str] = ..., state: _Optional[_Union[_experiment_pb2.ArmState, str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[float] = ..., mean: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., prob_best: _Optional[float] = ..., expected_loss: _Optional[float] = ..., recent_share: _Optional[float] = ..., drift_detected: _Optional[bool] = ..., drift_statistic: _Optional[float] = ..., anytime_low: _Optional[float] = ..., anytime_high: _Optional[float] = ..., metrics: _Optional[_Iterable[_Union[MetricSummary, _Mapping]]] = ..., guardrail: _Optional[_Union[ArmGuardrailReport, _Mapping]] = ..., constraint_exclusion: _Optional[str] = ..., objective: _Optional[float] = ..., objective_ci_low: _Optional[float] = ..., objective_ci_high: _Optional[float] = ..., pareto_optimal: _Optional[bool] = ..., pareto_judged: _Optional[bool] = ..., dominated_by: _Optional[_Iterable[str]] = ..., significantly_dominated_by: _Optional[_Iterable[str]] = ..., differences: _Optional[_Iterable[_Union[MetricDifference, _Mapping]]] = ...) -> None: ...
+
+class MetricSummary(_message.Message):
+    __slots__ = ("metric", "kind", "direction", "count", "mean", "ci_low", "ci_high", "interval", "p50", "p90", "p99")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    P50_FIELD_NUMBER: _ClassVar[int]
+    P90_FIELD_NUMBER: _ClassVar[int]
+    P99_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    kind: str
+    direction: str
+    count: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    interval: str
+    p50: float
+    p90: float
+    p99: float
+    def __init__(self, metric: _Optional[str] = ..., kind: _Optional[str] = ..., direction: _Optional[str] = ..., count: _Optional[int] = ..., mean: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., interval: _Optional[str] = ..., p50: _Optional[float] = ..., p90: _Optional[float] = ..., p99: _Optional[float] = ...) -> None: ...
+
+class ArmGuardrailReport(_message.Message):
+    __slots__ = ("status", "override", "rules")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    status: _experiment_pb2.ArmGuardrail
+    override: _experiment_pb2.GuardrailOverride
+    rules: _containers.RepeatedCompositeFieldContainer[GuardrailRuleStatus]
+    def __init__(self, status: _Optional[_Union[_experiment_pb2.ArmGuardrail, _Mapping]] = ..., override: _Optional[_Union[_experiment_pb2.GuardrailOverride, str]] = ..., rules: _Optional[_Iterable[_Union[GuardrailRuleStatus, _Mapping]]] = ...) -> None: ...
+
+class GuardrailRuleStatus(_message.Message):
+    __slots__ = ("rule", "description", "samples", "value", "threshold", "verdict", "tripped")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    TRIPPED_FIELD_NUMBER: _ClassVar[int]
+    rule: int
+    description: str
+    samples: int
+    value: float
+    threshold: float
+    verdict: str
+    tripped: bool
+    def __init__(self, rule: _Optional[int] = ..., description: _Optional[str] = ..., samples: _Optional[int] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., verdict: _Optional[str] = ..., tripped: _Optional[bool] = ...) -> None: ...
+
+class MetricDifference(_message.Message):
+    __slots__ = ("metric", "difference", "ci_low", "ci_high", "relative", "better", "significant")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_FIELD_NUMBER: _ClassVar[int]
+    BETTER_FIELD_NUMBER: _ClassVar[int]
+    SIGNIFICANT_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    difference: float
+    ci_low: float
+    ci_high: float
+    relative: float
+    better: bool
+    significant: bool
+    def __init__(self, metric: _Optional[str] = ..., difference: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., relative: _Optional[float] = ..., better: _Optional[bool] = ..., significant: _Optional[bool] = ...) -> None: ...
 
 class ListAuditRequest(_message.Message):
     __slots__ = ("experiment", "limit", "page_size", "page_token")
@@ -599,7 +701,7 @@ class ExportDecisionsResponse(_message.Message):
     def __init__(self, record: _Optional[_Union[DecisionRecord, _Mapping]] = ...) -> None: ...
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("decision_id", "experiment", "arm", "propensity", "reason", "time", "unit_id", "context", "state_version", "reward", "default_reward_applied", "probabilities", "probabilities_complete", "features", "attributes")
+    __slots__ = ("decision_id", "experiment", "arm", "propensity", "reason", "time", "unit_id", "context", "state_version", "reward", "default_reward_applied", "probabilities", "probabilities_complete", "features", "attributes", "metrics")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -621,6 +723,13 @@ class DecisionRecord(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     ARM_FIELD_NUMBER: _ClassVar[int]
@@ -636,6 +745,7 @@ class DecisionRecord(_message.Message):
     PROBABILITIES_COMPLETE_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     experiment: str
     arm: str
@@ -651,4 +761,5 @@ class DecisionRecord(_message.Message):
     probabilities_complete: bool
     features: _containers.RepeatedScalarFieldContainer[float]
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, decision_id: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ..., propensity: _Optional[float] = ..., reason: _Optional[_Union[_experiment_pb2.Reason, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unit_id: _Optional[str] = ..., context: _Optional[_Mapping[str, float]] = ..., state_version: _Optional[int] = ..., reward: _Optional[float] = ..., default_reward_applied: _Optional[bool] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., probabilities_complete: _Optional[bool] = ..., features: _Optional[_Iterable[float]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, decision_id: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ..., propensity: _Optional[float] = ..., reason: _Optional[_Union[_experiment_pb2.Reason, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unit_id: _Optional[str] = ..., context: _Optional[_Mapping[str, float]] = ..., state_version: _Optional[int] = ..., reward: _Optional[float] = ..., default_reward_applied: _Optional[bool] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., probabilities_complete: _Optional[bool] = ..., features: _Optional[_Iterable[float]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...

@@ -92,7 +92,12 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
   log_event()
   credit_metrics(stats, arm, metrics)
   credit_detail(guard, sketch, arm, detail)
-  if not learn then return 'recorded' end
+  if not learn then
+    -- Not learned from, but its metrics changed the statistics: bump the version so every
+    -- replica's copy (constraint verdicts, metric gauges) follows.
+    if #metrics > 0 then applied = applied + 1 end
+    return 'recorded'
+  end
   local w, target = working(kind, z, value)
   credit_context(stats, gamma, arm, 1, value_s, fmt(value * value), x, w, target)
   applied = applied + 1
