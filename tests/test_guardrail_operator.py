@@ -260,6 +260,10 @@ def test_overrides_move_the_arm_at_once_and_are_audited(
     auto = client.set_guardrail_override("llm", "b", GuardrailOverride.NONE, reason="rules")
     assert auto.arms[1].guardrail.epoch == 2
     assert last_audit(client, "llm")[1]["guardrail_overrides"] == {"b": "none"}
+    deadline = time.monotonic() + 5  # the monitor's release, before the steps that race it
+    while states(client, "llm")["b"] is not ArmState.ACTIVE:
+        assert time.monotonic() < deadline, "the monitor never released b"
+        time.sleep(0.05)
 
     # A rule trips on c. Enabling is for disabled arms: FAILED_PRECONDITION with its reason.
     quarantine_by_the_rules(server, "llm", "c")
