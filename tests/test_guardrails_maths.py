@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 import pytest
-from scipy import special
+from scipy import integrate, special
 
 from policies.base import PolicyConfigError
 from policies.bounded_mean import (
@@ -93,8 +93,8 @@ def test_closed_form_equals_the_integral(n: float, s: float, theta0: float) -> N
             prior = np.exp((a - 1) * np.log(t) + (b - 1) * np.log(rest)) * jac
             prior = np.where(np.isfinite(prior), prior, 0.0)
             joint = np.where(prior > 0, np.exp(log_lr) * prior, 0.0)
-        num = np.trapezoid(joint, u)
-        den = np.trapezoid(prior, u)
+        num = integrate.trapezoid(joint, u)
+        den = integrate.trapezoid(prior, u)
         return float(np.log(num / den))
 
     assert log_evidence_above(n, s, theta0) == pytest.approx(mixture(theta0, 1.0), abs=2e-3)

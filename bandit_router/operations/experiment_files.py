@@ -196,7 +196,7 @@ def _context_features(data: Mapping[str, Any], where: str) -> tuple[ContextFeatu
 def _whole(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"expected a whole number, got {value!r}", field)
-    return value
+    return int(value)  # an int already; int() makes that visible to every mypy version
 
 
 def _optional_number(data: Mapping[str, Any], key: str, at: str) -> float | None:
