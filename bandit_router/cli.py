@@ -1415,7 +1415,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reward.add_argument("decision_id", help="the decision id route printed")
     reward.add_argument(
-        "value", type=float, nargs="?", default=0.0, help="the reward (default 0: unset)"
+        "value",
+        type=float,
+        nargs="?",
+        default=None,
+        help="the reward (left out: unset; 0 without an objective)",
     )
     reward.add_argument(
         "--metric",

@@ -59,12 +59,12 @@ def create(client: BanditClient, name: str, weights: dict[str, float], policy: s
 
 
 def reward(
-    client: BanditClient, decision_id: str, metrics: dict[str, float], value: float = 0.0
+    client: BanditClient, decision_id: str, metrics: dict[str, float], value: float | None = None
 ) -> router_pb2.RewardResponse:
-    response: router_pb2.RewardResponse = client.router.Reward(
-        router_pb2.RewardRequest(decision_id=decision_id, value=value, metrics=metrics),
-        timeout=5,
-    )
+    request = router_pb2.RewardRequest(decision_id=decision_id, metrics=metrics)
+    if value is not None:  # RewardRequest.value is optional: unset means "the objective's"
+        request.value = value
+    response: router_pb2.RewardResponse = client.router.Reward(request, timeout=5)
     return response
 
 
@@ -110,14 +110,16 @@ def test_bad_metrics_and_policies_are_refused_naming_the_field(
     decision = client.route("m")
     store = redis.Redis.from_url(redis_url, decode_responses=True)
     before = store.hgetall("br:{m}:stats")
-    for metrics, value, field in [
-        ({"quality": 0.5, "latency": 3.0}, 0.0, "metrics[latency]"),
-        ({"quality": float("nan")}, 0.0, "metrics[quality]"),
-        ({"quality": 1.5}, 0.0, "metrics[quality]"),
-        ({"quality": 0.5, "error": 0.5}, 0.0, "metrics[error]"),
-        ({"cost_usd": 0.1}, 0.0, "metrics[quality]"),
+    cases: list[tuple[dict[str, float], float | None, str]] = [
+        ({"quality": 0.5, "latency": 3.0}, None, "metrics[latency]"),
+        ({"quality": float("nan")}, None, "metrics[quality]"),
+        ({"quality": 1.5}, None, "metrics[quality]"),
+        ({"quality": 0.5, "error": 0.5}, None, "metrics[error]"),
+        ({"cost_usd": 0.1}, None, "metrics[quality]"),
         ({"quality": 0.5}, 0.4, "value"),
-    ]:
+        ({"quality": 0.5}, 0.0, "value"),  # set to 0, not unset: it must match too
+    ]
+    for metrics, value, field in cases:
         with pytest.raises(grpc.RpcError) as raised:
             reward(client, decision.decision_id, metrics, value)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, metrics

@@ -108,7 +108,7 @@ class AsyncBanditClient:
     async def reward(
         self,
         decision_id: str,
-        value: float = 0.0,
+        value: float | None = None,
         *,
         metrics: Mapping[str, float] | None = None,
         timeout: float | None = None,

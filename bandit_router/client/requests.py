@@ -39,11 +39,13 @@ def route(
 
 
 def reward(
-    decision_id: str, value: float, metrics: Mapping[str, float] | None = None
+    decision_id: str, value: float | None, metrics: Mapping[str, float] | None = None
 ) -> router_pb2.RewardRequest:
-    return router_pb2.RewardRequest(
-        decision_id=decision_id, value=value, metrics=dict(metrics or {})
-    )
+    """``value`` None leaves it unset: 0 without an objective, the objective's value with one."""
+    request = router_pb2.RewardRequest(decision_id=decision_id, metrics=dict(metrics or {}))
+    if value is not None:
+        request.value = value
+    return request
 
 
 def create_experiment(

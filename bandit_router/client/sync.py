@@ -105,14 +105,14 @@ class BanditClient:
     def reward(
         self,
         decision_id: str,
-        value: float = 0.0,
+        value: float | None = None,
         *,
         metrics: Mapping[str, float] | None = None,
         timeout: float | None = None,
     ) -> Outcome:
         """Credit ``value`` and/or named ``metrics`` ({"quality": 0.8, "latency_ms": 420}) to
         a decision; ``Outcome.APPLIED``, ``DUPLICATE`` (a retry), ... With an objective, leave
-        ``value`` at 0: the service computes it from the metrics."""
+        ``value`` out: the service computes it from the metrics (without one, out means 0)."""
         with typed_errors():
             response = self.router.Reward(
                 requests.reward(decision_id, value, metrics),

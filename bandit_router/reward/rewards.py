@@ -79,13 +79,17 @@ def _stale(experiment: str) -> NotFound:
 
 
 def metric_reward(
-    experiment: Experiment, arm: str, value: float, metrics: Mapping[str, float] | None
+    experiment: Experiment,
+    arm: str,
+    value: float,
+    metrics: Mapping[str, float] | None,
+    value_set: bool = False,
 ) -> tuple[float, str]:
     """(learning reward, encoded metrics) of a reward that carries metrics or whose experiment
     has an objective; InvalidArgument naming ``metrics[name]`` or ``value``, before any write.
 
     With an objective the learning reward is its scalarisation of the metrics; ``value`` is
-    then 0 (unset) or must equal it (relative tolerance 1e-9: a client may sum in another
+    then unset or must equal it (relative tolerance 1e-9: a client may sum in another
     order). Without one, metrics are recorded and ``value`` is learned as before. What the
     metrics feed besides (guardrail windows, the quantile sketch) follows after a '#'
     (``model.observations``).
@@ -98,9 +102,12 @@ def metric_reward(
             if name not in observed:
                 raise InvalidArgument("required by the experiment's objective", f"metrics[{name}]")
         computed = objective.value(observed)
-        if value != 0.0 and not math.isclose(value, computed, rel_tol=1e-9, abs_tol=1e-12):
+        # A client that tracks presence says whether it set the value; one built before
+        # (or a plain 0) sends nothing, which reads as unset.
+        given = value_set or value != 0.0
+        if given and not math.isclose(value, computed, rel_tol=1e-9, abs_tol=1e-12):
             raise InvalidArgument(
-                f"{value!r} differs from the objective's {computed!r}: leave value unset (0) "
+                f"{value!r} differs from the objective's {computed!r}: leave value unset "
                 "or send the objective's value",
                 "value",
             )
@@ -166,6 +173,8 @@ class RewardProcessor:
         value: float,
         timeout: float | None,
         metrics: Mapping[str, float] | None = None,
+        *,
+        value_set: bool = False,
     ) -> RewardOutcome:
         decision = self.signer.verify(decision_id)
         entry = self.cache.get(decision.experiment) or await self.cache.refresh_one(
@@ -195,7 +204,7 @@ class RewardProcessor:
             raise InvalidArgument(f"must be a finite number, got {value!r}", "value")
         encoded = ""
         if metrics or experiment.objective is not None:  # plain rewards skip this entirely
-            value, encoded = metric_reward(experiment, decision.arm, value, metrics)
+            value, encoded = metric_reward(experiment, decision.arm, value, metrics, value_set)
         low, high = entry.reward_bounds
         if not low <= value <= high:
             raise InvalidArgument(

@@ -179,7 +179,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             self.auth.authorize(context, ROUTER)
         if request.metrics:
             outcome = await self.rewards.reward(
-                request.decision_id, request.value, remaining(context), dict(request.metrics)
+                request.decision_id,
+                request.value,
+                remaining(context),
+                dict(request.metrics),
+                value_set=request.HasField("value"),
             )
         else:
             outcome = await self.rewards.reward(

@@ -26,7 +26,7 @@ from bandit_router.v1 import experiment_pb2 as bandit__router_dot_v1_dot_experim
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61ndit_router/v1/router.proto\x12\x10\x62\x61ndit_router.v1\x1a!bandit_router/v1/experiment.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x02\n\x0cRouteRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07unit_id\x18\x02 \x01(\t\x12\x15\n\rexcluded_arms\x18\x03 \x03(\t\x12<\n\x07\x63ontext\x18\x04 \x03(\x0b\x32+.bandit_router.v1.RouteRequest.ContextEntry\x12\x42\n\nattributes\x18\x05 \x03(\x0b\x32..bandit_router.v1.RouteRequest.AttributesEntry\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcb\x01\n\rRouteResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0b\n\x03\x61rm\x18\x02 \x01(\t\x12\x12\n\npropensity\x18\x03 \x01(\x01\x12(\n\x06reason\x18\x04 \x01(\x0e\x32\x18.bandit_router.v1.Reason\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x15\n\rstate_version\x18\x06 \x01(\x03\x12\x33\n\x0freward_deadline\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa2\x01\n\rRewardRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12=\n\x07metrics\x18( \x03(\x0b\x32,.bandit_router.v1.RewardRequest.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"B\n\x0eRewardResponse\x12\x30\n\x07outcome\x18\x01 \x01(\x0e\x32\x1f.bandit_router.v1.RewardOutcome*\xc8\x01\n\rRewardOutcome\x12\x1e\n\x1aREWARD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16REWARD_OUTCOME_APPLIED\x10\x01\x12\x1c\n\x18REWARD_OUTCOME_DUPLICATE\x10\x02\x12\x1f\n\x1bREWARD_OUTCOME_LATE_IGNORED\x10\x03\x12\x1f\n\x1bREWARD_OUTCOME_LATE_APPLIED\x10\x04\x12\x1b\n\x17REWARD_OUTCOME_RECORDED\x10\x05\x32\x9f\x01\n\x06Router\x12H\n\x05Route\x12\x1e.bandit_router.v1.RouteRequest\x1a\x1f.bandit_router.v1.RouteResponse\x12K\n\x06Reward\x12\x1f.bandit_router.v1.RewardRequest\x1a .bandit_router.v1.RewardResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61ndit_router/v1/router.proto\x12\x10\x62\x61ndit_router.v1\x1a!bandit_router/v1/experiment.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x02\n\x0cRouteRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07unit_id\x18\x02 \x01(\t\x12\x15\n\rexcluded_arms\x18\x03 \x03(\t\x12<\n\x07\x63ontext\x18\x04 \x03(\x0b\x32+.bandit_router.v1.RouteRequest.ContextEntry\x12\x42\n\nattributes\x18\x05 \x03(\x0b\x32..bandit_router.v1.RouteRequest.AttributesEntry\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcb\x01\n\rRouteResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0b\n\x03\x61rm\x18\x02 \x01(\t\x12\x12\n\npropensity\x18\x03 \x01(\x01\x12(\n\x06reason\x18\x04 \x01(\x0e\x32\x18.bandit_router.v1.Reason\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x15\n\rstate_version\x18\x06 \x01(\x03\x12\x33\n\x0freward_deadline\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb1\x01\n\rRewardRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x12\n\x05value\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12=\n\x07metrics\x18( \x03(\x0b\x32,.bandit_router.v1.RewardRequest.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x08\n\x06_value\"B\n\x0eRewardResponse\x12\x30\n\x07outcome\x18\x01 \x01(\x0e\x32\x1f.bandit_router.v1.RewardOutcome*\xc8\x01\n\rRewardOutcome\x12\x1e\n\x1aREWARD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16REWARD_OUTCOME_APPLIED\x10\x01\x12\x1c\n\x18REWARD_OUTCOME_DUPLICATE\x10\x02\x12\x1f\n\x1bREWARD_OUTCOME_LATE_IGNORED\x10\x03\x12\x1f\n\x1bREWARD_OUTCOME_LATE_APPLIED\x10\x04\x12\x1b\n\x17REWARD_OUTCOME_RECORDED\x10\x05\x32\x9f\x01\n\x06Router\x12H\n\x05Route\x12\x1e.bandit_router.v1.RouteRequest\x1a\x1f.bandit_router.v1.RouteResponse\x12K\n\x06Reward\x12\x1f.bandit_router.v1.RewardRequest\x1a .bandit_router.v1.RewardResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTEREQUEST_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_REWARDREQUEST_METRICSENTRY']._loaded_options = None
   _globals['_REWARDREQUEST_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_REWARDOUTCOME']._serialized_start=865
-  _globals['_REWARDOUTCOME']._serialized_end=1065
+  _globals['_REWARDOUTCOME']._serialized_start=880
+  _globals['_REWARDOUTCOME']._serialized_end=1080
   _globals['_ROUTEREQUEST']._serialized_start=120
   _globals['_ROUTEREQUEST']._serialized_end=423
   _globals['_ROUTEREQUEST_CONTEXTENTRY']._serialized_start=326
@@ -50,11 +50,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTERESPONSE']._serialized_start=426
   _globals['_ROUTERESPONSE']._serialized_end=629
   _globals['_REWARDREQUEST']._serialized_start=632
-  _globals['_REWARDREQUEST']._serialized_end=794
-  _globals['_REWARDREQUEST_METRICSENTRY']._serialized_start=748
-  _globals['_REWARDREQUEST_METRICSENTRY']._serialized_end=794
-  _globals['_REWARDRESPONSE']._serialized_start=796
-  _globals['_REWARDRESPONSE']._serialized_end=862
-  _globals['_ROUTER']._serialized_start=1068
-  _globals['_ROUTER']._serialized_end=1227
+  _globals['_REWARDREQUEST']._serialized_end=809
+  _globals['_REWARDREQUEST_METRICSENTRY']._serialized_start=753
+  _globals['_REWARDREQUEST_METRICSENTRY']._serialized_end=799
+  _globals['_REWARDRESPONSE']._serialized_start=811
+  _globals['_REWARDRESPONSE']._serialized_end=877
+  _globals['_ROUTER']._serialized_start=1083
+  _globals['_ROUTER']._serialized_end=1242
 # @@protoc_insertion_point(module_scope)
