@@ -15,8 +15,9 @@ z = 4 (see ``test_controls_helpers.binomial_band``).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -142,12 +143,21 @@ def test_pause_routes_to_the_configured_arm_without_learning(client: BanditClien
     }
 
     # An arm given with pause overrides the configured one; resume returns to the policy.
+    # Each change reaches this server's cache by its change notice, or at the latest by the
+    # next refresh: wait for it (the guarantee is within a second), then every Route obeys.
     client.call_admin("Pause", admin_pb2.PauseRequest(experiment="pause", arm="b"))
-    assert client.route("pause").arm in {"b", "c"}
+    until_within_a_second(lambda: client.route("pause").arm == "b")
     assert {client.route("pause").arm for _ in range(20)} == {"b"}
     client.call_admin("Resume", admin_pb2.ResumeRequest(experiment="pause", reason="fixed"))
-    client.route("pause")
+    until_within_a_second(lambda: client.route("pause").reason != "PAUSED")
     assert {client.route("pause").reason for _ in range(20)} <= {"EXPLOIT", "EXPLORE"}
+
+
+def until_within_a_second(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 1.0
+    while not condition():
+        assert time.monotonic() < deadline, "the change did not reach the server in a second"
+        time.sleep(0.01)
 
 
 def test_reset_returns_to_the_prior_and_keeps_a_snapshot(
