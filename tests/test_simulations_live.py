@@ -57,8 +57,9 @@ def test_live_service_learns_as_simulated(any_server: ServerThread) -> None:
 
 
 def test_dropped_rewards_get_the_default(embedded_server: ServerThread) -> None:
-    """Every decision is credited exactly once: by its Reward, or, for the dropped share, by
-    the server's default reward (0) once the 0.3 s reward window has closed."""
+    """Every decision is credited exactly once: by its Reward, or, for the dropped share (and
+    a reward that arrives after the 0.3 s window), by the server's default reward (0) once
+    the window has closed."""
     env = Environment.bernoulli(MEANS, feedback=Feedback(drop_rate=0.3, default_reward=0.0))
     horizon, runs = 60, 3
     config = LiveConfig(target=embedded_server.target, reward_window=0.3, keep_experiments=True)
@@ -68,7 +69,11 @@ def test_dropped_rewards_get_the_default(embedded_server: ServerThread) -> None:
         )
     )
     sent = horizon * runs - live.dropped
-    assert live.dropped > 0 and live.outcomes.get("APPLIED") == sent
+    # A reward the machine delayed past the 0.3 s window is LATE_IGNORED and its decision gets
+    # the default instead: still exactly once, which the totals below check.
+    answered = live.outcomes.get("APPLIED", 0) + live.outcomes.get("LATE_IGNORED", 0)
+    assert live.dropped > 0 and answered == sent
+    assert live.outcomes.get("LATE_IGNORED", 0) <= sent // 10
     with BanditClient(embedded_server.target, timeout=5.0) as client:
         deadline = time.monotonic() + 10.0
         totals: list[float] = []
