@@ -54,11 +54,6 @@ class ArmWindows:
     s: tuple[float, ...]
 
 
-def compiled(experiment: Experiment) -> pure.Guardrails:
-    """The experiment's rules as ``policies.guardrails`` tests them."""
-    return experiment.compiled_guardrails
-
-
 def windows(
     experiment: Experiment, guard: Mapping[str, str], now: float
 ) -> tuple[dict[str, ArmWindows], list[str]]:
@@ -139,8 +134,6 @@ class GuardrailMonitor:
         self.metrics = metrics
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        #: The latest windows per experiment (the report shows them).
-        self.latest: dict[str, dict[str, ArmWindows]] = {}
 
     async def check_once(self, now: float | None = None) -> int:
         """One pass over every guarded experiment; returns the transitions written."""
@@ -154,7 +147,6 @@ class GuardrailMonitor:
         written = 0
         for experiment in guarded:
             data, stale = windows(experiment, hashes.get(experiment.name, {}), now)
-            self.latest[experiment.name] = data
             if stale:
                 await self.store.drop_guard_fields(experiment.name, stale)
             written += await self._advance(experiment, data, now)
@@ -172,7 +164,7 @@ class GuardrailMonitor:
     async def _advance(
         self, experiment: Experiment, data: Mapping[str, ArmWindows], now: float
     ) -> int:
-        rules = compiled(experiment)
+        rules = experiment.compiled_guardrails
         changes: dict[str, tuple[pure.Transition, str]] = {}
         for arm in experiment.arms:
             if arm.state is ArmState.DISABLED:
