@@ -110,6 +110,9 @@ def test_a_reward_writes_each_rules_observation_and_the_sketch_bucket() -> None:
         f"h:latency_ms:{sketch_bucket(750.0)}=1",
     ]
     assert detail(experiment, "b", {"error": 0.0}, 1234.5) == f"g:0:{slot}:{ERROR.key}=0.0"
+    # A decision made before the arm's epoch began (since = 10.0) feeds no rule of it.
+    assert detail(experiment, "a", {"error": 1.0}, 1234.5, decided_at=9.0) == ""
+    assert detail(experiment, "a", {"error": 1.0}, 1234.5, decided_at=11.0) != ""
     for value in (0.001, 1.0, 499.9, 750.0, 123456.0, -3.5):
         assert abs(bucket_value(sketch_bucket(value)) - value) <= 0.01 * abs(value)
     assert bucket_value(sketch_bucket(0.0)) == 0.0

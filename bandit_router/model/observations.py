@@ -49,14 +49,24 @@ def bucket_value(bucket: str) -> float:
     return magnitude if bucket[0] == "p" else -magnitude
 
 
-def detail(experiment: Experiment, arm: str, observed: Mapping[str, float], now: float) -> str:
+def detail(
+    experiment: Experiment,
+    arm: str,
+    observed: Mapping[str, float],
+    now: float,
+    decided_at: float | None = None,
+) -> str:
     """The "#..." part of a reward's metrics argument: guardrail observations of ``arm`` for
-    every rule whose metric the reward carries, and sketch buckets of continuous metrics."""
+    every rule whose metric the reward carries, and sketch buckets of continuous metrics.
+
+    A decision made before the arm's current epoch began (``decided_at``, unix seconds)
+    feeds no rule: it belongs to the state the arm has left, and a quarantined arm must be
+    judged on its probes alone, not on the failures still arriving from before."""
     parts: list[str] = []
     rules = experiment.guardrails
-    if rules:
-        found = experiment.arm(arm)
-        epoch = found.guardrail.epoch if found is not None else 0
+    found = experiment.arm(arm) if rules else None
+    if found is not None and (decided_at is None or decided_at >= found.guardrail.since):
+        epoch = found.guardrail.epoch
         width = slot_seconds(rules)
         slot = int(now // width) * width
         seen: set[str] = set()

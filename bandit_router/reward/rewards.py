@@ -84,6 +84,7 @@ def metric_reward(
     value: float,
     metrics: Mapping[str, float] | None,
     value_set: bool = False,
+    decided_at: float | None = None,
 ) -> tuple[float, str]:
     """(learning reward, encoded metrics) of a reward that carries metrics or whose experiment
     has an objective; InvalidArgument naming ``metrics[name]`` or ``value``, before any write.
@@ -113,7 +114,7 @@ def metric_reward(
             )
         value = computed
     encoded = encode_metrics(observed)
-    extra = detail(experiment, arm, observed, time.time())
+    extra = detail(experiment, arm, observed, time.time(), decided_at)
     return value, f"{encoded}#{extra}" if extra else encoded
 
 
@@ -204,7 +205,9 @@ class RewardProcessor:
             raise InvalidArgument(f"must be a finite number, got {value!r}", "value")
         encoded = ""
         if metrics or experiment.objective is not None:  # plain rewards skip this entirely
-            value, encoded = metric_reward(experiment, decision.arm, value, metrics, value_set)
+            value, encoded = metric_reward(
+                experiment, decision.arm, value, metrics, value_set, decision.issued_ms / 1000.0
+            )
         low, high = entry.reward_bounds
         if not low <= value <= high:
             raise InvalidArgument(
