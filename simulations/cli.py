@@ -298,7 +298,13 @@ def live_command(args: argparse.Namespace) -> int:
         )
         results.append(live.result)
         outcomes = ", ".join(f"{k}={v}" for k, v in sorted(live.outcomes.items()))
-        print(f"{spec.label}: rewards {outcomes}; {live.dropped} never sent", file=sys.stderr)
+        stale = live.max_staleness
+        print(
+            f"{spec.label}: rewards {outcomes}; {live.dropped} never sent; decisions missed at"
+            f" most {int(stale.max(initial=0))} of their run's applied rewards"
+            f" (median over runs {float(np.median(stale)) if stale.size else 0:g})",
+            file=sys.stderr,
+        )
         if args.compare:
             simulated = run_study(replace(study, policies=(spec,)))
             results.append(replace(simulated.results[0], label=f"{spec.label} (simulated)"))

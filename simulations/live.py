@@ -8,6 +8,12 @@ server's sweeper applies the experiment's default reward once its reward window 
 The regret bookkeeping is the simulator's own ``Ledger``, so the numbers are comparable
 with ``simulate`` on the same study and seed, which is the point: does the deployed service
 learn as the simulation says it will?
+
+The service decides on statistics cached per replica, so a decision may not yet see the
+latest rewards. Each Route answers the statistics version it decided on (one per applied
+reward), so live mode measures that staleness exactly: how many of the run's own applied
+rewards the decision did not see. It is what separates the service from the simulation
+(which sees every reward at once), and a regret gap is judged against it.
 """
 
 from __future__ import annotations
@@ -19,11 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
-from bandit_router.client import AsyncBanditClient
+from bandit_router.client import AsyncBanditClient, Outcome
 from bandit_router.v1 import admin_pb2, experiment_pb2
 from simulations.environments import Environment
 from simulations.runner import PROGRESS_EVERY, Ledger, ProgressCallback, RunResult, Streams
+
+#: Reward outcomes that changed the run's statistics (and so its version).
+APPLIED_OUTCOMES = frozenset({Outcome.APPLIED, Outcome.LATE_APPLIED})
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,17 @@ class LiveResult:
     experiments: tuple[str, ...]
     outcomes: dict[str, int] = field(default_factory=dict)  # Reward outcome -> count
     dropped: int = 0
+    #: (runs, horizon): the run's applied rewards each decision did not see (0 = up to date).
+    staleness: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros((0, 0), dtype=np.int64)
+    )
+
+    @property
+    def max_staleness(self) -> npt.NDArray[np.int64]:
+        """Per run: the most rewards any of its decisions did not see."""
+        if self.staleness.size == 0:
+            return np.zeros(self.staleness.shape[0], dtype=np.int64)
+        return np.asarray(self.staleness.max(axis=1), dtype=np.int64)
 
 
 def _experiment(
@@ -117,14 +138,19 @@ async def _drive(
     ledger = Ledger(environment, horizon, runs, checkpoints, 0.1)
     index = {arm: i for i, arm in enumerate(environment.arm_names)}
     feedback = environment.feedback
-    pending: defaultdict[int, list[tuple[str, float]]] = defaultdict(list)
+    pending: defaultdict[int, list[tuple[int, str, float]]] = defaultdict(list)
     outcomes: Counter[str] = Counter()
     dropped = 0
+    applied = np.zeros(runs, dtype=np.int64)  # rewards the service applied, per run
+    staleness = np.zeros((runs, horizon), dtype=np.int64)
 
     async def send(step: int) -> None:
         due = pending.pop(step, [])
-        results = await asyncio.gather(*(client.reward(d, r) for d, r in due))
+        results = await asyncio.gather(*(client.reward(d, r) for _, d, r in due))
         outcomes.update(results)
+        for (run, _, _), outcome in zip(due, results, strict=True):
+            if outcome in APPLIED_OUTCOMES:
+                applied[run] += 1
 
     means = environment.means.start(runs, streams.env)
     for step in range(horizon):
@@ -134,6 +160,9 @@ async def _drive(
             *(client.route(name, unit_id=f"{name}-{step}") for name in names)
         )
         arms = np.asarray([index[r.arm] for r in routed], dtype=np.int64)
+        # Default rewards the sweeper applied also move the version: never below 0.
+        seen = np.asarray([r.state_version for r in routed], dtype=np.int64)
+        staleness[:, step] = np.maximum(applied - seen, 0)
         chosen = ledger.record(step, means, arms)
         rewards = environment.rewards.sample(chosen, arms, streams.env)
         delays = environment.delay.sample(runs, streams.feedback)
@@ -143,7 +172,7 @@ async def _drive(
         dropped += int((~sent).sum())
         for run in np.flatnonzero(sent):
             due = step + (0 if delays is None else int(delays[run]))
-            pending[due].append((routed[run].decision_id, float(rewards[run])))
+            pending[due].append((int(run), routed[run].decision_id, float(rewards[run])))
         await send(step)
         if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
@@ -152,7 +181,7 @@ async def _drive(
     if progress is not None and horizon % PROGRESS_EVERY:
         progress(horizon % PROGRESS_EVERY)
     result = ledger.result(label or f"{policy} (live)", policy, dict(params))
-    return LiveResult(result, tuple(names), dict(outcomes), dropped)
+    return LiveResult(result, tuple(names), dict(outcomes), dropped, staleness)
 
 
 async def run_live(

@@ -1,10 +1,12 @@
 """Live mode against the real server (embedded store and a real redis-server).
 
-The service should learn as the simulation says it will. Differences the service is allowed:
-its statistics cache refreshes every 50 ms (the fixtures' refresh_interval), so the policy
-decides on statistics up to L steps old, L = 50 ms / (seconds per step) + 1, measured. By the
-additive delayed-feedback bound (Joulani et al. 2013) stale statistics add at most L * sum of
-gaps to the regret. So: live mean <= simulated mean + L * gap + 3 * SE of the difference.
+The service should learn as the simulation says it will. The difference the service is
+allowed: it decides on statistics cached per replica (refreshed every 50 ms in the fixtures,
+and later under load), so a decision may not see the run's latest L rewards. Live mode
+measures L exactly (each Route answers the statistics version it decided on). By the
+additive delayed-feedback bound (Joulani et al. 2013), feedback at most L steps late adds at
+most L * sum of gaps to the regret. So, per run, regret - L * gap is no worse in mean than
+the simulation's regret, within 3 standard errors of the difference.
 """
 
 from __future__ import annotations
@@ -29,31 +31,34 @@ from .servers import ServerThread, free_port
 
 MEANS = [0.8, 0.3]
 GAP = 0.5
-REFRESH_SECONDS = 0.05  # conftest.py: ServerThread(refresh_interval=0.05, ...)
 
 
 def test_live_service_learns_as_simulated(any_server: ServerThread) -> None:
     env = Environment.bernoulli(MEANS)
     horizon, runs = 150, 8
     config = LiveConfig(target=any_server.target, reward_window=30.0)
-    started = time.perf_counter()
     live = asyncio.run(
         run_live(
             env, policy="thompson", params={}, horizon=horizon, runs=runs, seed=1, config=config
         )
     )
-    seconds_per_step = (time.perf_counter() - started) / horizon
     assert live.outcomes == {"APPLIED": horizon * runs} and live.dropped == 0
+    assert live.staleness.shape == (runs, horizon)
 
     sim = simulate(create_policy("thompson", {}), env, horizon=horizon, runs=400, seed=1)
-    live_final, sim_final = live.result.regret[:, -1], sim.regret[:, -1]
-    se = math.hypot(
-        live_final.std(ddof=1) / math.sqrt(runs), sim_final.std(ddof=1) / math.sqrt(400)
-    )
-    lag_steps = math.ceil(REFRESH_SECONDS / seconds_per_step) + 1
-    assert live_final.mean() <= sim_final.mean() + lag_steps * GAP + 3 * se
+    sim_final = sim.regret[:, -1]
+    # What staleness may have cost each run, taken off its regret.
+    adjusted = live.result.regret[:, -1] - live.max_staleness * GAP
+    se = math.hypot(adjusted.std(ddof=1) / math.sqrt(runs), sim_final.std(ddof=1) / math.sqrt(400))
+    detail = f"regret {live.result.regret[:, -1]}, staleness {live.max_staleness}"
+    assert adjusted.mean() <= sim_final.mean() + 3 * se, detail
     # And it learned: a policy that does not learn has regret horizon * GAP / 2 = 37.5.
-    assert live_final.mean() + 3 * live_final.std(ddof=1) / math.sqrt(runs) < horizon * GAP / 4
+    learned = adjusted.mean() + 3 * adjusted.std(ddof=1) / math.sqrt(runs) < horizon * GAP / 4
+    assert learned, detail
+    # A service that never refreshed would pass the two checks above on its allowance
+    # alone: its decisions miss (horizon - 1) / 2 rewards on average. Here they miss about
+    # one (the 50 ms refresh); a stall of even 100 steps under load stays below horizon / 4.
+    assert live.staleness.mean() < horizon / 4, detail
 
 
 def test_dropped_rewards_get_the_default(embedded_server: ServerThread) -> None:
