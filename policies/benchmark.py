@@ -18,9 +18,9 @@ Contextual policies (``lin_ts``, ``lin_ucb``, ``logistic_ts``) are timed on d = 
   per-state refresh the service runs in the background;
 * the live decision as a contextual Route takes it (``route.cache.ContextualState`` and
   ``route.router``): for a feature vector new to the state, as continuous features are on
-  almost every request, the law (``probabilities_one``: the propensity Route answers and the
-  probabilities the decision log records) and then the draw (``select_one``), over 4,096
-  distinct vectors in turn (the issue's target: <= 30 µs);
+  almost every request, the law and the means (``law_one``: the propensity Route answers
+  and the probabilities the decision log records) and then the draw from that law
+  (``pick_from_law``), over 4,096 distinct vectors in turn (the issue's target: <= 30 µs);
 * batched: ``select`` + ``update_inplace`` per (run, step) over ``--contextual-runs`` runs.
 
 Large draws use ``policies.sampling``'s threads (``--threads``; results do not depend on
@@ -41,7 +41,7 @@ from collections.abc import Callable
 import numpy as np
 
 from policies.base import Policy, Stats
-from policies.contextual import ContextualPolicy, ContextualStats
+from policies.contextual import ContextualPolicy, ContextualStats, pick_from_law
 from policies.predrawn import PredrawnDecisions
 from policies.registry import CONTEXTUAL_POLICY_NAMES, POLICY_NAMES, create_policy
 from policies.sampling import draw_threads, set_draw_threads
@@ -183,8 +183,9 @@ def measure_contextual(name: str, runs: int, steps: int, quick: bool) -> dict[st
 
     def decision() -> None:
         x = fresh[next(turn) % len(fresh)]
-        policy.probabilities_one(model, x, eligible)
-        policy.select_one(model, x, py_rng, eligible)
+        law, means = policy.law_one(model, x, eligible)
+        arm = pick_from_law(law, eligible, py_rng.random())
+        any(means[i] > means[arm] for i in eligible)  # explored
 
     decide = _best_of(decision, 200, repeat)
     prepare = _best_of(lambda: policy.prepare(single), 50, repeat)

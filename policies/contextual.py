@@ -287,6 +287,18 @@ class NormalMarginals:
             return np.asarray(np.log(special.ndtr((x - loc) / scale)))
 
 
+def pick_from_law(law: Sequence[float], eligible: Sequence[int], u: float) -> int:
+    """The eligible arm at ``u`` in [0, 1) of ``law``'s cumulative distribution: a live
+    decision drawn from the law it logs (``ContextualPolicy.law_one``)."""
+    threshold = u * sum(law[i] for i in eligible)  # the sum may be 1 - a few ulp
+    total = 0.0
+    for i in eligible:
+        total += law[i]
+        if threshold < total:
+            return i
+    return next(i for i in reversed(eligible) if law[i] > 0.0)  # u * sum rounded up to it
+
+
 class ContextualPolicy(ABC):
     """A bandit policy over per-arm (n, A, b) that decides from a feature vector per row.
 
@@ -517,24 +529,25 @@ class ContextualPolicy(ABC):
         chosen = mean_list[arm]
         return arm, any(mean_list[i] > chosen for i in eligible)
 
-    def explored_one(
-        self, model: PreparedModel, features: ArrayLike, eligible: Sequence[int], arm: int
-    ) -> bool:
-        """``select_one``'s ``explored`` for ``arm``: some eligible arm's x.theta is larger."""
-        mean_list = model.scores(self._live_features(model, features))[0].tolist()
-        chosen = mean_list[arm]
-        return any(mean_list[i] > chosen for i in eligible)
-
     def probabilities_one(
         self, model: PreparedModel, features: ArrayLike, eligible: Sequence[int]
     ) -> tuple[float, ...]:
         """Propensities of the live decision for these features; ineligible arms get 0."""
+        return self.law_one(model, features, eligible)[0]
+
+    def law_one(
+        self, model: PreparedModel, features: ArrayLike, eligible: Sequence[int]
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(law, means) of the live decision for these features, each arm's: all a Route
+        needs to decide (it draws the arm from the law itself, so the propensities it logs
+        are the law it sampled) and to say whether it explored (some eligible arm's mean is
+        larger than the chosen one's), with the features checked and scored once."""
         mask = np.zeros(model.n_arms, dtype=bool)
         mask[list(eligible)] = True
         if not mask.any():
             raise ValueError("eligible: at least one arm must be eligible")
         means, widths = model.scores(self._live_features(model, features))
-        return tuple(float(p) for p in self._law(means, widths, mask))
+        return tuple(self._law(means, widths, mask).tolist()), tuple(means.tolist())
 
     def increments(
         self, model: PreparedModel, arm: int, features: ArrayLike, reward: float

@@ -256,7 +256,8 @@ def test_cached_state_reads_the_hash_and_keeps_laws_per_vector() -> None:
     )
     assert np.array_equal(state.stats.gram, expected.gram)
     assert np.array_equal(state.stats.b, expected.b)
-    law = state.probabilities(x, (0, 1))
-    assert law == state.policy.probabilities_one(state.policy.prepare(expected), x, (0, 1))
-    assert state.probabilities(list(x), (0, 1)) is law  # kept for this state
-    assert state.probabilities(x, (1,)) == (0.0, 1.0)
+    live = state.live(x, (0, 1))
+    model = state.policy.prepare(expected)
+    assert (live.law, live.means) == state.policy.law_one(model, x, (0, 1))
+    assert state.live(list(x), (0, 1)) is live  # kept for this state
+    assert state.live(x, (1,)).law == (0.0, 1.0)

@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from policies import (
     ScalarStats,
     Stats,
 )
+from policies.contextual import pick_from_law
 from policies.controls import cap_probabilities_one, floor_probabilities_one
 
 if TYPE_CHECKING:
@@ -73,6 +74,23 @@ def contextual_stats(state: ExperimentState, dim: int) -> ContextualStats:
     return stats
 
 
+class LiveLaw(NamedTuple):
+    """A contextual decision's law for one feature vector (every arm's, 0 if ineligible) and
+    the arms' means x.theta: a Route draws from the law, so the propensities it logs are
+    exactly what it sampled, and says it explored when an eligible arm's mean is larger."""
+
+    law: tuple[float, ...]
+    means: tuple[float, ...]
+
+    def pick(self, eligible: tuple[int, ...], rng: random.Random) -> int:
+        """One arm of the law."""
+        return pick_from_law(self.law, eligible, rng.random())
+
+    def explored(self, arm: int, eligible: tuple[int, ...]) -> bool:
+        means = self.means
+        return any(means[i] > means[arm] for i in eligible)
+
+
 @dataclass(frozen=True)
 class ContextualState:
     """What a contextual Route needs from one state, prepared in the background refresh
@@ -85,23 +103,23 @@ class ContextualState:
     #: ``Experiment.feature_space`` and ``PolicySpec.statistics_kind`` of this config.
     space_id: str
     kind: str
-    _laws: OrderedDict[tuple[tuple[float, ...], tuple[int, ...]], tuple[float, ...]] = field(
+    _laws: OrderedDict[tuple[tuple[float, ...], tuple[int, ...]], LiveLaw] = field(
         default_factory=OrderedDict
     )
 
-    def probabilities(self, x: list[float], eligible: tuple[int, ...]) -> tuple[float, ...]:
-        """The policy's exact law for ``x`` in this state (``probabilities_one``); the most
+    def live(self, x: list[float], eligible: tuple[int, ...]) -> LiveLaw:
+        """The policy's exact law for ``x`` in this state, and the arms' means; the most
         recent distinct vectors are kept, since a state's law for a vector never changes."""
         key = (tuple(x), eligible)
         cached = self._laws.get(key)
         if cached is not None:
             self._laws.move_to_end(key)
             return cached
-        law = self.policy.probabilities_one(self.model, x, eligible)
-        self._laws[key] = law
+        live = LiveLaw(*self.policy.law_one(self.model, x, eligible))
+        self._laws[key] = live
         if len(self._laws) > CONTEXTUAL_LAW_CACHE_SIZE:
             self._laws.popitem(last=False)
-        return law
+        return live
 
     @classmethod
     def build(cls, state: ExperimentState) -> ContextualState:

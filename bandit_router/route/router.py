@@ -30,6 +30,7 @@ from bandit_router.route.cache import (
     CachedExperiment,
     ExperimentCache,
     LawDraw,
+    LiveLaw,
     burn_in_law,
     whole_law,
 )
@@ -463,16 +464,14 @@ class Router:
         )
         contextual = entry.contextual
         mixed: dict[int, float] | None = None  # plain: the state's, computed once per refresh
+        live: LiveLaw | None = None  # contextual: the policy's law for this feature vector
         if contextual is not None:
             # The policy's law for this feature vector (exact, from the prepared model) takes
             # the place of the state's; holdout, burn-in and floor are the same.
             if features is None:
                 raise ValueError("a contextual experiment's Route needs its features")
-            floored = floor_probabilities_one(
-                contextual.probabilities(features.x, eligible),
-                eligible,
-                experiment.exploration_floor,
-            )
+            live = contextual.live(features.x, eligible)
+            floored = floor_probabilities_one(live.law, eligible, experiment.exploration_floor)
             if experiment.cap_of:
                 floored = cap_probabilities_one(floored, eligible, experiment.cap_of)
             mixed = {i: floored[i] for i in eligible}
@@ -504,19 +503,16 @@ class Router:
         probabilities = entry.mixed_propensities(eligible) if mixed is None else mixed
         floor = experiment.exploration_floor
         if capped:  # the capped law (floor included) is drawn directly: policies.controls
-            if contextual is not None and features is not None:
+            if live is not None:
                 arm = LawDraw(probabilities, {}).pick(rng)
-                explored = contextual.policy.explored_one(
-                    contextual.model, features.x, eligible, arm
-                )
+                explored = live.explored(arm, eligible)
             else:
                 arm, explored = entry.capped_draw(eligible, False).draw(rng)
         elif floor > 0.0 and rng.random() < floor * len(eligible):
             arm, explored = rng.choice(eligible), True
-        elif contextual is not None and features is not None:
-            arm, explored = contextual.policy.select_one(
-                contextual.model, features.x, rng, eligible
-            )
+        elif live is not None:  # the policy's law, drawn as logged
+            arm = live.pick(eligible, rng)
+            explored = live.explored(arm, eligible)
         else:
             arm, explored = entry.draw(eligible, rng)
         reason = Reason.EXPLORE if explored else Reason.EXPLOIT
