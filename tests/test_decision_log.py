@@ -9,6 +9,7 @@ import pytest
 
 from bandit_router.errors import InvalidArgument
 from bandit_router.route.decision_log import FORMAT_VERSION, decode, encode
+from bandit_router.route.features import encode_features
 from bandit_router.route.tokens import Decision, DecisionSigner, new_nonce
 
 SIGNER = DecisionSigner(b"k" * 32)
@@ -106,3 +107,40 @@ def test_version_two_tables_are_not_taken_for_whole_procedure_laws() -> None:
     (record,) = decode(data)
     assert record["probabilities"] == {"b": 0.25}
     assert record["probabilities_complete"] is False
+
+
+def test_contextual_rows_read_their_features_from_the_id_and_version_three_still_reads() -> None:
+    """A contextual Route logs ``null`` for its vector (version 4): the id carries it, in
+    shortest round-trip digits, so the record's features are the decided ones exactly. A
+    plain policy that only logs features (no vector in its id) writes the list, as version 3
+    rows did for every contextual decision."""
+    x = [1.0, 0.1, -2.5e-17, 1 / 3, 0.0]
+    decision_id = SIGNER.issue(
+        Decision(
+            "exp",
+            "inc1",
+            "a",
+            0.4,
+            1_700_000_000_000,
+            1_700_000_060_000,
+            3,
+            True,
+            new_nonce(),
+            features=encode_features("space1", 0.25, x),
+        )
+    )
+    law = {"a": 0.4, "b": 0.6}
+    plain_id = issue("b", 0.5, 1_700_000_000_001)
+    rows = [
+        (decision_id, "EXPLORE", "", law, {"f": 0.1}, None, {"tier": "gold"}),
+        (plain_id, "EXPLOIT", "", law, {"f": 0.1}, [1.0, 0.1], {}),
+    ]
+    data = encode(rows)
+    assert json.loads(data)["decisions"][0][5] is None
+    contextual, plain = decode(data)
+    assert contextual["features"] == x and contextual["attributes"] == {"tier": "gold"}
+    assert plain["features"] == [1.0, 0.1]
+    old = json.dumps(
+        {"v": 3, "probabilities": [law], "decisions": [[decision_id, "EXPLORE", "", 0, {}, x, {}]]}
+    )
+    assert decode(old)[0]["features"] == x

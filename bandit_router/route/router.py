@@ -589,8 +589,8 @@ class Router:
             choice.law,
             dict(context) if context else None,
         )
-        if features is not None:
-            row = (*row, features.x, dict(features.attributes))
+        if features is not None:  # a contextual policy's vector travels in the decision id
+            row = (*row, None if encoded else features.x, dict(features.attributes))
         elif attributes:  # logged (not learned from) by every experiment
             row = (*row, [], dict(attributes))
         self.recorder.record(experiment.name, experiment.incarnation, arm, row, pending)
