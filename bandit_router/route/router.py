@@ -333,13 +333,15 @@ class Router:
             entry = await self.cache.refresh_one(experiment)
             if entry is None:
                 raise experiment_not_found(experiment)
-        if context is None:
-            context = {}
+        # A request's protobuf map answers each look-up in ~2 µs, a dict in ~0.1: one copy
+        # (~4 µs for 15 entries) before the checks, the feature vector and the log row read it.
+        context = dict(context) if context else {}
         if excluded_arms or context or len(unit_id) > MAX_UNIT_ID_LENGTH:
             excluded = validate_route_request(entry, unit_id, excluded_arms, context)
         else:  # the common request: nothing to check
             excluded = NO_EXCLUSIONS
         if attributes:
+            attributes = dict(attributes)
             check_attributes(attributes)
         else:
             attributes = {}
@@ -587,7 +589,7 @@ class Router:
             choice.reason.value,
             unit_id,
             choice.law,
-            dict(context) if context else None,
+            context or None,  # route() made it a dict of its own
         )
         if features is not None:  # a contextual policy's vector travels in the decision id
             row = (*row, None if encoded else features.x, dict(features.attributes))
