@@ -74,8 +74,15 @@ def normal_argmax_law(means: FloatArray, scales: FloatArray, mask: BoolArray) ->
     uniform over the eligible arms with the largest mean. One row (a live decision, whose
     feature vector is new on almost every Route) takes ``_normal_argmax_law_one``.
     """
-    live = means.ndim == 1 and np.isfinite(means).all() and np.isfinite(scales).all()
-    if live and (scales > 0.0).all():
+    # One row with finite means and finite positive scales (a NaN fails every comparison; a
+    # sum that overflows only sends a finite row to the general routine). Three reductions:
+    # the six of isfinite/all pairs were a tenth of a live law's cost.
+    if (
+        means.ndim == 1
+        and math.isfinite(float(means.sum()))
+        and float(scales.min()) > 0.0
+        and math.isfinite(float(scales.max()))
+    ):
         return _normal_argmax_law_one(means, scales, mask)
     degenerate = ~(scales > 0.0).all(axis=-1, keepdims=True)
     safe = np.where(degenerate, 1.0, scales)
@@ -90,7 +97,7 @@ _LEVEL_Z: FloatArray = np.asarray(special.ndtri(QUADRATURE_LEVELS), dtype=np.flo
 
 
 def _normal_argmax_law_one(means: FloatArray, scales: FloatArray, mask: BoolArray) -> FloatArray:
-    """The law of one row (a live decision) on nodes shared by every arm, in about 50 µs
+    """The law of one row (a live decision) on nodes shared by every arm, in about 40 µs
     where the general routine takes 0.18 ms (d = 16, 5 arms: it is the largest single cost
     of a contextual Route; docs/benchmarks.md).
 
@@ -123,11 +130,12 @@ def _normal_argmax_law_one(means: FloatArray, scales: FloatArray, mask: BoolArra
     mu, sigma = means[eligible, None], scales[eligible, None]
     quantiles = mu + sigma * _LEVEL_Z  # (E, L)
     low, high = quantiles[:, 0].max(), quantiles[:, -1].max()
-    breaks = np.unique(quantiles.clip(low, high))  # sorted, the empty panels dropped
+    breaks = np.sort(quantiles, axis=None)
+    breaks = breaks[(breaks >= low) & (breaks <= high)]  # low and high are among them
     nodes, weights = gauss_legendre(QUADRATURE_NODES)
-    half = 0.5 * np.diff(breaks)[:, None]
-    points = (breaks[:-1, None] + half * (1.0 + nodes)).ravel()  # (N,)
-    z = (points - mu) / sigma  # (E, N)
+    left = breaks[:-1, None]
+    half = 0.5 * (breaks[1:, None] - left)  # 0 for a repeated break: that panel weighs 0
+    z = ((left + half * (1.0 + nodes)).ravel() - mu) / sigma  # (E, N): every arm, every node
     cdf = special.ndtr(z)
     ratio = np.exp(-0.5 * z * z)  # sigma_k sqrt(2 pi) pdf_k, divided by cdf_k next
     np.divide(ratio, cdf, out=ratio, where=cdf > 0.0)
