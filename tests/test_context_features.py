@@ -222,6 +222,12 @@ def test_features_travel_exactly_in_the_signed_id(x: list[float]) -> None:
         signer.verify(tampered)
 
 
+def test_encoded_numbers_are_shortest_reprs_without_whole_number_tails() -> None:
+    """What Lua reads back exactly, one character per one-hot column: 1 and 0, not 1.0."""
+    encoded = encode_features("s.0:1", 2.0, [1.0, 0.0, -0.0, 100.0, 0.5, 1e16, 1e-05, 10.25])
+    assert encoded == "s.0:1/2/1:0:-0:100:0.5:1e+16:1e-05:10.25"
+
+
 def test_plain_ids_are_unchanged() -> None:
     signer = DecisionSigner(b"0123456789abcdef")
     token = signer.issue(Decision("e", "inc", "a", 0.25, 1, 2, 3, True, "n" * 24))
