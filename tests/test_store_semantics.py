@@ -262,3 +262,23 @@ def test_a_mixed_group_commit_answers_each_reward_in_order() -> None:
         assert other_b == 1.0
 
     run(scenario())
+
+
+def test_an_unchanged_config_is_parsed_once_and_a_change_is_read() -> None:
+    """Every refresh reads every config; one whose JSON did not change is the same parsed
+    Experiment (no re-parse), and a change (or another store's write) is read anew."""
+
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        await store.create_experiment(make_experiment())
+        first = (await store.read_states(["exp"]))["exp"].experiment
+        assert (await store.read_states(["exp"]))["exp"].experiment is first
+        assert await store.get_experiment("exp") is first
+        await store.update_experiment("exp", lambda e: e.with_changes(default_reward=1.0))
+        changed = (await store.read_states(["exp"]))["exp"].experiment
+        assert changed is not first
+        assert (changed.default_reward, changed.version) == (1.0, first.version + 1)
+        other = Store(store.client, embedded=True)  # a second replica's view of the same data
+        assert (await other.read_states(["exp"]))["exp"].experiment == changed
+
+    run(scenario())
