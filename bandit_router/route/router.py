@@ -333,8 +333,9 @@ class Router:
             entry = await self.cache.refresh_one(experiment)
             if entry is None:
                 raise experiment_not_found(experiment)
-        # A request's protobuf map answers each look-up in ~2 µs, a dict in ~0.1: one copy
-        # (~4 µs for 15 entries) before the checks, the feature vector and the log row read it.
+        # One copy of the request's protobuf map into a dict (~2.5 µs for 15 entries) serves
+        # the checks, the feature vector and the log row: each access to a dict is about a
+        # third of the map's, and the row needed a copy of its own anyway.
         context = dict(context) if context else {}
         if excluded_arms or context or len(unit_id) > MAX_UNIT_ID_LENGTH:
             excluded = validate_route_request(entry, unit_id, excluded_arms, context)
