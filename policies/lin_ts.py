@@ -118,6 +118,12 @@ def _normal_argmax_law_one(means: FloatArray, scales: FloatArray, mask: BoolArra
     its scales apart), as in the general routine: both are within 1e-9 of adaptive QUADPACK
     (tested), and they agree to about 1e-11.
 
+    Arms out of the race are left out: an arm j with q_j(1 - 1e-12) < lo is below the arm
+    that sets lo with probability above 1 - 2e-12, so P(j) < 2e-12 (it gets 0), and on
+    [lo, hi] its cdf_j exceeds 1 - 1e-12, so leaving it out of the others' products changes
+    each of them by less than 1e-12 relative. For a learned model, where a feature vector
+    leaves one or two arms in contention, that is most of the work saved.
+
     Where cdf_k underflows to 0 (z_k < -38), so has pdf_k, and prod_j cdf_j is 0: that point
     adds nothing to any arm, which the division below keeps (it skips those points).
     """
@@ -129,7 +135,15 @@ def _normal_argmax_law_one(means: FloatArray, scales: FloatArray, mask: BoolArra
         return law
     mu, sigma = means[eligible, None], scales[eligible, None]
     quantiles = mu + sigma * _LEVEL_Z  # (E, L)
-    low, high = quantiles[:, 0].max(), quantiles[:, -1].max()
+    low = quantiles[:, 0].max()
+    contending = quantiles[:, -1] >= low  # the arm that sets low is one
+    if not contending.all():  # a learned model: some arms are out of the race for this x
+        eligible, mu, sigma = eligible[contending], mu[contending], sigma[contending]
+        quantiles = quantiles[contending]
+        if len(eligible) == 1:
+            law[eligible] = 1.0
+            return law
+    high = quantiles[:, -1].max()
     breaks = np.sort(quantiles, axis=None)
     breaks = breaks[(breaks >= low) & (breaks <= high)]  # low and high are among them
     nodes, weights = gauss_legendre(QUADRATURE_NODES)

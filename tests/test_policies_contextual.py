@@ -662,3 +662,17 @@ def test_pick_from_law_inverts_the_cumulative_law_over_eligible_arms() -> None:
     assert pick_from_law((0.5, 0.5, 0.0), (0, 1, 2), math.nextafter(1.0, 0.0)) == 1
     # only the eligible arms' mass counts (the law of a Route that excludes arm 0)
     assert pick_from_law(law, (2, 3), 0.6) == 2 and pick_from_law(law, (2, 3), 0.7) == 3
+
+
+def test_arms_out_of_the_race_get_zero_and_leave_the_others_exact() -> None:
+    """An arm whose 1 - 1e-12 quantile is below the leader's 1e-12 quantile has P < 2e-12:
+    the live law gives it exactly 0, and the contending arms' law is the one without it
+    (here the closed form for two normal arms, to the quadrature's 1e-9)."""
+    mask = np.ones(3, dtype=bool)
+    alone = normal_argmax_law(np.array([0.0, 100.0, 50.0]), np.ones(3), mask)
+    assert alone.tolist() == [0.0, 1.0, 0.0]
+    loc, scale = np.array([0.0, 0.5, -100.0]), np.array([1.0, 2.0, 1.0])
+    law = normal_argmax_law(loc, scale, mask)
+    assert law[2] == 0.0
+    exact = special.ndtr((loc[0] - loc[1]) / math.hypot(scale[0], scale[1]))
+    assert abs(law[0] - exact) < 1e-9 and abs(law[1] - (1 - exact)) < 1e-9
