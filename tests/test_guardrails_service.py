@@ -13,6 +13,11 @@ The scenario (issue 15): arms a and b of equal quality; after 200 decisions b st
 * Recovery: with b clean again, the evidence for "rate < 0.05" can reach 20 no sooner than
   after log(20) / -log(0.95) = 59 all-clean probe rewards; the stated bound is 120 (the prior
   costs a few, and one monitor interval of probes arrives before the release is written).
+  The new epoch's window starts at the quarantine's ``since``: a decision b was given after
+  it (on a replica that had not yet seen the quarantine) whose failing reward the test sent
+  before it noticed is real evidence against b in that window. With f such failures the
+  verdict needs at least n_f samples, the least n whose critical count
+  (``policies.bounded_mean.critical_sum``) reaches f; the bound is then n_f + (120 - 59).
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import pytest
 from scipy.stats import binom
 
 from bandit_router.client import BanditClient, Reason, RouteResult
+from bandit_router.route.tokens import parse_unverified
 from bandit_router.v1 import admin_pb2, router_pb2
 from bandit_router.v1 import experiment_pb2 as pb
+from policies.bounded_mean import critical_sum, fewest_samples_below
 
 from .servers import RedisServer, ServerProcess, ServerThread, server_processes
 from .test_controls_helpers import stop_process
@@ -64,6 +71,17 @@ def guarded_experiment(name: str, **fields: object) -> pb.Experiment:
     )
     experiment.guardrails[0].window.FromSeconds(600)
     return experiment
+
+
+def samples_for_release(failures: int) -> int:
+    """The fewest samples with ``failures`` ones among them that can show rate < 0.05 at
+    the rule's level (confidence 0.95): 62 for none (59 without the prior), 149 for one."""
+    n = fewest_samples_below(0.05, 0.05)
+    while True:
+        most = critical_sum(n, 0.05, 0.05, "below")  # the most ones n samples may hold
+        if most is not None and most >= failures:
+            return n
+        n += 1
 
 
 def reward(client: BanditClient, decision_id: str, metrics: dict[str, float]) -> None:
@@ -112,10 +130,14 @@ def test_a_failing_arm_is_quarantined_probed_and_released_on_every_replica(
         )
         time.sleep(0.2)
 
+        failures_at: list[float] = []  # when each of b's failing decisions was issued
+
         def pair(index: int, b_error: float) -> RouteResult:
             client = clients[index % 2]
             decision = client.route("routing")
             failing = decision.arm == "b" and rng.random() < b_error
+            if failing:
+                failures_at.append(parse_unverified(decision.decision_id).issued_ms / 1000)
             reward(
                 client,
                 decision.decision_id,
@@ -135,6 +157,9 @@ def test_a_failing_arm_is_quarantined_probed_and_released_on_every_replica(
         assert status.state == pb.ARM_STATE_QUARANTINED, f"not after {b_rewards} of b's rewards"
         assert b_rewards <= TRIP_BUDGET
         assert list(status.guardrail.tripped_rules) == [0]
+        since = status.guardrail.since.ToNanoseconds() / 1e9
+        # (a millisecond early: issued_ms is whole milliseconds; more failures, a looser bound)
+        in_new_epoch = sum(t >= since - 0.001 for t in failures_at)
         assert "error rate <= 0.05 violated" in status.guardrail.summary
 
         time.sleep(1.0)  # the guarantee: every replica obeys within a second
@@ -156,7 +181,8 @@ def test_a_failing_arm_is_quarantined_probed_and_released_on_every_replica(
                 break
         assert arm_states(on_two, "routing")["b"].state == pb.ARM_STATE_ACTIVE
         entries = [e for e in audit(on_one, "routing") if e.principal == "guardrail"]
-        assert probe_rewards <= RECOVERY_BUDGET, [(e.action, e.arguments) for e in entries]
+        budget = samples_for_release(in_new_epoch) + RECOVERY_BUDGET - samples_for_release(0)
+        assert probe_rewards <= budget, (in_new_epoch, [(e.action, e.arguments) for e in entries])
 
         assert [e.action for e in entries][::-1] == ["quarantine", "release"]  # newest first
         for entry in entries:

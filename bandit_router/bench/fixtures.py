@@ -12,6 +12,7 @@ lin_ts at d = 16).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import shutil
@@ -19,13 +20,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import numpy as np
 
-from bandit_router.v1 import admin_pb2, experiment_pb2, router_pb2
+from bandit_router.v1 import admin_pb2, admin_pb2_grpc, experiment_pb2, router_pb2
 
 EXPERIMENT = "bench"
 
@@ -352,3 +354,25 @@ def single_fixture(args: argparse.Namespace, option: str) -> Fixture:
             f"({', '.join(f.name for f in fixtures)})"
         )
     return fixtures[0]
+
+
+async def create_experiments(
+    target: str, fixtures: Sequence[Fixture], *, timeout: float = 10.0, settle: float = 0.5
+) -> None:
+    """Create each fixture's experiment on the server at ``target`` (one already there, from
+    a rerun on the same ``--redis-url``, is kept), then wait ``settle`` seconds for every
+    worker's cache to see them. ``timeout`` per call: a server under valgrind needs more."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        admin = admin_pb2_grpc.AdminStub(channel)
+        for fixture in fixtures:
+            try:
+                await admin.CreateExperiment(
+                    fixture.experiment(fixture.experiment_name()), timeout=timeout
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+                    raise RuntimeError(
+                        f"the {fixture.name} fixture's experiment was refused: "
+                        f"{error.code().name}: {error.details()}"
+                    ) from None
+    await asyncio.sleep(settle)

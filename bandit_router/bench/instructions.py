@@ -18,6 +18,7 @@ busy server writes them.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import re
@@ -26,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,12 +35,13 @@ import grpc
 
 from bandit_router.bench.fixtures import (
     Fixture,
+    create_experiments,
     free_port,
     process,
     redis_server,
     single_fixture,
 )
-from bandit_router.v1 import admin_pb2_grpc, router_pb2, router_pb2_grpc
+from bandit_router.v1 import router_pb2, router_pb2_grpc
 
 #: Calls before counting: imports, caches and the first pre-drawn block are not per call.
 WARM_UP = 300
@@ -146,14 +147,6 @@ def _rewarder(
     return lambda index: stub.Reward(requests[index], timeout=60)
 
 
-def _create_experiment(target: str, fixture: Fixture) -> None:
-    with grpc.insecure_channel(target) as channel:
-        admin_pb2_grpc.AdminStub(channel).CreateExperiment(
-            fixture.experiment(fixture.experiment_name()), timeout=60
-        )
-    time.sleep(1.0)
-
-
 def run_instructions(args: argparse.Namespace) -> list[InstructionCount]:
     fixture = single_fixture(args, "--instructions")
     calls = 64 if args.quick else args.instruction_calls
@@ -187,7 +180,9 @@ def run_instructions(args: argparse.Namespace) -> list[InstructionCount]:
             "600000",
         ]
         with under_callgrind(real, port, out_dir) as pid:
-            _create_experiment(f"127.0.0.1:{port}", fixture)
+            asyncio.run(
+                create_experiments(f"127.0.0.1:{port}", [fixture], timeout=60.0, settle=1.0)
+            )
             results += _measure(
                 f"127.0.0.1:{port}", pid, "bandit-router", calls, rounds, out_dir, fixture
             )

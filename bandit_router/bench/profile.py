@@ -34,12 +34,13 @@ import grpc
 
 from bandit_router.bench.fixtures import (
     Fixture,
+    create_experiments,
     free_port,
     process,
     redis_server,
     single_fixture,
 )
-from bandit_router.bench.runner import _create_experiments, tree_cpu_seconds
+from bandit_router.bench.runner import tree_cpu_seconds
 from bandit_router.client import channel_options
 from bandit_router.v1 import router_pb2_grpc
 
@@ -178,7 +179,7 @@ def run_profile(args: argparse.Namespace) -> Profile:
         command = [sys.executable, "-m", "bandit_router", "serve", "--listen", target]
         command += ["--redis-url", url, "--log-level", "WARNING", *args.server_arg]
         with process(command, port) as server:
-            asyncio.run(_create_experiments(target, [fixture]))
+            asyncio.run(create_experiments(target, [fixture]))
             out = Path(tmp) / "profile.raw"
             recorder_command = [py_spy, "record", "--native", "--gil", "--format", "raw"]
             recorder_command += ["--rate", "250", "--duration", str(seconds)]

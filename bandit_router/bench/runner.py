@@ -33,6 +33,7 @@ from bandit_router.bench import native
 from bandit_router.bench.fixtures import (
     FIXTURES,
     Fixture,
+    create_experiments,
     free_port,
     process,
     redis_cluster,
@@ -40,7 +41,7 @@ from bandit_router.bench.fixtures import (
     selected_fixtures,
 )
 from bandit_router.client import channel_options
-from bandit_router.v1 import admin_pb2_grpc, router_pb2, router_pb2_grpc
+from bandit_router.v1 import router_pb2, router_pb2_grpc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -417,23 +418,6 @@ async def _drive(
     return results
 
 
-async def _create_experiments(target: str, fixtures: list[Fixture]) -> None:
-    async with grpc.aio.insecure_channel(target) as channel:
-        admin = admin_pb2_grpc.AdminStub(channel)
-        for fixture in fixtures:
-            try:
-                await admin.CreateExperiment(
-                    fixture.experiment(fixture.experiment_name()), timeout=10
-                )
-            except grpc.aio.AioRpcError as error:
-                if error.code() != grpc.StatusCode.ALREADY_EXISTS:  # --redis-url: a rerun
-                    raise RuntimeError(
-                        f"the {fixture.name} fixture's experiment was refused: "
-                        f"{error.code().name}: {error.details()}"
-                    ) from None
-        await asyncio.sleep(0.5)  # let every worker's cache see it
-
-
 def _run(coroutine: Awaitable[Any]) -> Any:
     try:
         import uvloop
@@ -475,7 +459,7 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
             command += [*args.server_arg, *extra]
             real = stack.enter_context(process(command, port))
             servers.append((label, target, real.pid))
-        _run(_create_experiments(servers[1][1], fixtures))  # one Redis: every server sees them
+        _run(create_experiments(servers[1][1], fixtures))  # one Redis: every server sees them
 
         def each(rate: float | None, overload: bool = False) -> list[Result]:
             return [
