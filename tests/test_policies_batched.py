@@ -378,7 +378,7 @@ def test_predrawn_decisions_follow_probabilities(name: str) -> None:
     block = PredrawnDecisions(policy, state, eligible, block_size=1000)
     rng = random.Random(21)
     decisions = [block.draw(rng) for _ in range(40_000)]
-    assert block.refills == 40
+    assert block.refills == 4 + 40  # 64, 128, 256 and 512 (960 in all), then 1000 each
     arms = np.array([arm for arm, _ in decisions])
     _chi_square_ok(np.bincount(arms, minlength=5), probs)
     row = state.row()
@@ -408,6 +408,29 @@ def test_predrawn_blocks_are_policy_select_in_batch_order() -> None:
     assert [again.draw(rng) for _ in range(65)] == [*first, second]
 
 
+def test_predrawn_blocks_start_small_and_double_up_to_the_block_size() -> None:
+    """A state that serves few Routes before the next refresh draws little: 64, then twice
+    as many each refill, up to ``block_size``; the stream is still policy.select's batches."""
+    policy = create_policy("thompson", {})
+    block = PredrawnDecisions(policy, STATE.row(), (0, 1, 2, 3, 4), block_size=300)
+    rng, sizes = random.Random(8), []
+    for _ in range(64 + 128 + 256 + 300 + 300):
+        before = block.refills
+        block.draw(rng)
+        if block.refills > before:
+            sizes.append(block.remaining + 1)
+    assert sizes == [64, 128, 256, 300, 300]
+    replay = random.Random(8)
+    generator = np.random.default_rng(replay.getrandbits(64))
+    batch = Stats(*(np.broadcast_to(x, (64, 5)) for x in (STATE.n, STATE.total, STATE.total_sq)))
+    first = policy.select(batch, generator, np.ones(5, dtype=bool))
+    again, again_rng = (
+        PredrawnDecisions(policy, STATE.row(), (0, 1, 2, 3, 4), 300),
+        random.Random(8),
+    )
+    assert [again.draw(again_rng)[0] for _ in range(64)] == first.arms.tolist()
+
+
 def test_predrawn_keeps_its_own_copy_of_the_state() -> None:
     policy = create_policy("thompson", {})
     state = Stats(STATE.n.copy(), STATE.total.copy(), STATE.total_sq.copy())
@@ -427,5 +450,7 @@ def test_predrawn_rejects_bad_arguments() -> None:
         PredrawnDecisions(policy, STATE, [0, 5])
     with pytest.raises(ValueError, match="block_size"):
         PredrawnDecisions(policy, STATE, [0], block_size=0)
+    with pytest.raises(ValueError, match="first_block"):
+        PredrawnDecisions(policy, STATE, [0], first_block=0)
     with pytest.raises(ValueError, match="single state"):
         PredrawnDecisions(policy, Stats.zeros(5, (2,)), [0])
