@@ -47,8 +47,8 @@ COMPLETE_SINCE = 3
 #: (decision id, reason, unit id, P(arm) under the whole procedure, context or None), and
 #: for experiments that declare context_features also (feature vector, attributes).
 PlainRow = tuple[str, str, str, Mapping[str, float], Mapping[str, float] | None]
-#: The feature vector is None for a contextual decision (its id carries it) and [] for a
-#: plain one that only logs attributes.
+#: The feature vector is None for a contextual policy's decision (its id carries it), the
+#: vector for a plain policy that declares context_features, [] when only attributes are logged.
 FeatureRow = tuple[
     str,
     str,
@@ -119,7 +119,8 @@ def decode(data: str) -> list[dict[str, Any]]:
             record["context"] = dict(row[4])
         if len(row) > 6:
             if row[5] is None:  # version 4: the id's features, exactly as decided
-                record["features"] = decode_features(decision.features)[2]
+                if decision.features:  # (always, for rows this module wrote)
+                    record["features"] = decode_features(decision.features)[2]
             elif row[5]:
                 record["features"] = [float(v) for v in row[5]]
             if row[6]:
