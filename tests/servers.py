@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,11 @@ class RedisServer:
     """A throwaway redis-server; a missing binary is a failure, never a skip."""
 
     def __init__(
-        self, appendonly: bool = True, extra_args: Sequence[str] = (), port: int | None = None
+        self,
+        appendonly: bool = True,
+        extra_args: Sequence[str] = (),
+        port: int | None = None,
+        choose_port: Callable[[], int] | None = None,
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -71,7 +75,12 @@ class RedisServer:
                 "(Debian: apt-get install redis-server; .ci/run installs it)"
             )
         self.binary = binary
-        self.port = port or free_port()
+        # A port this object chose may be taken (by another test worker, or as an outgoing
+        # connection's ephemeral port) before redis-server binds it: the first start then
+        # picks another. A port the caller gave is kept (tests restart on the same port).
+        self._choose_port = None if port else (choose_port or free_port)
+        self.port = port or (choose_port or free_port)()
+        self._started = False
         self.dir = tempfile.mkdtemp(prefix="br-redis-")
         self.appendonly = appendonly
         self.extra_args = list(extra_args)
@@ -82,6 +91,19 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        for _ in range(5):
+            if self._spawn():
+                self._started = True
+                return self
+            if self._choose_port is None or self._started:
+                break
+            self.port = self._choose_port()  # its port was taken: try another
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def _spawn(self) -> bool:
+        """Start redis-server; True once it answers on its port and is still running a
+        moment later (one that failed to bind exits at once, while its port may answer
+        for another process)."""
         self.proc = subprocess.Popen(
             [
                 self.binary,
@@ -105,14 +127,18 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), 0.2),
             ):
-                return self
+                time.sleep(0.05)
+                return self.proc.poll() is None
             time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
+        if self.proc.poll() is None:  # running but never answering: not a port clash
+            self.proc.kill()
+            self.proc.wait(10)
+        return False
 
     def flush(self) -> None:
         import redis
@@ -275,7 +301,7 @@ class RedisCluster:
                     "no",
                     *NO_SYNC_DELAY,
                 ],
-                port=free_cluster_port(),
+                choose_port=free_cluster_port,
             )
             for _ in range(2 * masters)
         ]
