@@ -30,9 +30,15 @@ n (count) and s (sum of ``Guardrail.observe(value)``), and nothing else.
 supermartingale against "mean <= theta0" reaches 1 / alpha (alpha = 1 - confidence), and
 *satisfied* when the mirror one against "mean >= theta0" does; neither before ``min_samples``.
 Both are anytime-valid: on data whose mean is at the boundary, the probability that the
-verdict is ever reached, checked after every observation for ever, is at most alpha. So an
-arm that meets a rule is falsely quarantined by it at most once in 1 / alpha windows (per
-rule: with R rules, at most R alpha).
+verdict is ever reached, checked after every observation for ever, is at most the level the
+test runs at. A *sliding* window is not one stream but a new one each time its oldest slot
+leaves: the data from each first slot on is its own supermartingale. So a rule's test runs
+at alpha / k (``Guardrail.alpha``), k = ``starts_per_window(window, slot)`` the most first
+slots its window can have in any stretch of time one window long (11 for a window of ten
+slots), and by a union bound over them an arm whose data sits at the threshold is falsely
+quarantined by the rule with probability at most alpha = 1 - confidence per window of time
+(with R rules, at most R alpha). Windows read whole (``slot`` None: the simulations'
+tumbling windows restart their data, one stream per window) keep k = 1.
 
 **The state machine** (per arm; no clock of its own). The caller passes the data the arm is
 judged on: while ACTIVE, the rule's current window; while QUARANTINED, the probe data
@@ -67,7 +73,9 @@ API (all public names)::
     GuardrailRule(metric, statistic, bound, threshold, quantile=None, window=600.0,
                   min_samples=50, confidence=0.95, probe_share=0.01)
     compile_rule(rule, metric, field="guardrails[0]") -> Guardrail
-    compile_guardrails(rules, metrics, n_arms, field="guardrails") -> Guardrails
+    compile_guardrails(rules, metrics, n_arms, field="guardrails", slot=None) -> Guardrails
+    slot_width(windows, highest=inf) -> int;  starts_per_window(window, slot) -> int
+    window_reads(slot_start, slot, now, window) -> bool
     Guardrail.observe(values) / observe_one(value) -> y;  Guardrail.theta0
     Guardrail.value_of(n, s) -> the statistic on the metric's scale (rate, mean, exceedance)
     Guardrails.evaluate(n, s) -> Verdicts(violated, satisfied, log_violation, log_satisfaction)
@@ -84,7 +92,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Literal
 
@@ -198,10 +206,15 @@ class Guardrail:
     flip: bool  # y = 1 - (the transform)
     lo: float = 0.0
     hi: float = 1.0
+    #: Streams the rule's confidence is shared among: the first slots its sliding window
+    #: can have within one window of time (``starts_per_window``); 1 for a fixed stream.
+    starts: int = 1
 
     @property
     def alpha(self) -> float:
-        return 1.0 - self.rule.confidence
+        """The level each of the rule's streams is tested at: (1 - confidence) / starts, so
+        that all of them together trip falsely at most 1 - confidence per window."""
+        return (1.0 - self.rule.confidence) / self.starts
 
     def observe(self, values: ArrayLike) -> FloatArray:
         """y for each metric value (vectorised). Values outside the declared bounds are the
@@ -459,21 +472,50 @@ class Guardrails:
         return np.asarray(np.where(tr.any(axis=-1), own, shares.max(initial=0.0)))
 
 
+def slot_width(windows: Sequence[float], highest: float = math.inf) -> int:
+    """Width of the slots a sliding window is kept in: a tenth of the shortest window, at
+    least 1 and at most ``highest`` (the service caps it at 60 s), so a window is read as
+    about 11 slots and is exact to a tenth of its length."""
+    if not windows:
+        return 1
+    return int(min(highest, max(1.0, min(windows) // 10)))
+
+
+def window_reads(slot_start: float, slot: float, now: float, window: float) -> bool:
+    """Does the window ending ``now`` read the slot beginning at ``slot_start``? Yes once the
+    slot ends after ``now - window`` (the service and the simulations share this; a slot
+    that begins after ``now``, written by a replica whose clock is ahead, is read too)."""
+    return slot_start + slot > now - window
+
+
+def starts_per_window(window: float, slot: float) -> int:
+    """The most distinct first slots a sliding window of ``window`` read in slots of
+    ``slot`` (``window_reads``) has within any stretch of time ``window`` long: its first
+    slot moves on by one slot at a time, so at most ceil(window / slot) + 1."""
+    return math.ceil(window / slot) + 1
+
+
 def compile_guardrails(
     rules: Sequence[GuardrailRule],
     metrics: Mapping[str, MetricSpec],
     n_arms: int,
     field: str = "guardrails",
+    slot: float | None = None,
 ) -> Guardrails:
     """Every rule checked and reduced; the probe shares of ``n_arms`` arms all quarantined
-    at once must sum below 1. PolicyConfigError names ``guardrails[i].<field>``."""
+    at once must sum below 1. PolicyConfigError names ``guardrails[i].<field>``. With
+    ``slot`` (windows that slide in slots of that width) each rule's level is shared among
+    its window's first slots (module docstring)."""
     compiled = []
     for i, rule in enumerate(rules):
         where = f"{field}[{i}]"
         metric = metrics.get(rule.metric)
         if metric is None:
             raise PolicyConfigError(f"{where}.metric", f"{rule.metric!r} is not a declared metric")
-        compiled.append(compile_rule(rule, metric, where))
+        reduced = compile_rule(rule, metric, where)
+        if slot is not None:
+            reduced = replace(reduced, starts=starts_per_window(rule.window, slot))
+        compiled.append(reduced)
     guardrails = Guardrails(tuple(compiled))
     if compiled:
         check_probe_shares([guardrails.probe_share(())] * n_arms, f"{field}.probe_share")

@@ -9,11 +9,14 @@ recovers), as in a piecewise-stationary study.
 The policy learns the objective's scalarised reward sum_m w_m metric_m; regret is against the
 best arm's expected objective at each decision (pseudo-regret). Guardrails run the service's
 own code (``policies.guardrails``): per arm and rule the runner keeps (count, sum of y) of
-the current window - a tumbling window of ``window`` *decisions of the experiment* (the
-service's windows are seconds; in a simulation a decision is the unit of time), restarted
-also at each transition, so a quarantined arm is judged on its probe data of the current
-window since the quarantine (a half-open circuit breaker with its own window); every
-decision it runs the
+the current window, kept as the service keeps it: in slots of a tenth of the shortest
+window (``policies.guardrails.slot_width``), a slot read while it overlaps the window
+(``window_reads``), so the window slides as the service's does and each rule is tested at
+the same level (its confidence shared among the window's first slots). Windows are in
+*decisions of the experiment* (the service's are seconds; in a simulation a decision is the
+unit of time). Every transition starts the arm's data afresh (the service's new epoch), so
+a quarantined arm is judged on its probe data of the current window since the quarantine (a
+half-open circuit breaker with its own window); every decision it runs the
 state machine (``Guardrails.advance``) and draws from the probe law (``guarded_law``) over
 the policy's law (``policy.probabilities``: a policy whose law needs sampling makes the
 study slow, so the example study uses policies with a closed-form law).
@@ -43,6 +46,9 @@ from policies.guardrails import (
     Override,
     compile_guardrails,
     guarded_law,
+    slot_width,
+    starts_per_window,
+    window_reads,
 )
 from simulations.environments import FloatArray, IntArray
 
@@ -99,8 +105,13 @@ class SloSetup:
     fallback: int
 
     @property
+    def slot(self) -> int:
+        """Width of the windows' slots, in decisions."""
+        return slot_width([rule.window for rule in self.rules])
+
+    @property
     def guardrails(self) -> Guardrails:
-        return compile_guardrails(self.rules, METRICS, len(self.arm_names))
+        return compile_guardrails(self.rules, METRICS, len(self.arm_names), slot=self.slot)
 
     def objective_means(self, params: ArmParameters) -> FloatArray:
         total = np.zeros(len(self.arm_names))
@@ -150,6 +161,19 @@ def episodes(setup: SloSetup) -> tuple[list[tuple[int, int]], list[tuple[int, in
     return starts, ends
 
 
+def reads(rules: Sequence[GuardrailRule], width: int, ring: int, step: int) -> FloatArray:
+    """(rules, ring) 1.0 where the rule's window at ``step`` reads the slot that ring
+    position holds (slot ``step // width - m`` sits at position ``(step // width - m) % ring``),
+    0.0 elsewhere."""
+    current = step // width
+    out = np.zeros((len(rules), ring))
+    for m in range(ring):
+        position = (current - m) % ring
+        for r, rule in enumerate(rules):
+            out[r, position] = float(window_reads((current - m) * width, width, step, rule.window))
+    return out
+
+
 def simulate_slo(
     policy: Policy,
     setup: SloSetup,
@@ -167,11 +191,14 @@ def simulate_slo(
     k, n_rules = len(setup.arm_names), len(setup.rules)
     rows = np.arange(runs)
     stats = Stats.zeros(k, (runs,))
-    data_n = np.zeros((runs, k, n_rules))
-    data_s = np.zeros((runs, k, n_rules))
+    width = setup.slot
+    # A ring of slots per (run, arm, rule): enough for the longest window and the slot
+    # being written; a rule sums the slots its window reads.
+    ring = max(starts_per_window(r.window, width) for r in setup.rules) if n_rules else 1
+    slot_n = np.zeros((runs, k, n_rules, ring))
+    slot_s = np.zeros((runs, k, n_rules, ring))
     quarantined = np.zeros((runs, k), dtype=bool)
     tripped = np.zeros((runs, k, n_rules), dtype=bool)
-    windows = np.array([max(1, round(r.window)) for r in setup.rules])
     metric_of = [r.metric for r in setup.rules]
     starts, ends = episodes(setup)
     to_quarantine = np.full((runs, len(starts)), np.nan)
@@ -195,10 +222,10 @@ def simulate_slo(
             params = setup.segments[segment][1]
             means = setup.objective_means(params)
             violating = setup.violating(params)
-        if step > 0:  # tumbling windows: every arm's data (window or probe) starts afresh
-            fresh = step % windows == 0
-            data_n[..., fresh] = 0.0
-            data_s[..., fresh] = 0.0
+        current = step // width
+        if step % width == 0:  # a new slot: the oldest one in the ring leaves every window
+            slot_n[..., current % ring] = 0.0
+            slot_s[..., current % ring] = 0.0
         law = guarded_law(
             policy.probabilities(stats, None),
             quarantined,
@@ -219,9 +246,10 @@ def simulate_slo(
             reward += weight * observed[metric]
         policy.update_inplace(stats, arms, reward)
         for r, rule in enumerate(guard.rules):
-            data_n[rows, arms, r] += 1.0
-            data_s[rows, arms, r] += rule.observe(observed[metric_of[r]])
-        verdicts = guard.evaluate(data_n, data_s)
+            slot_n[rows, arms, r, current % ring] += 1.0
+            slot_s[rows, arms, r, current % ring] += rule.observe(observed[metric_of[r]])
+        read = reads(setup.rules, width, ring, step)  # (rules, ring)
+        verdicts = guard.evaluate((slot_n * read).sum(axis=-1), (slot_s * read).sum(axis=-1))
         new_q, new_tr = guard.advance(quarantined, tripped, Override.NONE, verdicts)
         trips = new_q & ~quarantined
         recoveries = quarantined & ~new_q
@@ -230,8 +258,8 @@ def simulate_slo(
             true_trips += (trips & really).sum(axis=1)
             false_trips += (trips & ~really).sum(axis=1)
         changed = trips | recoveries
-        data_n[changed] = 0.0
-        data_s[changed] = 0.0
+        slot_n[changed] = 0.0
+        slot_s[changed] = 0.0
         quarantined, tripped = new_q, new_tr
         for e, (at, arm) in enumerate(starts):
             end = next((t for t, a in ends if a == arm and t > at), horizon)

@@ -236,9 +236,16 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def server_processes(
-    count: int, *args: str, env: dict[str, str] | None = None
+    count: int,
+    *args: str,
+    env: dict[str, str] | None = None,
+    each: Sequence[Sequence[str]] = (),
 ) -> Iterator[list[ServerProcess]]:
-    servers = [ServerProcess(*args, env=env) for _ in range(count)]
+    """``count`` server processes with ``args``, the i-th also with ``each[i]`` if given (its
+    own metrics port, say), started together and each waited for until it serves."""
+    servers = [
+        ServerProcess(*args, *(each[i] if i < len(each) else ()), env=env) for i in range(count)
+    ]
     try:
         for server in servers:
             server.start(wait=False)

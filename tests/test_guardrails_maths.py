@@ -41,7 +41,10 @@ from policies.guardrails import (
     draw_guarded_one,
     guarded_law,
     guarded_law_one,
+    slot_width,
+    starts_per_window,
     supports_mean,
+    window_reads,
 )
 
 CP_ERROR = 1e-4
@@ -435,3 +438,36 @@ def test_draw_guarded_one_splits_the_components_exactly() -> None:
     everything = draw_guarded_one(0.5, [0.0, 0.7, 0.3], {1, 2}, shares, 0)
     assert everything == (0, REASON_FALLBACK)
     assert draw_guarded_one(random.Random(1).random(), law, set(), {}, 0) == (None, None)
+
+
+# ------------------------------------------------------------------------ sliding windows
+
+
+@pytest.mark.parametrize(("window", "slot"), [(600, 60), (400, 40), (3600, 60), (95, 9), (10, 1)])
+def test_starts_per_window_counts_every_first_slot_a_window_can_have(
+    window: float, slot: float
+) -> None:
+    """Brute force over a fine grid of times: within any stretch one window long, the first
+    slot the window reads (``window_reads``) takes at most ``starts_per_window`` values."""
+    step = slot / 7
+    times = np.arange(0.0, 4 * window, step)
+    slots = np.arange(-2 * window - slot, 5 * window, slot)
+    first = [float(slots[[window_reads(b, slot, t, window) for b in slots]].min()) for t in times]
+    most = 0
+    for i, t in enumerate(times):
+        within = {first[j] for j in range(i, len(times)) if times[j] <= t + window}
+        most = max(most, len(within))
+    assert most <= starts_per_window(window, slot)
+    assert most >= starts_per_window(window, slot) - 1  # and the bound is not loose by more
+
+
+def test_a_sliding_rule_shares_its_level_among_its_first_slots() -> None:
+    """The service's 10-minute rule in 60 s slots is tested at 0.05 / 11; a rule without
+    slots (a fixed stream) at 0.05."""
+    rule = GuardrailRule("error", "rate", "max", 0.05, window=600)
+    assert slot_width([600, 1200]) == 60 and slot_width([600], highest=30) == 30
+    assert slot_width([5]) == 1
+    (sliding,) = compile_guardrails([rule], METRICS, 2, slot=60).rules
+    (fixed,) = compile_guardrails([rule], METRICS, 2).rules
+    assert sliding.starts == 11 and sliding.alpha == pytest.approx(0.05 / 11)
+    assert fixed.starts == 1 and fixed.alpha == pytest.approx(0.05)

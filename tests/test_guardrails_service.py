@@ -2,22 +2,31 @@
 real gRPC channel, real redis-server and (for the issue's scenario) two server processes.
 
 The scenario (issue 15): arms a and b of equal quality; after 200 decisions b starts failing
-(error = 1 with probability 0.3) under the rule "error rate <= 0.05". Bounds used below:
+(error = 1 with probability 0.3) under the rule "error rate <= 0.05" (window 10 minutes, so
+slots of 60 s and 11 first slots per window: the rule's test runs at level 0.05 / 11, its
+evidence must reach 1 / level = 220; ``policies.guardrails``). Bounds used below:
 
-* Quarantine within 300 of b's rewards. The trip needs the test's evidence against "rate <=
-  0.05" to reach 1/alpha = 20 on b's window; with ~100 clean rewards before the failures,
-  about 60-80 failing rewards do it (``policies.bounded_mean``), plus what arrives during
-  one monitor interval and one refresh.
-* While quarantined, b gets its probe share p = 0.05 of the whole traffic: of 2,000 Routes,
-  Binomial(2000, 0.05) has mean 100 and sd 9.7; the test allows the 1 - 1e-6 quantile.
-* Recovery: with b clean again, the evidence for "rate < 0.05" can reach 20 no sooner than
-  after log(20) / -log(0.95) = 59 all-clean probe rewards; the stated bound is 120 (the prior
-  costs a few, and one monitor interval of probes arrives before the release is written).
-  The new epoch's window starts at the quarantine's ``since``: a decision b was given after
-  it (on a replica that had not yet seen the quarantine) whose failing reward the test sent
-  before it noticed is real evidence against b in that window. With f such failures the
-  verdict needs at least n_f samples, the least n whose critical count
-  (``policies.bounded_mean.critical_sum``) reaches f; the bound is then n_f + (120 - 59).
+* Quarantine within 300 of b's rewards. With ~100 clean rewards before the failures, about
+  100-130 failing rewards take the evidence to 220 (``policies.bounded_mean``), plus what
+  arrives during one monitor interval and one refresh.
+* Every replica obeys within a second: from the quarantine's ``since``, each replica's first
+  Route that answers the quarantined law (b a probe at its share, or a at 1 - share) comes
+  less than a second later (measured; an upper bound, since the test looks only once it has
+  seen the quarantine).
+* While quarantined, b gets its probe share p = 0.05 of each replica's traffic: of 1,000
+  Routes on one replica, the test allows Binomial(1000, 0.05)'s 1e-6 and 1 - 1e-6 quantiles.
+* Recovery: with b clean again, the evidence for "rate < 0.05" can reach 220 no sooner than
+  after log(220) / -log(0.95) = 106 all-clean probe rewards (``fewest_samples_below``); the
+  stated budget is that plus 61 (the prior costs a few, and one monitor interval of probes
+  arrives before the release is written). The new epoch's window starts at the quarantine's
+  ``since``: a decision b was given after it (on a replica that had not yet seen the
+  quarantine) whose failing reward the test sent before it noticed is real evidence against
+  b in that window. With f such failures the verdict needs at least n_f samples, the least n
+  whose critical count (``policies.bounded_mean.critical_sum``) reaches f; the budget is then
+  n_f + 61.
+* The transition is counted once across the replicas (``bandit_router_guardrail_transitions_
+  total``, by the replica whose conditional write won) and every replica's gauge
+  ``bandit_router_arm_quarantined`` says 1 while b is quarantined, 0 once it is released.
 """
 
 from __future__ import annotations
@@ -36,13 +45,18 @@ from bandit_router.route.tokens import parse_unverified
 from bandit_router.v1 import admin_pb2, router_pb2
 from bandit_router.v1 import experiment_pb2 as pb
 from policies.bounded_mean import critical_sum, fewest_samples_below
+from policies.guardrails import starts_per_window
 
-from .servers import RedisServer, ServerProcess, ServerThread, server_processes
+from .servers import RedisServer, ServerProcess, ServerThread, free_port, server_processes
 from .test_controls_helpers import stop_process
+from .test_service_observability import scrape, total
 
 PROBE = 0.05
 TRIP_BUDGET = 300
-RECOVERY_BUDGET = 120
+RECOVERY_SLACK = 61
+#: The scenario rule's level: confidence 0.95 shared among the 11 first slots of a 10-minute
+#: window read in 60 s slots (``policies.guardrails.starts_per_window``).
+LEVEL = 0.05 / starts_per_window(600, 60)
 
 METRICS = [
     pb.MetricSpec(name="quality", kind=pb.METRIC_KIND_BINARY),
@@ -75,10 +89,10 @@ def guarded_experiment(name: str, **fields: object) -> pb.Experiment:
 
 def samples_for_release(failures: int) -> int:
     """The fewest samples with ``failures`` ones among them that can show rate < 0.05 at
-    the rule's level (confidence 0.95): 62 for none (59 without the prior), 149 for one."""
-    n = fewest_samples_below(0.05, 0.05)
+    the rule's level ``LEVEL`` (106 without the prior)."""
+    n = fewest_samples_below(0.05, LEVEL)
     while True:
-        most = critical_sum(n, 0.05, 0.05, "below")  # the most ones n samples may hold
+        most = critical_sum(n, 0.05, LEVEL, "below")  # the most ones n samples may hold
         if most is not None and most >= failures:
             return n
         n += 1
@@ -102,22 +116,45 @@ def audit(client: BanditClient, name: str) -> list[admin_pb2.AuditEntry]:
     return list(response.entries)
 
 
+Replica = tuple[ServerProcess, int]  # a server process and its metrics port
+
+
 @pytest.fixture
-def replicas(redis_server: RedisServer) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def replicas(redis_server: RedisServer) -> Iterator[tuple[Replica, Replica]]:
     redis_server.flush()
     args = ["--redis-url", redis_server.url, "--refresh-interval", "0.05"]
-    with server_processes(2, *args) as (a, b):
-        yield a, b
+    ports = [free_port(), free_port()]
+    each = [["--metrics-address", f"127.0.0.1:{port}"] for port in ports]
+    with server_processes(2, *args, each=each) as (a, b):
+        yield (a, ports[0]), (b, ports[1])
         stop_process(a)
         stop_process(b)
 
 
+def quarantined_law(decision: RouteResult) -> bool:
+    """Does this Route show the quarantine: b as a probe at its share, or a at the rest?"""
+    if decision.arm == "b":
+        return decision.reason == Reason.GUARDRAIL
+    return round(decision.propensity, 12) == 1 - PROBE
+
+
+def gauge_and_transitions(port: int) -> tuple[float, float, float]:
+    """(arm_quarantined{b}, transitions to QUARANTINED, transitions to ACTIVE) on a replica."""
+    samples = scrape(port)
+    labels = {"experiment": "routing", "arm": "b"}
+    return (
+        total(samples, "bandit_router_arm_quarantined", **labels),
+        total(samples, "bandit_router_guardrail_transitions_total", state="quarantined", **labels),
+        total(samples, "bandit_router_guardrail_transitions_total", state="active", **labels),
+    )
+
+
 @pytest.mark.integration
 def test_a_failing_arm_is_quarantined_probed_and_released_on_every_replica(
-    replicas: tuple[ServerProcess, ServerProcess],
+    replicas: tuple[Replica, Replica],
 ) -> None:
     rng = random.Random(15)
-    one, two = replicas
+    (one, one_metrics), (two, two_metrics) = replicas
     with (
         BanditClient(one.target, timeout=5) as on_one,
         BanditClient(two.target, timeout=5) as on_two,
@@ -162,13 +199,22 @@ def test_a_failing_arm_is_quarantined_probed_and_released_on_every_replica(
         in_new_epoch = sum(t >= since - 0.001 for t in failures_at)
         assert "error rate <= 0.05 violated" in status.guardrail.summary
 
-        time.sleep(1.0)  # the guarantee: every replica obeys within a second
-        routes = [clients[i % 2].route("routing") for i in range(2000)]
-        probes = [d for d in routes if d.arm == "b"]
-        assert len(probes) <= binom.ppf(1 - 1e-6, 2000, PROBE)
-        assert len(probes) >= binom.ppf(1e-6, 2000, PROBE)  # the probes do flow
-        assert {(d.reason, round(d.propensity, 12)) for d in probes} == {(Reason.GUARDRAIL, PROBE)}
-        assert {d.reason for d in routes if d.arm == "a"} <= {Reason.EXPLOIT, Reason.EXPLORE}
+        for client in clients:  # the guarantee: every replica obeys within a second
+            while not quarantined_law(client.route("routing")):
+                assert time.time() - since < 1.0, "a replica still routes as before"
+            assert time.time() - since < 1.0
+        for client in clients:
+            routes = [client.route("routing") for _ in range(1000)]
+            probes = [d for d in routes if d.arm == "b"]
+            assert len(probes) <= binom.ppf(1 - 1e-6, 1000, PROBE)
+            assert len(probes) >= binom.ppf(1e-6, 1000, PROBE)  # the probes do flow
+            assert {(d.reason, round(d.propensity, 12)) for d in probes} == {
+                (Reason.GUARDRAIL, PROBE)
+            }
+            assert {d.reason for d in routes if d.arm == "a"} <= {Reason.EXPLOIT, Reason.EXPLORE}
+        counted = [gauge_and_transitions(port) for port in (one_metrics, two_metrics)]
+        assert [gauge for gauge, _, _ in counted] == [1.0, 1.0]
+        assert sum(quarantines for _, quarantines, _ in counted) == 1.0
 
         probe_rewards = 0
         for i in range(20_000):  # b is healthy again: count probe rewards until released
@@ -181,8 +227,12 @@ def test_a_failing_arm_is_quarantined_probed_and_released_on_every_replica(
                 break
         assert arm_states(on_two, "routing")["b"].state == pb.ARM_STATE_ACTIVE
         entries = [e for e in audit(on_one, "routing") if e.principal == "guardrail"]
-        budget = samples_for_release(in_new_epoch) + RECOVERY_BUDGET - samples_for_release(0)
+        budget = samples_for_release(in_new_epoch) + RECOVERY_SLACK
         assert probe_rewards <= budget, (in_new_epoch, [(e.action, e.arguments) for e in entries])
+        time.sleep(0.6)  # the gauges follow each replica's cache (refreshed every 0.05 s)
+        counted = [gauge_and_transitions(port) for port in (one_metrics, two_metrics)]
+        assert [gauge for gauge, _, _ in counted] == [0.0, 0.0]
+        assert sum(releases for _, _, releases in counted) == 1.0
 
         assert [e.action for e in entries][::-1] == ["quarantine", "release"]  # newest first
         for entry in entries:

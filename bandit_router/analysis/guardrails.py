@@ -93,7 +93,7 @@ def windows(
             continue
         target = n if which == "n" else s
         for index in keys[key]:
-            if slot + width > now - rules[index].window:
+            if pure.window_reads(slot, width, now, rules[index].window):
                 target[arm][index] += value
     return {arm: ArmWindows(tuple(n[arm]), tuple(s[arm])) for arm in epochs}, stale
 

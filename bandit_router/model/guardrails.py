@@ -304,11 +304,13 @@ def pure_metric(spec: MetricSpec) -> pure_guardrails.MetricSpec:
 def compile_guardrails(
     rules: Sequence[GuardrailRule], metrics: Mapping[str, MetricSpec], n_arms: int
 ) -> pure_guardrails.Guardrails:
-    """Validated rules, compiled: the reductions and tests the service and simulations share."""
+    """Validated rules, compiled: the reductions and tests the service and simulations share,
+    each rule's level shared among the first slots of its sliding window."""
     return pure_guardrails.compile_guardrails(
         [rule.pure() for rule in rules],
         {name: pure_metric(spec) for name, spec in metrics.items()},
         n_arms,
+        slot=slot_seconds(rules),
     )
 
 
@@ -331,10 +333,11 @@ def validate_guardrails(
             )
 
 
+#: The widest slot in seconds: a long window is read in slots of at most a minute.
+MAX_SLOT_SECONDS = 60.0
+
+
 def slot_seconds(rules: Sequence[GuardrailRule]) -> int:
-    """Width of a window slot in the store: a tenth of the shortest window, between 1 s and
-    60 s, so a window is read as at most ~11 slots and is exact to a tenth of its length."""
-    if not rules:
-        return 1
-    shortest = min(rule.window for rule in rules)
-    return int(min(60.0, max(1.0, shortest // 10)))
+    """Width of a window slot in the store (``policies.guardrails.slot_width``): a tenth of
+    the shortest window, between 1 s and 60 s."""
+    return pure_guardrails.slot_width([rule.window for rule in rules], MAX_SLOT_SECONDS)
