@@ -9,6 +9,13 @@ winner 100, se <= 0.05 sqrt(1/10 + 1/100) = 0.017, so Phi(-2.9) < 0.002 per deci
 smaller gap. Of the last 100 of 400 decisions the winner must take at least 80: the loser's
 expected count is well under 5, and 21 would be a > 5 sd excess (binomial). The per-metric
 statistics in Redis equal the ground truth exactly (the same sums, in the same order).
+
+The same holds for a contextual policy (``lin_ts`` with v = 0.05, the noise's sd, and one
+numeric feature with no effect, uniform in [-1, 1]): its score's sd at x is at most
+0.05 sqrt(x^T P^-1 x) <= 0.05 sqrt(2 / n) for n rewards (the feature's coefficient at most
+doubles the variance), so with 10 and 100 rewards the difference's sd is at most 0.023 and the
+loser is picked with probability Phi(-2.1) < 0.02 per decision: an expected 2 of the last 100,
+and 21 would again be a > 5 sd excess.
 """
 
 from __future__ import annotations
@@ -46,13 +53,17 @@ def client(redis_backed_server: ServerThread) -> Iterator[BanditClient]:
 
 
 def create(client: BanditClient, name: str, weights: dict[str, float], policy: str) -> None:
+    contextual = policy == "lin_ts"
     client.create_experiment(
         pb.Experiment(
             name=name,
             arms=[pb.Arm(name="a"), pb.Arm(name="b")],
-            policy=pb.PolicySpec(name=policy, params={"beta0": 0.0025}),
+            policy=pb.PolicySpec(
+                name=policy, params={"v": 0.05} if contextual else {"beta0": 0.0025}
+            ),
             metrics=METRICS,
             objective=pb.Objective(weights=weights),
+            context_features=[pb.ContextFeature(name="seg")] if contextual else [],
         )
     )
     time.sleep(0.15)
@@ -68,20 +79,22 @@ def reward(
     return response
 
 
+@pytest.mark.parametrize("policy", ["gaussian_thompson", "lin_ts"])
 @pytest.mark.parametrize(
     ("weights", "winner"),
     [({"quality": 1.0}, "a"), ({"quality": 1.0, "cost_usd": -10.0}, "b")],
     ids=["quality", "quality-and-cost"],
 )
 def test_the_policy_learns_the_objective(
-    client: BanditClient, redis_url: str, weights: dict[str, float], winner: str
+    client: BanditClient, redis_url: str, weights: dict[str, float], winner: str, policy: str
 ) -> None:
-    create(client, "obj", weights, "gaussian_thompson")
+    create(client, "obj", weights, policy)
     rng = random.Random(15)
     truth: dict[str, list[float]] = {"a": [], "b": []}
     chosen = []
     for _ in range(ROUNDS):
-        decision = client.route("obj")
+        context = {"seg": rng.uniform(-1.0, 1.0)} if policy == "lin_ts" else None
+        decision = client.route("obj", context=context)
         quality = min(max(rng.gauss(QUALITY[decision.arm], 0.05), 0.0), 1.0)
         metrics = {"quality": quality, "cost_usd": COST[decision.arm], "error": 0.0}
         reward(client, decision.decision_id, metrics)
