@@ -27,7 +27,7 @@ never be violated, or never satisfied, and is refused. The caller keeps, per arm
 n (count) and s (sum of ``Guardrail.observe(value)``), and nothing else.
 
 **The test** (``policies.bounded_mean``): a rule is *violated* when the mixture
-supermartingale against "mean <= theta0" reaches 1 / alpha (alpha = 1 - confidence), and
+supermartingale against "mean <= theta0" reaches 1 / level (the level below), and
 *satisfied* when the mirror one against "mean >= theta0" does; neither before ``min_samples``.
 Both are anytime-valid: on data whose mean is at the boundary, the probability that the
 verdict is ever reached, checked after every observation for ever, is at most the level the
@@ -37,8 +37,8 @@ at alpha / k (``Guardrail.alpha``), k = ``starts_per_window(window, slot)`` the 
 slots its window can have in any stretch of time one window long (11 for a window of ten
 slots), and by a union bound over them an arm whose data sits at the threshold is falsely
 quarantined by the rule with probability at most alpha = 1 - confidence per window of time
-(with R rules, at most R alpha). Windows read whole (``slot`` None: the simulations'
-tumbling windows restart their data, one stream per window) keep k = 1.
+(with R rules, at most R alpha). Without ``slot`` (data that is one stream, such as an
+objective constraint's running sums) k = 1.
 
 **The state machine** (per arm; no clock of its own). The caller passes the data the arm is
 judged on: while ACTIVE, the rule's current window; while QUARANTINED, the probe data
