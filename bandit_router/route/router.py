@@ -152,6 +152,30 @@ class PlainRoute(NamedTuple):
     draws: PredrawnDecisions | LawDraw
 
 
+class _BanditLaw(NamedTuple):
+    """What ``Router._bandit_law`` finds: the law logged, whether burn-in is in force, and
+    for a contextual policy its capped, floored law and its law for the feature vector (both
+    None for a plain policy: the state's, cached in the entry)."""
+
+    law: Mapping[str, float]
+    burning: bool
+    mixed: dict[int, float] | None
+    live: LiveLaw | None
+
+
+def _under_probes(
+    law: Mapping[str, float],
+    rest: float,
+    probes: tuple[tuple[int, float], ...],
+    names: Sequence[str],
+) -> dict[str, float]:
+    """The bandit's ``law`` scaled to its share ``rest``, plus each probe's share."""
+    out = {name: rest * p for name, p in law.items()}
+    for i, share in probes:
+        out[names[i]] = out.get(names[i], 0.0) + share
+    return out
+
+
 #: ``CachedExperiment.route_plan`` for a state whose Routes are never plain.
 NOT_PLAIN: object = object()
 
@@ -447,13 +471,16 @@ class Router:
             presence[i] = 1.0
         fallback = entry.fallback
         arm, reason = draw_guarded_one(self.rng.random(), presence, shares, shares, fallback)
+        rest = 1.0 - math.fsum(shares.values())
         if arm is None:  # the bandit's share: its own decision, its law scaled under the probes
             inner = self._bandit(entry, unit_id, eligible, now, features, relax)
-            rest = 1.0 - math.fsum(shares.values())
-            law = {name: rest * p for name, p in inner.law.items()}
-            for i, share in probes:
-                law[names[i]] = law.get(names[i], 0.0) + share
-            return inner._replace(law=law)
+            return inner._replace(law=_under_probes(inner.law, rest, probes, names))
+        if eligible:  # a probe: the whole law has the bandit's law (not drawn) under the probes
+            bandit_law = self._bandit_law(entry, eligible, features, relax).law
+            law = _under_probes(bandit_law, rest, probes, names)
+            # the arm's probability under the whole procedure: its probe share, plus the
+            # caps' leftover when it is also the fallback arm
+            return _Choice(arm, law[names[arm]], Reason.GUARDRAIL, True, law)
         if arm == fallback and reason == REASON_FALLBACK and fallback in excluded:
             raise FailedPrecondition(
                 "every eligible arm is quarantined or excluded by a constraint, and the "
@@ -486,29 +513,17 @@ class Router:
         experiment = entry.experiment
         index = entry.arm_index
         rng = self.rng
-        burning = experiment.burn_in > 0 and in_burn_in_one(
-            entry.decisions, eligible, experiment.burn_in
-        )
-        caps = experiment.cap_of
-        fallback = None if relax else entry.cap_fallback
-        contextual = entry.contextual
         mixed: dict[int, float] | None = None  # plain: the state's, computed once per refresh
         live: LiveLaw | None = None  # contextual: the policy's law for this feature vector
-        if contextual is not None:
-            # The policy's law for this feature vector (exact, from the prepared model) takes
-            # the place of the state's; holdout, burn-in and floor are the same.
-            if features is None:
-                raise ValueError("a contextual experiment's Route needs its features")
-            live = contextual.live(features.x, eligible)
-            floored = floor_probabilities_one(live.law, eligible, experiment.exploration_floor)
-            if caps:
-                floored = cap_probabilities_one(floored, eligible, caps, fallback)
-                mixed = capped_part(floored, eligible, fallback)
-            else:
-                mixed = {i: floored[i] for i in eligible}
-            law = whole_law(experiment, index, eligible, burning, mixed, fallback)
+        if entry.contextual is None:  # ``_bandit_law``, inlined for plain policies
+            burning = experiment.burn_in > 0 and in_burn_in_one(
+                entry.decisions, eligible, experiment.burn_in
+            )
+            law: Mapping[str, float] = entry.decision_law(eligible, burning, relax)
         else:
-            law = entry.decision_law(eligible, burning, relax)
+            law, burning, mixed, live = self._bandit_law(entry, eligible, features, relax)
+        caps = experiment.cap_of
+        fallback = None if relax else entry.cap_fallback
         if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
             control = index.get(experiment.holdout_control_arm)
             if control is not None and control in eligible:
@@ -552,6 +567,38 @@ class Router:
             reason = Reason.FALLBACK
         choice = _Choice(arm, probabilities[arm], reason, True, law)
         return self._remember(entry, unit_id, now, choice)
+
+    def _bandit_law(
+        self,
+        entry: CachedExperiment,
+        eligible: tuple[int, ...],
+        features: _Features | None,
+        relax: bool,
+    ) -> _BanditLaw:
+        """The law ``_bandit`` draws from and logs (holdout, burn-in, floor, caps and their
+        leftover), without drawing."""
+        experiment = entry.experiment
+        burning = experiment.burn_in > 0 and in_burn_in_one(
+            entry.decisions, eligible, experiment.burn_in
+        )
+        contextual = entry.contextual
+        if contextual is None:
+            return _BanditLaw(entry.decision_law(eligible, burning, relax), burning, None, None)
+        # The policy's law for this feature vector (exact, from the prepared model) takes the
+        # place of the state's; holdout, burn-in and floor are the same.
+        if features is None:
+            raise ValueError("a contextual experiment's Route needs its features")
+        caps = experiment.cap_of
+        fallback = None if relax else entry.cap_fallback
+        live = contextual.live(features.x, eligible)
+        floored = floor_probabilities_one(live.law, eligible, experiment.exploration_floor)
+        if caps:
+            floored = cap_probabilities_one(floored, eligible, caps, fallback)
+            mixed = capped_part(floored, eligible, fallback)
+        else:
+            mixed = {i: floored[i] for i in eligible}
+        law = whole_law(experiment, entry.arm_index, eligible, burning, mixed, fallback)
+        return _BanditLaw(law, burning, mixed, live)
 
     def _remember(
         self, entry: CachedExperiment, unit_id: str, now: float, choice: _Choice
