@@ -27,6 +27,7 @@ from policies.contextual import (
     PreparedModel,
 )
 from policies.controls import (
+    cap_leftover,
     cap_probabilities,
     cap_probabilities_one,
     check_floor,
@@ -85,6 +86,7 @@ __all__ = [
     "Stats",
     "ThompsonSampling",
     "TopTwoThompsonSampling",
+    "cap_leftover",
     "cap_probabilities",
     "cap_probabilities_one",
     "check_floor",

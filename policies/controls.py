@@ -10,9 +10,16 @@ eligible arms, so every arm gets a first look before the policy's preferences ki
 Caps c (``max_share``): the law (floored policy, or burn-in's uniform) is capped arm by arm
 and the excess redistributed among the uncapped arms in proportion to their probabilities
 (uniformly when they have none), repeated until no arm exceeds its cap ("water filling").
-When every eligible arm is capped and the caps sum below 1 (some arms excluded or disabled),
-no law respects them all: the caps are relaxed in proportion, q = c / sum(c). Sampling the
-capped law needs its propensities (a categorical draw), unlike the floor.
+When every eligible arm is capped and the caps sum below 1 (the others excluded by the
+request, quarantined or excluded by an objective constraint), no law over the eligible arms
+respects them all: every eligible arm gets exactly its cap and the leftover
+m = 1 - sum(caps) goes to the experiment's fallback arm (``fallback``: eligible or not, it
+serves m on top of its own share). A decision is then drawn from that whole law with one
+uniform: below 1 - m the bandit's own (capped) decision, above it the fallback
+(``REASON_FALLBACK``). The caller passes ``fallback=None`` when the fallback arm cannot
+serve the decision (the request excludes it, or it is disabled); then, and only then, the
+caps are relaxed in proportion, q = c / sum(c). Sampling the capped law needs its
+propensities (a categorical draw), unlike the floor.
 """
 
 from __future__ import annotations
@@ -80,15 +87,40 @@ def floor_probabilities_one(
 
 
 MAX_SHARE_FIELD = "max_share"
+#: Caps whose sum is within this of 1 leave nothing over (the experiment's validation
+#: accepts caps summing to 1 - 1e-12 for caps written as decimals).
+CAP_SLACK = 1e-12
+
+
+def cap_leftover(eligible: Sequence[int], caps: Mapping[int, float]) -> float:
+    """The traffic no eligible arm may take: m = 1 - sum of their caps when every eligible
+    arm is capped and the caps sum below 1 (by more than ``CAP_SLACK``), else 0.
+
+    It does not depend on the policy's law: when it is positive every eligible arm is at its
+    cap, whatever the policy says."""
+    total = 0.0
+    for i in eligible:
+        cap = caps.get(i)
+        if cap is None:
+            return 0.0
+        total += cap
+    leftover = 1.0 - total
+    return leftover if eligible and leftover > CAP_SLACK else 0.0
 
 
 def cap_probabilities_one(
-    probs: Sequence[float], eligible: Sequence[int], caps: Mapping[int, float]
+    probs: Sequence[float],
+    eligible: Sequence[int],
+    caps: Mapping[int, float],
+    fallback: int | None = None,
 ) -> tuple[float, ...]:
     """``probs`` (a law over ``eligible``) with each capped arm at most its cap, the excess
     redistributed in proportion among the other eligible arms (module docstring).
 
-    Ineligible arms keep probability 0. The result sums to 1 over ``eligible``.
+    Arms other than the eligible ones and ``fallback`` get probability 0. When every
+    eligible arm is capped and the caps sum below 1, ``fallback`` gets the leftover
+    (``cap_leftover``) on top of its own share; with ``fallback=None`` the caps are relaxed in
+    proportion instead. The result sums to 1.
     """
     out = [0.0] * len(probs)
     capped = {i: caps[i] for i in eligible if i in caps}
@@ -100,9 +132,15 @@ def cap_probabilities_one(
     free = list(eligible)
     while True:
         mass = 1.0 - sum(fixed.values())
-        if not free:  # every eligible arm is at its cap and they sum below 1: relax them
+        if not free:  # every eligible arm is at its cap and they sum below 1
             total = sum(fixed.values())
-            for i, c in fixed.items():
+            leftover = 1.0 - total
+            if fallback is not None and leftover > CAP_SLACK:  # the fallback serves the rest
+                for i, c in fixed.items():
+                    out[i] = c
+                out[fallback] += leftover
+                return tuple(out)
+            for i, c in fixed.items():  # no fallback may serve: relax them in proportion
                 out[i] = c / total
             return tuple(out)
         weight = sum(probs[i] for i in free)
@@ -124,9 +162,13 @@ def cap_probabilities_one(
 
 
 def cap_probabilities(
-    probs: FloatArray, eligible: BoolArray | None, caps: Mapping[int, float]
+    probs: FloatArray,
+    eligible: BoolArray | None,
+    caps: Mapping[int, float],
+    fallback: int | None = None,
 ) -> FloatArray:
-    """``cap_probabilities_one`` row by row over a batch of laws.
+    """``cap_probabilities_one`` row by row over a batch of laws (``fallback`` the same for
+    every row: None where it may not serve, and the caps are relaxed).
 
     Rows are independent, so this loops in Python: it serves analyses (promotion), not the
     live path.
@@ -140,7 +182,7 @@ def cap_probabilities(
     out = np.empty_like(flat)
     for row in range(flat.shape[0]):
         chosen = np.flatnonzero(flat_mask[row]).tolist()
-        out[row] = cap_probabilities_one(flat[row].tolist(), chosen, caps)
+        out[row] = cap_probabilities_one(flat[row].tolist(), chosen, caps, fallback)
     return out.reshape(probs.shape)
 
 

@@ -140,7 +140,8 @@ def test_capped_law_is_drawn_and_logged(burn_in: int) -> None:
     """Traffic caps (max_share): the floored policy law (or burn-in's uniform) with b capped
     at 0.2 and the excess spread over the others in proportion; the arms drawn follow the
     logged law (chi-square at level 1e-6), with and without an exclusion. Excluding the one
-    uncapped arm leaves caps summing below 1: they are relaxed in proportion (c / sum c)."""
+    uncapped arm leaves caps summing below 1; it is also the fallback arm (the first), which
+    cannot take the leftover, so the caps are relaxed in proportion (c / sum c)."""
     from bandit_router.route.router import Router
 
     caps = {"b": 0.2, "d": 0.3, "c": 0.35}
@@ -161,7 +162,7 @@ def test_capped_law_is_drawn_and_logged(burn_in: int) -> None:
                 for arm, c in caps.items()
                 if names.index(arm) in eligible
             )
-        else:  # b, c, d capped, caps sum to 0.85: relaxed in proportion
+        else:  # b, c, d capped, caps sum to 0.85, fallback a excluded: relaxed
             for arm, c in caps.items():
                 assert expected[names.index(arm)] == pytest.approx(c / 0.85, abs=1e-12)
         if burn_in == 0 and not excluded:
@@ -180,3 +181,124 @@ def test_capped_law_is_drawn_and_logged(burn_in: int) -> None:
         assert all(choice.propensity == law[names[choice.arm]] for choice in choices[:200])
         counts: Counter[int] = Counter(choice.arm for choice in choices)
         assert chi_square_p(counts, expected, DRAWS) > LEVEL, (excluded, counts, expected)
+
+
+@pytest.mark.parametrize("burn_in", [0, 1000])
+def test_caps_leave_the_fallback_arm_what_they_cannot_take(burn_in: int) -> None:
+    """A request excluding the one uncapped arm a leaves b, c, d capped at 0.2, 0.35, 0.3:
+    m = 0.15 goes to the fallback arm c (REASON_FALLBACK). The whole law is b 0.2, c 0.5,
+    d 0.3 whatever the policy (or burn-in) says; the arms drawn follow it (chi-square at level
+    1e-6), every decision answers and logs its arm's probability under it, and the number of
+    FALLBACK decisions is Binomial(DRAWS, 0.15): within z = 5 standard deviations (two-sided
+    level 6e-7). A request that also excludes c relaxes the caps in proportion (c / sum c)."""
+    from bandit_router.route.router import Reason, Router
+
+    caps = {"b": 0.2, "c": 0.35, "d": 0.3}
+    entry = entry_for("thompson", {}, floor=0.05, max_share=caps, burn_in=burn_in, fallback_arm="c")
+    names = entry.experiment.arm_names
+    router = Router.__new__(Router)
+    router.rng = random.Random(1515)
+    router.sticky = None
+    choices = [router.choose(entry, "", frozenset({0}), 0.0) for _ in range(DRAWS)]
+    whole = {"b": 0.2, "c": 0.5, "d": 0.3}
+    for choice in choices:
+        assert choice.law.keys() == whole.keys()
+        assert all(choice.law[arm] == pytest.approx(p, abs=1e-12) for arm, p in whole.items())
+        assert choice.propensity == choice.law[names[choice.arm]]
+    counts: Counter[int] = Counter(choice.arm for choice in choices)
+    expected = {names.index(arm): p for arm, p in whole.items()}
+    assert chi_square_p(counts, expected, DRAWS) > LEVEL, counts
+    fallbacks = sum(1 for choice in choices if choice.reason is Reason.FALLBACK)
+    assert abs(fallbacks - DRAWS * 0.15) <= 5.0 * (DRAWS * 0.15 * 0.85) ** 0.5, fallbacks
+    assert all(choice.arm == 2 for choice in choices if choice.reason is Reason.FALLBACK)
+    usual = {Reason.BURN_IN} if burn_in else {Reason.EXPLORE, Reason.EXPLOIT}
+    assert {c.reason for c in choices if c.reason is not Reason.FALLBACK} <= usual
+
+    relaxed = [router.choose(entry, "", frozenset({0, 2}), 0.0) for _ in range(2000)]
+    for choice in relaxed:
+        assert choice.reason is not Reason.FALLBACK
+        assert choice.law["b"] == pytest.approx(0.2 / 0.5, abs=1e-12)
+        assert choice.law["d"] == pytest.approx(0.3 / 0.5, abs=1e-12)
+        assert choice.propensity == choice.law[names[choice.arm]]
+
+
+def test_a_contextual_policy_leaves_the_fallback_arm_what_the_caps_cannot_take() -> None:
+    """The same law for a contextual policy (lin_ts, its law for this feature vector): the
+    request excludes the uncapped arm a, so b, c, d get exactly their caps and the fallback
+    arm c the leftover 0.15 with REASON_FALLBACK (binomial bound at z = 5)."""
+    from bandit_router.model.experiments import ContextFeature
+    from bandit_router.route.router import Reason, Router, _Features
+
+    experiment = Experiment(
+        name="ctxlaw",
+        arms=tuple(Arm(a) for a in ("a", "b", "c", "d")),
+        policy=PolicySpec("lin_ts", {}),
+        context_features=(ContextFeature("x"),),
+        max_share={"b": 0.2, "c": 0.35, "d": 0.3},
+        fallback_arm="c",
+    ).validated()
+    entry = CachedExperiment.build(ExperimentState(experiment, {}))
+    assert entry.space is not None
+    features = _Features(entry.space.build({"x": 0.7}, {}), {})
+    router = Router.__new__(Router)
+    router.rng = random.Random(77)
+    router.sticky = None
+    draws = 20_000
+    choices = [router.choose(entry, "", frozenset({0}), 0.0, features) for _ in range(draws)]
+    whole = {"b": 0.2, "c": 0.5, "d": 0.3}
+    names = experiment.arm_names
+    for choice in choices[:500]:
+        assert choice.law == pytest.approx(whole, abs=1e-12)
+        assert choice.propensity == pytest.approx(whole[names[choice.arm]], abs=1e-12)
+    counts: Counter[int] = Counter(choice.arm for choice in choices)
+    expected = {names.index(arm): p for arm, p in whole.items()}
+    assert chi_square_p(counts, expected, draws) > LEVEL, counts
+    fallbacks = sum(1 for choice in choices if choice.reason is Reason.FALLBACK)
+    assert abs(fallbacks - draws * 0.15) <= 5.0 * (draws * 0.15 * 0.85) ** 0.5, fallbacks
+
+
+def test_probes_and_caps_together_keep_the_leftover_for_the_fallback() -> None:
+    """a is quarantined with a probe share of 0.05 and is the fallback arm; b, c, d (capped at
+    0.2, 0.35, 0.3) are the bandit's, and its share 0.95 is itself capped with its leftover
+    0.15 to a. The whole law: a 0.05 + 0.95 x 0.15, b 0.95 x 0.2, c 0.95 x 0.35,
+    d 0.95 x 0.3; the arms drawn follow it (chi-square at level 1e-6), probes are
+    Binomial(DRAWS, 0.05) and fallbacks Binomial(DRAWS, 0.1425) (z = 5). A probe answers its
+    whole-procedure probability, the bandit's decisions (the fallback's included) their
+    probability within the bandit's share, as every bandit decision under probes does."""
+    from bandit_router.model.experiments import ArmState
+    from bandit_router.model.guardrails import GuardrailRule, Statistic
+    from bandit_router.model.metrics import MetricKind, MetricSpec
+    from bandit_router.route.router import Reason, Router
+
+    experiment = Experiment(
+        name="guardcaps",
+        arms=(Arm("a", state=ArmState.QUARANTINED), Arm("b"), Arm("c"), Arm("d")),
+        policy=PolicySpec("thompson", {}),
+        max_share={"b": 0.2, "c": 0.35, "d": 0.3},
+        metrics=(MetricSpec("error", MetricKind.BINARY),),
+        guardrails=(GuardrailRule("error", Statistic.RATE, max=0.05, probe_share=0.05),),
+        fallback_arm="a",
+    ).validated()
+    entry = CachedExperiment.build(ExperimentState(experiment, {}))
+    assert entry.probes == ((0, 0.05),) and entry.active == (1, 2, 3)
+    router = Router.__new__(Router)
+    router.rng = random.Random(99)
+    router.sticky = None
+    choices = [router.choose(entry, "", frozenset(), 0.0) for _ in range(DRAWS)]
+    whole = {"a": 0.05 + 0.95 * 0.15, "b": 0.95 * 0.2, "c": 0.95 * 0.35, "d": 0.95 * 0.3}
+    bandit = {"a": 0.15, "b": 0.2, "c": 0.35, "d": 0.3}
+    names = experiment.arm_names
+    for choice in choices:
+        assert choice.law == pytest.approx(whole, abs=1e-12)
+        arm = names[choice.arm]
+        if choice.reason is Reason.GUARDRAIL:
+            assert arm == "a" and choice.propensity == pytest.approx(whole["a"], abs=1e-12)
+        else:
+            assert choice.propensity == pytest.approx(bandit[arm], abs=1e-12)
+    counts: Counter[int] = Counter(choice.arm for choice in choices)
+    expected = {names.index(arm): p for arm, p in whole.items()}
+    assert chi_square_p(counts, expected, DRAWS) > LEVEL, counts
+    reasons = Counter(choice.reason for choice in choices)
+    for reason, p in ((Reason.GUARDRAIL, 0.05), (Reason.FALLBACK, 0.95 * 0.15)):
+        assert abs(reasons[reason] - DRAWS * p) <= 5.0 * (DRAWS * p * (1 - p)) ** 0.5, reasons
+    assert all(names[c.arm] == "a" for c in choices if c.reason is Reason.FALLBACK)

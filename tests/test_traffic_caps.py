@@ -6,6 +6,11 @@ the state is constant (no rewards), so the 5,000 decisions are i.i.d.: a's count
 Binomial(5000, 0.2), and for every arm the count minus 5000 x its logged probability is a
 sum of centred Bernoullis with variance 5000 q (1 - q). Both are checked at z = 5 (two-sided
 level 6e-7); the logged probability of ``a`` is exactly the cap.
+
+When the arms left eligible are all capped and their caps sum to 1 - m < 1 (the others
+quarantined or excluded by the request), the fallback arm serves m with REASON_FALLBACK: the
+number of FALLBACK decisions is Binomial(ROUTES, m), checked at the same z, and every
+decision answers and logs its arm's exact probability under the whole law.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bandit_router.client import BanditClient
+from bandit_router.client import BanditClient, Reason, RouteResult
 from bandit_router.errors import InvalidArgument
 from bandit_router.operations.experiment_files import experiment_to_mapping, experiments_from_text
 from bandit_router.v1 import experiment_pb2 as pb
@@ -68,6 +73,91 @@ def test_a_capped_best_arm_gets_its_cap_and_the_log_says_so(client: BanditClient
     assert all(records[d.decision_id].probabilities_complete for d in decisions)
     shown = client.get_experiment("caps").experiment.exploration.max_share
     assert dict(shown) == {"a": CAP}
+
+
+def capped_with_fallback(name: str, **fields: object) -> pb.Experiment:
+    """Arms a (uncapped, the best by its prior), b, c, d capped at 0.2, 0.3, 0.25."""
+    return pb.Experiment(
+        name=name,
+        arms=[
+            pb.Arm(name="a", prior_n=200, prior_sum=180),
+            pb.Arm(name="b", prior_n=200, prior_sum=100),
+            pb.Arm(name="c", prior_n=200, prior_sum=90),
+            pb.Arm(name="d", prior_n=200, prior_sum=120),
+        ],
+        policy=pb.PolicySpec(name="thompson"),
+        exploration=pb.ExplorationControls(max_share={"b": 0.2, "c": 0.3, "d": 0.25}),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def check_fallback_share(
+    client: BanditClient,
+    name: str,
+    routes: list[RouteResult],
+    whole: dict[str, float],
+    fallback: str,
+    leftover: float,
+) -> None:
+    """FALLBACK decisions serve ``fallback`` in Binomial(ROUTES, leftover) of the Routes (z =
+    5); every decision's propensity, and every record's probabilities, are the whole law."""
+    fallbacks = [d for d in routes if d.reason is Reason.FALLBACK]
+    bound = Z * math.sqrt(ROUTES * leftover * (1 - leftover))
+    assert abs(len(fallbacks) - ROUTES * leftover) <= bound, len(fallbacks)
+    assert {d.arm for d in fallbacks} == {fallback}
+    others = {d.reason for d in routes if d.reason is not Reason.FALLBACK}
+    assert others <= {Reason.EXPLORE, Reason.EXPLOIT}, others
+    counts = Counter(d.arm for d in routes)
+    for arm, p in whole.items():
+        assert abs(counts[arm] - ROUTES * p) <= Z * math.sqrt(ROUTES * p * (1 - p)), counts
+    for d in routes:
+        assert d.propensity == pytest.approx(whole[d.arm], abs=1e-12)
+    time.sleep(0.3)  # the recorder's flush
+    records = {r.decision_id: r for r in client.export_decisions(name)}
+    for d in routes:
+        record = records[d.decision_id]
+        assert record.probabilities_complete
+        assert dict(record.probabilities) == pytest.approx(whole, abs=1e-12)
+
+
+def test_quarantine_leaving_only_capped_arms_sends_the_rest_to_the_fallback(
+    client: BanditClient,
+) -> None:
+    """a is forced into quarantine (no probes): b, c, d are eligible, capped at 0.2, 0.3, 0.25,
+    and leave m = 0.25 to the fallback arm a, which serves it although quarantined (as it
+    serves when no arm is eligible)."""
+    client.create_experiment(
+        capped_with_fallback(
+            "capfall-q",
+            metrics=[pb.MetricSpec(name="error", kind=pb.METRIC_KIND_BINARY)],
+            guardrails=[
+                pb.GuardrailRule(metric="error", statistic=pb.GUARDRAIL_STATISTIC_RATE, max=0.05)
+            ],
+            fallback_arm="a",
+        )
+    )
+    client.set_guardrail_override("capfall-q", "a", "force_quarantine", reason="outage")
+    time.sleep(0.15)  # two cache refreshes
+    decisions = [client.route("capfall-q") for _ in range(ROUTES)]
+    whole = {"a": 0.25, "b": 0.2, "c": 0.3, "d": 0.25}
+    check_fallback_share(client, "capfall-q", decisions, whole, "a", 0.25)
+
+
+def test_an_exclusion_leaving_only_capped_arms_sends_the_rest_to_the_fallback(
+    client: BanditClient,
+) -> None:
+    """Excluding a leaves b, c, d: m = 0.25 goes to the fallback arm c on top of its cap, so c
+    is served with probability 0.55. Excluding c as well leaves no fallback that may serve:
+    b and d get their caps relaxed in proportion, never FALLBACK."""
+    client.create_experiment(capped_with_fallback("capfall-x", fallback_arm="c"))
+    time.sleep(0.15)
+    decisions = [client.route("capfall-x", excluded_arms=["a"]) for _ in range(ROUTES)]
+    whole = {"b": 0.2, "c": 0.55, "d": 0.25}
+    check_fallback_share(client, "capfall-x", decisions, whole, "c", 0.25)
+    relaxed = [client.route("capfall-x", excluded_arms=["a", "c"]) for _ in range(500)]
+    assert all(d.reason is not Reason.FALLBACK for d in relaxed)
+    shares = {"b": 0.2 / 0.45, "d": 0.25 / 0.45}
+    assert all(d.propensity == pytest.approx(shares[d.arm], abs=1e-12) for d in relaxed)
 
 
 def test_files_declare_caps_and_name_a_bad_one() -> None:

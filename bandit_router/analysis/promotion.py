@@ -204,7 +204,12 @@ def _with_holdout(experiment: Experiment, arm_names: Sequence[str], law: FloatAr
     if experiment.max_share:
         position = {name: i for i, name in enumerate(arm_names)}
         caps = {position[a]: c for a, c in experiment.max_share.items() if a in position}
-        law = cap_probabilities(law, active, caps)
+        # caps leaving traffic over go to the fallback arm, as Route sends it (relaxed in
+        # proportion when that arm is disabled or absent: ``policies.controls``)
+        fallback_name = experiment.arm_names[experiment.fallback_index]
+        enabled = {arm.name for arm in experiment.arms if arm.enabled}
+        fallback = position.get(fallback_name) if fallback_name in enabled else None
+        law = cap_probabilities(law, active, caps, fallback)
     share = experiment.holdout_share
     if share > 0.0:
         control = experiment.holdout_control_arm

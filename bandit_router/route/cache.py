@@ -38,7 +38,7 @@ from policies import (
     Stats,
 )
 from policies.contextual import pick_from_law
-from policies.controls import cap_probabilities_one, floor_probabilities_one
+from policies.controls import cap_leftover, cap_probabilities_one, floor_probabilities_one
 
 if TYPE_CHECKING:
     from bandit_router.telemetry.metrics import Metrics
@@ -137,35 +137,78 @@ class ContextualState:
         )
 
 
-def burn_in_law(experiment: Experiment, eligible: tuple[int, ...]) -> dict[int, float]:
-    """Burn-in's law: uniform over the eligible arms, capped by ``max_share``."""
+def capped_part(
+    law: Sequence[float], eligible: tuple[int, ...], fallback: int | None
+) -> dict[int, float]:
+    """A capped law (``cap_probabilities_one``) as a mapping: every eligible arm, then the
+    fallback arm when it is not eligible and serves the caps' leftover."""
+    part = {i: law[i] for i in eligible}
+    if fallback is not None and fallback not in part and law[fallback] > 0.0:
+        part[fallback] = law[fallback]
+    return part
+
+
+def burn_in_law(
+    experiment: Experiment, eligible: tuple[int, ...], fallback: int | None = None
+) -> dict[int, float]:
+    """Burn-in's law: uniform over the eligible arms, capped by ``max_share`` (the leftover of
+    caps summing below 1 to ``fallback``, or relaxed without one: ``policies.controls``)."""
     uniform = 1.0 / len(eligible)
     caps = experiment.cap_of
     if not caps:
         return dict.fromkeys(eligible, uniform)
     capped = cap_probabilities_one(
-        [uniform if i in eligible else 0.0 for i in range(len(experiment.arms))], eligible, caps
+        [uniform if i in eligible else 0.0 for i in range(len(experiment.arms))],
+        eligible,
+        caps,
+        fallback,
     )
-    return {i: capped[i] for i in eligible}
+    return capped_part(capped, eligible, fallback)
 
 
 class LawDraw:
     """Draws (arm, explored) from an explicit law by inverting its cumulative distribution:
     one uniform and a bisection per decision. Capped experiments decide with it, since the
-    capped law is not a mixture the policy can sample on its own (``policies.controls``)."""
+    capped law is not a mixture the policy can sample on its own (``policies.controls``).
 
-    __slots__ = ("_arms", "_cumulative", "_explored")
+    ``fallback`` = (arm, m): the leftover of caps summing below 1, a last segment of mass m
+    after the bandit's ``law`` (which then sums to 1 - m); ``decide`` says when the uniform
+    fell in it (a ``REASON_FALLBACK`` decision). ``pick`` and ``draw`` ignore the distinction
+    (the plain Route path, which never has a leftover)."""
 
-    def __init__(self, law: dict[int, float], explored: dict[int, bool]) -> None:
+    __slots__ = ("_arms", "_cumulative", "_explored", "_fallback_at")
+
+    def __init__(
+        self,
+        law: Mapping[int, float],
+        explored: Mapping[int, bool],
+        fallback: tuple[int, float] | None = None,
+    ) -> None:
         arms = [i for i, p in law.items() if p > 0.0]
         total = 0.0
         cumulative = []
         for i in arms:
             total += law[i]
             cumulative.append(total)
+        self._fallback_at = -1
+        if fallback is not None and fallback[1] > 0.0:
+            self._fallback_at = len(arms)
+            arms.append(fallback[0])
+            cumulative.append(total + fallback[1])
         self._arms = tuple(arms)
         self._cumulative = tuple(cumulative)
         self._explored = explored
+
+    def decide(self, rng: random.Random) -> tuple[int, bool, bool]:
+        """(arm, explored, fallback) from one uniform: ``fallback`` when the uniform fell in
+        the leftover's segment (then ``explored`` is False)."""
+        arms = self._arms
+        position = bisect.bisect_right(self._cumulative, rng.random() * self._cumulative[-1])
+        position = min(position, len(arms) - 1)
+        arm = arms[position]
+        if position == self._fallback_at:
+            return arm, False, True
+        return arm, self._explored.get(arm, False), False
 
     def pick(self, rng: random.Random) -> int:
         """One arm of the law."""
@@ -180,26 +223,47 @@ class LawDraw:
         return arm, self._explored[arm]
 
 
+def capped_law_draw(
+    law: Mapping[int, float],
+    eligible: tuple[int, ...],
+    caps: Mapping[int, float],
+    fallback: int | None,
+    explored: Mapping[int, bool],
+) -> LawDraw:
+    """The sampler of a capped law (``law``, from ``cap_probabilities_one`` with this
+    ``fallback``): when the eligible arms' caps leave a leftover m for the fallback arm, the
+    bandit's part is the caps themselves and the fallback a segment of its own, so a draw
+    knows whether it was the fallback's (``LawDraw.decide``)."""
+    leftover = 0.0 if fallback is None else cap_leftover(eligible, caps)
+    if leftover > 0.0:
+        assert fallback is not None
+        return LawDraw({i: caps[i] for i in eligible}, explored, (fallback, leftover))
+    return LawDraw(law, explored)
+
+
 def whole_law(
     experiment: Experiment,
     arm_index: dict[str, int],
     eligible: tuple[int, ...],
     burning: bool,
     mixed: dict[int, float],
+    fallback: int | None = None,
 ) -> dict[str, float]:
     """P(arm) under the whole random part of Route (see ``CachedExperiment.decision_law``):
-    h q(arm) + (1 - h) r(arm), with r uniform in burn-in (capped by ``max_share``) and
-    ``mixed`` (the floored, capped policy's law) otherwise."""
+    h q(arm) + (1 - h) r(arm), with r uniform in burn-in (capped by ``max_share``, the caps'
+    leftover to ``fallback``) and ``mixed`` (the floored, capped policy's law, the fallback
+    arm included when it serves a leftover) otherwise."""
     share = experiment.holdout_share
     uniform = 1.0 / len(eligible)
-    after = burn_in_law(experiment, eligible) if burning else mixed
+    after = burn_in_law(experiment, eligible, fallback) if burning else mixed
     control = arm_index.get(experiment.holdout_control_arm)
     if control is not None and control in eligible:
         held = {i: 1.0 if i == control else 0.0 for i in eligible}
     else:
         held = dict.fromkeys(eligible, uniform)
     names = experiment.arm_names
-    return {names[i]: share * held[i] + (1.0 - share) * after[i] for i in eligible}
+    # ``after`` covers the eligible arms, and the fallback arm (last) if it takes a leftover
+    return {names[i]: share * held.get(i, 0.0) + (1.0 - share) * p for i, p in after.items()}
 
 
 @dataclass
@@ -220,9 +284,9 @@ class CachedExperiment:
     )
     _mixed: dict[tuple[int, ...], dict[int, float]] = field(default_factory=dict)
     _named: dict[tuple[int, ...], dict[str, float]] = field(default_factory=dict)
-    _laws: dict[tuple[tuple[int, ...], bool], dict[str, float]] = field(default_factory=dict)
+    _laws: dict[tuple[tuple[int, ...], bool, bool], dict[str, float]] = field(default_factory=dict)
     _certain: dict[int, dict[str, float]] = field(default_factory=dict)
-    _capped_draws: dict[tuple[tuple[int, ...], bool], LawDraw] = field(default_factory=dict)
+    _capped_draws: dict[tuple[tuple[int, ...], bool, bool], LawDraw] = field(default_factory=dict)
     #: The router's precomputed plain-route plan for this state (``router.PlainRoute``), or
     #: None until built; reset whenever something it was built from changes.
     route_plan: object | None = None
@@ -241,6 +305,10 @@ class CachedExperiment:
     probes: tuple[tuple[int, float], ...] = ()
     fallback: int = 0
     constrained: Mapping[int, str] = field(default_factory=dict)
+    #: Capped experiments: the arm that serves the leftover of caps summing below 1
+    #: (``fallback_arm``, whatever its guardrail state), or None when it is disabled (then
+    #: the caps are relaxed: ``policies.controls``). None without caps.
+    cap_fallback: int | None = None
     #: Experiments with metrics: (arm, metric) -> (count, sum) of the declared metrics,
     #: from the same read as the rest (the per-metric gauges show them).
     metric_sums: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
@@ -283,6 +351,11 @@ class CachedExperiment:
             probes=() if view is None else view.probes,
             fallback=0 if view is None else view.fallback,
             constrained={} if view is None else view.constrained,
+            cap_fallback=(
+                experiment.fallback_index
+                if experiment.cap_of and experiment.arms[experiment.fallback_index].enabled
+                else None
+            ),
             metric_sums={
                 (arm, spec.name): (
                     state.arm_stat(arm, f"m:{spec.name}:count"),
@@ -312,40 +385,57 @@ class CachedExperiment:
             self._propensities.popitem(last=False)
         return result
 
-    def mixed_propensities(self, eligible: tuple[int, ...]) -> dict[int, float]:
+    def mixed_propensities(
+        self, eligible: tuple[int, ...], relax: bool = False
+    ) -> dict[int, float]:
         """Propensities with the exploration floor mixed in: f + (1 - K f) p, per eligible arm,
         then capped by ``max_share`` when the experiment declares caps.
 
         Uncapped, with probability K f the router picks uniformly, otherwise it asks the
         policy, so this is exactly the law of the routed arm (``policies.controls``); capped,
-        the router draws from this law itself (``capped_draw``).
+        the router draws from this law itself (``capped_draw``). When the eligible arms are
+        all capped and their caps sum below 1, the leftover goes to ``cap_fallback`` (a key of
+        its own if it is not eligible), unless ``relax`` (the request excludes the fallback
+        arm): then the caps are relaxed, and nothing is cached (a rare request).
         """
-        cached = self._mixed.get(eligible)
+        cached = None if relax else self._mixed.get(eligible)
         if cached is None:
             floored = floor_probabilities_one(
                 self.propensities(eligible), eligible, self.experiment.exploration_floor
             )
             caps = self.experiment.cap_of
+            fallback = None if relax else self.cap_fallback
             if caps:  # max_share: the floored law capped, excess to the uncapped arms
-                floored = cap_probabilities_one(floored, eligible, caps)
-            cached = {i: floored[i] for i in eligible}
+                floored = cap_probabilities_one(floored, eligible, caps, fallback)
+                cached = capped_part(floored, eligible, fallback)
+            else:
+                cached = {i: floored[i] for i in eligible}
+            if relax:
+                return cached
             if len(self._mixed) >= PROPENSITY_CACHE_SIZE:
                 self._mixed.clear()
             self._mixed[eligible] = cached
         return cached
 
-    def named_propensities(self, eligible: tuple[int, ...]) -> dict[str, float]:
+    def named_propensities(
+        self, eligible: tuple[int, ...], relax: bool = False
+    ) -> dict[str, float]:
         """``mixed_propensities`` keyed by arm name: what the decision log records."""
-        cached = self._named.get(eligible)
+        cached = None if relax else self._named.get(eligible)
         if cached is None:
             names = self.experiment.arm_names
-            cached = {names[i]: p for i, p in self.mixed_propensities(eligible).items()}
+            mixed = self.mixed_propensities(eligible, relax)
+            cached = {names[i]: p for i, p in mixed.items()}
+            if relax:
+                return cached
             if len(self._named) >= PROPENSITY_CACHE_SIZE:
                 self._named.clear()
             self._named[eligible] = cached
         return cached
 
-    def decision_law(self, eligible: tuple[int, ...], burning: bool) -> dict[str, float]:
+    def decision_law(
+        self, eligible: tuple[int, ...], burning: bool, relax: bool = False
+    ) -> dict[str, float]:
         """P(arm) under the whole random part of Route, keyed by arm name: what the log records.
 
         Past the deterministic rules (pins, pause, a sticky unit's held arm), a decision is a
@@ -355,15 +445,18 @@ class CachedExperiment:
         importance weights with this law are unbiased for any target (a holdout to the control
         arm still has support for the other arms). Without holdout or burn-in this is
         ``named_propensities`` itself (the same mapping, so log rows keep sharing it).
+        A capped experiment's law includes the fallback arm's leftover (``relax``: see
+        ``mixed_propensities``).
         """
         share = self.experiment.holdout_share
         if share <= 0.0 and not burning:
-            return self.named_propensities(eligible)
-        key = (eligible, burning)
+            return self.named_propensities(eligible, relax)
+        key = (eligible, burning, relax)
         cached = self._laws.get(key)
         if cached is None:
-            mixed = {} if burning else self.mixed_propensities(eligible)
-            cached = whole_law(self.experiment, self.arm_index, eligible, burning, mixed)
+            mixed = {} if burning else self.mixed_propensities(eligible, relax)
+            fallback = None if relax else self.cap_fallback
+            cached = whole_law(self.experiment, self.arm_index, eligible, burning, mixed, fallback)
             if len(self._laws) >= PROPENSITY_CACHE_SIZE:
                 self._laws.clear()
             self._laws[key] = cached
@@ -399,22 +492,24 @@ class CachedExperiment:
             block = self._block = PredrawnDecisions(self.policy, self.stats, self.active)
         return block
 
-    def capped_draw(self, eligible: tuple[int, ...], burning: bool) -> LawDraw:
+    def capped_draw(self, eligible: tuple[int, ...], burning: bool, relax: bool = False) -> LawDraw:
         """A capped experiment's sampler of its bandit law (burn-in's capped uniform, or the
-        floored, capped policy law) for this state and eligible set, built once per state.
+        floored, capped policy law) for this state and eligible set, built once per state;
+        with the caps' leftover as the fallback's own segment (``capped_law_draw``).
 
         ``explored`` is the policy's notion (the arm is not greedy), as for uncapped draws.
         """
-        key = (eligible, burning)
+        key = (eligible, burning, relax)
         cached = self._capped_draws.get(key)
         if cached is None:
+            fallback = None if relax else self.cap_fallback
             law = (
-                burn_in_law(self.experiment, eligible)
+                burn_in_law(self.experiment, eligible, fallback)
                 if burning
-                else self.mixed_propensities(eligible)
+                else self.mixed_propensities(eligible, relax)
             )
             explored = {i: self.policy.explored_one(self.stats, eligible, i) for i in eligible}
-            cached = LawDraw(law, explored)
+            cached = capped_law_draw(law, eligible, self.experiment.cap_of, fallback, explored)
             if len(self._capped_draws) >= PROPENSITY_CACHE_SIZE:
                 self._capped_draws.clear()
             self._capped_draws[key] = cached

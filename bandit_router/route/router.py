@@ -32,6 +32,8 @@ from bandit_router.route.cache import (
     LawDraw,
     LiveLaw,
     burn_in_law,
+    capped_law_draw,
+    capped_part,
     whole_law,
 )
 from bandit_router.route.decision_log import LogRow
@@ -46,7 +48,12 @@ from bandit_router.route.tokens import (
 )
 from bandit_router.store.redis_store import ContextualPending, PendingDecision
 from policies import PredrawnDecisions
-from policies.controls import cap_probabilities_one, floor_probabilities_one, in_burn_in_one
+from policies.controls import (
+    cap_leftover,
+    cap_probabilities_one,
+    floor_probabilities_one,
+    in_burn_in_one,
+)
 from policies.guardrails import (
     REASON_FALLBACK,
     REASON_GUARDRAIL,
@@ -143,6 +150,30 @@ class PlainRoute(NamedTuple):
     #: The state's pre-drawn decisions over ``active``; for an experiment with traffic caps
     #: the sampler of its capped law (floor included, so ``floor_k`` is then 0).
     draws: PredrawnDecisions | LawDraw
+
+
+class _BanditLaw(NamedTuple):
+    """What ``Router._bandit_law`` finds: the law logged, whether burn-in is in force, and
+    for a contextual policy its capped, floored law and its law for the feature vector (both
+    None for a plain policy: the state's, cached in the entry)."""
+
+    law: Mapping[str, float]
+    burning: bool
+    mixed: dict[int, float] | None
+    live: LiveLaw | None
+
+
+def _under_probes(
+    law: Mapping[str, float],
+    rest: float,
+    probes: tuple[tuple[int, float], ...],
+    names: Sequence[str],
+) -> dict[str, float]:
+    """The bandit's ``law`` scaled to its share ``rest``, plus each probe's share."""
+    out = {name: rest * p for name, p in law.items()}
+    for i, share in probes:
+        out[names[i]] = out.get(names[i], 0.0) + share
+    return out
 
 
 #: ``CachedExperiment.route_plan`` for a state whose Routes are never plain.
@@ -273,6 +304,8 @@ class Router:
             or experiment.sticky
             or not entry.active
             or entry.probes
+            # caps leaving traffic to the fallback arm: decisions with REASON_FALLBACK
+            or (entry.cap_fallback is not None and cap_leftover(entry.active, experiment.cap_of))
             or (
                 experiment.burn_in > 0
                 and in_burn_in_one(entry.decisions, entry.active, experiment.burn_in)
@@ -403,11 +436,15 @@ class Router:
                         held_arm, held_propensity, Reason.HOLDOUT, False, certain(held_arm)
                     )
                 return _Choice(held_arm, held_propensity, Reason.STICKY, True, certain(held_arm))
+        # the request excludes the arm that would serve the caps' leftover: relax them instead
+        relax = bool(excluded) and entry.cap_fallback in excluded
         if entry.guarded:
             probes = tuple(p for p in entry.probes if p[0] not in excluded)
             if probes or not eligible:
-                return self._guarded(entry, unit_id, excluded, now, features, eligible, probes)
-        return self._bandit(entry, unit_id, eligible, now, features)
+                return self._guarded(
+                    entry, unit_id, excluded, now, features, eligible, probes, relax
+                )
+        return self._bandit(entry, unit_id, eligible, now, features, relax)
 
     def _guarded(
         self,
@@ -418,12 +455,15 @@ class Router:
         features: _Features | None,
         eligible: tuple[int, ...],
         probes: tuple[tuple[int, float], ...],
+        relax: bool = False,
     ) -> _Choice:
         """A decision while guardrails hold arms back (``policies.guardrails``): each
         quarantined arm gets its probe share of the traffic (REASON_GUARDRAIL), the rest goes
         to the bandit over the eligible arms, or to the fallback arm when none is eligible
         (REASON_FALLBACK). Both answer their probability under the whole procedure, and the
-        log records the whole law, so replays stay unbiased."""
+        log records the whole law, so replays stay unbiased. The bandit's share is itself
+        capped, its caps' leftover to the fallback arm (``_bandit``), and answers the
+        bandit's propensity, as every bandit decision under probes does."""
         names = entry.experiment.arm_names
         shares = dict(probes)
         presence = [0.0] * len(names)  # which arms the bandit may give mass (its law is later)
@@ -431,13 +471,16 @@ class Router:
             presence[i] = 1.0
         fallback = entry.fallback
         arm, reason = draw_guarded_one(self.rng.random(), presence, shares, shares, fallback)
+        rest = 1.0 - math.fsum(shares.values())
         if arm is None:  # the bandit's share: its own decision, its law scaled under the probes
-            inner = self._bandit(entry, unit_id, eligible, now, features)
-            rest = 1.0 - math.fsum(shares.values())
-            law = {name: rest * p for name, p in inner.law.items()}
-            for i, share in probes:
-                law[names[i]] = law.get(names[i], 0.0) + share
-            return inner._replace(law=law)
+            inner = self._bandit(entry, unit_id, eligible, now, features, relax)
+            return inner._replace(law=_under_probes(inner.law, rest, probes, names))
+        if eligible:  # a probe: the whole law has the bandit's law (not drawn) under the probes
+            bandit_law = self._bandit_law(entry, eligible, features, relax).law
+            law = _under_probes(bandit_law, rest, probes, names)
+            # the arm's probability under the whole procedure: its probe share, plus the
+            # caps' leftover when it is also the fallback arm
+            return _Choice(arm, law[names[arm]], Reason.GUARDRAIL, True, law)
         if arm == fallback and reason == REASON_FALLBACK and fallback in excluded:
             raise FailedPrecondition(
                 "every eligible arm is quarantined or excluded by a constraint, and the "
@@ -457,30 +500,30 @@ class Router:
         eligible: tuple[int, ...],
         now: float,
         features: _Features | None,
+        relax: bool = False,
     ) -> _Choice:
-        """Holdout, burn-in and the policy (with floor and caps) over ``eligible``."""
+        """Holdout, burn-in and the policy (with floor and caps) over ``eligible``.
+
+        When the eligible arms are all capped and their caps sum below 1, the capped law
+        gives the leftover m to the fallback arm (``CachedExperiment.cap_fallback``): one
+        uniform draws from that whole law, and a draw in the leftover's segment answers
+        REASON_FALLBACK with the fallback arm's probability under it (its own capped share,
+        if eligible, plus m). ``relax``: the request excludes the fallback arm, so the caps
+        are relaxed in proportion instead (``policies.controls``)."""
         experiment = entry.experiment
         index = entry.arm_index
         rng = self.rng
-        burning = experiment.burn_in > 0 and in_burn_in_one(
-            entry.decisions, eligible, experiment.burn_in
-        )
-        contextual = entry.contextual
         mixed: dict[int, float] | None = None  # plain: the state's, computed once per refresh
         live: LiveLaw | None = None  # contextual: the policy's law for this feature vector
-        if contextual is not None:
-            # The policy's law for this feature vector (exact, from the prepared model) takes
-            # the place of the state's; holdout, burn-in and floor are the same.
-            if features is None:
-                raise ValueError("a contextual experiment's Route needs its features")
-            live = contextual.live(features.x, eligible)
-            floored = floor_probabilities_one(live.law, eligible, experiment.exploration_floor)
-            if experiment.cap_of:
-                floored = cap_probabilities_one(floored, eligible, experiment.cap_of)
-            mixed = {i: floored[i] for i in eligible}
-            law = whole_law(experiment, index, eligible, burning, mixed)
+        if entry.contextual is None:  # ``_bandit_law``, inlined for plain policies
+            burning = experiment.burn_in > 0 and in_burn_in_one(
+                entry.decisions, eligible, experiment.burn_in
+            )
+            law: Mapping[str, float] = entry.decision_law(eligible, burning, relax)
         else:
-            law = entry.decision_law(eligible, burning)
+            law, burning, mixed, live = self._bandit_law(entry, eligible, features, relax)
+        caps = experiment.cap_of
+        fallback = None if relax else entry.cap_fallback
         if experiment.holdout_share > 0.0 and rng.random() < experiment.holdout_share:
             control = index.get(experiment.holdout_control_arm)
             if control is not None and control in eligible:
@@ -489,13 +532,12 @@ class Router:
                 )
             holdout = _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.HOLDOUT, False, law)
             return self._remember(entry, unit_id, now, holdout)
-        capped = bool(experiment.cap_of)
         if burning:
-            if capped:  # burn-in's uniform law, capped
-                arm = entry.capped_draw(eligible, True).pick(rng)
-                burn = _Choice(
-                    arm, burn_in_law(experiment, eligible)[arm], Reason.BURN_IN, True, law
-                )
+            if caps:  # burn-in's uniform law, capped (the leftover to the fallback arm)
+                arm, _, to_fallback = entry.capped_draw(eligible, True, relax).decide(rng)
+                reason = Reason.FALLBACK if to_fallback else Reason.BURN_IN
+                propensity = burn_in_law(experiment, eligible, fallback)[arm]
+                burn = _Choice(arm, propensity, reason, True, law)
                 return self._remember(entry, unit_id, now, burn)
             return self._remember(
                 entry,
@@ -503,14 +545,16 @@ class Router:
                 now,
                 _Choice(rng.choice(eligible), 1.0 / len(eligible), Reason.BURN_IN, True, law),
             )
-        probabilities = entry.mixed_propensities(eligible) if mixed is None else mixed
+        probabilities = entry.mixed_propensities(eligible, relax) if mixed is None else mixed
         floor = experiment.exploration_floor
-        if capped:  # the capped law (floor included) is drawn directly: policies.controls
+        to_fallback = False
+        if caps:  # the capped law (floor included) is drawn directly: policies.controls
             if live is not None:
-                arm = LawDraw(probabilities, {}).pick(rng)
-                explored = live.explored(arm, eligible)
+                draw = capped_law_draw(probabilities, eligible, caps, fallback, {})
+                arm, _, to_fallback = draw.decide(rng)
+                explored = not to_fallback and live.explored(arm, eligible)
             else:
-                arm, explored = entry.capped_draw(eligible, False).draw(rng)
+                arm, explored, to_fallback = entry.capped_draw(eligible, False, relax).decide(rng)
         elif floor > 0.0 and rng.random() < floor * len(eligible):
             arm, explored = rng.choice(eligible), True
         elif live is not None:  # the policy's law, drawn as logged
@@ -519,8 +563,42 @@ class Router:
         else:
             arm, explored = entry.draw(eligible, rng)
         reason = Reason.EXPLORE if explored else Reason.EXPLOIT
+        if to_fallback:
+            reason = Reason.FALLBACK
         choice = _Choice(arm, probabilities[arm], reason, True, law)
         return self._remember(entry, unit_id, now, choice)
+
+    def _bandit_law(
+        self,
+        entry: CachedExperiment,
+        eligible: tuple[int, ...],
+        features: _Features | None,
+        relax: bool,
+    ) -> _BanditLaw:
+        """The law ``_bandit`` draws from and logs (holdout, burn-in, floor, caps and their
+        leftover), without drawing."""
+        experiment = entry.experiment
+        burning = experiment.burn_in > 0 and in_burn_in_one(
+            entry.decisions, eligible, experiment.burn_in
+        )
+        contextual = entry.contextual
+        if contextual is None:
+            return _BanditLaw(entry.decision_law(eligible, burning, relax), burning, None, None)
+        # The policy's law for this feature vector (exact, from the prepared model) takes the
+        # place of the state's; holdout, burn-in and floor are the same.
+        if features is None:
+            raise ValueError("a contextual experiment's Route needs its features")
+        caps = experiment.cap_of
+        fallback = None if relax else entry.cap_fallback
+        live = contextual.live(features.x, eligible)
+        floored = floor_probabilities_one(live.law, eligible, experiment.exploration_floor)
+        if caps:
+            floored = cap_probabilities_one(floored, eligible, caps, fallback)
+            mixed = capped_part(floored, eligible, fallback)
+        else:
+            mixed = {i: floored[i] for i in eligible}
+        law = whole_law(experiment, entry.arm_index, eligible, burning, mixed, fallback)
+        return _BanditLaw(law, burning, mixed, live)
 
     def _remember(
         self, entry: CachedExperiment, unit_id: str, now: float, choice: _Choice
