@@ -229,8 +229,12 @@ def test_a_failing_arm_is_quarantined_probed_and_released_on_every_replica(
         entries = [e for e in audit(on_one, "routing") if e.principal == "guardrail"]
         budget = samples_for_release(in_new_epoch) + RECOVERY_SLACK
         assert probe_rewards <= budget, (in_new_epoch, [(e.action, e.arguments) for e in entries])
-        time.sleep(0.6)  # the gauges follow each replica's cache (refreshed every 0.05 s)
-        counted = [gauge_and_transitions(port) for port in (one_metrics, two_metrics)]
+        deadline = time.time() + 5.0  # the gauges follow each replica's cache and monitor
+        while True:
+            counted = [gauge_and_transitions(port) for port in (one_metrics, two_metrics)]
+            if [gauge for gauge, _, _ in counted] == [0.0, 0.0] or time.time() > deadline:
+                break
+            time.sleep(0.05)
         assert [gauge for gauge, _, _ in counted] == [0.0, 0.0]
         assert sum(releases for _, _, releases in counted) == 1.0
 

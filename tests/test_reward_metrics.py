@@ -10,12 +10,17 @@ smaller gap. Of the last 100 of 400 decisions the winner must take at least 80: 
 expected count is well under 5, and 21 would be a > 5 sd excess (binomial). The per-metric
 statistics in Redis equal the ground truth exactly (the same sums, in the same order).
 
-The same holds for a contextual policy (``lin_ts`` with v = 0.05, the noise's sd, and one
-numeric feature with no effect, uniform in [-1, 1]): its score's sd at x is at most
-0.05 sqrt(x^T P^-1 x) <= 0.05 sqrt(2 / n) for n rewards (the feature's coefficient at most
-doubles the variance), so with 10 and 100 rewards the difference's sd is at most 0.023 and the
-loser is picked with probability Phi(-2.1) < 0.02 per decision: an expected 2 of the last 100,
-and 21 would again be a > 5 sd excess.
+The same holds for a contextual policy: ``lin_ts`` with v = 0.05 (the noise's sd), lambda =
+0.0025 and one numeric feature with no effect, uniform in [-1, 1]. Features are scaled to
+unit norm, so an arm without rewards scores N(0, v^2 / lambda) = N(0, 1): it is drawn above
+the other arm's mean (at most 0.8) with probability at least Phi(-0.8) = 0.2 per decision,
+so both arms get rewards early (with lambda = 1 the prior's sd would be 0.05 and the first
+arm rewarded would lock the other out: half of the runs failed). Once they have 10 and 100,
+the score's sd at x is at most 0.05 sqrt(2 / n) (the feature's coefficient at most doubles
+the variance), the difference's sd at most 0.023, and the loser is picked with probability
+Phi(-2.1) < 0.02 per decision: an expected 2 of the last 100, and 21 would again be a > 5 sd
+excess. (The same policy code run offline, 2,000 seeded runs of this problem for each
+objective: the winner never took fewer than 92 of the last 100.)
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ def create(client: BanditClient, name: str, weights: dict[str, float], policy: s
             name=name,
             arms=[pb.Arm(name="a"), pb.Arm(name="b")],
             policy=pb.PolicySpec(
-                name=policy, params={"v": 0.05} if contextual else {"beta0": 0.0025}
+                name=policy,
+                params={"v": 0.05, "lambda": 0.0025} if contextual else {"beta0": 0.0025},
             ),
             metrics=METRICS,
             objective=pb.Objective(weights=weights),
