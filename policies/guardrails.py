@@ -34,9 +34,10 @@ verdict is ever reached, checked after every observation for ever, is at most th
 test runs at. A *sliding* window is not one stream but a new one each time its oldest slot
 leaves: the data from each first slot on is its own supermartingale. So a rule's test runs
 at alpha / k (``Guardrail.alpha``), k = ``starts_per_window(window, slot)`` the most first
-slots its window can have in any stretch of time one window long (11 for a window of ten
-slots), and by a union bound over them an arm whose data sits at the threshold is falsely
-quarantined by the rule with probability at most alpha = 1 - confidence per window of time
+slots its window can have in any stretch of time one window long (11 for a window read in
+slots of a tenth of its length), and by a union bound over them an arm whose data sits at
+the threshold is falsely quarantined by the rule with probability at most alpha =
+1 - confidence per window of time
 (with R rules, at most R alpha). Without ``slot`` (data that is one stream, such as an
 objective constraint's running sums) k = 1.
 
@@ -74,7 +75,7 @@ API (all public names)::
                   min_samples=50, confidence=0.95, probe_share=0.01)
     compile_rule(rule, metric, field="guardrails[0]") -> Guardrail
     compile_guardrails(rules, metrics, n_arms, field="guardrails", slot=None) -> Guardrails
-    slot_width(windows, highest=inf) -> int;  starts_per_window(window, slot) -> int
+    slot_width(windows) -> int;  starts_per_window(window, slot) -> int
     window_reads(slot_start, slot, now, window) -> bool
     Guardrail.observe(values) / observe_one(value) -> y;  Guardrail.theta0
     Guardrail.value_of(n, s) -> the statistic on the metric's scale (rate, mean, exceedance)
@@ -472,13 +473,13 @@ class Guardrails:
         return np.asarray(np.where(tr.any(axis=-1), own, shares.max(initial=0.0)))
 
 
-def slot_width(windows: Sequence[float], highest: float = math.inf) -> int:
-    """Width of the slots a sliding window is kept in: a tenth of the shortest window, at
-    least 1 and at most ``highest`` (the service caps it at 60 s), so a window is read as
-    about 11 slots and is exact to a tenth of its length."""
+def slot_width(windows: Sequence[float]) -> int:
+    """Width of the slots sliding windows of these lengths share: a tenth of the shortest,
+    at least 1 (a whole number of seconds, or of decisions), so the shortest window is read
+    as about 11 slots and is exact to a tenth of its length."""
     if not windows:
         return 1
-    return int(min(highest, max(1.0, min(windows) // 10)))
+    return int(max(1.0, min(windows) // 10))
 
 
 def window_reads(slot_start: float, slot: float, now: float, window: float) -> bool:
@@ -500,12 +501,13 @@ def compile_guardrails(
     metrics: Mapping[str, MetricSpec],
     n_arms: int,
     field: str = "guardrails",
-    slot: float | None = None,
+    slot: float | Sequence[float] | None = None,
 ) -> Guardrails:
     """Every rule checked and reduced; the probe shares of ``n_arms`` arms all quarantined
     at once must sum below 1. PolicyConfigError names ``guardrails[i].<field>``. With
-    ``slot`` (windows that slide in slots of that width) each rule's level is shared among
-    its window's first slots (module docstring)."""
+    ``slot`` (windows that slide in slots of that width, or one width per rule) each rule's
+    level is shared among its window's first slots (module docstring)."""
+    slots = [slot] * len(rules) if slot is None or isinstance(slot, int | float) else slot
     compiled = []
     for i, rule in enumerate(rules):
         where = f"{field}[{i}]"
@@ -513,8 +515,9 @@ def compile_guardrails(
         if metric is None:
             raise PolicyConfigError(f"{where}.metric", f"{rule.metric!r} is not a declared metric")
         reduced = compile_rule(rule, metric, where)
-        if slot is not None:
-            reduced = replace(reduced, starts=starts_per_window(rule.window, slot))
+        width = slots[i]
+        if width is not None:
+            reduced = replace(reduced, starts=starts_per_window(rule.window, width))
         compiled.append(reduced)
     guardrails = Guardrails(tuple(compiled))
     if compiled:

@@ -9,8 +9,8 @@ recovers), as in a piecewise-stationary study.
 The policy learns the objective's scalarised reward sum_m w_m metric_m; regret is against the
 best arm's expected objective at each decision (pseudo-regret). Guardrails run the service's
 own code (``policies.guardrails``): per arm and rule the runner keeps (count, sum of y) of
-the current window, kept as the service keeps it: in slots of a tenth of the shortest
-window (``policies.guardrails.slot_width``), a slot read while it overlaps the window
+the current window, kept as the service keeps it: in slots of a tenth of the rule's window
+(``policies.guardrails.slot_width``), a slot read while it overlaps the window
 (``window_reads``), so the window slides as the service's does and each rule is tested at
 the same level (its confidence shared among the window's first slots). Windows are in
 *decisions of the experiment* (the service's are seconds; in a simulation a decision is the
@@ -105,13 +105,13 @@ class SloSetup:
     fallback: int
 
     @property
-    def slot(self) -> int:
-        """Width of the windows' slots, in decisions."""
-        return slot_width([rule.window for rule in self.rules])
+    def slots(self) -> list[int]:
+        """Width of each rule's window slots, in decisions."""
+        return [slot_width([rule.window]) for rule in self.rules]
 
     @property
     def guardrails(self) -> Guardrails:
-        return compile_guardrails(self.rules, METRICS, len(self.arm_names), slot=self.slot)
+        return compile_guardrails(self.rules, METRICS, len(self.arm_names), slot=self.slots)
 
     def objective_means(self, params: ArmParameters) -> FloatArray:
         total = np.zeros(len(self.arm_names))
@@ -161,16 +161,18 @@ def episodes(setup: SloSetup) -> tuple[list[tuple[int, int]], list[tuple[int, in
     return starts, ends
 
 
-def reads(rules: Sequence[GuardrailRule], width: int, ring: int, step: int) -> FloatArray:
+def reads(
+    rules: Sequence[GuardrailRule], widths: Sequence[int], ring: int, step: int
+) -> FloatArray:
     """(rules, ring) 1.0 where the rule's window at ``step`` reads the slot that ring
-    position holds (slot ``step // width - m`` sits at position ``(step // width - m) % ring``),
-    0.0 elsewhere."""
-    current = step // width
+    position holds (the rule's slot ``step // width - m`` sits at position
+    ``(step // width - m) % ring``), 0.0 elsewhere."""
     out = np.zeros((len(rules), ring))
-    for m in range(ring):
-        position = (current - m) % ring
-        for r, rule in enumerate(rules):
-            out[r, position] = float(window_reads((current - m) * width, width, step, rule.window))
+    for r, (rule, width) in enumerate(zip(rules, widths, strict=True)):
+        current = step // width
+        for m in range(ring):
+            start = (current - m) * width
+            out[r, (current - m) % ring] = float(window_reads(start, width, step, rule.window))
     return out
 
 
@@ -191,10 +193,13 @@ def simulate_slo(
     k, n_rules = len(setup.arm_names), len(setup.rules)
     rows = np.arange(runs)
     stats = Stats.zeros(k, (runs,))
-    width = setup.slot
-    # A ring of slots per (run, arm, rule): enough for the longest window and the slot
-    # being written; a rule sums the slots its window reads.
-    ring = max(starts_per_window(r.window, width) for r in setup.rules) if n_rules else 1
+    widths = setup.slots
+    # A ring of slots per (run, arm, rule): enough for the window and the slot being
+    # written; a rule sums the slots its window reads.
+    ring = max(
+        (starts_per_window(r.window, w) for r, w in zip(setup.rules, widths, strict=True)),
+        default=1,
+    )
     slot_n = np.zeros((runs, k, n_rules, ring))
     slot_s = np.zeros((runs, k, n_rules, ring))
     quarantined = np.zeros((runs, k), dtype=bool)
@@ -222,10 +227,12 @@ def simulate_slo(
             params = setup.segments[segment][1]
             means = setup.objective_means(params)
             violating = setup.violating(params)
-        current = step // width
-        if step % width == 0:  # a new slot: the oldest one in the ring leaves every window
-            slot_n[..., current % ring] = 0.0
-            slot_s[..., current % ring] = 0.0
+        current = [step // w for w in widths]  # each rule's slot
+        position = np.array([c % ring for c in current], dtype=np.int64)
+        for r, w in enumerate(widths):
+            if step % w == 0:  # a new slot: the oldest one in the ring leaves the window
+                slot_n[:, :, r, position[r]] = 0.0
+                slot_s[:, :, r, position[r]] = 0.0
         law = guarded_law(
             policy.probabilities(stats, None),
             quarantined,
@@ -246,9 +253,9 @@ def simulate_slo(
             reward += weight * observed[metric]
         policy.update_inplace(stats, arms, reward)
         for r, rule in enumerate(guard.rules):
-            slot_n[rows, arms, r, current % ring] += 1.0
-            slot_s[rows, arms, r, current % ring] += rule.observe(observed[metric_of[r]])
-        read = reads(setup.rules, width, ring, step)  # (rules, ring)
+            slot_n[rows, arms, r, position[r]] += 1.0
+            slot_s[rows, arms, r, position[r]] += rule.observe(observed[metric_of[r]])
+        read = reads(setup.rules, widths, ring, step)  # (rules, ring)
         verdicts = guard.evaluate((slot_n * read).sum(axis=-1), (slot_s * read).sum(axis=-1))
         new_q, new_tr = guard.advance(quarantined, tripped, Override.NONE, verdicts)
         trips = new_q & ~quarantined

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from bandit_router.errors import Aborted
 from bandit_router.model.experiments import ArmState, Experiment
-from bandit_router.model.guardrails import GUARDRAIL_AGENT, ArmGuardrail, Override, slot_seconds
+from bandit_router.model.guardrails import GUARDRAIL_AGENT, ArmGuardrail, Override, slot_widths
 from bandit_router.route.cache import ExperimentCache
 from bandit_router.store.errors import STORE_ERRORS
 from bandit_router.store.redis_store import Store
@@ -59,18 +59,20 @@ def windows(
 ) -> tuple[dict[str, ArmWindows], list[str]]:
     """Each arm's windowed data, and the fields no rule will read again (to delete).
 
-    Fields are ``<arm>:<epoch>:<slot>:<rule key>:n|s``. A slot counts for a rule while it
-    overlaps the rule's window, and only in the arm's current epoch; an older epoch, a slot
-    past the longest window, an unknown arm or rule is stale. A newer epoch than this
-    replica's copy of the config is left alone: the copy is behind.
+    Fields are ``<arm>:<epoch>:<slot>:<rule key>:n|s``, the slot in its key's width
+    (``slot_widths``). A slot counts for a rule while it overlaps the rule's window, and only
+    in the arm's current epoch; an older epoch, a slot past the longest window of its key,
+    an unknown arm or rule is stale. A newer epoch than this replica's copy of the config is
+    left alone: the copy is behind.
     """
     rules = experiment.guardrails
-    width = slot_seconds(rules)
-    longest = max(rule.window for rule in rules)
+    widths = slot_widths(rules)
     epochs = {arm.name: arm.guardrail.epoch for arm in experiment.arms}
     keys: dict[str, list[int]] = {}
+    longest: dict[str, float] = {}
     for index, rule in enumerate(rules):
         keys.setdefault(rule.key, []).append(index)
+        longest[rule.key] = max(longest.get(rule.key, 0.0), rule.window)
     n = {arm: [0.0] * len(rules) for arm in epochs}
     s = {arm: [0.0] * len(rules) for arm in epochs}
     stale: list[str] = []
@@ -86,7 +88,11 @@ def windows(
             stale.append(field)
             continue
         current = epochs.get(arm)
-        if current is None or key not in keys or epoch < current or slot + width < now - longest:
+        if current is None or key not in keys or epoch < current:
+            stale.append(field)
+            continue
+        width = widths[key]
+        if slot + width < now - longest[key]:
             stale.append(field)
             continue
         if epoch > current:

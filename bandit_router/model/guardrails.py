@@ -306,11 +306,12 @@ def compile_guardrails(
 ) -> pure_guardrails.Guardrails:
     """Validated rules, compiled: the reductions and tests the service and simulations share,
     each rule's level shared among the first slots of its sliding window."""
+    widths = slot_widths(rules)
     return pure_guardrails.compile_guardrails(
         [rule.pure() for rule in rules],
         {name: pure_metric(spec) for name, spec in metrics.items()},
         n_arms,
-        slot=slot_seconds(rules),
+        slot=[widths[rule.key] for rule in rules],
     )
 
 
@@ -333,11 +334,13 @@ def validate_guardrails(
             )
 
 
-#: The widest slot in seconds: a long window is read in slots of at most a minute.
-MAX_SLOT_SECONDS = 60.0
-
-
-def slot_seconds(rules: Sequence[GuardrailRule]) -> int:
-    """Width of a window slot in the store (``policies.guardrails.slot_width``): a tenth of
-    the shortest window, between 1 s and 60 s."""
-    return pure_guardrails.slot_width([rule.window for rule in rules], MAX_SLOT_SECONDS)
+def slot_widths(rules: Sequence[GuardrailRule]) -> dict[str, int]:
+    """Width in seconds of the store's window slots, per rule key (``GuardrailRule.key``):
+    a tenth of the shortest window among the rules that share the key, at least 1 s
+    (``policies.guardrails.slot_width``). So a rule's window is read as about 11 slots
+    whatever its length, and its level is shared among about 11 first slots; rules that
+    share a key share its fields, hence its slots."""
+    windows: dict[str, list[float]] = {}
+    for rule in rules:
+        windows.setdefault(rule.key, []).append(rule.window)
+    return {key: pure_guardrails.slot_width(values) for key, values in windows.items()}

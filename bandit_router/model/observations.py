@@ -5,7 +5,7 @@ exactly once, with the same dedupe marker; ``lua/metrics.lua``):
 
 * **Guardrail observations.** Each rule reduces a metric value to y in [0, 1]
   (``policies.guardrails.Guardrail.observe_one``), and the store adds (1, y) to the arm's
-  count and sum for that rule in the current *slot* (``slot_seconds`` of wall time) of the
+  count and sum for that rule in the current *slot* (``slot_widths`` of wall time) of the
   arm's current *epoch* (its guardrail status ``epoch``: every transition starts a new
   one). The monitor sums the slots of a window, so a window costs a dozen fields per arm
   and rule whatever the traffic, and an epoch's data never mixes with the one before: a
@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 
 from bandit_router.model.experiments import Experiment
-from bandit_router.model.guardrails import slot_seconds
+from bandit_router.model.guardrails import slot_widths
 from bandit_router.model.metrics import MetricKind
 
 #: Ratio of consecutive bucket edges of the sketch.
@@ -67,8 +67,7 @@ def detail(
     found = experiment.arm(arm) if rules else None
     if found is not None and (decided_at is None or decided_at >= found.guardrail.since):
         epoch = found.guardrail.epoch
-        width = slot_seconds(rules)
-        slot = int(now // width) * width
+        widths = slot_widths(rules)
         seen: set[str] = set()
         for rule, test in zip(rules, experiment.compiled_guardrails.rules, strict=True):
             value = observed.get(rule.metric)
@@ -76,6 +75,7 @@ def detail(
             if value is None or key in seen:
                 continue
             seen.add(key)
+            slot = int(now // widths[key]) * widths[key]
             parts.append(f"g:{epoch}:{slot}:{key}={test.observe_one(value)!r}")
     for spec in experiment.metrics:
         value = observed.get(spec.name)
