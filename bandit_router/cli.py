@@ -11,6 +11,7 @@ and BANDIT_ROUTER_TOKEN.
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import os
 import sys
@@ -60,9 +61,17 @@ def emit(data: Any, output: str, table: Callable[[Any], list[list[str]]] | None 
 
 
 def _yaml_dump(data: Any) -> str:
+    """``yaml.safe_dump``, with the client's enums (``Reason``, ``Outcome``...: str
+    subclasses, which safe_dump refuses) written as their values, as JSON writes them."""
     import yaml
 
-    return str(yaml.safe_dump(data, sort_keys=False))
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_multi_representer(
+        enum.Enum, lambda dumper, value: dumper.represent_data(value.value)
+    )
+    return str(yaml.dump(data, Dumper=Dumper, sort_keys=False))
 
 
 #: How the tables mark an arm's state and guardrail override (JSON names of the enums).
