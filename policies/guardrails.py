@@ -37,9 +37,8 @@ at alpha / k (``Guardrail.alpha``), k = ``starts_per_window(window, slot)`` the 
 slots its window can have in any stretch of time one window long (11 for a window read in
 slots of a tenth of its length), and by a union bound over them an arm whose data sits at
 the threshold is falsely quarantined by the rule with probability at most alpha =
-1 - confidence per window of time
-(with R rules, at most R alpha). Without ``slot`` (data that is one stream, such as an
-objective constraint's running sums) k = 1.
+1 - confidence per window of time (with R rules, at most R alpha). Without ``slot`` (data
+that is one stream, such as an objective constraint's running sums) k = 1.
 
 **The state machine** (per arm; no clock of its own). The caller passes the data the arm is
 judged on: while ACTIVE, the rule's current window; while QUARANTINED, the probe data
