@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,59 @@ def test_an_open_loop_run_offers_its_rate_and_counts_only_its_window(
     run = native.run(native.build(), served.target, rate=500, seconds=1.0, warmup_seconds=0.2)
     assert sum(run.codes.values()) == 500
     assert run.ok == 500
+
+
+def test_every_pair_the_driver_counts_is_a_reward_the_server_applied(
+    served: ServerProcess,
+) -> None:
+    """Route then Reward of its decision id: every OK pair is one credited reward, and the
+    rewards are the driver's own law (value 1 for the pairs whose index is a multiple of 3)."""
+
+    def rewards() -> tuple[float, float]:
+        with BanditClient(served.target, timeout=5) as client:
+            statistics = client.get_experiment("bench").statistics
+        return sum(s.n for s in statistics), sum(s.sum for s in statistics)
+
+    count_before, sum_before = rewards()
+    run = native.run(
+        native.build(), served.target, concurrency=8, seconds=1.0, warmup_seconds=0.0, pairs=True
+    )
+    assert run.codes == {"OK": run.ok} and run.ok > 50
+    count, total = rewards()
+    assert count - count_before == run.ok  # a Reward is acknowledged only once it is stored
+    assert total - sum_before == (run.ok + 2) // 3
+
+
+def _connections_to(port: int) -> set[int]:
+    """Local ports of established TCP connections to 127.0.0.1:``port``, as IPv4 sockets
+    (/proc/net/tcp) or IPv4-mapped IPv6 ones (/proc/net/tcp6), which gRPC opens."""
+    remotes = {f"0100007F:{port:04X}", f"0000000000000000FFFF00000100007F:{port:04X}"}
+    local_ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if state == "01" and remote in remotes:
+                local_ports.add(int(local.split(":")[1], 16))
+    return local_ports
+
+
+def test_the_driver_opens_as_many_connections_as_asked(served: ServerProcess) -> None:
+    """--connections N: N HTTP/2 connections, so that `serve --workers` processes, which the
+    kernel hands whole connections, all get calls."""
+    port = int(served.target.rsplit(":", 1)[1])
+    before = _connections_to(port)
+    seen: set[int] = set()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(
+            native.run, native.build(), served.target, rate=200, seconds=1.5, connections=3
+        )
+        while not running.done():
+            seen |= _connections_to(port) - before
+            time.sleep(0.05)
+        run = running.result()
+    assert run.ok == 300
+    assert len(seen) == 3
 
 
 def test_without_the_toolchain_the_build_names_the_debian_packages(

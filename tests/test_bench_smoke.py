@@ -68,8 +68,9 @@ def test_bench_runs_both_servers_and_reports_ratios(tmp_path: Path) -> None:
 
 
 def test_bench_overload_from_the_cpp_driver_offers_four_times_capacity(tmp_path: Path) -> None:
-    """The outside driver's three runs per server; the overload run offered exactly 4x the
-    server's own measured capacity over its window, every call ending OK, refused or failed."""
+    """The outside driver's five runs per server; the overload run offered exactly 4x the
+    server's own measured capacity over its window, every call ending OK, refused or failed;
+    Route-then-Reward pairs in a closed loop and at one steady rate for both servers."""
     out = tmp_path / "bench.json"
     duration = 1.0
     command = [sys.executable, "-m", "bandit_router", "bench", "--calls", "300", "--rounds", "1"]
@@ -87,6 +88,15 @@ def test_bench_overload_from_the_cpp_driver_offers_four_times_capacity(tmp_path:
         offered = overload["calls"] + overload["shed"] + overload["errors"]
         due = 4 * capacity["calls_per_second"] * duration
         assert abs(offered - due) <= 1, (offered, due)
+        pairs = rows[(server, "outside route+reward x64")]
+        assert pairs["calls"] > 0 and pairs["errors"] == 0 and pairs["shed"] == 0
+    # Every server is offered pairs at one rate, a third of echo's pair capacity (open loop:
+    # the whole offer completes OK), so their steady-rate p99s compare.
+    echo_rate = rows[("echo", "outside route+reward x64")]["calls_per_second"] / 3
+    for server in ("echo", "bandit-router"):
+        steady_pairs = rows[(server, "outside route+reward @echo/3")]
+        assert steady_pairs["errors"] == 0 and steady_pairs["shed"] == 0
+        assert abs(steady_pairs["calls"] - echo_rate * duration) <= 1
     assert "overload bandit-router (C++ driver): goodput" in result.stdout
 
 
@@ -187,7 +197,7 @@ def test_a_variant_is_offered_the_plain_servers_rates(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(native, "run", fake_run)
     monkeypatch.setattr(runner, "tree_cpu_seconds", lambda pid: 0.0)
-    args = argparse.Namespace(duration=1.0)
+    args = argparse.Namespace(duration=1.0, connections=1)
     baseline = runner.Result(
         "bandit-router", runner.OUTSIDE_CAPACITY, 3000, 1.0, 3000.0, 1.0, 2.0, 3.0, 0, 100.0
     )

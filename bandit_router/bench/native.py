@@ -165,10 +165,17 @@ def run(
     deadline_ms: int = 100,
     warmup_seconds: float = 0.5,
     experiment: str = "bench",
+    pairs: bool = False,
+    connections: int = 1,
 ) -> DriverRun:
     """Route on ``target``: open loop at ``rate`` calls/s, or closed loop with ``concurrency``
-    calls in flight when ``rate`` is 0. Calls due in the warm-up are made but not counted."""
+    calls in flight when ``rate`` is 0. Calls due in the warm-up are made but not counted.
+
+    With ``pairs`` each call is a Route then a Reward of its decision id (value 1 for every
+    third pair, as ``fixtures.bench_reward``), timed together; ``rate`` is then pairs per
+    second. ``connections`` HTTP/2 connections share the calls round-robin."""
     command = [str(binary), "--target", target, "--experiment", experiment]
+    command += ["--pairs", "1" if pairs else "0", "--connections", str(connections)]
     command += ["--rate", f"{rate:.3f}", "--concurrency", str(concurrency)]
     command += ["--seconds", str(seconds), "--warmup-seconds", str(warmup_seconds)]
     command += ["--deadline-ms", str(deadline_ms)]

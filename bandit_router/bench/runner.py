@@ -489,12 +489,16 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
             rounds += each(rate)
         for _ in range(args.rounds):
             baseline: Result | None = None
-            for name, address, pid in servers:
+            echo_pairs: Result | None = None
+            for name, address, pid in servers:  # echo first: its pair rate sets the steady one
                 if isinstance(driver, Path):
                     runs = outside_overload(driver, name, address, pid, args, baseline)
                     if name == "bandit-router":
                         baseline = runs[0]
-                    rounds += runs
+                    pairs = outside_pairs(driver, name, address, pid, args, echo_pairs)
+                    if name == "echo":
+                        echo_pairs = pairs[0]
+                    rounds += runs + pairs
             if driver == "python" and args.overload_callers > 0:
                 rounds += each(None, overload=True)
     return median_results(rounds)
@@ -544,6 +548,9 @@ OUTSIDE_CAPACITY, OUTSIDE_STEADY, OUTSIDE_OVERLOAD = (
     "outside route @cap/3",
     "outside overload @4x",
 )
+#: The outside driver's Route-then-Reward runs: closed loop, and every server at a third of
+#: echo's pair capacity of the same round (one rate for all, so the p99s compare).
+OUTSIDE_PAIRS, OUTSIDE_PAIRS_STEADY = "outside route+reward x64", "outside route+reward @echo/3"
 
 
 def outside_overload(
@@ -564,23 +571,7 @@ def outside_overload(
     understate its capacity and inflate its goodput ratio."""
 
     def measured(label: str, **options: Any) -> Result:
-        cpu = tree_cpu_seconds(pid)
-        run = native.run(binary, target, seconds=args.duration, **options)
-        cpu = tree_cpu_seconds(pid) - cpu
-        quantiles = run.ok_us or {"p50": 0.0, "p99": 0.0, "p999": 0.0}
-        return Result(
-            server=server,
-            mode=label,
-            calls=run.ok,
-            seconds=run.seconds,
-            calls_per_second=run.ok / run.seconds,
-            p50_ms=quantiles["p50"] / 1000,
-            p99_ms=quantiles["p99"] / 1000,
-            p999_ms=quantiles["p999"] / 1000,
-            errors=run.failed,
-            server_cpu_us=cpu * 1e6 / max(1, run.ok),
-            shed=run.refused,
-        )
+        return _outside_run(binary, server, target, pid, args, label, **options)
 
     capacity = measured(OUTSIDE_CAPACITY, concurrency=64, deadline_ms=10_000)
     if capacity.calls == 0:  # a rate of 0 would mean closed loop to the driver
@@ -589,6 +580,77 @@ def outside_overload(
     steady = measured(OUTSIDE_STEADY, rate=offered / 3, deadline_ms=10_000)
     overload = measured(OUTSIDE_OVERLOAD, rate=offered * 4, deadline_ms=100)
     return [capacity, steady, overload]
+
+
+def outside_pairs(
+    binary: Path,
+    server: str,
+    target: str,
+    pid: int,
+    args: argparse.Namespace,
+    echo: Result | None = None,
+) -> list[Result]:
+    """Route-then-Reward from the C++ driver: closed loop with 64 pairs in flight, then an open loop at a third of ``echo``'s closed-loop pair rate (this server's
+    own when it is echo). Each pair's latency runs from its due time to the Reward's answer.
+
+    The Python driver spends about as much CPU per call as a server, on the same two cores;
+    this one a fraction of it, so the ratios to echo say more about the servers."""
+    capacity = _outside_run(
+        binary,
+        server,
+        target,
+        pid,
+        args,
+        OUTSIDE_PAIRS,
+        pairs=True,
+        deadline_ms=10_000,
+        concurrency=64,
+    )
+    if capacity.calls == 0:
+        raise RuntimeError(f"{server} completed no Route-then-Reward pair in the capacity run")
+    rate = (echo or capacity).calls_per_second / 3
+    steady = _outside_run(
+        binary,
+        server,
+        target,
+        pid,
+        args,
+        OUTSIDE_PAIRS_STEADY,
+        pairs=True,
+        rate=rate,
+        deadline_ms=10_000,
+    )
+    return [capacity, steady]
+
+
+def _outside_run(
+    binary: Path,
+    server: str,
+    target: str,
+    pid: int,
+    args: argparse.Namespace,
+    label: str,
+    **options: Any,
+) -> Result:
+    """One run of the C++ driver against ``target`` (``--duration`` seconds over
+    ``--connections`` connections), with the server process tree's CPU per OK call."""
+    cpu = tree_cpu_seconds(pid)
+    run = native.run(binary, target, seconds=args.duration, connections=args.connections, **options)
+    cpu = tree_cpu_seconds(pid) - cpu
+    quantiles = run.ok_us or {"p50": 0.0, "p99": 0.0, "p999": 0.0}
+    return Result(
+        server=server,
+        mode=label,
+        calls=run.ok,
+        seconds=run.seconds,
+        calls_per_second=run.ok / run.seconds,
+        p50_ms=quantiles["p50"] / 1000,
+        p99_ms=quantiles["p99"] / 1000,
+        p999_ms=quantiles["p999"] / 1000,
+        errors=run.failed,
+        server_cpu_us=cpu * 1e6 / max(1, run.ok),
+        shed=run.refused,
+    )
 
 
 def median_results(rounds: list[Result]) -> list[Result]:
@@ -626,7 +688,7 @@ def render(results: list[Result]) -> str:
     echo = {(r.fixture, r.mode): r for r in results if r.server == "echo"}
     width = max(14, *(len(r.server) for r in results))
     lines = [
-        f"{'server':<{width}} {'fixture':<10} {'mode':<22} {'calls/s':>9} {'p50 ms':>8} "
+        f"{'server':<{width}} {'fixture':<10} {'mode':<28} {'calls/s':>9} {'p50 ms':>8} "
         f"{'p99 ms':>8} "
         f"{'p99.9 ms':>9} {'errors':>6} {'shed':>6} {'srv us/call':>11} {'x echo (thr)':>12} "
         f"{'x echo (p99)':>12}"
@@ -640,7 +702,7 @@ def render(results: list[Result]) -> str:
         )
         p99 = f"{r.p99_ms / base.p99_ms:.2f}" if base and r.server != "echo" and base.p99_ms else ""
         lines.append(
-            f"{r.server:<{width}} {r.fixture:<10} {r.mode:<22} {r.calls_per_second:>9.0f} "
+            f"{r.server:<{width}} {r.fixture:<10} {r.mode:<28} {r.calls_per_second:>9.0f} "
             f"{r.p50_ms:>8.2f} "
             f"{r.p99_ms:>8.2f} {r.p999_ms:>9.2f} {r.errors:>6} {r.shed:>6} "
             f"{r.server_cpu_us:>11.0f} "

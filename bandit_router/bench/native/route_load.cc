@@ -1,4 +1,5 @@
-// route_load: drives bandit_router.v1.Router/Route from outside the Python processes.
+// route_load: drives bandit_router.v1.Router (Route, or Route then Reward) from outside the
+// Python processes.
 //
 // Why C++: a load generator on the same two cores as the servers takes CPU from them; the
 // Python client spends ~150 us of CPU per call and Node's grpc-js ~190 us, as much as the
@@ -14,6 +15,12 @@
 //     time, so a stall delays the calls behind it and shows (no coordinated omission).
 //   closed loop (--rate 0 --concurrency C): C calls in flight; a refused call waits
 //     --refusal-pause-ms before its caller tries again, as a polite client would.
+//   pairs (--pairs 1): each call is a Route and, once it is answered OK, a Reward of its
+//     decision id (value 1 for every third pair, else 0), as every real caller pairs them;
+//     the latency runs from the due time to the Reward's answer, and a pair's status is the
+//     Route's if that failed, else the Reward's. --rate is then pairs per second.
+//   --connections N: N HTTP/2 connections (distinct channels), calls spread round-robin, so
+//     the kernel can balance them over `serve --workers` processes (SO_REUSEPORT).
 // Prints one JSON object: calls per status code, latency quantiles of OK calls and of all
 // calls (microseconds), the run's seconds and the generator's own CPU seconds.
 
@@ -51,6 +58,8 @@ struct Options {
   double warmup_seconds = 0.5;
   int deadline_ms = 100;
   int refusal_pause_ms = 10;
+  bool pairs = false;
+  int connections = 1;
 };
 
 struct Call {
@@ -59,7 +68,15 @@ struct Call {
   grpc::Status status;
   Clock::time_point due;
   bool counted = true;
+  long index = 0;
+  int channel = 0;
   std::unique_ptr<grpc::ClientAsyncResponseReader<bandit_router::v1::RouteResponse>> reader;
+  // Pairs: the Reward that follows an OK Route (a context serves one call only).
+  bool rewarding = false;
+  std::unique_ptr<grpc::ClientContext> reward_context;
+  bandit_router::v1::RewardResponse reward_response;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<bandit_router::v1::RewardResponse>>
+      reward_reader;
 };
 
 double Flag(int argc, char** argv, const std::string& name, double fallback, std::string* text) {
@@ -121,16 +138,23 @@ int main(int argc, char** argv) {
   options.warmup_seconds = Flag(argc, argv, "--warmup-seconds", options.warmup_seconds, nullptr);
   options.deadline_ms = static_cast<int>(Flag(argc, argv, "--deadline-ms", 100, nullptr));
   options.refusal_pause_ms = static_cast<int>(Flag(argc, argv, "--refusal-pause-ms", 10, nullptr));
+  options.pairs = Flag(argc, argv, "--pairs", 0, nullptr) != 0;
+  options.connections = std::max(1, static_cast<int>(Flag(argc, argv, "--connections", 1, nullptr)));
 
-  grpc::ChannelArguments arguments;
-  arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // every refusal is counted, none retried
-  auto channel = grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(),
-                                           arguments);
-  if (!channel->WaitForConnected(WallClock::now() + std::chrono::seconds(10))) {
-    std::fprintf(stderr, "error: %s did not accept a connection\n", options.target.c_str());
-    return 2;
+  std::vector<std::unique_ptr<bandit_router::v1::Router::Stub>> stubs;
+  for (int i = 0; i < options.connections; ++i) {
+    grpc::ChannelArguments arguments;
+    arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // every refusal is counted, none retried
+    // Channels share connections through gRPC's global subchannel pool: a local pool each.
+    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel = grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(),
+                                             arguments);
+    if (!channel->WaitForConnected(WallClock::now() + std::chrono::seconds(10))) {
+      std::fprintf(stderr, "error: %s did not accept a connection\n", options.target.c_str());
+      return 2;
+    }
+    stubs.push_back(bandit_router::v1::Router::NewStub(channel));
   }
-  auto stub = bandit_router::v1::Router::NewStub(channel);
   bandit_router::v1::RouteRequest request;
   request.set_experiment(options.experiment);
   grpc::CompletionQueue queue;
@@ -145,15 +169,32 @@ int main(int argc, char** argv) {
   long in_flight = 0;
   double cpu_at_measure = -1;
 
+  long next_index = 0;
   auto issue = [&](Clock::time_point due) {
     auto* call = new Call;
     call->due = due;
     call->counted = due >= measure_from && due < stop;
+    call->index = next_index++;
+    call->channel = static_cast<int>(call->index % options.connections);
     call->context.set_deadline(WallClock::now() + std::chrono::milliseconds(options.deadline_ms));
-    call->reader = stub->PrepareAsyncRoute(&call->context, request, &queue);
+    call->reader = stubs[call->channel]->PrepareAsyncRoute(&call->context, request, &queue);
     call->reader->StartCall();
     call->reader->Finish(&call->response, &call->status, call);
     ++in_flight;
+  };
+  // Pairs: the Reward of an OK Route, on the same connection; the call stays in flight.
+  auto reward = [&](Call* call) {
+    bandit_router::v1::RewardRequest reward_request;
+    reward_request.set_decision_id(call->response.decision_id());
+    reward_request.set_value(call->index % 3 == 0 ? 1.0 : 0.0);
+    call->rewarding = true;
+    call->reward_context = std::make_unique<grpc::ClientContext>();
+    call->reward_context->set_deadline(WallClock::now() +
+                                       std::chrono::milliseconds(options.deadline_ms));
+    call->reward_reader =
+        stubs[call->channel]->PrepareAsyncReward(call->reward_context.get(), reward_request, &queue);
+    call->reward_reader->StartCall();
+    call->reward_reader->Finish(&call->reward_response, &call->status, call);
   };
 
   // Closed loop: callers waiting out a refusal pause, by the time they may call again.
@@ -189,7 +230,12 @@ int main(int argc, char** argv) {
     bool ok = false;
     auto event = queue.AsyncNext(&tag, &ok, ToWall(wake));
     if (event != grpc::CompletionQueue::GOT_EVENT) continue;
-    std::unique_ptr<Call> call(static_cast<Call*>(tag));
+    auto* answered = static_cast<Call*>(tag);
+    if (options.pairs && !answered->rewarding && answered->status.ok()) {
+      reward(answered);
+      continue;
+    }
+    std::unique_ptr<Call> call(answered);
     --in_flight;
     auto done = Clock::now();
     double micros = std::chrono::duration<double, std::micro>(done - call->due).count();
