@@ -372,7 +372,8 @@ def test_one_row_law_agrees_with_the_general_quadrature() -> None:
     quantile panels are within 1e-9 in ``test_normal_quadrature_error_is_below_1e9`` but err
     by up to 2.4e-9 on six to eight near-tied arms of similar scales, four of these rows
     (against QUADPACK, as ``test_policies_contextual_law`` checks, with the one-row law
-    within 1e-10 there): so they agree within 3e-9. Masks with one eligible arm, and arms far apart, included."""
+    within 1e-10 there): so they agree within 3e-9. Masks with one eligible arm, and arms
+    far apart, included."""
     rng = np.random.default_rng(11)
     for _ in range(500):
         arms = int(rng.integers(1, 9))
