@@ -235,13 +235,15 @@ class PreparedModel:
 
     ``theta`` (K, d) holds each arm's posterior mean; ``stacked`` is theta above the K
     inverse Cholesky factors, shape (K + K d, d), so that one matrix-vector product gives
-    every mean and every L_k^-1 x. Immutable: a refresh builds a new one.
+    every mean and every L_k^-1 x; ``blocks`` (K d, K) sums each arm's d squares of L_k^-1 x
+    in one more product. Immutable: a refresh builds a new one.
     """
 
     theta: FloatArray
     stacked: FloatArray
     n_arms: int
     dim: int
+    blocks: FloatArray
 
     @classmethod
     def from_factors(cls, theta: FloatArray, root_inv: FloatArray) -> PreparedModel:
@@ -251,7 +253,9 @@ class PreparedModel:
         )
         stacked.flags.writeable = False
         theta = stacked[:n_arms]
-        return cls(theta, stacked, n_arms, dim)
+        blocks = np.repeat(np.eye(n_arms), dim, axis=0)
+        blocks.flags.writeable = False
+        return cls(theta, stacked, n_arms, dim, blocks)
 
     def scores(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(means, widths), shape (K,) each, for one (already checked) feature vector."""
@@ -259,6 +263,16 @@ class PreparedModel:
         y = self.stacked @ x
         u = y[k:].reshape(k, self.dim)
         return y[:k], np.sqrt((u * u).sum(axis=1))
+
+    def scores_one(self, x: FloatArray) -> tuple[list[float], list[float]]:
+        """``scores`` as lists of floats, what the live path works on, in four numpy calls
+        (about 3 µs at d = 16, 5 arms, where the arrays and their conversion take 4.5):
+        width_k^2 = |L_k^-1 x|^2, a sum of squares, as a product with ``blocks``."""
+        k = self.n_arms
+        y = self.stacked @ x
+        u = y[k:]
+        squares = (u * u) @ self.blocks
+        return y[:k].tolist(), [math.sqrt(w) for w in squares.tolist()]
 
 
 class NormalMarginals:
@@ -398,6 +412,16 @@ class ContextualPolicy(ABC):
     ) -> int:
         """Scalar twin of ``_choose`` over the listed eligible arms, same law."""
 
+    def _law_one(
+        self, means: list[float], widths: list[float], eligible: Sequence[int]
+    ) -> list[float]:
+        """``_law`` of one row, from lists, over the listed (distinct) eligible arms: the live
+        path's. This one goes through ``_law``; the Thompson policies take a scalar route."""
+        mask = np.zeros(len(means), dtype=bool)
+        mask[list(eligible)] = True
+        law = self._law(np.array(means), np.array(widths), mask)
+        return [float(p) for p in law]
+
     def _working(
         self, rewards: FloatArray, x: FloatArray, theta: FloatArray | None
     ) -> tuple[FloatArray, FloatArray]:
@@ -523,9 +547,8 @@ class ContextualPolicy(ABC):
     ) -> tuple[int, bool]:
         """One live decision: (arm index, explored). Same law as ``select`` on the state
         ``model`` was prepared from. ``eligible`` lists the eligible arms (non-empty)."""
-        means, widths = model.scores(self._live_features(model, features))
-        mean_list = means.tolist()
-        arm = self._choose_one(mean_list, widths.tolist(), eligible, rng)
+        mean_list, widths = model.scores_one(self._live_features(model, features))
+        arm = self._choose_one(mean_list, widths, eligible, rng)
         chosen = mean_list[arm]
         return arm, any(mean_list[i] > chosen for i in eligible)
 
@@ -542,12 +565,13 @@ class ContextualPolicy(ABC):
         needs to decide (it draws the arm from the law itself, so the propensities it logs
         are the law it sampled) and to say whether it explored (some eligible arm's mean is
         larger than the chosen one's), with the features checked and scored once."""
-        mask = np.zeros(model.n_arms, dtype=bool)
-        mask[list(eligible)] = True
-        if not mask.any():
+        arms = sorted(set(eligible))  # the law's arms: distinct, in order
+        if not arms:
             raise ValueError("eligible: at least one arm must be eligible")
-        means, widths = model.scores(self._live_features(model, features))
-        return tuple(self._law(means, widths, mask).tolist()), tuple(means.tolist())
+        if arms[0] < 0 or arms[-1] >= model.n_arms:
+            raise IndexError(f"eligible: index out of range for {model.n_arms} arms")
+        means, widths = model.scores_one(self._live_features(model, features))
+        return tuple(self._law_one(means, widths, arms)), tuple(means)
 
     def increments(
         self, model: PreparedModel, arm: int, features: ArrayLike, reward: float

@@ -55,7 +55,7 @@ from policies.base import (
     argmax_random_ties,
 )
 from policies.contextual import LAMBDA_SPEC, ContextualPolicy, check_features
-from policies.lin_ts import normal_argmax_law, normal_argmax_one
+from policies.lin_ts import normal_argmax_law, normal_argmax_law_one, normal_argmax_one
 
 #: Newton steps of ``laplace_statistics`` at most, and its stopping tolerance on the step.
 NEWTON_STEPS = 100
@@ -116,6 +116,11 @@ class LogisticThompsonSampling(ContextualPolicy):
 
     def _law(self, means: FloatArray, widths: FloatArray, mask: BoolArray) -> FloatArray:
         return normal_argmax_law(means, widths, mask)
+
+    def _law_one(
+        self, means: list[float], widths: list[float], eligible: Sequence[int]
+    ) -> list[float]:
+        return normal_argmax_law_one(means, widths, eligible)
 
     def _choose_one(
         self,

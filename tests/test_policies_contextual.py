@@ -364,11 +364,16 @@ def test_normal_quadrature_error_is_below_1e9() -> None:
 
 
 def test_one_row_law_agrees_with_the_general_quadrature() -> None:
-    """A live decision's law (one row: ``_normal_argmax_law_one``, nodes shared by every arm
-    over the range where the maximum lies) and a batch's (the general ``max_probabilities``,
-    each arm on its own range): two quadratures of the same integrals, each within 1e-9 of
-    the exact law (``test_normal_quadrature_error_is_below_1e9`` checks both paths), so they
-    agree within 2e-9. Masks with one eligible arm, and arms far apart, included."""
+    """A live decision's law (one row: ``normal_argmax_law_one``, closed forms for one or two
+    contenders, else nodes shared by every arm over the range where the maximum lies) and a
+    batch's (the general ``max_probabilities``, each arm on its own range): two computations
+    of the same integrals. The one-row law is within 1e-10 of QUADPACK on the equal panels it
+    takes for comparable scales (``test_policies_contextual_law``); the general routine's
+    quantile panels are within 1e-9 in ``test_normal_quadrature_error_is_below_1e9`` but err
+    by up to 2.4e-9 on six to eight near-tied arms of similar scales, four of these rows
+    (against QUADPACK, as ``test_policies_contextual_law`` checks, with the one-row law
+    within 1e-10 there): so they agree within 3e-9. Masks with one eligible arm, and arms
+    far apart, included."""
     rng = np.random.default_rng(11)
     for _ in range(500):
         arms = int(rng.integers(1, 9))
@@ -378,7 +383,7 @@ def test_one_row_law_agrees_with_the_general_quadrature() -> None:
         mask[int(rng.integers(arms))] = True
         one = normal_argmax_law(loc, scale, mask)
         batched = normal_argmax_law(loc[None, :], scale[None, :], mask[None, :])[0]
-        np.testing.assert_allclose(one, batched, rtol=0, atol=2e-9)
+        np.testing.assert_allclose(one, batched, rtol=0, atol=3e-9)
         assert (one[~mask] == 0.0).all()
 
 
