@@ -590,8 +590,9 @@ def outside_pairs(
     args: argparse.Namespace,
     echo: Result | None = None,
 ) -> list[Result]:
-    """Route-then-Reward from the C++ driver: closed loop with 64 pairs in flight, then an open loop at a third of ``echo``'s closed-loop pair rate (this server's
-    own when it is echo). Each pair's latency runs from its due time to the Reward's answer.
+    """Route-then-Reward from the C++ driver: closed loop with 64 pairs in flight, then an
+    open loop at a third of ``echo``'s closed-loop pair rate (this server's own when it is
+    echo). Each pair's latency runs from its due time to the Reward's answer.
 
     The Python driver spends about as much CPU per call as a server, on the same two cores;
     this one a fraction of it, so the ratios to echo say more about the servers."""
