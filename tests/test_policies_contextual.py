@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import numpy as np
@@ -31,6 +31,7 @@ from policies import (
     is_contextual,
     parameter_specs,
 )
+from policies.base import BoolArray, FloatArray
 from policies.contextual import FEATURE_MAGNITUDE_LIMIT, pick_from_law
 from policies.lin_ts import normal_argmax_law
 from policies.logistic_ts import laplace_statistics
@@ -374,6 +375,18 @@ def test_one_row_law_agrees_with_the_general_quadrature() -> None:
     (against QUADPACK, as ``test_policies_contextual_law`` checks, with the one-row law
     within 1e-10 there): so they agree within 3e-9. Masks with one eligible arm, and arms
     far apart, included."""
+    for _, _, mask, one, batched in one_row_and_batched_laws():
+        np.testing.assert_allclose(one, batched, rtol=0, atol=3e-9)
+        assert (one[~mask] == 0.0).all()
+
+
+LawRow = tuple[FloatArray, FloatArray, BoolArray, FloatArray, FloatArray]
+
+
+def one_row_and_batched_laws() -> Iterator[LawRow]:
+    """500 seeded rows (loc, scale, mask) of 1-8 arms, near ties and far-apart arms, scales
+    of similar and of very different sizes, with each row's live law (one row) and batched
+    law (the general routine): the cases both law tests compare."""
     rng = np.random.default_rng(11)
     for _ in range(500):
         arms = int(rng.integers(1, 9))
@@ -383,8 +396,7 @@ def test_one_row_law_agrees_with_the_general_quadrature() -> None:
         mask[int(rng.integers(arms))] = True
         one = normal_argmax_law(loc, scale, mask)
         batched = normal_argmax_law(loc[None, :], scale[None, :], mask[None, :])[0]
-        np.testing.assert_allclose(one, batched, rtol=0, atol=3e-9)
-        assert (one[~mask] == 0.0).all()
+        yield loc, scale, mask, one, batched
 
 
 def test_prepared_model_scores_equal_the_vectorised_ones() -> None:

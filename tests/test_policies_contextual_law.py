@@ -33,6 +33,7 @@ from policies.lin_ts import (
     normal_argmax_one,
 )
 
+from .test_policies_contextual import one_row_and_batched_laws
 from .test_policies_laws import _check_counts
 
 DRAWS = 40_000
@@ -236,20 +237,12 @@ def test_where_the_one_row_and_general_laws_differ_the_one_row_law_is_right() ->
     """The rows of ``test_one_row_law_agrees_with_the_general_quadrature`` (same seed and
     draws) on which the live law and the general routine differ by more than 1e-9: the live
     law is within 1e-10 of QUADPACK there, and the general routine within 3e-9."""
-    rng = np.random.default_rng(11)
     differing = 0
-    for _ in range(500):
-        arms = int(rng.integers(1, 9))
-        loc = rng.normal(0.0, float(rng.choice([0.01, 1.0, 10.0])), arms)
-        scale = np.exp(rng.normal(-1.0, float(rng.choice([0.1, 1.0, 3.0])), arms))
-        mask = rng.random(arms) < 0.7
-        mask[int(rng.integers(arms))] = True
-        one = normal_argmax_law(loc, scale, mask)
-        batched = normal_argmax_law(loc[None, :], scale[None, :], mask[None, :])[0]
+    for loc, scale, mask, one, batched in one_row_and_batched_laws():
         if np.abs(one - batched).max() <= 1e-9:
             continue
         differing += 1
-        exact = np.zeros(arms)
+        exact = np.zeros(len(loc))
         exact[mask] = _quadpack(loc[mask].tolist(), scale[mask].tolist())
         np.testing.assert_allclose(one, exact, rtol=0, atol=1e-10)
         np.testing.assert_allclose(batched, exact, rtol=0, atol=3e-9)
