@@ -261,7 +261,7 @@ def test_the_guarded_fixtures_rewards_quarantine_no_arm(redis_url: str) -> None:
 
 
 def test_other_drivers_refuse_what_they_cannot_measure() -> None:
-    """The C++ overload driver sends only the plain Route: with another fixture it is a
+    """The C++ driver sends only the plain fixture's Route and Reward: with another fixture it is a
     clear error before anything starts, not a run that silently measured plain; the
     one-server modes measure one fixture at a time."""
     base = [sys.executable, "-m", "bandit_router", "bench", "--quick"]
@@ -272,7 +272,7 @@ def test_other_drivers_refuse_what_they_cannot_measure() -> None:
         timeout=60,
     )
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "--overload-driver cpp sends only the plain fixture's Route" in refused.stderr
+    assert "--overload-driver cpp sends only the plain fixture's Route and Reward" in refused.stderr
     for option in ("--sizing", "--profile=1", "--instructions"):
         several = subprocess.run(
             [*base, option, "--fixture", "plain", "--fixture", "guarded"],

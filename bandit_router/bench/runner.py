@@ -514,13 +514,13 @@ def variant_servers(variants: list[str]) -> list[tuple[str, list[str]]]:
 def overload_driver(choice: str, fixtures: list[Fixture] | None = None) -> Path | str:
     """The built C++ driver, or "python" or "none"; "auto" falls back to Python, saying so.
 
-    The C++ driver sends only the plain fixture's Route (one experiment name, no context), so
+    The C++ driver sends only the plain fixture's Route and Reward (no context, no metrics), so
     it is refused with any other fixture; "auto" then uses Python callers, saying so."""
     others = [f.name for f in fixtures or [] if f.name != "plain"]
     if others and choice == "cpp":
         raise RuntimeError(
-            f"--overload-driver cpp sends only the plain fixture's Route; with --fixture "
-            f"{', '.join(others)} use --overload-driver python or none"
+            f"--overload-driver cpp sends only the plain fixture's Route and Reward; with "
+            f"--fixture {', '.join(others)} use --overload-driver python or none"
         )
     if others and choice == "auto":
         print(
