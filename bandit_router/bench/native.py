@@ -162,7 +162,7 @@ def run(
     rate: float = 0.0,
     concurrency: int = 64,
     seconds: float = 5.0,
-    deadline_ms: int = 100,
+    deadline_ms: int = 10_000,
     warmup_seconds: float = 0.5,
     experiment: str = "bench",
     pairs: bool = False,
@@ -173,7 +173,11 @@ def run(
 
     With ``pairs`` each call is a Route then a Reward of its decision id (value 1 for every
     third pair, as ``fixtures.bench_reward``), timed together; ``rate`` is then pairs per
-    second. ``connections`` HTTP/2 connections share the calls round-robin."""
+    second. ``connections`` HTTP/2 connections share the calls round-robin.
+
+    Every call carries ``deadline_ms``. The default is long, so that what the driver counts
+    is what the server did even when a loaded machine stalls a call for a while; overload runs
+    pass a short one, as a caller that would rather fail than wait does."""
     command = [str(binary), "--target", target, "--experiment", experiment]
     command += ["--pairs", "1" if pairs else "0", "--connections", str(connections)]
     command += ["--rate", f"{rate:.3f}", "--concurrency", str(concurrency)]
