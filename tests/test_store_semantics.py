@@ -15,7 +15,14 @@ import pytest
 
 from bandit_router.model.experiments import Arm, Experiment, LateRewardRule, PolicySpec
 from bandit_router.route.tokens import new_nonce
-from bandit_router.store.redis_store import PendingDecision, RewardCommand, Store
+from bandit_router.store.keys import ExperimentKeys
+from bandit_router.store.redis_store import (
+    FLUSH_NUMBERS_TTL_SECONDS,
+    DecisionFlush,
+    PendingDecision,
+    RewardCommand,
+    Store,
+)
 
 T = TypeVar("T")
 
@@ -51,6 +58,17 @@ def command(
         marker_ttl_ms=600_000,
         gamma=gamma,
     )
+
+
+_flush_numbers = iter(range(1, 1_000_000))
+
+
+async def record(
+    store: Store, exp: Experiment, pending: list[PendingDecision], counts: dict[str, int]
+) -> None:
+    """One decision flush of ``exp`` by one writer, numbered as a recorder numbers them."""
+    flush = DecisionFlush(exp.name, exp.incarnation, next(_flush_numbers), pending, "", counts)
+    assert await store.record_decisions("writer", [flush]) == [None]
 
 
 async def arm_stats(store: Store, arm: str) -> tuple[float, float, float]:
@@ -94,9 +112,7 @@ def test_late_rewards_ignored_or_applied_replacing_default() -> None:
         exp = await store.create_experiment(make_experiment(late_rewards=rule))
         nonce = new_nonce()
         past = int(time.time() * 1000) - 1000
-        await store.record_decisions(
-            {"exp": (exp.incarnation, [PendingDecision(nonce, "b", past)], "", {"b": 1})}
-        )
+        await record(store, exp, [PendingDecision(nonce, "b", past)], {"b": 1})
         due = await store.due_pending("exp", int(time.time() * 1000), 100)
         assert await store.apply_defaults(exp, due, 600_000, 1.0) == ["b"]
         results = await store.apply_rewards([command(exp, nonce, "b", 1.0, deadline_ms=past)] * 2)
@@ -127,7 +143,7 @@ def test_racing_sweepers_credit_each_default_exactly_once() -> None:
         exp = await store.create_experiment(make_experiment())
         past = int(time.time() * 1000) - 10
         pending = [PendingDecision(new_nonce(), "ab"[i % 2], past) for i in range(200)]
-        await store.record_decisions({"exp": (exp.incarnation, pending, "", {})})
+        await record(store, exp, pending, {})
         # Five replicas read the same due list, then all try to credit it.
         due = await store.due_pending("exp", int(time.time() * 1000), 1000)
         credited = await asyncio.gather(
@@ -147,9 +163,7 @@ def test_reward_overtaking_its_pending_record_gets_no_default() -> None:
         nonce = new_nonce()
         assert await store.apply_rewards([command(exp, nonce, "a", 1.0)]) == ["applied"]
         past = int(time.time() * 1000) - 10  # the batched write arrives after the reward
-        await store.record_decisions(
-            {"exp": (exp.incarnation, [PendingDecision(nonce, "a", past)], "", {})}
-        )
+        await record(store, exp, [PendingDecision(nonce, "a", past)], {})
         assert await store.due_pending("exp", int(time.time() * 1000), 10) == []
         assert await arm_stats(store, "a") == (1.0, 1.0, 1.0)
 
@@ -189,7 +203,7 @@ def test_discounted_update_matches_the_policy_rule() -> None:
         for arm, value in steps:
             if value is None:  # no reward came: the default (0.0) is credited by the sweeper
                 pending = [PendingDecision(new_nonce(), arm, past)]
-                await store.record_decisions({"exp": (exp.incarnation, pending, "", {})})
+                await record(store, exp, pending, {})
                 due = await store.due_pending("exp", int(time.time() * 1000), 10)
                 assert await store.apply_defaults(exp, due, 600_000, 0.9) == [arm]
                 value = 0.0
@@ -280,5 +294,44 @@ def test_an_unchanged_config_is_parsed_once_and_a_change_is_read() -> None:
         assert (changed.default_reward, changed.version) == (1.0, first.version + 1)
         other = Store(store.client, embedded=True)  # a second replica's view of the same data
         assert (await other.read_states(["exp"]))["exp"].experiment == changed
+
+    run(scenario())
+
+
+def test_a_decision_flush_that_arrives_again_writes_nothing() -> None:
+    """A writer sends a flush again, unchanged, until Redis answers; every copy after the
+    first, and any older number of the same writer, writes nothing. Other writers, and the
+    same writer's next number, are independent of it."""
+
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment())
+        future = int(time.time() * 1000) + 60_000
+
+        def flush(number: int, nonce: str) -> DecisionFlush:
+            return DecisionFlush(
+                exp.name,
+                exp.incarnation,
+                number,
+                [PendingDecision(nonce, "a", future)],
+                "",
+                {"a": 1},
+            )
+
+        first, second, third = (new_nonce() for _ in range(3))
+        assert await store.record_decisions("w1", [flush(7, first)] * 3) == [None] * 3
+        assert await store.record_decisions("w1", [flush(6, second)]) == [None]  # older: skipped
+        assert await store.record_decisions("w2", [flush(1, second)]) == [None]
+        assert await store.record_decisions("w1", [flush(8, third)]) == [None]
+        assert (await store.read_state("exp")).arm_stat("a", "decisions") == 3
+        due = await store.due_pending("exp", future + 1, 100)
+        assert sorted(member.split("|")[0] for member in due) == sorted([first, second, third])
+        flushed = ExperimentKeys("exp").flushed
+        assert await store.client.hgetall(flushed) == {"w1": "8", "w2": "1"}
+        assert 0 < await store.client.ttl(flushed) <= FLUSH_NUMBERS_TTL_SECONDS
+        await store.forget_writer("w1", ["exp"])
+        assert await store.client.hgetall(flushed) == {"w2": "1"}
+        await store.delete_experiment("exp")
+        assert await store.client.exists(flushed) == 0
 
     run(scenario())

@@ -89,6 +89,13 @@ class ExperimentKeys:
         nothing (a DUPLICATE). Never read."""
         return f"{self.tag}:replicated"
 
+    @property
+    def flushed(self) -> str:
+        """Hash ``writer`` -> number of the writer's last decision flush written
+        (lua/record_decisions.lua), so a flush sent again after a lost reply writes nothing.
+        A writer removes its field when it exits; the hash expires with a week's idleness."""
+        return f"{self.tag}:flushed"
+
     def rewarded(self, nonce: str) -> str:
         """Dedupe marker of one decision (with a TTL): ``r`` rewarded, ``d:<v>`` defaulted."""
         return f"{self.tag}:rw:{nonce}"
@@ -106,6 +113,7 @@ class ExperimentKeys:
             self.snapshots,
             self.sticky,
             self.replicated,
+            self.flushed,
         ]
 
 

@@ -19,17 +19,18 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from bandit_router.store.keys import CHANGES_CHANNEL, PREFIX
 
-#: Sent by the Python code itself (store, cache, sticky look-ups, health, WAIT). redis-py
-#: also sends CLIENT SETINFO on connect and ignores a refusal (Redis 7.0 does not know it;
-#: on 7.2 and later, README suggests granting it to keep the ACL log quiet). CLUSTER INFO
+#: Sent by the Python code itself (store, cache, sticky look-ups, health, WAIT, a decision
+#: writer's exit). redis-py also sends CLIENT SETINFO on connect and ignores a refusal
+#: (Redis 7.0 does not know it; on 7.2 and later, README suggests granting it to keep the
+#: ACL log quiet). CLUSTER INFO
 #: is the start-up check that a redis:// URL is not a cluster node; ROLE counts replicas
 #: for --wait-replicas. In a Redis Cluster the client discovers the slots (CLUSTER SLOTS,
 #: COMMAND), follows an ASK redirect of a slot being migrated with ASKING, and the change
 #: notices are sharded pub/sub (SPUBLISH, SSUBSCRIBE).
 DIRECT_COMMANDS = frozenset(
     {
-        "ASKING", "CLUSTER|INFO", "CLUSTER|SLOTS", "COMMAND", "DEL", "EVALSHA", "GET", "HGET",
-        "HGETALL", "LRANGE", "PING", "PUBLISH", "ROLE", "SADD", "SCRIPT|LOAD", "SET",
+        "ASKING", "CLUSTER|INFO", "CLUSTER|SLOTS", "COMMAND", "DEL", "EVALSHA", "GET", "HDEL",
+        "HGET", "HGETALL", "LRANGE", "PING", "PUBLISH", "ROLE", "SADD", "SCRIPT|LOAD", "SET",
         "SMEMBERS", "SPUBLISH", "SREM", "SSUBSCRIBE", "SUBSCRIBE", "WAIT", "XADD", "XRANGE",
         "XREVRANGE", "ZRANGEBYSCORE",
     }

@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple, cast
@@ -72,6 +72,10 @@ REWARD_LIMIT_ARG = repr(REWARD_MAGNITUDE_LIMIT)
 HEALTH_PROBE_TTL_MS = 10_000
 #: Life of the key written before a WAIT (``ExperimentKeys.replicated``).
 REPLICATED_MARK_TTL_MS = 60_000
+#: Life of an experiment's flush numbers (``ExperimentKeys.flushed``) after its last flush:
+#: a writer sends a flush again until Redis answers, and the number that dedupes it must
+#: outlive any store outage the writer outlasts.
+FLUSH_NUMBERS_TTL_SECONDS = 7 * 24 * 3600
 
 
 FEATURE_LIMIT_ARG = repr(FEATURE_MAGNITUDE_LIMIT)
@@ -142,6 +146,23 @@ class ContextualPending(NamedTuple):
     @property
     def member(self) -> str:
         return f"{self.nonce}|{self.arm}"
+
+
+@dataclass(frozen=True)
+class DecisionFlush:
+    """One experiment's decisions of one flush, numbered by their writer and sent again
+    unchanged until Redis answers: a copy that arrives after the flush was written (its
+    reply lost) writes nothing (``lua/record_decisions.lua``)."""
+
+    experiment: str
+    incarnation: str
+    number: int
+    pending: Sequence[PendingDecision | ContextualPending]
+    #: ``decision_log.encode`` of the flush's rows; '' for none.
+    log_data: str
+    counts: Mapping[str, int]
+    #: The writer's count of what it holds for this flush (its log rows); not sent.
+    buffered: int = 0
 
 
 def _pending_entry(decision: PendingDecision | ContextualPending) -> str:
@@ -917,32 +938,29 @@ class Store:
     # -- decisions -------------------------------------------------------------------------
 
     async def record_decisions(
-        self,
-        batches: Mapping[
-            str,
-            tuple[str, Sequence[PendingDecision | ContextualPending], str, Mapping[str, int]],
-        ],
-    ) -> None:
-        """Write a flush of decisions: pending records, log entries and decision counters.
-
-        ``batches`` maps experiment -> (incarnation, pending decisions, the flush's decision
-        log data (``decision_log.encode``; '' for none), decision counts per arm). One pipeline
-        per flush, off the Route path.
-        """
+        self, writer: str, flushes: Sequence[DecisionFlush]
+    ) -> list[BaseException | None]:
+        """Write flushes of decisions (pending records, log entries, decision counters) in one
+        pipeline, off the Route path; per flush, the error Redis answered, or None once it is
+        written (now or by an earlier copy). Raises when the round trip itself fails, after
+        which any of the flushes may or may not have been written."""
         calls: list[PipelineCall] = []
-        for name, (incarnation, pending, log_data, counts) in batches.items():
-            keys = ExperimentKeys(name)
+        for flush in flushes:
+            keys = ExperimentKeys(flush.experiment)
             args: list[str | int] = [
-                incarnation,
+                flush.incarnation,
                 DECISION_LOG_MAXLEN,
                 # One log document per flush: packing a command (or even a JSON document)
                 # per decision would cost the server more than choosing the arm did.
-                log_data,
-                len(counts),
+                flush.log_data,
+                writer,
+                flush.number,
+                FLUSH_NUMBERS_TTL_SECONDS,
+                len(flush.counts),
             ]
-            for arm, count in counts.items():
+            for arm, count in flush.counts.items():
                 args += [arm, count]
-            args.append("".join(map(_pending_entry, pending)))
+            args.append("".join(map(_pending_entry, flush.pending)))
             calls.append(
                 ScriptCall(
                     self._record_decisions,
@@ -951,15 +969,19 @@ class Store:
                         keys.pending,
                         keys.decisions,
                         keys.features,
-                        *(keys.rewarded(d.nonce) for d in pending),
+                        keys.flushed,
+                        *(keys.rewarded(d.nonce) for d in flush.pending),
                     ],
                     args,
                 )
             )
         replies = await self._execute(calls)
-        errors = [reply for reply in replies if isinstance(reply, Exception)]
-        if errors:
-            log.warning("decision flush had %d errors; first: %s", len(errors), errors[0])
+        return [reply if isinstance(reply, BaseException) else None for reply in replies]
+
+    async def forget_writer(self, writer: str, experiments: Iterable[str]) -> None:
+        """Remove a writer's flush numbers once it has nothing left to send (at exit)."""
+        for experiment in experiments:  # one slot each in a cluster: one command each
+            await self.client.hdel(ExperimentKeys(experiment).flushed, writer)
 
     async def assign_sticky(
         self,
