@@ -109,6 +109,15 @@ def test_store_refusing_writes_is_unavailable_and_unhealthy(
     assert client.reward(decision.decision_id, 1.0) == "DUPLICATE"
     stats = {s.arm: s.n for s in client.get_experiment("full").statistics}
     assert stats[decision.arm] == 1.0
+    # The two Routes' decisions, whose flushes the store refused meanwhile, were sent again
+    # until it took them: each is counted once.
+    wait_for(lambda: decisions(client, "full") == 2, timeout=3.0)
+    time.sleep(0.3)
+    assert decisions(client, "full") == 2
+
+
+def decisions(client: BanditClient, experiment: str) -> int:
+    return sum(s.decisions for s in client.get_experiment(experiment).statistics)
 
 
 def test_frozen_store_unavailable_before_the_deadline_and_unhealthy_in_a_second(
