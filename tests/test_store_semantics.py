@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from bandit_router.errors import AlreadyExists, NotFound
 from bandit_router.model.experiments import Arm, Experiment, LateRewardRule, PolicySpec
 from bandit_router.route.tokens import new_nonce
-from bandit_router.store.keys import ExperimentKeys
+from bandit_router.store.keys import EXPERIMENTS, ExperimentKeys
 from bandit_router.store.redis_store import (
     FLUSH_NUMBERS_TTL_SECONDS,
     DecisionFlush,
@@ -333,5 +334,24 @@ def test_a_decision_flush_that_arrives_again_writes_nothing() -> None:
         assert await store.client.hgetall(flushed) == {"w2": "1"}
         await store.delete_experiment("exp")
         assert await store.client.exists(flushed) == 0
+
+    run(scenario())
+
+
+def test_a_create_or_delete_cut_short_before_the_list_is_completed_by_its_retry() -> None:
+    """The list of experiments spans slots, so it is written apart from the experiment's own
+    keys; a create or delete whose process stopped in between is completed by its retry."""
+
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        await store.create_experiment(make_experiment())
+        await store.client.srem(EXPERIMENTS, "exp")  # created, then cut short: unlisted
+        with pytest.raises(AlreadyExists):
+            await store.create_experiment(make_experiment())
+        assert await store.list_names() == ["exp"]
+        await store.client.delete(ExperimentKeys("exp").config)  # deleted, still listed
+        with pytest.raises(NotFound):
+            await store.delete_experiment("exp")
+        assert await store.list_names() == []
 
     run(scenario())

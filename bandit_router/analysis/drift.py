@@ -18,7 +18,7 @@ import numpy as np
 
 from bandit_router.model.experiments import Experiment, PolicySpec
 from bandit_router.route.cache import CachedExperiment
-from bandit_router.store.redis_store import Store
+from bandit_router.store.redis_store import AuditEntry, Store
 from policies.drift import DEFAULT_DELTA, DEFAULT_THRESHOLD, DEFAULT_WARMUP, PageHinkley
 
 if TYPE_CHECKING:
@@ -139,22 +139,21 @@ class DriftMonitor:
             if current is None or current.policy.params.get("gamma") == gamma:
                 return
             before = dict(current.policy.params)
-            _, after = await self.store.update_experiment(experiment.name, change)
+
             # The entry carries the policy parameters before the switch, so an operator can
             # revert with UpdateExperiment (policy) and stop further switches by clearing
             # drift_discount; detection resumes once gamma is back at 1.
-            await self.store.append_audit(
-                experiment.name,
-                "drift-detector",
-                "switch_to_discounted",
-                {
+            def audit(after: Experiment) -> list[AuditEntry]:
+                arguments = {
                     "gamma": gamma,
                     "arms": arms,
                     "version": after.version,
                     "previous_policy_params": before,
-                },
-                f"reward mean changed on {', '.join(arms)}; revert with UpdateExperiment",
-            )
+                }
+                why = f"reward mean changed on {', '.join(arms)}; revert with UpdateExperiment"
+                return [AuditEntry("drift-detector", "switch_to_discounted", arguments, why)]
+
+            await self.store.update_experiment(experiment.name, change, audit=audit)
         except Exception:
             log.exception("could not switch %s to a discounted policy", experiment.name)
         finally:

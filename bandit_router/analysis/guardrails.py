@@ -29,7 +29,7 @@ from bandit_router.model.experiments import ArmState, Experiment
 from bandit_router.model.guardrails import GUARDRAIL_AGENT, ArmGuardrail, Override, slot_widths
 from bandit_router.route.cache import ExperimentCache
 from bandit_router.store.errors import STORE_ERRORS
-from bandit_router.store.redis_store import Store
+from bandit_router.store.redis_store import AuditEntry, Store
 from bandit_router.tasks import cancel_and_wait
 from policies import guardrails as pure
 
@@ -217,11 +217,31 @@ class GuardrailMonitor:
                 arms.append(replace(arm, state=state, guardrail=status))
             return current.with_changes(arms=tuple(arms))
 
+        def audit(after: Experiment) -> list[AuditEntry]:
+            entries = []
+            for arm, (transition, summary) in changes.items():
+                readings = [
+                    {
+                        "rule": reading.rule,
+                        "metric": reading.metric,
+                        "statistic": reading.statistic,
+                        "value": None if math.isnan(reading.value) else reading.value,
+                        "threshold": reading.threshold,
+                        "bound": reading.bound,
+                        "samples": reading.samples,
+                    }
+                    for reading in transition.readings
+                ]
+                arguments = {"arm": arm, "rules": readings, "version": after.version}
+                entries.append(AuditEntry(GUARDRAIL_AGENT, _action(transition), arguments, summary))
+            return entries
+
         try:
             # Conditional on the version the verdicts were reached from: a replica that saw
-            # an older config, or lost the race to another replica, writes nothing.
-            _, after = await self.store.update_experiment(
-                experiment.name, change, expected_version=experiment.version
+            # an older config, or lost the race to another replica, writes nothing. The
+            # transitions and their audit entries are written by one script.
+            await self.store.update_experiment(
+                experiment.name, change, expected_version=experiment.version, audit=audit
             )
         except Aborted:
             return 0
@@ -229,34 +249,15 @@ class GuardrailMonitor:
             log.warning("could not write guardrail transitions of %s (%s)", experiment.name, error)
             return 0
         for arm, (transition, summary) in changes.items():
-            entering = transition.state is pure.ArmState.QUARANTINED
-            action = "quarantine" if entering else "release"
-            readings = [
-                {
-                    "rule": reading.rule,
-                    "metric": reading.metric,
-                    "statistic": reading.statistic,
-                    "value": None if math.isnan(reading.value) else reading.value,
-                    "threshold": reading.threshold,
-                    "bound": reading.bound,
-                    "samples": reading.samples,
-                }
-                for reading in transition.readings
-            ]
-            arguments = {"arm": arm, "rules": readings, "version": after.version}
-            try:
-                await self.store.append_audit(
-                    experiment.name, GUARDRAIL_AGENT, action, arguments, summary
-                )
-            except STORE_ERRORS as error:
-                log.warning("could not audit %s of %s/%s (%s)", action, experiment.name, arm, error)
             if self.metrics is not None:
                 self.metrics.count_guardrail_transition(
-                    experiment.name, arm, "quarantined" if entering else "active"
+                    experiment.name,
+                    arm,
+                    "quarantined" if transition.state is pure.ArmState.QUARANTINED else "active",
                 )
             log.warning(
                 "guardrail %s",
-                action,
+                _action(transition),
                 extra={"experiment": experiment.name, "arm": arm, "summary": summary},
             )
         return len(changes)
@@ -278,3 +279,8 @@ class GuardrailMonitor:
         self._stopping = True
         if self._task is not None:
             await cancel_and_wait([self._task])
+
+
+def _action(transition: pure.Transition) -> str:
+    """The audit action of a guardrail transition."""
+    return "quarantine" if transition.state is pure.ArmState.QUARANTINED else "release"

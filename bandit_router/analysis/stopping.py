@@ -25,7 +25,7 @@ from bandit_router.errors import Aborted
 from bandit_router.model.experiments import STOPPING_RULE_AGENT, Commit, Experiment
 from bandit_router.route.cache import CachedExperiment
 from bandit_router.store.errors import STORE_ERRORS
-from bandit_router.store.redis_store import Store
+from bandit_router.store.redis_store import AuditEntry, Store
 from policies import Stats
 from policies.stopping import Verdict
 
@@ -135,15 +135,12 @@ class StoppingMonitor:
         try:
             # Conditional on the version the verdict was computed from: a replica that saw an
             # older state, or lost the race to another replica, changes nothing.
-            _, after = await self.store.update_experiment(
-                experiment.name, change, expected_version=experiment.version
-            )
-            await self.store.append_audit(
-                experiment.name,
-                STOPPING_RULE_AGENT,
-                "commit",
-                {"arm": status.winner, "version": after.version},
-                summary,
+            def audit(after: Experiment) -> list[AuditEntry]:
+                arguments = {"arm": status.winner, "version": after.version}
+                return [AuditEntry(STOPPING_RULE_AGENT, "commit", arguments, summary)]
+
+            await self.store.update_experiment(
+                experiment.name, change, expected_version=experiment.version, audit=audit
             )
             log.info(
                 "experiment committed to its winner",

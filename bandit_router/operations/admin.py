@@ -1,9 +1,10 @@
 """Operator actions on experiments: each validated, applied atomically and audited.
 
 Every change goes through ``Store.update_experiment`` (compare-and-set on the config version,
-then a change notice so every replica refreshes at once) and is appended to the experiment's
-audit log with who did it, when, with which arguments and why. Plain Python, callable from
-tests without gRPC; the Admin servicer only translates messages.
+then a change notice so every replica refreshes at once), and the same script appends it to
+the experiment's audit log with who did it, when, with which arguments and why: a change is
+never applied unaudited. Plain Python, callable from tests without gRPC; the Admin servicer
+only translates messages.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from bandit_router.model.experiments import (
 )
 from bandit_router.model.guardrails import Override
 from bandit_router.operations.paging import Listing, audit_page_size, page_size
-from bandit_router.store.redis_store import ExperimentState, Store
+from bandit_router.store.redis_store import AuditEntry, AuditOf, ExperimentState, Store
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,19 @@ class AdminOperations:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def _audit(
-        self, name: str, principal: str, action: str, arguments: Mapping[str, Any], reason: str
-    ) -> None:
-        await self.store.append_audit(name, principal, action, arguments, reason)
+    @staticmethod
+    def _audited(principal: str, action: str, arguments: Mapping[str, Any], reason: str) -> AuditOf:
+        """The audit entry of an action, given the experiment as the action leaves it (its
+        version goes into the arguments; read then, since a change may add to them)."""
+
+        def entries(experiment: Experiment) -> list[AuditEntry]:
+            versioned = {**arguments, "version": experiment.version}
+            return [AuditEntry(principal, action, versioned, reason)]
+
+        return entries
+
+    @staticmethod
+    def _log_action(name: str, principal: str, action: str, reason: str) -> None:
         log.info(
             "operator action %s on %s by %s",
             action,
@@ -104,9 +114,13 @@ class AdminOperations:
         check_name(name, "experiment")
         check_reason(reason)
         _, after = await self.store.update_experiment(
-            name, change, expected_version=expected_version, reset_header=reset_header
+            name,
+            change,
+            expected_version=expected_version,
+            reset_header=reset_header,
+            audit=self._audited(principal, action, arguments, reason),
         )
-        await self._audit(name, principal, action, {**arguments, "version": after.version}, reason)
+        self._log_action(name, principal, action, reason)
         return after
 
     # -- CRUD ------------------------------------------------------------------------------
@@ -118,8 +132,12 @@ class AdminOperations:
         # Validated first, so that a bad rule or override is refused naming it.
         experiment = experiment.validated()
         experiment = keep_guardrail_state(experiment.with_changes(arms=()), experiment)
-        created = await self.store.create_experiment(experiment.validated())
-        await self._audit(created.name, principal, "create", created.to_json_dict(), reason)
+
+        def audit(created: Experiment) -> list[AuditEntry]:
+            return [AuditEntry(principal, "create", created.to_json_dict(), reason)]
+
+        created = await self.store.create_experiment(experiment.validated(), audit)
+        self._log_action(created.name, principal, "create", reason)
         return created
 
     async def get(self, name: str) -> ExperimentState:
@@ -185,8 +203,8 @@ class AdminOperations:
     async def delete(self, name: str, principal: str, reason: str = "") -> None:
         check_name(name, "name")
         check_reason(reason)
-        deleted = await self.store.delete_experiment(name)
-        await self._audit(name, principal, "delete", {"version": deleted.version}, reason)
+        await self.store.delete_experiment(name, self._audited(principal, "delete", {}, reason))
+        self._log_action(name, principal, "delete", reason)
 
     # -- arms ------------------------------------------------------------------------------
 
@@ -358,10 +376,19 @@ class AdminOperations:
         check_reason(reason)
         experiment = await self.store.require_experiment(name)
         header = self._snapshot_header(principal, reason)
-        await self.store.reset_statistics(experiment, header)
-        await self._audit(name, principal, "reset", {"snapshot": header["id"]}, reason)
+        await self.store.reset_statistics(
+            experiment, header, self._reset_audit(principal, header["id"], reason)
+        )
+        self._log_action(name, principal, "reset", reason)
         snapshots = await self.store.list_snapshots(name)
         return snapshots[0] if snapshots else header
+
+    @staticmethod
+    def _reset_audit(principal: str, snapshot: str, reason: str) -> AuditOf:
+        def entries(_: Experiment) -> list[AuditEntry]:
+            return [AuditEntry(principal, "reset", {"snapshot": snapshot}, reason)]
+
+        return entries
 
     @staticmethod
     def _snapshot_header(principal: str, reason: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ timeouts, retries) could otherwise stall a call for about a minute on a hung Red
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import secrets
@@ -87,6 +88,11 @@ _PRELUDES = {
     "apply_defaults": ("statistics",),
     "apply_context_rewards": ("context_statistics", "metrics"),
     "apply_context_defaults": ("context_statistics",),
+    "create_experiment": ("audit",),
+    "update_experiment": ("audit",),
+    "update_and_reset": ("audit",),
+    "reset_statistics": ("audit",),
+    "delete_experiment": ("audit",),
 }
 
 
@@ -96,6 +102,41 @@ def _script_text(name: str) -> str:
     for prelude in reversed(_PRELUDES.get(name, ())):
         text = lua.joinpath(f"{prelude}.lua").read_text() + text
     return text
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """Who did what to an experiment, when and why: written by the same script as the change
+    it records (``lua/audit.lua``), so a change is never without its entry, nor an entry
+    without its change."""
+
+    principal: str
+    action: str
+    arguments: Mapping[str, Any]
+    reason: str
+    time: float = dataclasses.field(default_factory=time.time)
+
+    def row(self) -> list[str]:
+        return [
+            repr(self.time),
+            self.principal,
+            self.action,
+            json.dumps(dict(self.arguments), sort_keys=True, default=str),
+            self.reason,
+        ]
+
+
+#: The audit entries of a change, given the experiment as the change leaves it (its new
+#: version; for a deletion, the version deleted).
+AuditOf = Callable[[Experiment], Sequence[AuditEntry]]
+
+
+def _audit_args(entries: Sequence[AuditEntry]) -> list[str | int]:
+    return [json.dumps([entry.row() for entry in entries]), AUDIT_MAXLEN]
+
+
+def _no_audit(_: Experiment) -> Sequence[AuditEntry]:
+    return ()
 
 
 class RewardCommand(NamedTuple):
@@ -286,6 +327,7 @@ class Store:
             _script_text("apply_context_defaults")
         )
         self._update_and_reset = client.register_script(_script_text("update_and_reset"))
+        self._delete = client.register_script(_script_text("delete_experiment"))
         #: name -> (config JSON, its parsed Experiment): see ``_experiment_of``.
         self._parsed: dict[str, tuple[str | bytes, Experiment]] = {}
         self._scripts = [
@@ -460,27 +502,32 @@ class Store:
 
     # -- experiments -----------------------------------------------------------------------
 
-    async def create_experiment(self, experiment: Experiment) -> Experiment:
+    async def create_experiment(
+        self, experiment: Experiment, audit: AuditOf = _no_audit
+    ) -> Experiment:
         now = time.time()
         created = experiment.with_changes(
             version=1, incarnation=uuid.uuid4().hex[:12], created_at=now, updated_at=now
         )
         keys = ExperimentKeys(created.name)
         result = await self._create(
-            keys=[keys.config, keys.stats],
+            keys=[keys.config, keys.stats, keys.audit],
             args=[
                 json.dumps(created.to_json_dict()),
                 created.incarnation,
+                *_audit_args(audit(created)),
                 *initial_arm_fields(created),
             ],
         )
+        # The list of experiments spans slots, so it is a call of its own; a create retried
+        # after that call failed (the experiment exists, unlisted) lists it before answering.
+        await self.client.sadd(EXPERIMENTS, created.name)
         if result == "exists":
             raise AlreadyExists(
                 f"experiment {created.name!r} already exists",
                 "experiment.name",
                 resource=Resource.experiment(created.name),
             )
-        await self.client.sadd(EXPERIMENTS, created.name)
         await self.publish_change(created.name)
         return created
 
@@ -582,6 +629,7 @@ class Store:
         expected_version: int = 0,
         attempts: int = 20,
         reset_header: Mapping[str, Any] | None = None,
+        audit: AuditOf = _no_audit,
     ) -> tuple[Experiment, Experiment]:
         """Apply ``change`` to the current config with compare-and-set; (before, after).
 
@@ -592,6 +640,9 @@ class Store:
         is FAILED_PRECONDITION unless ``reset_header`` is given: then the config and fresh
         statistics are written in one script (``lua/update_and_reset.lua``) and the old
         statistics kept as a snapshot with this header.
+
+        ``audit`` gives the change's audit entries from the new config; the same script
+        writes them.
         """
         keys = ExperimentKeys(name)
         for _ in range(attempts):
@@ -619,12 +670,20 @@ class Store:
                         reason=ErrorReason.RESET_REQUIRED,
                     )
                 result = await self._update_and_reset(
-                    keys=[keys.config, keys.stats, keys.snapshots, keys.pending, keys.features],
+                    keys=[
+                        keys.config,
+                        keys.stats,
+                        keys.snapshots,
+                        keys.pending,
+                        keys.features,
+                        keys.audit,
+                    ],
                     args=[
                         str(before.version),
                         json.dumps(after.to_json_dict()),
                         json.dumps(dict(reset_header)),
                         MAX_SNAPSHOTS,
+                        *_audit_args(audit(after)),
                         *initial_arm_fields(after),
                     ],
                 )
@@ -648,10 +707,11 @@ class Store:
             if before.policy.contextual:
                 drop += [field for arm in removed for field in context_fields(arm, dim)]
             result = await self._update(
-                keys=[keys.config, keys.stats],
+                keys=[keys.config, keys.stats, keys.audit],
                 args=[
                     str(before.version),
                     json.dumps(after.to_json_dict()),
+                    *_audit_args(audit(after)),
                     len(init) // 2,
                     *init,
                     *drop,
@@ -671,18 +731,46 @@ class Store:
             retry_delay=CONFLICT_RETRY_DELAY,
         )
 
-    async def delete_experiment(self, name: str) -> Experiment:
-        experiment = await self.require_experiment(name)
-        await self.client.delete(*ExperimentKeys(name).deletable())
-        await self.client.srem(EXPERIMENTS, name)
-        await self.publish_change(name)
-        return experiment
+    async def delete_experiment(
+        self, name: str, audit: AuditOf = _no_audit, *, attempts: int = 20
+    ) -> Experiment:
+        """Delete ``name``'s keys (not its audit stream) with its audit entries, in one
+        script; then unlist it (a call of its own: the list spans slots)."""
+        keys = ExperimentKeys(name)
+        for _ in range(attempts):
+            experiment = await self.get_experiment(name)
+            if experiment is None:  # also unlisted, in case a deletion stopped in between
+                await self.client.srem(EXPERIMENTS, name)
+                raise experiment_not_found(name)
+            result = await self._delete(
+                keys=[keys.config, keys.audit, *(k for k in keys.deletable() if k != keys.config)],
+                args=[str(experiment.version), *_audit_args(audit(experiment))],
+            )
+            if result == "gone":
+                continue
+            if result == "ok":
+                await self.client.srem(EXPERIMENTS, name)
+                await self.publish_change(name)
+                return experiment
+        raise Aborted(
+            "too many concurrent updates; try again",
+            "experiment",
+            reason=ErrorReason.CONCURRENT_UPDATE,
+            retry_delay=CONFLICT_RETRY_DELAY,
+        )
 
-    async def reset_statistics(self, experiment: Experiment, header: Mapping[str, Any]) -> None:
+    async def reset_statistics(
+        self, experiment: Experiment, header: Mapping[str, Any], audit: AuditOf = _no_audit
+    ) -> None:
         keys = ExperimentKeys(experiment.name)
         result = await self._reset(
-            keys=[keys.stats, keys.snapshots],
-            args=[json.dumps(dict(header)), MAX_SNAPSHOTS, *initial_arm_fields(experiment)],
+            keys=[keys.stats, keys.snapshots, keys.audit],
+            args=[
+                json.dumps(dict(header)),
+                MAX_SNAPSHOTS,
+                *_audit_args(audit(experiment)),
+                *initial_arm_fields(experiment),
+            ],
         )
         if result == "gone":
             raise experiment_not_found(experiment.name)
@@ -1088,22 +1176,6 @@ class Store:
         return [str(arm) for arm in credited]
 
     # -- audit -----------------------------------------------------------------------------
-
-    async def append_audit(
-        self, name: str, principal: str, action: str, arguments: Mapping[str, Any], reason: str
-    ) -> str:
-        entry: dict[Any, Any] = {
-            "time": repr(time.time()),
-            "principal": principal,
-            "action": action,
-            "arguments": json.dumps(dict(arguments), sort_keys=True, default=str),
-            "reason": reason,
-        }
-        return str(
-            await self.client.xadd(
-                ExperimentKeys(name).audit, entry, maxlen=AUDIT_MAXLEN, approximate=True
-            )
-        )
 
     async def list_audit(
         self, name: str, limit: int, *, before: str | None = None

@@ -3,8 +3,9 @@
 -- the reset still count (the incarnation is unchanged) but land on the fresh statistics.
 -- A contextual experiment's Gram matrices and vectors (<arm>:A:i:j, <arm>:b:i) go back to
 -- zero (absent); its feature space (_space) is kept, so pending decisions still count.
--- KEYS[1] stats, KEYS[2] snapshots list; ARGV[1] snapshot JSON header (without statistics),
--- ARGV[2] max snapshots kept, ARGV[3..] field, value pairs of the prior statistics
+-- KEYS[1] stats, KEYS[2] snapshots list, KEYS[3] audit stream; ARGV[1] snapshot JSON header
+-- (without statistics), ARGV[2] max snapshots kept, ARGV[3] audit entries (audit.lua),
+-- ARGV[4] audit stream max length, ARGV[5..] field, value pairs of the prior statistics
 local all = redis.call('HGETALL', KEYS[1])
 if #all == 0 then return 'gone' end
 local header = cjson.decode(ARGV[1])
@@ -16,6 +17,7 @@ redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
 for i = 1, #all, 2 do
   if string.find(all[i], '^[^:]+:[Ab]:') then redis.call('HDEL', KEYS[1], all[i]) end
 end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HINCRBY', KEYS[1], '_version', 1)
+append_audit(KEYS[3], ARGV[3], ARGV[4])
 return 'ok'

@@ -6,9 +6,10 @@
 -- decisions and their features are dropped, since they were made in the old feature space
 -- (their rewards are refused as stale: the new _space differs from theirs).
 -- KEYS[1] config, KEYS[2] stats, KEYS[3] snapshots list, KEYS[4] pending zset,
--- KEYS[5] features hash
+-- KEYS[5] features hash, KEYS[6] audit stream
 -- ARGV[1] expected version, ARGV[2] new config JSON, ARGV[3] snapshot JSON header,
--- ARGV[4] max snapshots kept, ARGV[5..] field, value pairs of the fresh statistics
+-- ARGV[4] max snapshots kept, ARGV[5] audit entries (audit.lua), ARGV[6] audit stream max
+-- length, ARGV[7..] field, value pairs of the fresh statistics
 local current = redis.call('GET', KEYS[1])
 if not current then return 'gone' end
 local version = cjson.decode(current)['version']
@@ -25,7 +26,8 @@ for i = 1, #all, 2 do
   local f = all[i]
   if f ~= '_inc' and f ~= '_version' then redis.call('HDEL', KEYS[2], f) end
 end
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('HINCRBY', KEYS[2], '_version', 1)
 redis.call('DEL', KEYS[4], KEYS[5])
+append_audit(KEYS[6], ARGV[5], ARGV[6])
 return 'ok'
