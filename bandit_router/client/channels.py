@@ -28,6 +28,9 @@ def service_config(max_attempts: int = 4) -> str:
     retry is the right answer; a call this client cancels itself is never retried. Route
     and Reward are safe to retry (a Reward is credited once); Admin calls are not retried
     on CANCELLED, since a grace period that expired may have cut one short after it acted.
+    They are retried on UNAVAILABLE: mostly a server out of reach; after a store timeout
+    the change may have been applied, and its retry applies it again or reports what it
+    finds (ALREADY_EXISTS for a create: docs/clients.md).
     """
 
     def retry(*codes: str) -> dict[str, Any]:

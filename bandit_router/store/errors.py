@@ -1,10 +1,12 @@
 """What a caller hears when the store fails: UNAVAILABLE, safe to retry, never INTERNAL.
 
-Every store call that fails (a timeout, a lost connection, or an error reply such as READONLY
-after a failover, OOM under ``maxmemory``, NOPERM, MASTERDOWN, LOADING, BUSY, MISCONF) wrote
-nothing the caller depends on: the Lua scripts check before they write, and a Reward's
-dedupe marker makes its retry safe. So each one is UNAVAILABLE, with the reply's code (not
-its text, which can name keys and scripts) in the message. The full text goes to the log,
+A store call that fails with an error reply (READONLY after a failover, OOM under
+``maxmemory``, NOPERM, MASTERDOWN, LOADING, BUSY, MISCONF) wrote nothing: the Lua scripts
+check before they write. One that timed out or lost its connection may have been applied,
+and its retry is still safe: a Reward's dedupe marker answers DUPLICATE, a decision flush's
+number is written once, an Admin change is applied again or refused for what it finds
+(documented in docs/clients.md). So each one is UNAVAILABLE, with the reply's code (not its
+text, which can name keys and scripts) in the message. The full text goes to the log,
 once per code and interval, so a store that refuses every call does not flood it.
 """
 
@@ -94,7 +96,9 @@ def unavailable(error: BaseException, what: str) -> BaseException:
     code = error_code(error)
     _throttled.warn(code, what, error)
     if code == "timeout":
-        return Unavailable(f"store did not answer {what} in time; safe to retry")
+        return Unavailable(
+            f"store did not answer {what} in time (it may have been applied); safe to retry"
+        )
     if isinstance(error, ResponseError):
         return Unavailable(f"store refused {what} ({code}); nothing was written; safe to retry")
     return Unavailable(f"store unavailable during {what} ({code}); safe to retry")
