@@ -50,6 +50,7 @@ def test_two_replicas_match_ground_truth_exactly(redis_url: str) -> None:
         decisions_per_arm: Counter[str] = Counter()
         reward_sum: defaultdict[str, float] = defaultdict(float)
         outcomes: Counter[str] = Counter()
+        unusual: list[str] = []
 
         async def drive() -> None:
             clients = [AsyncBanditClient(s.target, timeout=5, connections=2) for s in servers]
@@ -64,11 +65,21 @@ def test_two_replicas_match_ground_truth_exactly(redis_url: str) -> None:
                     if send < 0.4:
                         return  # never rewarded: the default reward must apply, once
                     value = 1.0 if value_draw < 0.3 + 0.2 * "abc".index(decision.arm) else 0.0
-                    outcomes[await first.reward(decision.decision_id, value)] += 1
-                    reward_sum[decision.arm] += value
+                    outcome = await first.reward(decision.decision_id, value)
+                    outcomes[outcome] += 1
+                    # On a stalled machine: DUPLICATE when the client's retry of a Reward
+                    # whose store write timed out finds it credited (it counts), LATE_IGNORED
+                    # when the pair outlasted the 2 s window (the default counts instead).
+                    if outcome in ("APPLIED", "DUPLICATE"):
+                        reward_sum[decision.arm] += value
+                    if outcome != "APPLIED":
+                        unusual.append(outcome)
                     if twice < 0.3:
                         other = clients[(index + 1) % 2]
-                        outcomes[await other.reward(decision.decision_id, value)] += 1
+                        again = await other.reward(decision.decision_id, value)
+                        assert again == (
+                            "LATE_IGNORED" if outcome == "LATE_IGNORED" else "DUPLICATE"
+                        )
 
             await asyncio.gather(*(one(i) for i in range(DECISIONS)))
             for c in clients:
@@ -76,8 +87,9 @@ def test_two_replicas_match_ground_truth_exactly(redis_url: str) -> None:
 
         asyncio.run(drive())
         assert sum(decisions_per_arm.values()) == DECISIONS
-        assert outcomes["APPLIED"] == sum(1 for s, _, _ in plan if s >= 0.4)
-        assert outcomes["DUPLICATE"] == sum(1 for s, _, t in plan if s >= 0.4 and t < 0.3)
+        assert set(unusual) <= {"DUPLICATE", "LATE_IGNORED"}, outcomes
+        assert len(unusual) <= DECISIONS // 100, outcomes
+        assert outcomes.total() == sum(1 for s, _, _ in plan if s >= 0.4)
         # After every deadline has passed and a sweep has run, statistics are final.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
