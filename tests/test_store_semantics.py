@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 
 from bandit_router.errors import AlreadyExists, NotFound
-from bandit_router.model.experiments import Arm, Experiment, LateRewardRule, PolicySpec
+from bandit_router.model.experiments import (
+    Arm,
+    ContextFeature,
+    Experiment,
+    LateRewardRule,
+    PolicySpec,
+)
 from bandit_router.route.tokens import new_nonce
 from bandit_router.store.keys import EXPERIMENTS, ExperimentKeys
 from bandit_router.store.redis_store import (
     FLUSH_NUMBERS_TTL_SECONDS,
+    AuditEntry,
     DecisionFlush,
     PendingDecision,
     RewardCommand,
@@ -355,3 +362,52 @@ def test_a_create_or_delete_cut_short_before_the_list_is_completed_by_its_retry(
         assert await store.list_names() == []
 
     run(scenario())
+
+
+def test_an_experiment_change_whose_script_arrives_twice_is_applied_once() -> None:
+    """redis-py sends a command again when its reply times out (our connection ``retry``),
+    so a change's script can run twice for one call, the second reply the one heard. Each
+    script recognises its own repeat (the create's incarnation, the update's exact config,
+    the reset's snapshot id; a delete finds the experiment gone): the call succeeds, and the
+    change and its audit entry are there once."""
+
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        for name in ("_create", "_update", "_update_and_reset", "_reset", "_delete"):
+            setattr(store, name, _arriving_twice(getattr(store, name)))
+
+        def audit(action: str) -> Callable[[Experiment], list[AuditEntry]]:
+            return lambda _: [AuditEntry("ops", action, {}, "why")]
+
+        created = await store.create_experiment(make_experiment(), audit("create"))
+        _, updated = await store.update_experiment(
+            "exp", lambda e: e.with_changes(paused=True), audit=audit("pause")
+        )
+        assert updated.version == created.version + 1 == 2
+        _, contextual = await store.update_experiment(
+            "exp",
+            lambda e: e.with_changes(
+                policy=PolicySpec("lin_ts", {}), context_features=(ContextFeature("x"),)
+            ),
+            reset_header={"id": "s1", "taken_at": 0.0, "reason": "", "principal": "ops"},
+            audit=audit("update"),
+        )
+        assert contextual.version == 3
+        await store.reset_statistics(contextual, {"id": "s2", "taken_at": 0.0}, audit("reset"))
+        assert [s["id"] for s in await store.list_snapshots("exp")] == ["s2", "s1"]
+        assert (await store.require_experiment("exp")).version == 3
+        await store.delete_experiment("exp", audit("delete"))
+        assert await store.list_names() == []
+        entries = await store.list_audit("exp", 10)
+        actions = [fields["action"] for _, fields in entries]
+        assert actions == ["delete", "reset", "update", "pause", "create"]
+
+    run(scenario())
+
+
+def _arriving_twice(script: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def twice(**call: Any) -> Any:
+        await script(**call)  # runs; its reply is lost
+        return await script(**call)
+
+    return twice

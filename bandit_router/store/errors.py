@@ -4,10 +4,11 @@ A store call that fails with an error reply (READONLY after a failover, OOM unde
 ``maxmemory``, NOPERM, MASTERDOWN, LOADING, BUSY, MISCONF) wrote nothing: the Lua scripts
 check before they write. One that timed out or lost its connection may have been applied,
 and its retry is still safe: a Reward's dedupe marker answers DUPLICATE, a decision flush's
-number is written once, an Admin change is applied again or refused for what it finds
-(documented in docs/clients.md). So each one is UNAVAILABLE, with the reply's code (not its
-text, which can name keys and scripts) in the message. The full text goes to the log,
-once per code and interval, so a store that refuses every call does not flood it.
+number is written once, an Admin change's script recognises its own repeat (a client's
+retry is a new change, applied again or refused for what it finds: docs/clients.md). So
+each one is UNAVAILABLE, with the reply's code (not its text, which can name keys and
+scripts) in the message. The full text goes to the log, once per code and interval, so a
+store that refuses every call does not flood it.
 """
 
 from __future__ import annotations

@@ -746,9 +746,7 @@ class Store:
                 keys=[keys.config, keys.audit, *(k for k in keys.deletable() if k != keys.config)],
                 args=[str(experiment.version), *_audit_args(audit(experiment))],
             )
-            if result == "gone":
-                continue
-            if result == "ok":
+            if result in ("ok", "gone"):  # gone: this call's own resent script, or another
                 await self.client.srem(EXPERIMENTS, name)
                 await self.publish_change(name)
                 return experiment

@@ -7,6 +7,9 @@
 -- fields to delete.
 local current = redis.call('GET', KEYS[1])
 if not current then return 'gone' end
+-- The same update arriving again (the client library resends a call whose reply it lost)
+-- finds its own config, which carries a unique updated_at: done, not a conflict.
+if current == ARGV[2] then return 'ok' end
 local version = cjson.decode(current)['version']
 if tostring(version) ~= ARGV[1] then return 'conflict' end
 redis.call('SET', KEYS[1], ARGV[2])
