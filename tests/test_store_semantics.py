@@ -411,3 +411,45 @@ def _arriving_twice(script: Callable[..., Awaitable[Any]]) -> Callable[..., Awai
         return await script(**call)
 
     return twice
+
+
+def test_a_reward_call_whose_script_arrives_twice_answers_what_it_did() -> None:
+    """redis-py resends a group commit whose reply timed out; the resent script finds the
+    markers its first run set and answers what that run did (not 'duplicate'), while a
+    reward listed twice in the call, or sent by another call, is still a duplicate."""
+
+    async def scenario() -> None:
+        store = Store.from_url(None)
+        exp = await store.create_experiment(make_experiment(late_rewards=LateRewardRule.APPLY))
+        once = store._execute
+        store._execute = _arriving_twice_positional(once)  # type: ignore[method-assign, assignment]
+        first, held_out, late = new_nonce(), new_nonce(), new_nonce()
+        past = int(time.time() * 1000) - 1000
+        await record(store, exp, [PendingDecision(late, "b", past)], {"b": 1})
+        due = await store.due_pending("exp", int(time.time() * 1000), 10)
+        assert await store.apply_defaults(exp, due, 600_000, 1.0) == ["b"]
+        commands = [
+            command(exp, first, "a", 1.0),
+            command(exp, held_out, "a", 1.0, learn=False),
+            command(exp, first, "a", 1.0),
+            command(exp, late, "b", 1.0, deadline_ms=past),
+        ]
+        outcomes = await store.apply_rewards(commands)
+        assert outcomes == ["applied", "recorded", "duplicate", "late_applied"]
+        assert await arm_stats(store, "a") == (1.0, 1.0, 1.0)
+        assert await arm_stats(store, "b") == (1.0, 1.0, 1.0)  # the default replaced once
+        store._execute = once  # type: ignore[method-assign]
+        again = await store.apply_rewards([command(exp, first, "a", 1.0)])
+        assert again == ["duplicate"]  # another call: the reward is already credited
+
+    run(scenario())
+
+
+def _arriving_twice_positional(
+    execute: Callable[..., Awaitable[list[Any]]],
+) -> Callable[..., Awaitable[list[Any]]]:
+    async def twice(*args: Any, **kwargs: Any) -> list[Any]:
+        await execute(*args, **kwargs)  # runs; its reply is lost
+        return await execute(*args, **kwargs)
+
+    return twice

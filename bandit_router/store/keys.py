@@ -97,7 +97,8 @@ class ExperimentKeys:
         return f"{self.tag}:flushed"
 
     def rewarded(self, nonce: str) -> str:
-        """Dedupe marker of one decision (with a TTL): ``r`` rewarded, ``d:<v>`` defaulted."""
+        """Dedupe marker of one decision (with a TTL): ``r<token><outcome>`` rewarded
+        (``lua/reward_markers.lua``), ``d:<v>`` defaulted."""
         return f"{self.tag}:rw:{nonce}"
 
     def deletable(self) -> list[str]:

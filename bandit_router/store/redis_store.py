@@ -84,9 +84,9 @@ FEATURE_LIMIT_ARG = repr(FEATURE_MAGNITUDE_LIMIT)
 #: Scripts that start with shared functions: the plain statistics (``lua/statistics.lua``)
 #: or the contextual ones (``lua/context_statistics.lua``).
 _PRELUDES = {
-    "apply_rewards": ("statistics", "metrics"),
+    "apply_rewards": ("statistics", "metrics", "reward_markers"),
     "apply_defaults": ("statistics",),
-    "apply_context_rewards": ("context_statistics", "metrics"),
+    "apply_context_rewards": ("context_statistics", "metrics", "reward_markers"),
     "apply_context_defaults": ("context_statistics",),
     "create_experiment": ("audit",),
     "update_experiment": ("audit",),
@@ -865,6 +865,7 @@ class Store:
                             for c in group_commands
                         ),
                         REWARD_LIMIT_ARG,
+                        marker_token(),
                     ],
                 )
             )
@@ -1224,8 +1225,15 @@ def _context_reward_call(
             kind,
             dim,
             FEATURE_LIMIT_ARG,
+            marker_token(),
         ],
     )
+
+
+def marker_token() -> str:
+    """A reward call's token in the markers it sets (``lua/reward_markers.lua``): 8
+    characters, so that a resent call knows its own markers from another call's."""
+    return secrets.token_urlsafe(6)
 
 
 def _is_refusal(reply: Any) -> bool:

@@ -1,6 +1,7 @@
 -- Credit a group commit's rewards of one contextual experiment, each to its decision exactly
 -- once, folding in the features the decision used (carried by its signed decision id).
--- Runs after lua/context_statistics.lua and lua/metrics.lua (prepended by the store).
+-- Runs after lua/context_statistics.lua, lua/metrics.lua and lua/reward_markers.lua
+-- (prepended by the store).
 -- Invariant: as apply_rewards.lua (a decision changes the statistics at most once as a
 -- reward, plus with the APPLY late rule one correction replacing its default reward; every
 -- check before the first write), and the features folded into an arm's (n, A, b) are the
@@ -15,7 +16,8 @@
 --   "arm|value|deadline_ms|learn|marker_ttl_ms|nonce|features;" per reward (with
 --   "|name=value,..." before the ';' when it carries metrics, lua/metrics.lua),
 -- ARGV[6] largest accepted reward magnitude, ARGV[7] feature space, ARGV[8] statistics kind
--- ('linear'|'logistic'), ARGV[9] number of features d, ARGV[10] largest feature magnitude
+-- ('linear'|'logistic'), ARGV[9] number of features d, ARGV[10] largest feature magnitude,
+-- ARGV[11] this call's marker token (lua/reward_markers.lua)
 -- Returns one outcome per reward: apply_rewards.lua's, plus 'stale'.
 local stats, pending, log, features = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local guard, sketch = KEYS[5], KEYS[6]
@@ -23,6 +25,7 @@ local rule, gamma, maxlen = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local limit, space, kind = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local dim, feature_limit = tonumber(ARGV[9]), tonumber(ARGV[10])
 local outcomes = {}
+marker_token = ARGV[11]
 local head = redis.call('HMGET', stats, '_inc', '_space')
 if head[1] ~= ARGV[1] then
   for i = 1, #KEYS - 6 do outcomes[i] = 'gone' end
@@ -67,11 +70,13 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
     end
   end
   if marker then
+    local earlier = own_outcome(marker_key, marker)
+    if earlier then return earlier end
     if string.sub(marker, 1, 2) == 'd:' and late and rule == 'apply' then
       -- Replace the default credited at the deadline: the real reward's target differs from
       -- the default's by (value - default) for every kind, and A, n do not change.
       local default = tonumber(string.sub(marker, 3))
-      redis.call('SET', marker_key, 'r', 'KEEPTTL')
+      mark_rewarded(marker_key, 'late_applied', nil)
       credit_metrics(stats, arm, metrics)
       credit_detail(guard, sketch, arm, detail)
       if learn then
@@ -86,7 +91,9 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, feat
     return 'duplicate'
   end
   if late and rule ~= 'apply' then return 'late_ignored' end
-  redis.call('SET', marker_key, 'r', 'PX', ttl)
+  local outcome = 'applied'
+  if not learn then outcome = 'recorded' elseif late then outcome = 'late_applied' end
+  mark_rewarded(marker_key, outcome, ttl)
   redis.call('ZREM', pending, nonce .. '|' .. arm)
   redis.call('HDEL', features, nonce)
   log_event()

@@ -1,6 +1,6 @@
 -- Credit a group commit's rewards of one experiment, each to its decision exactly once.
--- Runs after lua/statistics.lua and lua/metrics.lua (prepended by the store): fmt, credit,
--- parse_metrics, credit_metrics.
+-- Runs after lua/statistics.lua, lua/metrics.lua and lua/reward_markers.lua (prepended by
+-- the store): fmt, credit, parse_metrics, credit_metrics, own_outcome, mark_rewarded.
 -- Invariant: a decision changes the statistics at most once as a reward (plus, with the APPLY
 -- late rule, one correction that replaces its default reward), and each reward's checks all
 -- happen before its first write, so a refused reward leaves no marker behind (Redis has no
@@ -19,11 +19,13 @@
 --   magnitude <= ARGV[6]: the caller validates first; this keeps the statistics finite
 --   whatever a caller sends, since HINCRBYFLOAT refuses a non-finite result only after the
 --   script's earlier writes)
--- ARGV[6] largest accepted reward magnitude (policies.base.REWARD_MAGNITUDE_LIMIT)
+-- ARGV[6] largest accepted reward magnitude (policies.base.REWARD_MAGNITUDE_LIMIT),
+-- ARGV[7] this call's marker token (lua/reward_markers.lua)
 local stats, pending, log, guard, sketch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local rule, gamma, maxlen = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local limit = tonumber(ARGV[6])
 local outcomes = {}
+marker_token = ARGV[7]
 if redis.call('HGET', stats, '_inc') ~= ARGV[1] then
   for i = 1, #KEYS - 5 do outcomes[i] = 'gone' end
   return outcomes
@@ -68,10 +70,12 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, metr
     end
   end
   if marker then
+    local earlier = own_outcome(marker_key, marker)
+    if earlier then return earlier end
     if string.sub(marker, 1, 2) == 'd:' and late and rule == 'apply' then
       -- Replace the default reward credited at the deadline by the real one.
       local default = tonumber(string.sub(marker, 3))
-      redis.call('SET', marker_key, 'r', 'KEEPTTL')
+      mark_rewarded(marker_key, 'late_applied', nil)
       credit_metrics(stats, arm, metrics)
       credit_detail(guard, sketch, arm, detail)
       if learn then add(arm, fmt(value - default), fmt(value * value - default * default), 0) end
@@ -82,7 +86,9 @@ local function apply(marker_key, arm, value_s, deadline, learn, ttl, nonce, metr
     return 'duplicate'
   end
   if late and rule ~= 'apply' then return 'late_ignored' end
-  redis.call('SET', marker_key, 'r', 'PX', ttl)
+  local outcome = 'applied'
+  if not learn then outcome = 'recorded' elseif late then outcome = 'late_applied' end
+  mark_rewarded(marker_key, outcome, ttl)
   redis.call('ZREM', pending, nonce .. '|' .. arm)
   log_event()
   credit_metrics(stats, arm, metrics)
