@@ -405,15 +405,20 @@ def test_an_experiment_change_whose_script_arrives_twice_is_applied_once() -> No
     run(scenario())
 
 
-def _arriving_twice(script: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def twice(**call: Any) -> Any:
-        await script(**call)  # runs; its reply is lost
-        return await script(**call)
+def _arriving_twice(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``call`` as redis-py's resend after a timeout makes it: run, then run again, the
+    first reply lost."""
+
+    async def twice(*args: Any, **kwargs: Any) -> Any:
+        await call(*args, **kwargs)
+        return await call(*args, **kwargs)
 
     return twice
 
 
-def test_a_reward_call_whose_script_arrives_twice_answers_what_it_did() -> None:
+def test_a_reward_call_whose_script_arrives_twice_answers_what_it_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """redis-py resends a group commit whose reply timed out; the resent script finds the
     markers its first run set and answers what that run did (not 'duplicate'), while a
     reward listed twice in the call, or sent by another call, is still a duplicate."""
@@ -421,8 +426,7 @@ def test_a_reward_call_whose_script_arrives_twice_answers_what_it_did() -> None:
     async def scenario() -> None:
         store = Store.from_url(None)
         exp = await store.create_experiment(make_experiment(late_rewards=LateRewardRule.APPLY))
-        once = store._execute
-        store._execute = _arriving_twice_positional(once)  # type: ignore[method-assign, assignment]
+        monkeypatch.setattr(store, "_execute", _arriving_twice(store._execute))
         first, held_out, late = new_nonce(), new_nonce(), new_nonce()
         past = int(time.time() * 1000) - 1000
         await record(store, exp, [PendingDecision(late, "b", past)], {"b": 1})
@@ -438,18 +442,8 @@ def test_a_reward_call_whose_script_arrives_twice_answers_what_it_did() -> None:
         assert outcomes == ["applied", "recorded", "duplicate", "late_applied"]
         assert await arm_stats(store, "a") == (1.0, 1.0, 1.0)
         assert await arm_stats(store, "b") == (1.0, 1.0, 1.0)  # the default replaced once
-        store._execute = once  # type: ignore[method-assign]
+        monkeypatch.undo()  # one run per call again
         again = await store.apply_rewards([command(exp, first, "a", 1.0)])
         assert again == ["duplicate"]  # another call: the reward is already credited
 
     run(scenario())
-
-
-def _arriving_twice_positional(
-    execute: Callable[..., Awaitable[list[Any]]],
-) -> Callable[..., Awaitable[list[Any]]]:
-    async def twice(*args: Any, **kwargs: Any) -> list[Any]:
-        await execute(*args, **kwargs)  # runs; its reply is lost
-        return await execute(*args, **kwargs)
-
-    return twice

@@ -249,15 +249,14 @@ class GuardrailMonitor:
             log.warning("could not write guardrail transitions of %s (%s)", experiment.name, error)
             return 0
         for arm, (transition, summary) in changes.items():
+            action = _action(transition)
             if self.metrics is not None:
                 self.metrics.count_guardrail_transition(
-                    experiment.name,
-                    arm,
-                    "quarantined" if transition.state is pure.ArmState.QUARANTINED else "active",
+                    experiment.name, arm, "quarantined" if action == "quarantine" else "active"
                 )
             log.warning(
                 "guardrail %s",
-                _action(transition),
+                action,
                 extra={"experiment": experiment.name, "arm": arm, "summary": summary},
             )
         return len(changes)

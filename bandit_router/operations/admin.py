@@ -377,18 +377,13 @@ class AdminOperations:
         experiment = await self.store.require_experiment(name)
         header = self._snapshot_header(principal, reason)
         await self.store.reset_statistics(
-            experiment, header, self._reset_audit(principal, header["id"], reason)
+            experiment,
+            header,
+            self._audited(principal, "reset", {"snapshot": header["id"]}, reason),
         )
         self._log_action(name, principal, "reset", reason)
         snapshots = await self.store.list_snapshots(name)
         return snapshots[0] if snapshots else header
-
-    @staticmethod
-    def _reset_audit(principal: str, snapshot: str, reason: str) -> AuditOf:
-        def entries(_: Experiment) -> list[AuditEntry]:
-            return [AuditEntry(principal, "reset", {"snapshot": snapshot}, reason)]
-
-        return entries
 
     @staticmethod
     def _snapshot_header(principal: str, reason: str) -> dict[str, Any]:

@@ -114,11 +114,12 @@ class AuditEntry:
     action: str
     arguments: Mapping[str, Any]
     reason: str
-    time: float = dataclasses.field(default_factory=time.time)
+    #: Unix seconds; the stream entry's ``time`` field.
+    at: float = dataclasses.field(default_factory=time.time)
 
     def row(self) -> list[str]:
         return [
-            repr(self.time),
+            repr(self.at),
             self.principal,
             self.action,
             json.dumps(dict(self.arguments), sort_keys=True, default=str),
