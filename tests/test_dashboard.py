@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,6 +44,14 @@ def entry(counts: dict[str, float], incarnation: str = "i1") -> Any:
     """What TrafficHistory reads of a cache entry: the arm names, counts and incarnation."""
     experiment = SimpleNamespace(name="e", arm_names=tuple(counts), incarnation=incarnation)
     return SimpleNamespace(experiment=experiment, decisions=tuple(counts.values()))
+
+
+def to_fixed(value: float, digits: int) -> str:
+    """JavaScript's ``Number.prototype.toFixed`` (what the page shows): the exact double
+    rounded half away from zero, where Python's format rounds a tie such as 0.15625 to even
+    ('0.1562' against the page's '0.1563'); -0 shows as 0."""
+    exact = Decimal(value + 0.0)  # -0.0 + 0.0 is 0.0
+    return str(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def test_shares_are_the_differences_of_the_counters_over_the_window() -> None:
@@ -170,12 +179,13 @@ def test_the_page_in_a_real_browser_shows_getreport(live: LiveServer, tmp_path: 
             assert float(cells["rewards"][0]) == arm.rewards
             # The exact doubles travel through JSON; the text is the rounded value.
             assert float(cells["mean"][0]) == arm.mean
-            assert cells["mean"][1] == f"{arm.mean:.4f}"
+            assert cells["mean"][1] == to_fixed(arm.mean, 4)
             low, high = map(float, cells["interval"][0].split())
             assert (low, high) == (arm.ci_low, arm.ci_high)
-            assert cells["interval"][1] == f"[{arm.ci_low:.4f}, {arm.ci_high:.4f}]"
+            interval = f"[{to_fixed(arm.ci_low, 4)}, {to_fixed(arm.ci_high, 4)}]"
+            assert cells["interval"][1] == interval
             assert float(cells["prob_best"][0]) == arm.prob_best
-            assert cells["prob_best"][1] == f"{arm.prob_best:.3f}"
+            assert cells["prob_best"][1] == to_fixed(arm.prob_best, 3)
             # Every decision of this server's short life is in the 5-minute share window
             # (counted from the shared counters) and in GetReport's 1-hour log window.
             share = float(cells["recent_share"][0])
